@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The userspace ABI in Rust: the mirror of `tools/include/uapi/linux/memkit.h`.
+//!
+//! Structs are declared with [`uapi_struct!`], which fixes every field's offset and
+//! the struct's size as literal numbers and checks them at compile time; the host test
+//! `tools/core/tests/c_header.rs` compiles the C header and checks the same numbers
+//! there. Structs cross the boundary as bytes in native byte order
+//! ([`UapiStruct::decode`] / [`UapiStruct::encode`]), so neither side needs `unsafe`.
+//!
+//! The size-versioning rules of every struct are [`plan_copy_in`] and
+//! [`UapiStruct::check`].
+
+/// Major ABI version: bumped on an incompatible change.
+pub const ABI_MAJOR: u32 = 1;
+/// Minor ABI version: bumped when commands or struct fields are added.
+pub const ABI_MINOR: u32 = 0;
+
+/// The ioctl type byte of every memkit command.
+pub const IOC_MAGIC: u32 = 0xE7;
+/// Largest `size` any memkit struct may claim.
+pub const STRUCT_SIZE_MAX: u32 = 4096;
+
+/// `memkit_version.device` of `/dev/memkit-journal`.
+pub const DEV_JOURNAL: u32 = 1;
+/// `memkit_version.device` of `/dev/memkit-rmem`.
+pub const DEV_RMEM: u32 = 2;
+/// `memkit_version.device` of `/dev/memkit-ckpt`.
+pub const DEV_CKPT: u32 = 3;
+
+/// Feature bit: journal transactions.
+pub const FEAT_JOURNAL_TX: u64 = 1 << 0;
+/// Feature bit: remote-memory regions with page-table-walk prefetch.
+pub const FEAT_RMEM_PREFETCH: u64 = 1 << 1;
+/// Feature bit: checkpoint dirty tracking.
+pub const FEAT_CKPT_DIRTY: u64 = 1 << 2;
+/// Every feature bit this ABI version defines.
+pub const FEATURES_KNOWN: u64 = FEAT_JOURNAL_TX | FEAT_RMEM_PREFETCH | FEAT_CKPT_DIRTY;
+
+// The generic `_IOC` encoding (x86, arm64, riscv; not alpha, mips, powerpc, sparc).
+const IOC_NRBITS: u32 = 8;
+const IOC_TYPEBITS: u32 = 8;
+const IOC_SIZEBITS: u32 = 14;
+const IOC_TYPESHIFT: u32 = IOC_NRBITS;
+const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
+const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
+const IOC_SIZEMASK: u32 = ((1 << IOC_SIZEBITS) - 1) << IOC_SIZESHIFT;
+/// `_IOC_WRITE`: userspace writes the argument.
+pub const IOC_WRITE: u32 = 1;
+/// `_IOC_READ`: userspace reads the argument.
+pub const IOC_READ: u32 = 2;
+
+/// `_IOC(dir, type, nr, size)`.
+pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
+    assert!(size < (1 << IOC_SIZEBITS));
+    (dir << IOC_DIRSHIFT) | ((size as u32) << IOC_SIZESHIFT) | (ty << IOC_TYPESHIFT) | nr
+}
+
+/// `_IOWR(MEMKIT_IOC_MAGIC, nr, T)`.
+pub const fn iowr<T: UapiStruct>(nr: u32) -> u32 {
+    ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, nr, T::SIZE)
+}
+
+/// `MEMKIT_IOC_VERSION`.
+pub const IOC_VERSION: u32 = iowr::<Version>(0x00);
+
+/// A memkit command, decoded from an ioctl command number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `MEMKIT_IOC_VERSION`.
+    Version,
+}
+
+impl Command {
+    /// Decodes `cmd`, ignoring its size bits: the struct's own `size` field versions it.
+    ///
+    /// Returns `None` for a command memkit does not define (the caller answers `ENOTTY`).
+    pub fn decode(cmd: u32) -> Option<Command> {
+        match cmd & !IOC_SIZEMASK {
+            c if c == IOC_VERSION & !IOC_SIZEMASK => Some(Command::Version),
+            _ => None,
+        }
+    }
+}
+
+/// Why a struct from userspace was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UapiError {
+    /// `size` is below the struct's first published size.
+    SizeTooSmall,
+    /// `size` is above [`STRUCT_SIZE_MAX`].
+    SizeTooBig,
+    /// `size` is larger than the module's struct and the extra bytes are not zero.
+    NonZeroTail,
+    /// A padding field is not zero.
+    NonZeroPad,
+    /// A flag this ABI version does not define is set.
+    UnknownFlags,
+}
+
+/// `EINVAL`, the same on every Linux architecture.
+pub const EINVAL: i32 = 22;
+/// `E2BIG`, the same on every Linux architecture.
+pub const E2BIG: i32 = 7;
+/// `ENOTTY`, the same on every Linux architecture.
+pub const ENOTTY: i32 = 25;
+
+impl UapiError {
+    /// The (positive) errno userspace sees.
+    pub const fn errno(self) -> i32 {
+        match self {
+            UapiError::SizeTooSmall | UapiError::NonZeroPad | UapiError::UnknownFlags => EINVAL,
+            UapiError::SizeTooBig | UapiError::NonZeroTail => E2BIG,
+        }
+    }
+}
+
+/// How many bytes of a user struct to copy in, and how many extra bytes must be zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// Bytes to copy into the (zeroed) kernel struct: `min(user size, kernel size)`.
+    pub copy: usize,
+    /// Bytes after the kernel struct that must read as zero: `user size - kernel size`, or 0.
+    pub tail: usize,
+}
+
+/// Applies the size rules to the `size` field a caller passed for struct `T`.
+pub fn plan_copy_in<T: UapiStruct>(user_size: u32) -> Result<CopyPlan, UapiError> {
+    if user_size > STRUCT_SIZE_MAX {
+        return Err(UapiError::SizeTooBig);
+    }
+    // Lossless: `user_size <= STRUCT_SIZE_MAX` fits in `usize`.
+    let user_size = user_size as usize;
+    if user_size < T::SIZE_VER0 {
+        return Err(UapiError::SizeTooSmall);
+    }
+    Ok(CopyPlan {
+        copy: user_size.min(T::SIZE),
+        tail: user_size.saturating_sub(T::SIZE),
+    })
+}
+
+/// A fixed-width field of a uapi struct, read and written in native byte order.
+pub trait Field: Copy {
+    /// Reads the field at `off`; bytes past the end of `buf` read as zero.
+    fn get(buf: &[u8], off: usize) -> Self;
+    /// Writes the field at `off`; bytes past the end of `buf` are dropped.
+    fn put(self, buf: &mut [u8], off: usize);
+}
+
+macro_rules! impl_field {
+    ($($ty:ty),*) => {$(
+        impl Field for $ty {
+            fn get(buf: &[u8], off: usize) -> Self {
+                let mut raw = [0u8; core::mem::size_of::<$ty>()];
+                for (i, b) in raw.iter_mut().enumerate() {
+                    *b = off.checked_add(i).and_then(|j| buf.get(j)).copied().unwrap_or(0);
+                }
+                <$ty>::from_ne_bytes(raw)
+            }
+
+            fn put(self, buf: &mut [u8], off: usize) {
+                for (i, b) in self.to_ne_bytes().iter().enumerate() {
+                    if let Some(dst) = off.checked_add(i).and_then(|j| buf.get_mut(j)) {
+                        *dst = *b;
+                    }
+                }
+            }
+        }
+    )*};
+}
+impl_field!(u32, u64);
+
+/// A struct of the memkit ABI.
+pub trait UapiStruct: Sized + Copy + Default {
+    /// Size of the struct in this ABI version.
+    const SIZE: usize;
+    /// Size of the struct's first published version: the smallest `size` accepted.
+    const SIZE_VER0: usize;
+    /// Reads the struct from `buf` in native byte order; missing bytes read as zero.
+    fn decode(buf: &[u8]) -> Self;
+    /// Writes the struct to `buf` in native byte order; bytes past `buf` are dropped.
+    fn encode(&self, buf: &mut [u8]);
+    /// Checks the input rules other than size: zero padding, known flags.
+    fn check(&self) -> Result<(), UapiError>;
+}
+
+/// Declares a uapi struct with its field offsets and size as literals, checked at
+/// compile time against the Rust layout, and implements [`UapiStruct`] for it.
+macro_rules! uapi_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident (size $size:literal, ver0 $ver0:literal) {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $off:literal, )*
+        }
+        check($this:ident) $check:block
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        const _: () = {
+            assert!(core::mem::size_of::<$name>() == $size);
+            assert!($ver0 <= $size);
+            $( assert!(core::mem::offset_of!($name, $field) == $off); )*
+        };
+
+        impl UapiStruct for $name {
+            const SIZE: usize = $size;
+            const SIZE_VER0: usize = $ver0;
+
+            fn decode(buf: &[u8]) -> Self {
+                Self { $( $field: <$ty as Field>::get(buf, $off), )* }
+            }
+
+            fn encode(&self, buf: &mut [u8]) {
+                $( Field::put(self.$field, buf, $off); )*
+            }
+
+            fn check(&self) -> Result<(), UapiError> {
+                let $this = self;
+                $check
+            }
+        }
+    };
+}
+
+uapi_struct! {
+    /// `struct memkit_version`: the argument of `MEMKIT_IOC_VERSION`.
+    pub struct Version (size 32, ver0 32) {
+        /// In: the caller's struct size; out: bytes written.
+        size: u32 = 0,
+        /// In: must be 0.
+        flags: u32 = 4,
+        /// Out: [`ABI_MAJOR`].
+        abi_major: u32 = 8,
+        /// Out: [`ABI_MINOR`].
+        abi_minor: u32 = 12,
+        /// Out: `FEAT_*` bits the device implements.
+        features: u64 = 16,
+        /// Out: `DEV_*` of the device that answered.
+        device: u32 = 24,
+        /// Must be 0.
+        pad: u32 = 28,
+    }
+    check(v) {
+        if v.flags != 0 {
+            Err(UapiError::UnknownFlags)
+        } else if v.pad != 0 {
+            Err(UapiError::NonZeroPad)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The largest kernel-side size of any memkit struct: the boundary's stack buffer.
+pub const STRUCT_KSIZE_MAX: usize = 256;
+const _: () = assert!(Version::SIZE <= STRUCT_KSIZE_MAX);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_command_number_matches_iowr() {
+        // _IOWR(0xE7, 0x00, 32 bytes) computed by hand: dir 3, size 32, type 0xE7, nr 0.
+        assert_eq!(IOC_VERSION, (3 << 30) | (32 << 16) | (0xE7 << 8));
+    }
+
+    #[test]
+    fn decode_ignores_size_bits_only() {
+        assert_eq!(Command::decode(IOC_VERSION), Some(Command::Version));
+        let bigger = ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, 0, 48);
+        assert_eq!(Command::decode(bigger), Some(Command::Version));
+        // Another direction, type or number is another command.
+        assert_eq!(Command::decode(ioc(IOC_READ, IOC_MAGIC, 0, 32)), None);
+        assert_eq!(Command::decode(ioc(IOC_READ | IOC_WRITE, 0xE6, 0, 32)), None);
+        assert_eq!(Command::decode(ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, 1, 32)), None);
+        assert_eq!(Command::decode(0), None);
+    }
+
+    #[test]
+    fn size_rules() {
+        assert_eq!(plan_copy_in::<Version>(0), Err(UapiError::SizeTooSmall));
+        assert_eq!(plan_copy_in::<Version>(31), Err(UapiError::SizeTooSmall));
+        assert_eq!(plan_copy_in::<Version>(32), Ok(CopyPlan { copy: 32, tail: 0 }));
+        assert_eq!(plan_copy_in::<Version>(40), Ok(CopyPlan { copy: 32, tail: 8 }));
+        assert_eq!(plan_copy_in::<Version>(4096), Ok(CopyPlan { copy: 32, tail: 4064 }));
+        assert_eq!(plan_copy_in::<Version>(4097), Err(UapiError::SizeTooBig));
+        assert_eq!(plan_copy_in::<Version>(u32::MAX), Err(UapiError::SizeTooBig));
+    }
+
+    #[test]
+    fn errnos() {
+        assert_eq!(UapiError::SizeTooSmall.errno(), EINVAL);
+        assert_eq!(UapiError::NonZeroPad.errno(), EINVAL);
+        assert_eq!(UapiError::UnknownFlags.errno(), EINVAL);
+        assert_eq!(UapiError::SizeTooBig.errno(), E2BIG);
+        assert_eq!(UapiError::NonZeroTail.errno(), E2BIG);
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_truncation() {
+        let v = Version {
+            size: 32,
+            flags: 0,
+            abi_major: 1,
+            abi_minor: 2,
+            features: 0x0102_0304_0506_0708,
+            device: DEV_RMEM,
+            pad: 0,
+        };
+        let mut buf = [0u8; 32];
+        v.encode(&mut buf);
+        assert_eq!(Version::decode(&buf), v);
+        // A short buffer keeps the prefix; decoding a prefix zero-extends.
+        let mut short = [0xffu8; 20];
+        v.encode(&mut short);
+        let back = Version::decode(&short);
+        assert_eq!(back.abi_minor, 2);
+        assert_ne!(back.features, v.features);
+        assert_eq!(back.device, 0);
+    }
+
+    #[test]
+    fn check_rejects_flags_then_padding() {
+        let ok = Version { size: 32, ..Default::default() };
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(Version { flags: 1, ..ok }.check(), Err(UapiError::UnknownFlags));
+        assert_eq!(Version { pad: 1, ..ok }.check(), Err(UapiError::NonZeroPad));
+    }
+}

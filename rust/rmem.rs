@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/memkit-rmem`: remote-memory regions with page-table-walk prefetch.
+//!
+//! For now the device answers `MEMKIT_IOC_VERSION` and refuses every other command
+//! with `ENOTTY`.
+
+use crate::pure::abi;
+use kernel::{
+    fs::File,
+    miscdevice::{
+        MiscDevice,
+        MiscDeviceRegistration, //
+    },
+    prelude::*,
+};
+
+/// The state of one open file of `/dev/memkit-rmem`.
+pub(crate) struct RmemDevice;
+
+#[vtable]
+impl MiscDevice for RmemDevice {
+    type Ptr = KBox<Self>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        Ok(KBox::new(RmemDevice, GFP_KERNEL)?)
+    }
+
+    fn ioctl(_me: &RmemDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        match abi::Command::decode(cmd) {
+            Some(abi::Command::Version) => crate::uapi::version(arg, abi::DEV_RMEM, 0),
+            None => Err(ENOTTY),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Copies ABI structs between userspace and the module.
+//!
+//! The rules (size versioning, zero tail, padding, flags) are decided by
+//! [`crate::pure::abi`]; this file only moves the bytes. A struct is read and checked
+//! completely before any command acts on it, so a refused call changes nothing.
+
+use crate::pure::abi::{
+    self,
+    UapiError,
+    UapiStruct, //
+};
+use kernel::{
+    prelude::*,
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// The errno of a refused struct.
+fn to_error(e: UapiError) -> Error {
+    Error::from_errno(-e.errno())
+}
+
+/// A struct copied in from userspace, with the size its caller declared.
+pub(crate) struct FromUser<T> {
+    /// The struct, zero-extended to the module's size.
+    pub(crate) value: T,
+    /// The caller's `size`: how much of the struct the caller has room for.
+    user_size: usize,
+}
+
+/// Reads a size-versioned struct `T` from the user address `arg`.
+///
+/// Fails with `EFAULT` for an unreadable address, and with the errno of
+/// [`UapiError`] for a struct that breaks the ABI rules.
+pub(crate) fn read<T: UapiStruct>(arg: usize) -> Result<FromUser<T>> {
+    const { assert!(T::SIZE <= abi::STRUCT_KSIZE_MAX) };
+    let ptr = UserPtr::from_addr(arg);
+
+    let mut size = [0u8; 4];
+    UserSlice::new(ptr, size.len()).reader().read_slice(&mut size)?;
+    let plan = abi::plan_copy_in::<T>(u32::from_ne_bytes(size)).map_err(to_error)?;
+    let user_size = plan.copy + plan.tail;
+
+    let mut reader = UserSlice::new(ptr, user_size).reader();
+    let mut buf = [0u8; abi::STRUCT_KSIZE_MAX];
+    reader.read_slice(&mut buf[..plan.copy])?;
+
+    // The bytes past the module's struct must all be zero.
+    let mut chunk = [0u8; 64];
+    let mut tail = plan.tail;
+    while tail > 0 {
+        let n = tail.min(chunk.len());
+        reader.read_slice(&mut chunk[..n])?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Err(to_error(UapiError::NonZeroTail));
+        }
+        tail -= n;
+    }
+
+    let value = T::decode(&buf[..T::SIZE]);
+    value.check().map_err(to_error)?;
+    Ok(FromUser { value, user_size })
+}
+
+/// Writes `value` back to the user address `arg`, truncated to the caller's size.
+pub(crate) fn write<T: UapiStruct>(arg: usize, from: &FromUser<T>, value: &T) -> Result {
+    const { assert!(T::SIZE <= abi::STRUCT_KSIZE_MAX) };
+    let n = from.user_size.min(T::SIZE);
+    let mut buf = [0u8; abi::STRUCT_KSIZE_MAX];
+    value.encode(&mut buf[..T::SIZE]);
+    UserSlice::new(UserPtr::from_addr(arg), n)
+        .writer()
+        .write_slice(&buf[..n])
+}
+
+/// `MEMKIT_IOC_VERSION`, the same for every device: ABI version, device id and the
+/// feature bits of what `device` implements.
+pub(crate) fn version(arg: usize, device: u32, features: u64) -> Result<isize> {
+    let req = read::<abi::Version>(arg)?;
+    let out = abi::Version {
+        // Lossless: at most `Version::SIZE`.
+        size: req.user_size.min(abi::Version::SIZE) as u32,
+        flags: 0,
+        abi_major: abi::ABI_MAJOR,
+        abi_minor: abi::ABI_MINOR,
+        features,
+        device,
+        pad: 0,
+    };
+    write(arg, &req, &out)?;
+    Ok(0)
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds memkit's test kernel once and prints its build directory (KDIR).
+#
+# The source is linux-source-7.3 from Debian, unpacked under $MEMKIT_CACHE/src; the
+# build lives under $MEMKIT_CACHE/kernel/<package version>-<hash>, where the hash covers
+# the config fragment (selftests/config) and the compilers.  A finished build is
+# marked and reused; a second run prints the directory at once.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+frag=$MEMKIT_TOP/selftests/config
+pkgver=$(dpkg-query -W -f='${Version}' "linux-source-$KERNEL_SERIES" 2>/dev/null) ||
+	die "linux-source-$KERNEL_SERIES is not installed (run: make setup)"
+tarball=/usr/src/linux-source-$KERNEL_SERIES.tar.xz
+[ -f "$tarball" ] || die "$tarball is missing"
+
+key=$( {
+	cat "$frag"
+	/usr/bin/rustc --version
+	clang-19 --version | head -n 1
+	"$BINDGEN" --version
+} | sha256sum | cut -c1-12)
+src=$MEMKIT_CACHE/src/linux-${pkgver//[^A-Za-z0-9.+-]/_}
+out=$MEMKIT_CACHE/kernel/${pkgver//[^A-Za-z0-9.+-]/_}-$key
+mkdir -p "$MEMKIT_CACHE/src" "$MEMKIT_CACHE/kernel"
+
+# One build at a time per cache: a second caller waits for the first.
+exec 9>"$MEMKIT_CACHE/kernel/.lock"
+flock 9
+
+if [ -f "$out/.memkit-built" ]; then
+	echo "$out"
+	exit 0
+fi
+
+if [ ! -f "$src/.memkit-unpacked" ]; then
+	step "unpacking linux-source $pkgver"
+	rm -rf "$src" "$src.tmp"
+	mkdir -p "$src.tmp"
+	tar -C "$src.tmp" -xf "$tarball"
+	mv "$src.tmp/linux-source-$KERNEL_SERIES" "$src"
+	rmdir "$src.tmp"
+	touch "$src/.memkit-unpacked"
+fi
+
+mkdir -p "$out"
+log=$out/build.log
+step "configuring kernel $pkgver (tinyconfig + selftests/config) in $out"
+logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" rustavailable
+logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" tinyconfig
+logged "$log" "$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$frag"
+logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" olddefconfig
+
+# Every option the fragment asks for must have survived olddefconfig.
+lost=$(grep -E '^CONFIG_[A-Z0-9_]+=' "$frag" | while IFS= read -r line; do
+	opt=${line%%=*}
+	val=${line#*=}
+	if [ "$val" = n ]; then
+		grep -q "^$opt=" "$out/.config" && echo "$line"
+	else
+		grep -qx "$line" "$out/.config" || echo "$line"
+	fi
+done)
+[ -z "$lost" ] || die "options of selftests/config not satisfied (missing dependency?): $(echo $lost)"
+
+step "building kernel with $(nproc) jobs (5-10 minutes; log: $log)"
+t0=$(date +%s)
+logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$(nproc)" bzImage modules_prepare
+echo "$(($(date +%s) - t0))" >"$out/.memkit-build-seconds"
+touch "$out/.memkit-built"
+step "kernel built in $(cat "$out/.memkit-build-seconds") s"
+echo "$out"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what memkit's build needs on a Debian 12 host: Debian packages (with the
+# bookworm-backports and trixie-backports suites, on the machine's own mirror) and
+# bindgen-cli at a pinned version.  Idempotent: a second run checks and returns.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+# Packages from the default suites.
+PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev
+	flex bison bc libelf-dev libssl-dev cpio kmod dwarves busybox-static
+	make gcc libc6-dev xz-utils)
+# Packages that only a backports suite has.
+BPO_QEMU=qemu-system-x86
+BPO_LINUX=linux-source-$KERNEL_SERIES
+
+need_root() {
+	[ "$(id -u)" = 0 ] || die "installing packages needs root; install them by hand ($*) or run as root"
+}
+
+missing=()
+for p in "${PKGS[@]}" "$BPO_QEMU" "$BPO_LINUX"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	need_root "${missing[*]}"
+	src=/etc/apt/sources.list.d/memkit-backports.sources
+	if [ ! -f "$src" ]; then
+		# Reuse the mirror of the machine's existing Debian source; no host name here.
+		uri=$(grep -hs -A3 -E '^Types:.*deb' /etc/apt/sources.list.d/*.sources |
+			awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }')
+		[ -n "$uri" ] || uri=$(awk '$1 == "deb" && $3 ~ /^bookworm$/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+		[ -n "$uri" ] || die "cannot find the Debian mirror URI in /etc/apt/sources.list{,.d}"
+		step "adding bookworm-backports and trixie-backports from $uri"
+		cat >"$src" <<SRC
+# Added by memkit's scripts/setup-host.sh: qemu-system-x86 and linux-source-$KERNEL_SERIES.
+Types: deb
+URIs: $uri
+Suites: bookworm-backports trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	fi
+	step "apt-get update"
+	logged /tmp/memkit-apt-update.log apt-get update
+	step "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	base=()
+	for p in "${missing[@]}"; do
+		case $p in "$BPO_QEMU" | "$BPO_LINUX") ;; *) base+=("$p") ;; esac
+	done
+	[ ${#base[@]} -eq 0 ] || logged /tmp/memkit-apt.log apt-get install -y --no-install-recommends "${base[@]}"
+	logged /tmp/memkit-apt-qemu.log apt-get install -y --no-install-recommends -t bookworm-backports "$BPO_QEMU"
+	logged /tmp/memkit-apt-linux.log apt-get install -y --no-install-recommends -t trixie-backports "$BPO_LINUX"
+fi
+
+if [ ! -x "$BINDGEN" ]; then
+	step "cargo install bindgen-cli $BINDGEN_VERSION (about a minute)"
+	logged /tmp/memkit-bindgen.log cargo install --locked --root "${BINDGEN%/bin/bindgen}" \
+		bindgen-cli --version "$BINDGEN_VERSION"
+fi
+step "host set-up complete"

@@ -1,0 +1,145 @@
+//! The three memkit devices and their ioctls, seen from userspace.
+//!
+//! `unsafe` in this crate lives here only: the `ioctl(2)` calls.
+
+use memkit_core::abi::{self, UapiStruct};
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+/// One of memkit's devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// `/dev/memkit-journal`.
+    Journal,
+    /// `/dev/memkit-rmem`.
+    Rmem,
+    /// `/dev/memkit-ckpt`.
+    Ckpt,
+}
+
+impl DeviceKind {
+    /// Every device, in a fixed order.
+    pub const ALL: [DeviceKind; 3] = [DeviceKind::Journal, DeviceKind::Rmem, DeviceKind::Ckpt];
+
+    /// The device's name under `/dev`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Journal => "memkit-journal",
+            DeviceKind::Rmem => "memkit-rmem",
+            DeviceKind::Ckpt => "memkit-ckpt",
+        }
+    }
+
+    /// The device node; `MEMKIT_DEV_DIR` overrides `/dev` (for tests on other layouts).
+    pub fn path(self) -> PathBuf {
+        let dir = std::env::var_os("MEMKIT_DEV_DIR").unwrap_or_else(|| "/dev".into());
+        PathBuf::from(dir).join(self.name())
+    }
+
+    /// The `MEMKIT_DEV_*` number the device reports in `memkit_version.device`.
+    pub fn id(self) -> u32 {
+        match self {
+            DeviceKind::Journal => abi::DEV_JOURNAL,
+            DeviceKind::Rmem => abi::DEV_RMEM,
+            DeviceKind::Ckpt => abi::DEV_CKPT,
+        }
+    }
+}
+
+/// An open memkit device.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    kind: DeviceKind,
+}
+
+impl Device {
+    /// Opens `kind` for reading and writing.
+    pub fn open(kind: DeviceKind) -> io::Result<Device> {
+        let file = OpenOptions::new().read(true).write(true).open(kind.path())?;
+        Ok(Device { file, kind })
+    }
+
+    /// Which device this is.
+    pub fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+
+    /// Calls `ioctl(fd, cmd, buf.as_mut_ptr())`: the kernel reads and writes at most
+    /// `buf.len()` bytes, as the `size` field in `buf` tells it.
+    pub fn ioctl_bytes(&self, cmd: u32, buf: &mut [u8]) -> io::Result<i32> {
+        // The kernel never touches more than the struct's `size` field says, which the
+        // caller fills in; with a `size` larger than `buf` a call could reach past it,
+        // so refuse that here.
+        let size = buf.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        if size.is_none_or(|s| s as usize > buf.len()) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `buf` is valid for reads and writes of `buf.len()` bytes, and the
+        // kernel accesses at most `size <= buf.len()` bytes of it (checked above).
+        unsafe { self.ioctl_raw(cmd, buf.as_mut_ptr() as usize) }
+    }
+
+    /// Calls `ioctl(fd, cmd, arg)` with an arbitrary argument.
+    ///
+    /// # Safety
+    ///
+    /// If `arg` is an address in this process, the kernel may write to it as the
+    /// command's struct: it must be valid for that, or not mapped writable at all.
+    pub unsafe fn ioctl_raw(&self, cmd: u32, arg: usize) -> io::Result<i32> {
+        // SAFETY: the fd is open for the life of `self`; the caller answers for `arg`.
+        let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), cmd as _, arg) };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    /// `MEMKIT_IOC_VERSION`.
+    pub fn version(&self) -> io::Result<abi::Version> {
+        let mut buf = [0u8; abi::Version::SIZE];
+        abi::Version { size: abi::Version::SIZE as u32, ..Default::default() }.encode(&mut buf);
+        self.ioctl_bytes(abi::IOC_VERSION, &mut buf)?;
+        Ok(abi::Version::decode(&buf))
+    }
+}
+
+/// Names of the feature bits set in `features`; unknown bits as hex.
+pub fn feature_names(features: u64) -> Vec<String> {
+    const NAMES: [(u64, &str); 3] = [
+        (abi::FEAT_JOURNAL_TX, "journal-tx"),
+        (abi::FEAT_RMEM_PREFETCH, "rmem-prefetch"),
+        (abi::FEAT_CKPT_DIRTY, "ckpt-dirty"),
+    ];
+    let mut names: Vec<String> =
+        NAMES.iter().filter(|(bit, _)| features & bit != 0).map(|(_, n)| n.to_string()).collect();
+    let unknown = features & !abi::FEATURES_KNOWN;
+    if unknown != 0 {
+        names.push(format!("{unknown:#x}"));
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_ids() {
+        assert_eq!(DeviceKind::Journal.name(), "memkit-journal");
+        let ids: Vec<u32> = DeviceKind::ALL.iter().map(|k| k.id()).collect();
+        assert_eq!(ids, [abi::DEV_JOURNAL, abi::DEV_RMEM, abi::DEV_CKPT]);
+    }
+
+    #[test]
+    fn feature_names_cover_known_and_unknown_bits() {
+        assert!(feature_names(0).is_empty());
+        assert_eq!(feature_names(abi::FEATURES_KNOWN), ["journal-tx", "rmem-prefetch", "ckpt-dirty"]);
+        assert_eq!(feature_names(1 << 40 | abi::FEAT_CKPT_DIRTY), ["ckpt-dirty", "0x10000000000"]);
+    }
+}

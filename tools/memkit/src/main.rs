@@ -1,0 +1,92 @@
+//! `memkit`: the command-line tool of the memkit kernel module.
+
+use clap::{Parser, Subcommand};
+use memkit::dev::{feature_names, Device, DeviceKind};
+use serde::Serialize;
+use std::process::ExitCode;
+
+/// Drive memkit's devices: /dev/memkit-journal, /dev/memkit-rmem, /dev/memkit-ckpt.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show the ABI version and features of each device (MEMKIT_IOC_VERSION).
+    Version {
+        /// Only this device (default: all three).
+        #[arg(long, value_enum)]
+        device: Option<DeviceKind>,
+    },
+}
+
+/// One device's answer to `memkit version`.
+#[derive(Serialize)]
+struct VersionReport {
+    device: DeviceKind,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abi: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn version(devices: &[DeviceKind]) -> Vec<VersionReport> {
+    devices
+        .iter()
+        .map(|&kind| {
+            let mut r = VersionReport {
+                device: kind,
+                path: kind.path().display().to_string(),
+                abi: None,
+                features: None,
+                error: None,
+            };
+            match Device::open(kind).and_then(|d| d.version()) {
+                Ok(v) if v.device == kind.id() => {
+                    r.abi = Some(format!("{}.{}", v.abi_major, v.abi_minor));
+                    r.features = Some(feature_names(v.features));
+                }
+                Ok(v) => r.error = Some(format!("answered as device {}", v.device)),
+                Err(e) => r.error = Some(e.to_string()),
+            }
+            r
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Version { device } => {
+            let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
+            let reports = version(&kinds);
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&reports).expect("serialisable"));
+            } else {
+                for r in &reports {
+                    match (&r.abi, &r.features, &r.error) {
+                        (Some(abi), Some(f), _) => {
+                            let f = if f.is_empty() { "none".to_string() } else { f.join(",") };
+                            println!("{:<20} ABI {abi:<6} features: {f}", r.path);
+                        }
+                        (_, _, e) => println!("{:<20} error: {}", r.path, e.as_deref().unwrap_or("?")),
+                    }
+                }
+            }
+            if reports.iter().any(|r| r.error.is_some()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! A small KTAP runner: every test case runs in a child process of its own (this
+//! program re-executed with `--one NAME`), so a crash or a hang is that case's failure
+//! and the others still run. Output follows kselftest: `TAP version 13`, `1..N`,
+//! `ok`/`not ok`, `# SKIP`, diagnostics as `# ` lines, exit 0 / 1 (/ 4 if all skipped).
+
+use std::io::Read;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a test case concluded, when it did not fail.
+pub enum Outcome {
+    /// It checked what it set out to check.
+    Pass,
+    /// It could not run here; the reason is printed.
+    Skip(String),
+}
+
+/// A test case's result: `Err` carries the reason it failed.
+pub type TestResult = Result<Outcome, String>;
+
+/// A test case.
+pub struct Case {
+    /// Its KTAP name.
+    pub name: &'static str,
+    /// Its body, run in a child process.
+    pub run: fn(&Options) -> TestResult,
+}
+
+/// Settings shared by every case.
+pub struct Options {
+    /// `memkit.ko`, for the cases that load and unload the module.
+    pub module: Option<String>,
+    /// Hard time limit of each case.
+    pub timeout: Duration,
+}
+
+const EXIT_SKIP: u8 = 4;
+
+/// Runs one case in this process (the child side of [`run_all`]).
+pub fn run_one(case: &Case, opts: &Options) -> ExitCode {
+    match (case.run)(opts) {
+        Ok(Outcome::Pass) => ExitCode::SUCCESS,
+        Ok(Outcome::Skip(why)) => {
+            println!("SKIP: {why}");
+            ExitCode::from(EXIT_SKIP)
+        }
+        Err(why) => {
+            println!("FAIL: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every case of `cases` whose name contains `filter`, each in a child process
+/// with the time limit of `opts`, and prints KTAP.
+pub fn run_all(cases: &[Case], filter: Option<&str>, opts: &Options, child_args: &[String]) -> ExitCode {
+    let selected: Vec<&Case> =
+        cases.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))).collect();
+    println!("TAP version 13");
+    println!("1..{}", selected.len());
+    let (mut pass, mut fail, mut skip) = (0, 0, 0);
+    for (i, case) in selected.iter().enumerate() {
+        let n = i + 1;
+        let started = Instant::now();
+        match run_child(case.name, opts.timeout, child_args) {
+            Ok((code, output)) => {
+                let last = output.lines().last().unwrap_or("").to_string();
+                for line in output.lines().filter(|l| !l.starts_with("SKIP: ")) {
+                    println!("# {line}");
+                }
+                let secs = started.elapsed().as_secs_f64();
+                match code {
+                    Some(0) => {
+                        pass += 1;
+                        println!("ok {n} {} # time={secs:.2}s", case.name);
+                    }
+                    Some(c) if c == i32::from(EXIT_SKIP) => {
+                        skip += 1;
+                        let why = last.strip_prefix("SKIP: ").unwrap_or("");
+                        println!("ok {n} {} # SKIP {why}", case.name);
+                    }
+                    other => {
+                        fail += 1;
+                        if other.is_none() {
+                            println!("# killed by a signal");
+                        }
+                        println!("not ok {n} {}", case.name);
+                    }
+                }
+            }
+            Err(why) => {
+                fail += 1;
+                println!("# {why}");
+                println!("not ok {n} {}", case.name);
+            }
+        }
+    }
+    println!("# Totals: pass:{pass} fail:{fail} xfail:0 xpass:0 skip:{skip} error:0");
+    if fail > 0 {
+        ExitCode::FAILURE
+    } else if pass == 0 && skip > 0 {
+        ExitCode::from(EXIT_SKIP)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs `self --one NAME` and returns its exit code (`None`: killed) and output.
+fn run_child(name: &str, timeout: Duration, child_args: &[String]) -> Result<(Option<i32>, String), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(child_args)
+        .args(["--one", name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait().map_err(|e| format!("wait: {e}"))? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                child.kill().ok();
+                child.wait().ok();
+                let out = reader.join().unwrap_or_default();
+                return Err(format!("{out}timed out after {} s", timeout.as_secs()));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    Ok((status.code(), out))
+}

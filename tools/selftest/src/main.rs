@@ -1,0 +1,84 @@
+//! `memkit-selftest`: memkit's in-guest selftests, in KTAP.
+//!
+//! Runs on any machine with `memkit.ko` loaded, as root:
+//! `memkit-selftest [--module PATH/memkit.ko] [--filter SUBSTRING] [--timeout SECS]`.
+//! `--list` prints the case names; `--one NAME` runs a single case without KTAP
+//! framing (that is how the runner isolates cases).
+
+mod abi_tests;
+mod ktap;
+mod module_tests;
+
+use ktap::{Case, Options};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const CASES: &[Case] = &[
+    Case { name: "devices_exist_0600_root", run: abi_tests::devices_exist_0600_root },
+    Case { name: "version_journal", run: abi_tests::version_journal },
+    Case { name: "version_rmem", run: abi_tests::version_rmem },
+    Case { name: "version_ckpt", run: abi_tests::version_ckpt },
+    Case { name: "unknown_command_enotty", run: abi_tests::unknown_command_enotty },
+    Case { name: "size_too_small_einval", run: abi_tests::size_too_small_einval },
+    Case { name: "size_larger_zero_tail_ok", run: abi_tests::size_larger_zero_tail_ok },
+    Case { name: "size_larger_nonzero_tail_e2big", run: abi_tests::size_larger_nonzero_tail_e2big },
+    Case { name: "size_over_max_e2big", run: abi_tests::size_over_max_e2big },
+    Case { name: "nonzero_padding_einval", run: abi_tests::nonzero_padding_einval },
+    Case { name: "unknown_flags_einval", run: abi_tests::unknown_flags_einval },
+    Case { name: "bad_pointer_efault", run: abi_tests::bad_pointer_efault },
+    Case { name: "nonroot_open_denied", run: abi_tests::nonroot_open_denied },
+    Case { name: "unload_refused_while_open", run: module_tests::unload_refused_while_open },
+    Case { name: "load_unload_50", run: module_tests::load_unload_50 },
+    Case { name: "kmemleak_clean", run: module_tests::kmemleak_clean },
+];
+
+fn usage() -> ExitCode {
+    eprintln!("usage: memkit-selftest [--module KO] [--filter S] [--timeout SECS] [--list] [--one NAME]");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--try-open PATH`: the unprivileged side of `nonroot_open_denied`.
+    if let [flag, path] = args.as_slice() {
+        if flag == "--try-open" {
+            return abi_tests::try_open(path);
+        }
+    }
+    let mut opts = Options { module: None, timeout: Duration::from_secs(120) };
+    let (mut filter, mut one, mut list) = (None, None, false);
+    let mut child_args = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--module" | "--timeout" | "--filter" | "--one" => {
+                let Some(v) = it.next() else { return usage() };
+                match a.as_str() {
+                    "--module" => opts.module = Some(v.clone()),
+                    "--timeout" => match v.parse() {
+                        Ok(s) => opts.timeout = Duration::from_secs(s),
+                        Err(_) => return usage(),
+                    },
+                    "--filter" => filter = Some(v.clone()),
+                    _ => one = Some(v.clone()),
+                }
+                if a != "--one" && a != "--filter" {
+                    child_args.extend([a.clone(), v.clone()]);
+                }
+            }
+            "--list" => list = true,
+            _ => return usage(),
+        }
+    }
+    if list {
+        CASES.iter().for_each(|c| println!("{}", c.name));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(name) = one {
+        return match CASES.iter().find(|c| c.name == name) {
+            Some(case) => ktap::run_one(case, &opts),
+            None => usage(),
+        };
+    }
+    ktap::run_all(CASES, filter.as_deref(), &opts, &child_args)
+}
