@@ -41,7 +41,9 @@ pub(crate) fn read<T: UapiStruct>(arg: usize) -> Result<FromUser<T>> {
     let ptr = UserPtr::from_addr(arg);
 
     let mut size = [0u8; 4];
-    UserSlice::new(ptr, size.len()).reader().read_slice(&mut size)?;
+    UserSlice::new(ptr, size.len())
+        .reader()
+        .read_slice(&mut size)?;
     let plan = abi::plan_copy_in::<T>(u32::from_ne_bytes(size)).map_err(to_error)?;
     let user_size = plan.copy + plan.tail;
 

@@ -278,8 +278,14 @@ mod tests {
         assert_eq!(Command::decode(bigger), Some(Command::Version));
         // Another direction, type or number is another command.
         assert_eq!(Command::decode(ioc(IOC_READ, IOC_MAGIC, 0, 32)), None);
-        assert_eq!(Command::decode(ioc(IOC_READ | IOC_WRITE, 0xE6, 0, 32)), None);
-        assert_eq!(Command::decode(ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, 1, 32)), None);
+        assert_eq!(
+            Command::decode(ioc(IOC_READ | IOC_WRITE, 0xE6, 0, 32)),
+            None
+        );
+        assert_eq!(
+            Command::decode(ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, 1, 32)),
+            None
+        );
         assert_eq!(Command::decode(0), None);
     }
 
@@ -287,11 +293,26 @@ mod tests {
     fn size_rules() {
         assert_eq!(plan_copy_in::<Version>(0), Err(UapiError::SizeTooSmall));
         assert_eq!(plan_copy_in::<Version>(31), Err(UapiError::SizeTooSmall));
-        assert_eq!(plan_copy_in::<Version>(32), Ok(CopyPlan { copy: 32, tail: 0 }));
-        assert_eq!(plan_copy_in::<Version>(40), Ok(CopyPlan { copy: 32, tail: 8 }));
-        assert_eq!(plan_copy_in::<Version>(4096), Ok(CopyPlan { copy: 32, tail: 4064 }));
+        assert_eq!(
+            plan_copy_in::<Version>(32),
+            Ok(CopyPlan { copy: 32, tail: 0 })
+        );
+        assert_eq!(
+            plan_copy_in::<Version>(40),
+            Ok(CopyPlan { copy: 32, tail: 8 })
+        );
+        assert_eq!(
+            plan_copy_in::<Version>(4096),
+            Ok(CopyPlan {
+                copy: 32,
+                tail: 4064
+            })
+        );
         assert_eq!(plan_copy_in::<Version>(4097), Err(UapiError::SizeTooBig));
-        assert_eq!(plan_copy_in::<Version>(u32::MAX), Err(UapiError::SizeTooBig));
+        assert_eq!(
+            plan_copy_in::<Version>(u32::MAX),
+            Err(UapiError::SizeTooBig)
+        );
     }
 
     #[test]
@@ -328,9 +349,15 @@ mod tests {
 
     #[test]
     fn check_rejects_flags_then_padding() {
-        let ok = Version { size: 32, ..Default::default() };
+        let ok = Version {
+            size: 32,
+            ..Default::default()
+        };
         assert_eq!(ok.check(), Ok(()));
-        assert_eq!(Version { flags: 1, ..ok }.check(), Err(UapiError::UnknownFlags));
+        assert_eq!(
+            Version { flags: 1, ..ok }.check(),
+            Err(UapiError::UnknownFlags)
+        );
         assert_eq!(Version { pad: 1, ..ok }.check(), Err(UapiError::NonZeroPad));
     }
 }

@@ -91,16 +91,41 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_IOC_VERSION", abi::IOC_VERSION.into()),
         ("sizeof.memkit_version", abi::Version::SIZE as u64),
         ("MEMKIT_VERSION_SIZE_VER0", abi::Version::SIZE_VER0 as u64),
-        ("memkit_version.size", std::mem::offset_of!(abi::Version, size) as u64),
-        ("memkit_version.flags", std::mem::offset_of!(abi::Version, flags) as u64),
-        ("memkit_version.abi_major", std::mem::offset_of!(abi::Version, abi_major) as u64),
-        ("memkit_version.abi_minor", std::mem::offset_of!(abi::Version, abi_minor) as u64),
-        ("memkit_version.features", std::mem::offset_of!(abi::Version, features) as u64),
-        ("memkit_version.device", std::mem::offset_of!(abi::Version, device) as u64),
-        ("memkit_version.__pad", std::mem::offset_of!(abi::Version, pad) as u64),
+        (
+            "memkit_version.size",
+            std::mem::offset_of!(abi::Version, size) as u64,
+        ),
+        (
+            "memkit_version.flags",
+            std::mem::offset_of!(abi::Version, flags) as u64,
+        ),
+        (
+            "memkit_version.abi_major",
+            std::mem::offset_of!(abi::Version, abi_major) as u64,
+        ),
+        (
+            "memkit_version.abi_minor",
+            std::mem::offset_of!(abi::Version, abi_minor) as u64,
+        ),
+        (
+            "memkit_version.features",
+            std::mem::offset_of!(abi::Version, features) as u64,
+        ),
+        (
+            "memkit_version.device",
+            std::mem::offset_of!(abi::Version, device) as u64,
+        ),
+        (
+            "memkit_version.__pad",
+            std::mem::offset_of!(abi::Version, pad) as u64,
+        ),
     ];
     for (name, rust) in expect {
         assert_eq!(c.get(*name), Some(rust), "{name}: C header vs Rust mirror");
     }
-    assert_eq!(c.len(), expect.len(), "the probe printed values this test does not compare");
+    assert_eq!(
+        c.len(),
+        expect.len(),
+        "the probe printed values this test does not compare"
+    );
 }

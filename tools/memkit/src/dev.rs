@@ -60,7 +60,10 @@ pub struct Device {
 impl Device {
     /// Opens `kind` for reading and writing.
     pub fn open(kind: DeviceKind) -> io::Result<Device> {
-        let file = OpenOptions::new().read(true).write(true).open(kind.path())?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(kind.path())?;
         Ok(Device { file, kind })
     }
 
@@ -75,7 +78,9 @@ impl Device {
         // The kernel never touches more than the struct's `size` field says, which the
         // caller fills in; with a `size` larger than `buf` a call could reach past it,
         // so refuse that here.
-        let size = buf.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let size = buf
+            .get(..4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
         if size.is_none_or(|s| s as usize > buf.len()) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -103,7 +108,11 @@ impl Device {
     /// `MEMKIT_IOC_VERSION`.
     pub fn version(&self) -> io::Result<abi::Version> {
         let mut buf = [0u8; abi::Version::SIZE];
-        abi::Version { size: abi::Version::SIZE as u32, ..Default::default() }.encode(&mut buf);
+        abi::Version {
+            size: abi::Version::SIZE as u32,
+            ..Default::default()
+        }
+        .encode(&mut buf);
         self.ioctl_bytes(abi::IOC_VERSION, &mut buf)?;
         Ok(abi::Version::decode(&buf))
     }
@@ -116,8 +125,11 @@ pub fn feature_names(features: u64) -> Vec<String> {
         (abi::FEAT_RMEM_PREFETCH, "rmem-prefetch"),
         (abi::FEAT_CKPT_DIRTY, "ckpt-dirty"),
     ];
-    let mut names: Vec<String> =
-        NAMES.iter().filter(|(bit, _)| features & bit != 0).map(|(_, n)| n.to_string()).collect();
+    let mut names: Vec<String> = NAMES
+        .iter()
+        .filter(|(bit, _)| features & bit != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
     let unknown = features & !abi::FEATURES_KNOWN;
     if unknown != 0 {
         names.push(format!("{unknown:#x}"));
@@ -139,7 +151,13 @@ mod tests {
     #[test]
     fn feature_names_cover_known_and_unknown_bits() {
         assert!(feature_names(0).is_empty());
-        assert_eq!(feature_names(abi::FEATURES_KNOWN), ["journal-tx", "rmem-prefetch", "ckpt-dirty"]);
-        assert_eq!(feature_names(1 << 40 | abi::FEAT_CKPT_DIRTY), ["ckpt-dirty", "0x10000000000"]);
+        assert_eq!(
+            feature_names(abi::FEATURES_KNOWN),
+            ["journal-tx", "rmem-prefetch", "ckpt-dirty"]
+        );
+        assert_eq!(
+            feature_names(1 << 40 | abi::FEAT_CKPT_DIRTY),
+            ["ckpt-dirty", "0x10000000000"]
+        );
     }
 }

@@ -70,15 +70,24 @@ fn main() -> ExitCode {
             let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
             let reports = version(&kinds);
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&reports).expect("serialisable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).expect("serialisable")
+                );
             } else {
                 for r in &reports {
                     match (&r.abi, &r.features, &r.error) {
                         (Some(abi), Some(f), _) => {
-                            let f = if f.is_empty() { "none".to_string() } else { f.join(",") };
+                            let f = if f.is_empty() {
+                                "none".to_string()
+                            } else {
+                                f.join(",")
+                            };
                             println!("{:<20} ABI {abi:<6} features: {f}", r.path);
                         }
-                        (_, _, e) => println!("{:<20} error: {}", r.path, e.as_deref().unwrap_or("?")),
+                        (_, _, e) => {
+                            println!("{:<20} error: {}", r.path, e.as_deref().unwrap_or("?"))
+                        }
                     }
                 }
             }

@@ -10,10 +10,17 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 /// Fails unless `res` is the error `errno`.
-fn expect_errno<T: std::fmt::Debug>(what: &str, res: io::Result<T>, errno: i32) -> Result<(), String> {
+fn expect_errno<T: std::fmt::Debug>(
+    what: &str,
+    res: io::Result<T>,
+    errno: i32,
+) -> Result<(), String> {
     match res {
         Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
-        other => Err(format!("{what}: expected {}, got {other:?}", io::Error::from_raw_os_error(errno))),
+        other => Err(format!(
+            "{what}: expected {}, got {other:?}",
+            io::Error::from_raw_os_error(errno)
+        )),
     }
 }
 
@@ -27,7 +34,11 @@ fn open_all() -> Result<Vec<Device>, String> {
 /// A `memkit_version` request in a buffer of `len` bytes, `size` field = `size`.
 fn version_request(len: usize, size: u32) -> Vec<u8> {
     let mut buf = vec![0u8; len];
-    abi::Version { size, ..Default::default() }.encode(&mut buf);
+    abi::Version {
+        size,
+        ..Default::default()
+    }
+    .encode(&mut buf);
     buf
 }
 
@@ -39,7 +50,12 @@ pub fn devices_exist_0600_root(_: &crate::Options) -> TestResult {
         }
         let mode = md.mode() & 0o7777;
         if mode != 0o600 || md.uid() != 0 || md.gid() != 0 {
-            return Err(format!("{}: mode {mode:o} uid {} gid {}, want 600 0 0", k.path().display(), md.uid(), md.gid()));
+            return Err(format!(
+                "{}: mode {mode:o} uid {} gid {}, want 600 0 0",
+                k.path().display(),
+                md.uid(),
+                md.gid()
+            ));
         }
     }
     Ok(Outcome::Pass)
@@ -48,9 +64,17 @@ pub fn devices_exist_0600_root(_: &crate::Options) -> TestResult {
 fn version_of(kind: DeviceKind) -> TestResult {
     let dev = Device::open(kind).map_err(|e| format!("open: {e}"))?;
     let mut buf = version_request(abi::Version::SIZE, abi::Version::SIZE as u32);
-    dev.ioctl_bytes(abi::IOC_VERSION, &mut buf).map_err(|e| format!("MEMKIT_IOC_VERSION: {e}"))?;
+    dev.ioctl_bytes(abi::IOC_VERSION, &mut buf)
+        .map_err(|e| format!("MEMKIT_IOC_VERSION: {e}"))?;
     let v = abi::Version::decode(&buf);
-    println!("{}: ABI {}.{} device {} features {:#x}", kind.name(), v.abi_major, v.abi_minor, v.device, v.features);
+    println!(
+        "{}: ABI {}.{} device {} features {:#x}",
+        kind.name(),
+        v.abi_major,
+        v.abi_minor,
+        v.device,
+        v.features
+    );
     let want = abi::Version {
         size: abi::Version::SIZE as u32,
         flags: 0,
@@ -64,7 +88,10 @@ fn version_of(kind: DeviceKind) -> TestResult {
         return Err(format!("got {v:?}, want {want:?}"));
     }
     if v.features & !abi::FEATURES_KNOWN != 0 {
-        return Err(format!("features {:#x} has bits this ABI does not define", v.features));
+        return Err(format!(
+            "features {:#x} has bits this ABI does not define",
+            v.features
+        ));
     }
     Ok(Outcome::Pass)
 }
@@ -87,7 +114,10 @@ pub fn unknown_command_enotty(_: &crate::Options) -> TestResult {
     let cmds = [
         ("next number", abi::ioc(rw, abi::IOC_MAGIC, 0x7f, v)),
         ("other type", abi::ioc(rw, abi::IOC_MAGIC - 1, 0x00, v)),
-        ("read-only direction", abi::ioc(abi::IOC_READ, abi::IOC_MAGIC, 0x00, v)),
+        (
+            "read-only direction",
+            abi::ioc(abi::IOC_READ, abi::IOC_MAGIC, 0x00, v),
+        ),
         ("no direction", abi::ioc(0, abi::IOC_MAGIC, 0x00, 0)),
         ("zero", 0),
         ("all ones", u32::MAX),
@@ -97,9 +127,16 @@ pub fn unknown_command_enotty(_: &crate::Options) -> TestResult {
             let mut buf = version_request(v, v as u32);
             let before = buf.clone();
             let res = dev.ioctl_bytes(cmd, &mut buf);
-            expect_errno(&format!("{} {what} {cmd:#x}", dev.kind().name()), res, libc::ENOTTY)?;
+            expect_errno(
+                &format!("{} {what} {cmd:#x}", dev.kind().name()),
+                res,
+                libc::ENOTTY,
+            )?;
             if buf != before {
-                return Err(format!("{}: refused command {cmd:#x} wrote to its argument", dev.kind().name()));
+                return Err(format!(
+                    "{}: refused command {cmd:#x} wrote to its argument",
+                    dev.kind().name()
+                ));
             }
         }
     }
@@ -110,9 +147,16 @@ pub fn unknown_command_enotty(_: &crate::Options) -> TestResult {
 fn refused_unchanged(buf: &[u8], errno: i32, what: &str) -> Result<(), String> {
     for dev in open_all()? {
         let mut b = buf.to_vec();
-        expect_errno(&format!("{} {what}", dev.kind().name()), dev.ioctl_bytes(abi::IOC_VERSION, &mut b), errno)?;
+        expect_errno(
+            &format!("{} {what}", dev.kind().name()),
+            dev.ioctl_bytes(abi::IOC_VERSION, &mut b),
+            errno,
+        )?;
         if b != buf {
-            return Err(format!("{} {what}: the refused call wrote to the struct", dev.kind().name()));
+            return Err(format!(
+                "{} {what}: the refused call wrote to the struct",
+                dev.kind().name()
+            ));
         }
     }
     Ok(())
@@ -120,7 +164,11 @@ fn refused_unchanged(buf: &[u8], errno: i32, what: &str) -> Result<(), String> {
 
 pub fn size_too_small_einval(_: &crate::Options) -> TestResult {
     for size in [0u32, 4, 8, abi::Version::SIZE_VER0 as u32 - 1] {
-        refused_unchanged(&version_request(abi::Version::SIZE, size), libc::EINVAL, &format!("size {size}"))?;
+        refused_unchanged(
+            &version_request(abi::Version::SIZE, size),
+            libc::EINVAL,
+            &format!("size {size}"),
+        )?;
     }
     Ok(Outcome::Pass)
 }
@@ -132,11 +180,17 @@ pub fn size_larger_zero_tail_ok(_: &crate::Options) -> TestResult {
             dev.ioctl_bytes(abi::IOC_VERSION, &mut buf)
                 .map_err(|e| format!("{} size {size}: {e}", dev.kind().name()))?;
             let v = abi::Version::decode(&buf);
-            if v.size != abi::Version::SIZE as u32 || v.device != dev.kind().id() || v.abi_major != abi::ABI_MAJOR {
+            if v.size != abi::Version::SIZE as u32
+                || v.device != dev.kind().id()
+                || v.abi_major != abi::ABI_MAJOR
+            {
                 return Err(format!("{} size {size}: got {v:?}", dev.kind().name()));
             }
             if buf[abi::Version::SIZE..].iter().any(|&b| b != 0) {
-                return Err(format!("{} size {size}: the module wrote past its struct", dev.kind().name()));
+                return Err(format!(
+                    "{} size {size}: the module wrote past its struct",
+                    dev.kind().name()
+                ));
             }
         }
     }
@@ -145,7 +199,11 @@ pub fn size_larger_zero_tail_ok(_: &crate::Options) -> TestResult {
 
 pub fn size_larger_nonzero_tail_e2big(_: &crate::Options) -> TestResult {
     let max = abi::STRUCT_SIZE_MAX as usize;
-    for (size, at) in [(abi::Version::SIZE + 8, abi::Version::SIZE), (abi::Version::SIZE + 8, abi::Version::SIZE + 7), (max, max - 1)] {
+    for (size, at) in [
+        (abi::Version::SIZE + 8, abi::Version::SIZE),
+        (abi::Version::SIZE + 8, abi::Version::SIZE + 7),
+        (max, max - 1),
+    ] {
         let mut buf = version_request(size, size as u32);
         buf[at] = 0x5a;
         refused_unchanged(&buf, libc::E2BIG, &format!("size {size}, byte {at} set"))?;
@@ -161,9 +219,16 @@ pub fn size_over_max_e2big(_: &crate::Options) -> TestResult {
             // SAFETY: the module writes at most `Version::SIZE` bytes (the size of
             // `buf`) and only after accepting the size, which it must not do here.
             let res = unsafe { dev.ioctl_raw(abi::IOC_VERSION, buf.as_mut_ptr() as usize) };
-            expect_errno(&format!("{} size {size}", dev.kind().name()), res, libc::E2BIG)?;
+            expect_errno(
+                &format!("{} size {size}", dev.kind().name()),
+                res,
+                libc::E2BIG,
+            )?;
             if buf != before {
-                return Err(format!("{} size {size}: the refused call wrote to the struct", dev.kind().name()));
+                return Err(format!(
+                    "{} size {size}: the refused call wrote to the struct",
+                    dev.kind().name()
+                ));
             }
         }
     }
@@ -172,7 +237,10 @@ pub fn size_over_max_e2big(_: &crate::Options) -> TestResult {
 
 pub fn nonzero_padding_einval(_: &crate::Options) -> TestResult {
     let v = abi::Version::SIZE;
-    let mut req = abi::Version { size: v as u32, ..Default::default() };
+    let mut req = abi::Version {
+        size: v as u32,
+        ..Default::default()
+    };
     for pad in [1u32, 0x8000_0000, u32::MAX] {
         req.pad = pad;
         let mut buf = vec![0u8; v];
@@ -184,7 +252,10 @@ pub fn nonzero_padding_einval(_: &crate::Options) -> TestResult {
 
 pub fn unknown_flags_einval(_: &crate::Options) -> TestResult {
     let v = abi::Version::SIZE;
-    let mut req = abi::Version { size: v as u32, ..Default::default() };
+    let mut req = abi::Version {
+        size: v as u32,
+        ..Default::default()
+    };
     for flags in [1u32, 1 << 31, u32::MAX] {
         req.flags = flags;
         let mut buf = vec![0u8; v];
@@ -201,14 +272,23 @@ impl Page {
     fn map(prot: libc::c_int, init: &[u8]) -> Result<Page, String> {
         // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if p == libc::MAP_FAILED {
             return Err(format!("mmap: {}", io::Error::last_os_error()));
         }
         let page = Page(p);
         // SAFETY: the mapping is 4096 bytes, readable and writable; `init` is shorter.
-        unsafe { std::ptr::copy_nonoverlapping(init.as_ptr(), p.cast::<u8>(), init.len().min(4096)) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(init.as_ptr(), p.cast::<u8>(), init.len().min(4096))
+        };
         // SAFETY: `p` is the start of our own one-page mapping.
         if unsafe { libc::mprotect(p, 4096, prot) } != 0 {
             return Err(format!("mprotect: {}", io::Error::last_os_error()));
@@ -251,7 +331,11 @@ pub fn bad_pointer_efault(_: &crate::Options) -> TestResult {
 /// The child of `nonroot_open_denied`: tries to open `path` and exits with the errno
 /// (0 if the open succeeded).
 pub fn try_open(path: &str) -> ExitCode {
-    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => ExitCode::from(e.raw_os_error().unwrap_or(255).clamp(1, 255) as u8),
     }
@@ -260,23 +344,32 @@ pub fn try_open(path: &str) -> ExitCode {
 pub fn nonroot_open_denied(_: &crate::Options) -> TestResult {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
-        return Ok(Outcome::Skip("needs root to switch to an unprivileged user".into()));
+        return Ok(Outcome::Skip(
+            "needs root to switch to an unprivileged user".into(),
+        ));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     for k in DeviceKind::ALL {
         let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("--try-open")
-            .arg(k.path())
-            .uid(65534)
-            .gid(65534);
+        cmd.arg("--try-open").arg(k.path()).uid(65534).gid(65534);
         // SAFETY: setgroups is async-signal-safe; it drops root's supplementary groups
         // in the child between fork and exec.
-        let cmd = unsafe { cmd.pre_exec(|| if libc::setgroups(0, std::ptr::null()) == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }) };
-        let status = cmd
-            .status()
-            .map_err(|e| format!("spawn as nobody: {e}"))?;
+        let cmd = unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+        };
+        let status = cmd.status().map_err(|e| format!("spawn as nobody: {e}"))?;
         if status.code() != Some(libc::EACCES) {
-            return Err(format!("{} opened by uid 65534: exit {status}, want EACCES ({})", k.path().display(), libc::EACCES));
+            return Err(format!(
+                "{} opened by uid 65534: exit {status}, want EACCES ({})",
+                k.path().display(),
+                libc::EACCES
+            ));
         }
     }
     Ok(Outcome::Pass)

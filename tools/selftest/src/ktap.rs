@@ -53,9 +53,16 @@ pub fn run_one(case: &Case, opts: &Options) -> ExitCode {
 
 /// Runs every case of `cases` whose name contains `filter`, each in a child process
 /// with the time limit of `opts`, and prints KTAP.
-pub fn run_all(cases: &[Case], filter: Option<&str>, opts: &Options, child_args: &[String]) -> ExitCode {
-    let selected: Vec<&Case> =
-        cases.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))).collect();
+pub fn run_all(
+    cases: &[Case],
+    filter: Option<&str>,
+    opts: &Options,
+    child_args: &[String],
+) -> ExitCode {
+    let selected: Vec<&Case> = cases
+        .iter()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .collect();
     println!("TAP version 13");
     println!("1..{}", selected.len());
     let (mut pass, mut fail, mut skip) = (0, 0, 0);
@@ -106,7 +113,11 @@ pub fn run_all(cases: &[Case], filter: Option<&str>, opts: &Options, child_args:
 }
 
 /// Runs `self --one NAME` and returns its exit code (`None`: killed) and output.
-fn run_child(name: &str, timeout: Duration, child_args: &[String]) -> Result<(Option<i32>, String), String> {
+fn run_child(
+    name: &str,
+    timeout: Duration,
+    child_args: &[String],
+) -> Result<(Option<i32>, String), String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = Command::new(exe)
         .args(child_args)

@@ -14,26 +14,76 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const CASES: &[Case] = &[
-    Case { name: "devices_exist_0600_root", run: abi_tests::devices_exist_0600_root },
-    Case { name: "version_journal", run: abi_tests::version_journal },
-    Case { name: "version_rmem", run: abi_tests::version_rmem },
-    Case { name: "version_ckpt", run: abi_tests::version_ckpt },
-    Case { name: "unknown_command_enotty", run: abi_tests::unknown_command_enotty },
-    Case { name: "size_too_small_einval", run: abi_tests::size_too_small_einval },
-    Case { name: "size_larger_zero_tail_ok", run: abi_tests::size_larger_zero_tail_ok },
-    Case { name: "size_larger_nonzero_tail_e2big", run: abi_tests::size_larger_nonzero_tail_e2big },
-    Case { name: "size_over_max_e2big", run: abi_tests::size_over_max_e2big },
-    Case { name: "nonzero_padding_einval", run: abi_tests::nonzero_padding_einval },
-    Case { name: "unknown_flags_einval", run: abi_tests::unknown_flags_einval },
-    Case { name: "bad_pointer_efault", run: abi_tests::bad_pointer_efault },
-    Case { name: "nonroot_open_denied", run: abi_tests::nonroot_open_denied },
-    Case { name: "unload_refused_while_open", run: module_tests::unload_refused_while_open },
-    Case { name: "load_unload_50", run: module_tests::load_unload_50 },
-    Case { name: "kmemleak_clean", run: module_tests::kmemleak_clean },
+    Case {
+        name: "devices_exist_0600_root",
+        run: abi_tests::devices_exist_0600_root,
+    },
+    Case {
+        name: "version_journal",
+        run: abi_tests::version_journal,
+    },
+    Case {
+        name: "version_rmem",
+        run: abi_tests::version_rmem,
+    },
+    Case {
+        name: "version_ckpt",
+        run: abi_tests::version_ckpt,
+    },
+    Case {
+        name: "unknown_command_enotty",
+        run: abi_tests::unknown_command_enotty,
+    },
+    Case {
+        name: "size_too_small_einval",
+        run: abi_tests::size_too_small_einval,
+    },
+    Case {
+        name: "size_larger_zero_tail_ok",
+        run: abi_tests::size_larger_zero_tail_ok,
+    },
+    Case {
+        name: "size_larger_nonzero_tail_e2big",
+        run: abi_tests::size_larger_nonzero_tail_e2big,
+    },
+    Case {
+        name: "size_over_max_e2big",
+        run: abi_tests::size_over_max_e2big,
+    },
+    Case {
+        name: "nonzero_padding_einval",
+        run: abi_tests::nonzero_padding_einval,
+    },
+    Case {
+        name: "unknown_flags_einval",
+        run: abi_tests::unknown_flags_einval,
+    },
+    Case {
+        name: "bad_pointer_efault",
+        run: abi_tests::bad_pointer_efault,
+    },
+    Case {
+        name: "nonroot_open_denied",
+        run: abi_tests::nonroot_open_denied,
+    },
+    Case {
+        name: "unload_refused_while_open",
+        run: module_tests::unload_refused_while_open,
+    },
+    Case {
+        name: "load_unload_50",
+        run: module_tests::load_unload_50,
+    },
+    Case {
+        name: "kmemleak_clean",
+        run: module_tests::kmemleak_clean,
+    },
 ];
 
 fn usage() -> ExitCode {
-    eprintln!("usage: memkit-selftest [--module KO] [--filter S] [--timeout SECS] [--list] [--one NAME]");
+    eprintln!(
+        "usage: memkit-selftest [--module KO] [--filter S] [--timeout SECS] [--list] [--one NAME]"
+    );
     ExitCode::from(2)
 }
 
@@ -45,7 +95,10 @@ fn main() -> ExitCode {
             return abi_tests::try_open(path);
         }
     }
-    let mut opts = Options { module: None, timeout: Duration::from_secs(120) };
+    let mut opts = Options {
+        module: None,
+        timeout: Duration::from_secs(120),
+    };
     let (mut filter, mut one, mut list) = (None, None, false);
     let mut child_args = Vec::new();
     let mut it = args.iter();

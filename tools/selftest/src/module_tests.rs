@@ -11,7 +11,8 @@ use std::time::Duration;
 const NAME: &str = "memkit";
 
 fn loaded() -> Result<bool, String> {
-    let mods = std::fs::read_to_string("/proc/modules").map_err(|e| format!("/proc/modules: {e}"))?;
+    let mods =
+        std::fs::read_to_string("/proc/modules").map_err(|e| format!("/proc/modules: {e}"))?;
     Ok(mods.lines().any(|l| l.split(' ').next() == Some(NAME)))
 }
 
@@ -20,30 +21,51 @@ fn load(path: &str) -> io::Result<()> {
     // SAFETY: finit_module reads the module from an open fd; the parameter string is
     // a valid NUL-terminated C string.
     let ret = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
-    if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn unload() -> io::Result<()> {
     let name = CString::new(NAME).expect("no NUL in the name");
     // SAFETY: delete_module takes a NUL-terminated module name and flags.
     let ret = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-    if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The kernel log, for checking that a test left no warning behind.
 fn kernel_log() -> Result<String, String> {
-    let out = std::process::Command::new("dmesg").output().map_err(|e| format!("dmesg: {e}"))?;
+    let out = std::process::Command::new("dmesg")
+        .output()
+        .map_err(|e| format!("dmesg: {e}"))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Lines of `log` that report a kernel problem.
 fn problems(log: &str) -> Vec<&str> {
-    const MARKS: [&str; 6] = ["WARNING:", "BUG:", "Oops", "kernel BUG", "UBSAN:", "possible recursive locking"];
-    log.lines().filter(|l| MARKS.iter().any(|m| l.contains(m))).collect()
+    const MARKS: [&str; 6] = [
+        "WARNING:",
+        "BUG:",
+        "Oops",
+        "kernel BUG",
+        "UBSAN:",
+        "possible recursive locking",
+    ];
+    log.lines()
+        .filter(|l| MARKS.iter().any(|m| l.contains(m)))
+        .collect()
 }
 
 fn module_path(opts: &crate::Options) -> Result<&str, Outcome> {
-    opts.module.as_deref().ok_or_else(|| Outcome::Skip("no --module PATH given".into()))
+    opts.module
+        .as_deref()
+        .ok_or_else(|| Outcome::Skip("no --module PATH given".into()))
 }
 
 pub fn unload_refused_while_open(opts: &crate::Options) -> TestResult {
@@ -58,10 +80,16 @@ pub fn unload_refused_while_open(opts: &crate::Options) -> TestResult {
         let dev = Device::open(k).map_err(|e| format!("open {}: {e}", k.name()))?;
         match unload() {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
-            other => return Err(format!("unload with {} open: {other:?}, want EBUSY/EAGAIN", k.name())),
+            other => {
+                return Err(format!(
+                    "unload with {} open: {other:?}, want EBUSY/EAGAIN",
+                    k.name()
+                ))
+            }
         }
         // The device still works after the refused unload.
-        dev.version().map_err(|e| format!("{} after refused unload: {e}", k.name()))?;
+        dev.version()
+            .map_err(|e| format!("{} after refused unload: {e}", k.name()))?;
     }
     Ok(Outcome::Pass)
 }
@@ -85,14 +113,21 @@ pub fn load_unload_50(opts: &crate::Options) -> TestResult {
                 .and_then(|d| d.version())
                 .map_err(|e| format!("cycle {i}: {}: {e}", k.name()))?;
             if v.device != k.id() {
-                return Err(format!("cycle {i}: {} answered as device {}", k.name(), v.device));
+                return Err(format!(
+                    "cycle {i}: {} answered as device {}",
+                    k.name(),
+                    v.device
+                ));
             }
         }
     }
     let log = kernel_log()?;
     let found = problems(&log);
     if found.len() > before {
-        return Err(format!("the kernel log reports problems: {:?}", &found[before..]));
+        return Err(format!(
+            "the kernel log reports problems: {:?}",
+            &found[before..]
+        ));
     }
     Ok(Outcome::Pass)
 }
@@ -100,7 +135,9 @@ pub fn load_unload_50(opts: &crate::Options) -> TestResult {
 pub fn kmemleak_clean(_: &crate::Options) -> TestResult {
     let ctl = "/sys/kernel/debug/kmemleak";
     if !std::path::Path::new(ctl).exists() {
-        return Ok(Outcome::Skip("no kmemleak (CONFIG_DEBUG_KMEMLEAK and debugfs)".into()));
+        return Ok(Outcome::Skip(
+            "no kmemleak (CONFIG_DEBUG_KMEMLEAK and debugfs)".into(),
+        ));
     }
     // An object is reported once it has been unreferenced for 5 s: scan, wait, scan.
     for _ in 0..2 {
@@ -110,7 +147,11 @@ pub fn kmemleak_clean(_: &crate::Options) -> TestResult {
     let report = std::fs::read_to_string(ctl).map_err(|e| format!("{ctl}: {e}"))?;
     let objects: Vec<&str> = report.split("unreferenced object").skip(1).collect();
     let ours: Vec<&&str> = objects.iter().filter(|o| o.contains(NAME)).collect();
-    println!("kmemleak: {} unreferenced objects, {} from memkit", objects.len(), ours.len());
+    println!(
+        "kmemleak: {} unreferenced objects, {} from memkit",
+        objects.len(),
+        ours.len()
+    );
     if let Some(first) = ours.first() {
         return Err(format!("memkit leaked memory:\nunreferenced object{first}"));
     }

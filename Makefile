@@ -1,0 +1,51 @@
+# memkit: a Rust-for-Linux module with its tools and QEMU-booted selftests.
+#
+#   make run     build what is missing, boot the test kernel in QEMU, load memkit.ko
+#                and show a short demo
+#   make check   every test: host (cargo test, rustfmt, clippy) and in-guest selftests
+#
+# Both install the host packages and build the test kernel on first use (cached under
+# ~/.cache/memkit).  KDIR=/path/to/built/rust/kernel uses a kernel you already have.
+# Documentation/build.rst says more.
+
+SHELL := /bin/bash
+export KDIR
+
+.PHONY: all run check setup kernel module tools initramfs fmt clean help
+
+all: module tools
+
+help:
+	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+
+setup:
+	@scripts/setup-host.sh
+
+kernel:
+	@scripts/build.sh kdir
+
+module:
+	@scripts/build.sh module
+
+tools:
+	@scripts/build.sh tools
+
+initramfs:
+	@scripts/build.sh initramfs
+
+run:
+	@initrd=$$(scripts/build.sh initramfs) && kdir=$$(scripts/build.sh kdir) && \
+	scripts/vm.sh --kernel "$$kdir/arch/x86/boot/bzImage" --initrd "$$initrd" \
+		--job selftests/jobs/run.sh --pmem build/run/pmem0.img:256M --logdir build/run $(VMFLAGS)
+
+check:
+	@scripts/check.sh
+
+fmt:
+	cargo fmt --manifest-path tools/Cargo.toml --all
+	rustfmt --config-path .rustfmt.toml rust/memkit.rs
+
+clean:
+	rm -rf build tools/target
+	rm -f memkit.ko memkit.o memkit.mod memkit.mod.c memkit.mod.o Module.symvers modules.order \
+		.*.cmd rust/*.o rust/.*.cmd rust/*.d

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds what is missing, step by step, and prints the path of what was asked for.
+#
+# usage: build.sh kdir|module|tools|initramfs
+#   kdir       the kernel build directory: $KDIR if set, else the cached test kernel
+#              (host set-up and kernel build included)
+#   module     memkit.ko, built against kdir with clippy; fails on any warning
+#   tools      the userspace programs (cargo, release)
+#   initramfs  the guest's initramfs with the module and the programs
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+kdir() {
+	if [ -n "${KDIR:-}" ]; then
+		[ -f "$KDIR/.config" ] || die "KDIR=$KDIR has no .config: not a kernel build directory"
+		grep -q '^CONFIG_RUST=y' "$KDIR/.config" || die "KDIR=$KDIR: the kernel is not built with CONFIG_RUST=y"
+		[ -f "$KDIR/rust/kernel.o" ] || [ -f "$KDIR/rust/libkernel.rmeta" ] ||
+			die "KDIR=$KDIR: no Rust kernel crate; build the kernel first"
+		echo "$KDIR"
+		return
+	fi
+	"$MEMKIT_TOP/scripts/setup-host.sh"
+	"$MEMKIT_TOP/scripts/kernel.sh"
+}
+
+module() {
+	local k log
+	k=$(kdir)
+	mkdir -p "$MEMKIT_TOP/build"
+	log=$MEMKIT_TOP/build/module.log
+	step "building memkit.ko against $k"
+	# MEMKIT_KMAKE_ARGS replaces the toolchain arguments for a KDIR built otherwise.
+	# shellcheck disable=SC2086
+	logged "$log" make -C "$k" M="$MEMKIT_TOP" ${MEMKIT_KMAKE_ARGS:-"${KMAKE_ARGS[@]}" CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver} modules
+	if grep -E -A8 '^(warning|error)' "$log" >&2; then
+		die "memkit.ko builds with warnings (log: $log)"
+	fi
+	echo "$MEMKIT_TOP/memkit.ko"
+}
+
+tools() {
+	step "building the tools (cargo build --release)"
+	logged "$MEMKIT_TOP/build/tools.log" cargo build --release --locked --workspace \
+		--manifest-path "$MEMKIT_TOP/tools/Cargo.toml"
+	echo "$MEMKIT_TOP/tools/target/release"
+}
+
+initramfs() {
+	local ko bin out
+	ko=$(module)
+	bin=$(tools)
+	out=$MEMKIT_TOP/build/initramfs.cpio
+	step "packing the initramfs"
+	"$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
+	echo "$out"
+}
+
+mkdir -p "$MEMKIT_TOP/build"
+case ${1:-} in
+kdir | module | tools | initramfs) "$1" ;;
+*) die "usage: build.sh kdir|module|tools|initramfs" ;;
+esac

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# `make check`: every test of memkit, host and guest, counted together.
+#
+#   host   cargo test of tools/ (the CLI, the selftest runner and the pure logic of
+#          rust/pure/ shared with the module), rustfmt and clippy of both sides
+#   guest  memkit.ko loaded in the test kernel under QEMU, memkit-selftest (KTAP)
+#
+# The last line is "N passed, N failed" (", N skipped" when some were); the exit
+# status is non-zero if anything failed.  MEMKIT_SELFTEST_FILTER=substring runs only
+# the matching in-guest cases.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+pass=0 fail=0 skip=0
+failed_names=()
+case_result() { # NAME ok|fail|skip
+	case $2 in
+	ok) pass=$((pass + 1)) ;;
+	skip) skip=$((skip + 1)) ;;
+	*)
+		fail=$((fail + 1))
+		failed_names+=("$1")
+		;;
+	esac
+}
+logs=$MEMKIT_TOP/build/check
+mkdir -p "$logs"
+cd "$MEMKIT_TOP" || exit 1
+
+# Build first (host set-up and kernel included): a build failure is not a test.
+kdir=$(scripts/build.sh kdir) || die "the test kernel is not available"
+initrd=$(scripts/build.sh initramfs) || die "building the module or the tools failed"
+
+step "host: cargo test"
+cargo test --release --locked --workspace --manifest-path tools/Cargo.toml >"$logs/cargo-test.log" 2>&1
+cargo_rc=$?
+read -r p f i < <(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { print p + 0, f + 0, i + 0 }' \
+	"$logs/cargo-test.log")
+pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + i))
+if [ "$f" -gt 0 ] || [ "$cargo_rc" != 0 ]; then
+	grep -E '^test .* FAILED$|^---- |panicked' "$logs/cargo-test.log" >&2
+	[ "$f" -gt 0 ] || case_result "cargo test (did not run: see $logs/cargo-test.log)" fail
+	failed_names+=("cargo test: $f failed")
+fi
+echo "host: cargo test: $p passed, $f failed, $i ignored" >&2
+
+step "host: rustfmt and clippy"
+if cargo fmt --manifest-path tools/Cargo.toml --all -- --check >"$logs/fmt.log" 2>&1 &&
+	rustfmt --check --config-path .rustfmt.toml rust/memkit.rs >>"$logs/fmt.log" 2>&1; then
+	case_result rustfmt ok
+else
+	head -n 40 "$logs/fmt.log" >&2
+	case_result "rustfmt (see $logs/fmt.log)" fail
+fi
+if cargo clippy --release --locked --workspace --all-targets --manifest-path tools/Cargo.toml \
+	-- -D warnings >"$logs/clippy.log" 2>&1; then
+	case_result "clippy (tools)" ok
+else
+	grep -E -A8 '^(warning|error)' "$logs/clippy.log" | head -n 60 >&2
+	case_result "clippy (tools; see $logs/clippy.log)" fail
+fi
+# The module was built with CLIPPY=1 and refused on any warning by build.sh.
+case_result "clippy (module)" ok
+
+step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest"
+job=$logs/job.sh
+{
+	[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
+	cat selftests/jobs/check.sh
+} >"$job"
+rm -f "$logs/pmem0.img"
+scripts/vm.sh --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --job "$job" \
+	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 900 | tee "$logs/guest.tap"
+vm_rc=${PIPESTATUS[0]}
+planned=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$logs/guest.tap" | head -n 1)
+ok=$(grep -cE '^ok [0-9]+ ' "$logs/guest.tap" | tr -d ' ')
+skipped=$(grep -cE '^ok [0-9]+ .*# SKIP' "$logs/guest.tap" | tr -d ' ')
+notok=$(grep -cE '^not ok [0-9]+ ' "$logs/guest.tap" | tr -d ' ')
+pass=$((pass + ok - skipped)) skip=$((skip + skipped)) fail=$((fail + notok))
+while read -r line; do failed_names+=("guest: ${line#not ok }"); done < <(grep -E '^not ok ' "$logs/guest.tap")
+missing=$((${planned:-0} - ok - notok))
+if [ -z "$planned" ] || [ "$missing" -gt 0 ]; then
+	# Cases that never reported (the guest died or hung) are failures too.
+	[ "$missing" -gt 0 ] || missing=1
+	fail=$((fail + missing))
+	failed_names+=("guest: $missing case(s) did not report (vm.sh exit $vm_rc)")
+elif [ "$vm_rc" != 0 ] && [ "$notok" = 0 ]; then
+	case_result "guest run (vm.sh exit $vm_rc; console: $logs/guest/console.log)" fail
+fi
+
+echo
+if [ "$fail" -gt 0 ]; then
+	echo "failed:"
+	printf '  %s\n' "${failed_names[@]}"
+fi
+summary="$pass passed, $fail failed"
+[ "$skip" = 0 ] || summary+=", $skip skipped"
+echo "$summary"
+[ "$fail" = 0 ]

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the guest's initramfs: busybox, the module, memkit's userspace programs and
+# the shared libraries they need (taken from the host with ldd), plus /init, which runs
+# the job script a boot is given (scripts/vm.sh appends it as a second cpio archive).
+#
+# usage: initramfs.sh OUT.cpio MODULE.ko BINARY...
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+out=$1
+ko=$2
+shift 2
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/memkit,mnt}
+cp /bin/busybox "$stage/bin/busybox"
+cp "$ko" "$stage/lib/memkit/memkit.ko"
+for b in "$@"; do
+	cp "$b" "$stage/bin/"
+	# Every shared library the binary loads, at the same path as on the host.
+	ldd "$b" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+		mkdir -p "$stage$(dirname "$lib")"
+		cp -L "$lib" "$stage$lib"
+	done
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
+
+cat >"$stage/init" <<'INIT'
+#!/bin/busybox sh
+# memkit guest init: mounts the basics, runs /job.sh with its output on ttyS1 (the
+# host's output file), reports its exit code there, and powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug
+echo 'MEMKIT-JOB-START' >/dev/ttyS1
+cd /tmp
+sh /job.sh >/dev/ttyS1 2>&1 </dev/null
+echo "MEMKIT-JOB-EXIT $?" >/dev/ttyS1
+sync
+poweroff -f
+reboot -f
+INIT
+chmod +x "$stage/init"
+(cd "$stage" && find . | cpio -o -H newc --quiet -R 0:0) >"$out.tmp"
+mv "$out.tmp" "$out"
