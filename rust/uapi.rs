@@ -24,19 +24,12 @@ fn to_error(e: UapiError) -> Error {
     Error::from_errno(-e.errno())
 }
 
-/// A struct copied in from userspace, with the size its caller declared.
-pub(crate) struct FromUser<T> {
-    /// The struct, zero-extended to the module's size.
-    pub(crate) value: T,
-    /// The caller's `size`: how much of the struct the caller has room for.
-    user_size: usize,
-}
-
-/// Reads a size-versioned struct `T` from the user address `arg`.
+/// Reads a size-versioned struct `T` from the user address `arg`, zero-extended to
+/// the module's size; its `size` field keeps the caller's size.
 ///
 /// Fails with `EFAULT` for an unreadable address, and with the errno of
 /// [`UapiError`] for a struct that breaks the ABI rules.
-pub(crate) fn read<T: UapiStruct>(arg: usize) -> Result<FromUser<T>> {
+pub(crate) fn read<T: UapiStruct>(arg: usize) -> Result<T> {
     const { assert!(T::SIZE <= abi::STRUCT_KSIZE_MAX) };
     let ptr = UserPtr::from_addr(arg);
 
@@ -65,13 +58,14 @@ pub(crate) fn read<T: UapiStruct>(arg: usize) -> Result<FromUser<T>> {
 
     let value = T::decode(&buf[..T::SIZE]);
     value.check().map_err(to_error)?;
-    Ok(FromUser { value, user_size })
+    Ok(value)
 }
 
-/// Writes `value` back to the user address `arg`, truncated to the caller's size.
-pub(crate) fn write<T: UapiStruct>(arg: usize, from: &FromUser<T>, value: &T) -> Result {
+/// Writes `value` back to the user address `arg`, truncated to the caller's size
+/// `user_size` (the `size` field of the struct [`read`] returned).
+pub(crate) fn write<T: UapiStruct>(arg: usize, user_size: u32, value: &T) -> Result {
     const { assert!(T::SIZE <= abi::STRUCT_KSIZE_MAX) };
-    let n = from.user_size.min(T::SIZE);
+    let n = T::SIZE.min(user_size.try_into().unwrap_or(usize::MAX));
     let mut buf = [0u8; abi::STRUCT_KSIZE_MAX];
     value.encode(&mut buf[..T::SIZE]);
     UserSlice::new(UserPtr::from_addr(arg), n)
@@ -85,7 +79,7 @@ pub(crate) fn version(arg: usize, device: u32, features: u64) -> Result<isize> {
     let req = read::<abi::Version>(arg)?;
     let out = abi::Version {
         // Lossless: at most `Version::SIZE`.
-        size: req.user_size.min(abi::Version::SIZE) as u32,
+        size: req.size.min(abi::Version::SIZE as u32),
         flags: 0,
         abi_major: abi::ABI_MAJOR,
         abi_minor: abi::ABI_MINOR,
@@ -93,6 +87,6 @@ pub(crate) fn version(arg: usize, device: u32, features: u64) -> Result<isize> {
         device,
         pad: 0,
     };
-    write(arg, &req, &out)?;
+    write(arg, req.size, &out)?;
     Ok(0)
 }

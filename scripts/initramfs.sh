@@ -11,6 +11,7 @@ out=$1
 ko=$2
 shift 2
 stage=$(mktemp -d)
+chmod 0755 "$stage" # becomes the guest's /: everyone may traverse it
 trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/memkit,mnt}

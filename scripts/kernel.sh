@@ -65,7 +65,7 @@ done)
 
 step "building kernel with $(nproc) jobs (5-10 minutes; log: $log)"
 t0=$(date +%s)
-logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$(nproc)" bzImage modules_prepare
+logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$(nproc)" bzImage modules
 echo "$(($(date +%s) - t0))" >"$out/.memkit-build-seconds"
 touch "$out/.memkit-built"
 step "kernel built in $(cat "$out/.memkit-build-seconds") s"

@@ -52,6 +52,7 @@ SRC
 	[ ${#base[@]} -eq 0 ] || logged /tmp/memkit-apt.log apt-get install -y --no-install-recommends "${base[@]}"
 	logged /tmp/memkit-apt-qemu.log apt-get install -y --no-install-recommends -t bookworm-backports "$BPO_QEMU"
 	logged /tmp/memkit-apt-linux.log apt-get install -y --no-install-recommends -t trixie-backports "$BPO_LINUX"
+	step "host packages installed"
 fi
 
 if [ ! -x "$BINDGEN" ]; then
@@ -59,4 +60,3 @@ if [ ! -x "$BINDGEN" ]; then
 	logged /tmp/memkit-bindgen.log cargo install --locked --root "${BINDGEN%/bin/bindgen}" \
 		bindgen-cli --version "$BINDGEN_VERSION"
 fi
-step "host set-up complete"

@@ -94,7 +94,9 @@ cmdline="console=ttyS0 rdinit=/init panic_on_warn=1 oops=panic panic=-1 loglevel
 qemu-system-x86_64 "${args[@]}" -append "$cmdline" </dev/null >"$logdir/qemu.log" 2>&1 &
 qpid=$!
 if [ "$quiet" = 0 ]; then
-	tail -n +1 -s 0.2 -f --pid="$qpid" "$output" 2>/dev/null | grep --line-buffered -v '^MEMKIT-JOB-' &
+	# The guest's tty ends lines with CRLF.
+	tail -n +1 -s 0.2 -f --pid="$qpid" "$output" 2>/dev/null | tr -d '\r' |
+		grep --line-buffered -v '^MEMKIT-JOB-' &
 fi
 
 start=$(date +%s)

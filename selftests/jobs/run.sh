@@ -1,6 +1,6 @@
 # Guest job of `make run`: a short demo of what memkit does.
 set -u
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+say() { printf '\n$ %s\n' "$*"; }
 echo "memkit demo on Linux $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB"
 say "ls -l /dev/pmem*   # the file-backed virtio-pmem device"
 ls -l /dev/pmem*

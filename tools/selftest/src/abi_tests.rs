@@ -350,20 +350,14 @@ pub fn nonroot_open_denied(_: &crate::Options) -> TestResult {
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     for k in DeviceKind::ALL {
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("--try-open").arg(k.path()).uid(65534).gid(65534);
-        // SAFETY: setgroups is async-signal-safe; it drops root's supplementary groups
-        // in the child between fork and exec.
-        let cmd = unsafe {
-            cmd.pre_exec(|| {
-                if libc::setgroups(0, std::ptr::null()) == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            })
-        };
-        let status = cmd.status().map_err(|e| format!("spawn as nobody: {e}"))?;
+        // std drops root's supplementary groups (setgroups) before switching user.
+        let status = std::process::Command::new(&exe)
+            .arg("--try-open")
+            .arg(k.path())
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .map_err(|e| format!("spawn as nobody: {e}"))?;
         if status.code() != Some(libc::EACCES) {
             return Err(format!(
                 "{} opened by uid 65534: exit {status}, want EACCES ({})",
