@@ -10,6 +10,9 @@ KERNEL_SERIES=7.3
 # Toolchain of the kernel build (toolchain.md): Debian's rustc has rust-src, the
 # rustup one first in PATH does not.
 KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc BINDGEN="$BINDGEN")
+# cargo and rustfmt come from rustup; make sure they are found without a login shell.
+[ -d "$HOME/.cargo/bin" ] && case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) PATH=$HOME/.cargo/bin:$PATH ;; esac
+export PATH
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
 
 _memkit_t0=$(date +%s)

@@ -8,3 +8,5 @@
 //! locks, no I/O. The kernel side wraps it in thin boundary files.
 
 pub mod abi;
+pub mod crc32c;
+pub mod journal;
