@@ -61,14 +61,35 @@ pub const fn iowr<T: UapiStruct>(nr: u32) -> u32 {
     ioc(IOC_READ | IOC_WRITE, IOC_MAGIC, nr, T::SIZE)
 }
 
+/// `_IOW(MEMKIT_IOC_MAGIC, nr, T)`.
+pub const fn iow<T: UapiStruct>(nr: u32) -> u32 {
+    ioc(IOC_WRITE, IOC_MAGIC, nr, T::SIZE)
+}
+
 /// `MEMKIT_IOC_VERSION`.
 pub const IOC_VERSION: u32 = iowr::<Version>(0x00);
+/// `MEMKIT_IOC_JOURNAL_ATTACH`.
+pub const IOC_JOURNAL_ATTACH: u32 = iow::<JournalAttach>(0x10);
+/// `MEMKIT_IOC_JOURNAL_DETACH`.
+pub const IOC_JOURNAL_DETACH: u32 = iow::<JournalDetach>(0x11);
+/// `MEMKIT_IOC_JOURNAL_STATUS`.
+pub const IOC_JOURNAL_STATUS: u32 = iowr::<JournalStatus>(0x12);
+/// `MEMKIT_IOC_JOURNAL_TX`.
+pub const IOC_JOURNAL_TX: u32 = iowr::<JournalTx>(0x13);
 
 /// A memkit command, decoded from an ioctl command number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// `MEMKIT_IOC_VERSION`.
     Version,
+    /// `MEMKIT_IOC_JOURNAL_ATTACH`.
+    JournalAttach,
+    /// `MEMKIT_IOC_JOURNAL_DETACH`.
+    JournalDetach,
+    /// `MEMKIT_IOC_JOURNAL_STATUS`.
+    JournalStatus,
+    /// `MEMKIT_IOC_JOURNAL_TX`.
+    JournalTx,
 }
 
 impl Command {
@@ -76,10 +97,17 @@ impl Command {
     ///
     /// Returns `None` for a command memkit does not define (the caller answers `ENOTTY`).
     pub fn decode(cmd: u32) -> Option<Command> {
-        match cmd & !IOC_SIZEMASK {
-            c if c == IOC_VERSION & !IOC_SIZEMASK => Some(Command::Version),
-            _ => None,
-        }
+        const TABLE: [(u32, Command); 5] = [
+            (IOC_VERSION, Command::Version),
+            (IOC_JOURNAL_ATTACH, Command::JournalAttach),
+            (IOC_JOURNAL_DETACH, Command::JournalDetach),
+            (IOC_JOURNAL_STATUS, Command::JournalStatus),
+            (IOC_JOURNAL_TX, Command::JournalTx),
+        ];
+        TABLE
+            .iter()
+            .find(|(c, _)| c & !IOC_SIZEMASK == cmd & !IOC_SIZEMASK)
+            .map(|(_, command)| *command)
     }
 }
 
@@ -171,6 +199,24 @@ macro_rules! impl_field {
 }
 impl_field!(u32, u64);
 
+impl<const N: usize> Field for [u64; N] {
+    fn get(buf: &[u8], off: usize) -> Self {
+        let mut out = [0u64; N];
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = off.checked_add(i * 8).map_or(0, |o| u64::get(buf, o));
+        }
+        out
+    }
+
+    fn put(self, buf: &mut [u8], off: usize) {
+        for (i, v) in self.iter().enumerate() {
+            if let Some(o) = off.checked_add(i * 8) {
+                v.put(buf, o);
+            }
+        }
+    }
+}
+
 /// A struct of the memkit ABI.
 pub trait UapiStruct: Sized + Copy + Default {
     /// Size of the struct in this ABI version.
@@ -257,9 +303,179 @@ uapi_struct! {
     }
 }
 
+/// `memkit_journal_attach.flags`: format the device before attaching it.
+pub const JOURNAL_ATTACH_FORMAT: u32 = 1 << 0;
+/// Every `memkit_journal_attach.flags` bit.
+pub const JOURNAL_ATTACH_FLAGS: u32 = JOURNAL_ATTACH_FORMAT;
+/// Buckets of `memkit_journal_status.lat_hist`.
+pub const JOURNAL_LAT_BUCKETS: usize = 16;
+/// `memkit_journal_status.mode`: one barrier per commit group.
+pub const JOURNAL_MODE_COALESCED: u32 = 0;
+/// `memkit_journal_status.mode`: two barriers per commit group.
+pub const JOURNAL_MODE_STRICT: u32 = 1;
+
+uapi_struct! {
+    /// `struct memkit_journal_attach`: the argument of `MEMKIT_IOC_JOURNAL_ATTACH`.
+    pub struct JournalAttach (size 24, ver0 24) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// `JOURNAL_ATTACH_*`.
+        flags: u32 = 4,
+        /// User pointer to the NUL-terminated device path.
+        path: u64 = 8,
+        /// With `JOURNAL_ATTACH_FORMAT`: number of MJs (0: default).
+        mj_count: u32 = 16,
+        /// With `JOURNAL_ATTACH_FORMAT`: bytes per MJ (0: default).
+        mj_size: u32 = 20,
+    }
+    check(a) {
+        if a.flags & !JOURNAL_ATTACH_FLAGS != 0 {
+            Err(UapiError::UnknownFlags)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_journal_detach`: the argument of `MEMKIT_IOC_JOURNAL_DETACH`.
+    pub struct JournalDetach (size 8, ver0 8) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+    }
+    check(d) {
+        if d.flags != 0 {
+            Err(UapiError::UnknownFlags)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_journal_status`: the argument of `MEMKIT_IOC_JOURNAL_STATUS`.
+    pub struct JournalStatus (size 320, ver0 320) {
+        /// In: the caller's struct size; out: bytes written.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// 1 if a journal is attached.
+        attached: u32 = 8,
+        /// `JOURNAL_MODE_*`.
+        mode: u32 = 12,
+        /// Bytes of the device the journal uses.
+        dev_size: u64 = 16,
+        /// Device offset of the data region.
+        data_offset: u64 = 24,
+        /// Bytes of the data region.
+        data_size: u64 = 32,
+        /// Number of MJs.
+        mj_count: u32 = 40,
+        /// Bytes per MJ.
+        mj_size: u32 = 44,
+        /// Most ranges per transaction.
+        max_ranges: u32 = 48,
+        /// Most entry bytes per transaction.
+        max_tx_bytes: u32 = 52,
+        /// 1 if the DAX mapping is synchronous.
+        sync_dax: u32 = 56,
+        /// Must be 0.
+        pad: u32 = 60,
+        /// Commit id of the next transaction.
+        next_id: u64 = 64,
+        /// MJs replayed by the last recovery.
+        rec_replayed: u64 = 72,
+        /// Torn or corrupted MJs discarded.
+        rec_discarded: u64 = 80,
+        /// Valid MJs below the low-water mark, skipped.
+        rec_stale: u64 = 88,
+        /// Valid MJs of incomplete commit groups, skipped.
+        rec_incomplete: u64 = 96,
+        /// Never-written MJs.
+        rec_empty: u64 = 104,
+        /// The low-water mark recovery used.
+        rec_lwm: u64 = 112,
+        /// Recovery time in nanoseconds.
+        rec_ns: u64 = 120,
+        /// Transactions committed since attach.
+        transactions: u64 = 128,
+        /// Commit groups.
+        groups: u64 = 136,
+        /// Persistence barriers issued by commits.
+        barriers: u64 = 144,
+        /// Device flush requests issued.
+        device_flushes: u64 = 152,
+        /// Bytes written to MJs.
+        journal_bytes: u64 = 160,
+        /// Bytes written in place.
+        inplace_bytes: u64 = 168,
+        /// Bytes the transactions asked to write.
+        payload_bytes: u64 = 176,
+        /// 64-byte lines written with cache-bypassing stores.
+        lines_written_back: u64 = 184,
+        /// Commit latency histogram, log2 microseconds.
+        lat_hist: [u64; JOURNAL_LAT_BUCKETS] = 192,
+    }
+    check(s) {
+        if s.flags != 0 {
+            Err(UapiError::UnknownFlags)
+        } else if s.pad != 0 {
+            Err(UapiError::NonZeroPad)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_journal_range`: one element of a transaction's range array
+    /// (fixed size: arrays are not versioned by a `size` field).
+    pub struct JournalRange (size 24, ver0 24) {
+        /// Offset in the data region.
+        offset: u64 = 0,
+        /// Bytes to write.
+        len: u64 = 8,
+        /// User pointer to the bytes.
+        data: u64 = 16,
+    }
+    check(_r) {
+        Ok(())
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_journal_tx`: the argument of `MEMKIT_IOC_JOURNAL_TX`.
+    pub struct JournalTx (size 32, ver0 32) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// User pointer to the range array.
+        ranges: u64 = 8,
+        /// Number of ranges.
+        nr_ranges: u32 = 16,
+        /// Must be 0.
+        pad: u32 = 20,
+        /// Out: the commit id.
+        commit_id: u64 = 24,
+    }
+    check(t) {
+        if t.flags != 0 {
+            Err(UapiError::UnknownFlags)
+        } else if t.pad != 0 {
+            Err(UapiError::NonZeroPad)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// The largest kernel-side size of any memkit struct: the boundary's stack buffer.
-pub const STRUCT_KSIZE_MAX: usize = 256;
+pub const STRUCT_KSIZE_MAX: usize = 512;
 const _: () = assert!(Version::SIZE <= STRUCT_KSIZE_MAX);
+const _: () = assert!(JournalStatus::SIZE <= STRUCT_KSIZE_MAX);
 
 #[cfg(test)]
 mod tests {

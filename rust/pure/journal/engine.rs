@@ -131,7 +131,11 @@ const ZERO: [u8; MJ_HEADER_SIZE] = [0; MJ_HEADER_SIZE];
 ///
 /// The old superblock is invalidated first: an interrupted format leaves a device that
 /// does not attach, never a mix of old and new.
-pub fn format<P: Pmem + ?Sized>(pm: &mut P, geo: Geometry, uuid: [u8; 16]) -> Result<Superblock, JournalError> {
+pub fn format<P: Pmem + ?Sized>(
+    pm: &mut P,
+    geo: Geometry,
+    uuid: [u8; 16],
+) -> Result<Superblock, JournalError> {
     if geo.dev_size > pm.len() {
         return Err(FormatError::TooSmall.into());
     }
@@ -142,7 +146,9 @@ pub fn format<P: Pmem + ?Sized>(pm: &mut P, geo: Geometry, uuid: [u8; 16]) -> Re
     pm.write_flushed(0, &[0u8; SB_SIZE]);
     pm.fence();
     for slot in 0..geo.mj_count {
-        let off = geo.mj_at(slot).ok_or(FormatError::BadGeometry("MJ offset"))?;
+        let off = geo
+            .mj_at(slot)
+            .ok_or(FormatError::BadGeometry("MJ offset"))?;
         pm.write_flushed(off, &ZERO);
     }
     pm.fence();
@@ -183,12 +189,22 @@ pub fn read_superblock<P: Pmem + ?Sized>(pm: &P) -> Result<Superblock, FormatErr
 }
 
 /// Scans every MJ of the journal `sb` on `pm` into `scans`.
-pub fn scan<P: Pmem + ?Sized>(pm: &P, sb: &Superblock, scans: &mut [SlotScan], mj: &mut [u8]) -> Result<(), JournalError> {
+pub fn scan<P: Pmem + ?Sized>(
+    pm: &P,
+    sb: &Superblock,
+    scans: &mut [SlotScan],
+    mj: &mut [u8],
+) -> Result<(), JournalError> {
     let size = sb.geo.mj_size as usize;
     let mj = mj.get_mut(..size).ok_or(JournalError::Buffer)?;
-    let scans = scans.get_mut(..sb.geo.mj_count as usize).ok_or(JournalError::Buffer)?;
+    let scans = scans
+        .get_mut(..sb.geo.mj_count as usize)
+        .ok_or(JournalError::Buffer)?;
     for (slot, out) in (0u32..).zip(scans.iter_mut()) {
-        let off = sb.geo.mj_at(slot).ok_or(FormatError::BadGeometry("MJ offset"))?;
+        let off = sb
+            .geo
+            .mj_at(slot)
+            .ok_or(FormatError::BadGeometry("MJ offset"))?;
         pm.read(off, mj);
         *out = match format::decode_mj(sb, mj) {
             Ok(m) => SlotScan::Valid {
@@ -224,7 +240,10 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         let plan = recovery::plan(&scratch.scans[..n], scratch.order)?;
         let mj = &mut scratch.mj[..sb.geo.mj_size as usize];
         for &slot in &scratch.order[..plan.replay as usize] {
-            let off = sb.geo.mj_at(slot).ok_or(FormatError::BadGeometry("MJ offset"))?;
+            let off = sb
+                .geo
+                .mj_at(slot)
+                .ok_or(FormatError::BadGeometry("MJ offset"))?;
             pm.read(off, mj);
             let m = format::decode_mj(&sb, mj).map_err(JournalError::Unstable)?;
             for e in m.entries() {
@@ -236,7 +255,14 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
             pm.fence();
         }
         slots.fill(SlotState::Free);
-        let j = Journal { sb, mode, next_id: plan.next_id, slots, cursor: 0, counters: Counters::default() };
+        let j = Journal {
+            sb,
+            mode,
+            next_id: plan.next_id,
+            slots,
+            cursor: 0,
+            counters: Counters::default(),
+        };
         Ok((j, plan))
     }
 
@@ -266,8 +292,15 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
     }
 
     /// Copies `buf.len()` bytes at `offset` of the data region.
-    pub fn read<P: Pmem + ?Sized>(&self, pm: &P, offset: u64, buf: &mut [u8]) -> Result<(), TxError> {
-        let end = offset.checked_add(buf.len() as u64).ok_or(TxError::BadRange(0))?;
+    pub fn read<P: Pmem + ?Sized>(
+        &self,
+        pm: &P,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), TxError> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or(TxError::BadRange(0))?;
         if end > self.sb.geo.data_size {
             return Err(TxError::BadRange(0));
         }
@@ -279,22 +312,32 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
     ///
     /// On success every transaction is durable and `ids[i]` holds the commit id of
     /// `txs[i]`. On error nothing was written.
-    pub fn commit<P: Pmem + ?Sized>(&mut self, pm: &mut P, txs: &[&[Range<'_>]], ids: &mut [u64]) -> Result<(), JournalError> {
+    pub fn commit<P: Pmem + ?Sized>(
+        &mut self,
+        pm: &mut P,
+        txs: &[&[Range<'_>]],
+        ids: &mut [u64],
+    ) -> Result<(), JournalError> {
         let n = txs.len();
         if n == 0 {
             return Ok(());
         }
         let ids = ids.get_mut(..n).ok_or(JournalError::Buffer)?;
         for (index, tx) in txs.iter().enumerate() {
-            format::plan_tx(&self.sb.geo, tx.iter().map(|r| (r.offset, r.data.len() as u64)))
-                .map_err(|err| JournalError::Tx { index, err })?;
+            format::plan_tx(
+                &self.sb.geo,
+                tx.iter().map(|r| (r.offset, r.data.len() as u64)),
+            )
+            .map_err(|err| JournalError::Tx { index, err })?;
         }
         if self.free_mjs() < n {
             return Err(JournalError::NoFreeMj);
         }
         let first = self.next_id;
         let group_len = u32::try_from(n).map_err(|_| JournalError::NoFreeMj)?;
-        let next = first.checked_add(n as u64).ok_or(JournalError::IdsExhausted)?;
+        let next = first
+            .checked_add(n as u64)
+            .ok_or(JournalError::IdsExhausted)?;
         // Every transaction below the smallest in-flight id is durable in place.
         let lwm = match self.mode {
             Mode::Strict => first,
@@ -312,7 +355,14 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         for (i, (tx, id)) in txs.iter().zip(ids.iter_mut()).enumerate() {
             *id = first + i as u64;
             let slot = self.take_free().ok_or(JournalError::NoFreeMj)?;
-            let header = MjHeader { commit_id: *id, lwm, entry_count: 0, payload_len: 0, group_first: first, group_len };
+            let header = MjHeader {
+                commit_id: *id,
+                lwm,
+                entry_count: 0,
+                payload_len: 0,
+                group_first: first,
+                group_len,
+            };
             self.write_mj(pm, slot, header, tx)?;
         }
         // The commit barrier: the group is durable, and so are the in-place writes of
@@ -363,7 +413,11 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
 
     /// Makes every in-place write durable (on detach): one barrier, all MJs free.
     pub fn sync<P: Pmem + ?Sized>(&mut self, pm: &mut P) {
-        if self.slots.iter().any(|s| matches!(s, SlotState::InFlight(_))) {
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s, SlotState::InFlight(_)))
+        {
             pm.fence();
             self.slots.fill(SlotState::Free);
         }
@@ -385,8 +439,18 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
 
     /// Writes transaction `tx` into MJ `slot`: entries first, the header (with the
     /// checksum over uuid, entries and header) last, all with cache-bypassing stores.
-    fn write_mj<P: Pmem + ?Sized>(&mut self, pm: &mut P, slot: u32, mut header: MjHeader, tx: &[Range<'_>]) -> Result<(), JournalError> {
-        let base = self.sb.geo.mj_at(slot).ok_or(FormatError::BadGeometry("MJ offset"))?;
+    fn write_mj<P: Pmem + ?Sized>(
+        &mut self,
+        pm: &mut P,
+        slot: u32,
+        mut header: MjHeader,
+        tx: &[Range<'_>],
+    ) -> Result<(), JournalError> {
+        let base = self
+            .sb
+            .geo
+            .mj_at(slot)
+            .ok_or(FormatError::BadGeometry("MJ offset"))?;
         let mut pos = base + MJ_HEADER_SIZE as u64;
         let mut crc = Crc32c::new();
         crc.update(&self.sb.uuid);

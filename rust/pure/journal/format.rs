@@ -86,7 +86,9 @@ impl Geometry {
             return Err(FormatError::BadGeometry("MJ count out of range"));
         }
         if !(MJ_SIZE_MIN..=MJ_SIZE_MAX).contains(&mj_size) || u64::from(mj_size) % LINE != 0 {
-            return Err(FormatError::BadGeometry("MJ size out of range or not a multiple of 64"));
+            return Err(FormatError::BadGeometry(
+                "MJ size out of range or not a multiple of 64",
+            ));
         }
         let mj_bytes = u64::from(mj_count)
             .checked_mul(u64::from(mj_size))
@@ -232,7 +234,9 @@ impl Superblock {
         // The stored layout must be exactly what the format derives from its inputs.
         let geo = Geometry::new(stored_geo.dev_size, stored_geo.mj_count, stored_geo.mj_size)?;
         if geo != stored_geo {
-            return Err(FormatError::BadGeometry("offsets disagree with MJ count and size"));
+            return Err(FormatError::BadGeometry(
+                "offsets disagree with MJ count and size",
+            ));
         }
         if geo.dev_size > dev_size {
             return Err(FormatError::TooSmall);
@@ -316,7 +320,11 @@ impl MjHeader {
 /// The MJ checksum: CRC-32C over the journal's uuid, the payload, then the header's
 /// first 56 bytes.
 pub fn mj_checksum(uuid: &[u8; 16], payload: &[u8], header: &[u8; MJ_HEADER_SIZE]) -> u32 {
-    Crc32c::new().update(uuid).update(payload).update(&header[..MJ_CRC]).finish()
+    Crc32c::new()
+        .update(uuid)
+        .update(payload)
+        .update(&header[..MJ_CRC])
+        .finish()
 }
 
 /// Sets the checksum field of an encoded header to `crc`.
@@ -327,7 +335,8 @@ pub fn set_mj_checksum(header: &mut [u8; MJ_HEADER_SIZE], crc: u32) {
 /// Bytes an entry of `len` data bytes takes in an MJ (header, data, padding).
 pub fn entry_size(len: u32) -> Option<usize> {
     let len = usize::try_from(len).ok()?;
-    len.checked_next_multiple_of(ENTRY_ALIGN)?.checked_add(ENTRY_HEADER_SIZE)
+    len.checked_next_multiple_of(ENTRY_ALIGN)?
+        .checked_add(ENTRY_HEADER_SIZE)
 }
 
 /// The 16 header bytes of an entry writing `len` bytes at data-region offset `offset`.
@@ -359,7 +368,10 @@ impl<'a> Mj<'a> {
     /// Its entries, in the order they are to be applied. Already validated by
     /// [`decode_mj`].
     pub fn entries(&self) -> Entries<'a> {
-        Entries { rest: self.payload, left: self.header.entry_count }
+        Entries {
+            rest: self.payload,
+            left: self.header.entry_count,
+        }
     }
 }
 
@@ -372,7 +384,9 @@ pub struct Entries<'a> {
 
 /// Splits one entry off the front of `rest`, checking it against `data_size`.
 fn parse_entry(rest: &[u8], data_size: u64) -> Result<(Entry<'_>, &[u8]), &'static str> {
-    let head = rest.get(..ENTRY_HEADER_SIZE).ok_or("truncated entry header")?;
+    let head = rest
+        .get(..ENTRY_HEADER_SIZE)
+        .ok_or("truncated entry header")?;
     let offset = get_u64(head, 0);
     let len = get_u32(head, 8);
     if get_u32(head, 12) != 0 {
@@ -381,12 +395,16 @@ fn parse_entry(rest: &[u8], data_size: u64) -> Result<(Entry<'_>, &[u8]), &'stat
     if len == 0 {
         return Err("zero length");
     }
-    let end = offset.checked_add(u64::from(len)).ok_or("offset + length overflows")?;
+    let end = offset
+        .checked_add(u64::from(len))
+        .ok_or("offset + length overflows")?;
     if end > data_size {
         return Err("range past the data region");
     }
     let size = entry_size(len).ok_or("length overflows")?;
-    let body = rest.get(ENTRY_HEADER_SIZE..size).ok_or("truncated entry data")?;
+    let body = rest
+        .get(ENTRY_HEADER_SIZE..size)
+        .ok_or("truncated entry data")?;
     let (data, pad) = body.split_at(len as usize);
     if pad.iter().any(|&b| b != 0) {
         return Err("padding not zero");
@@ -415,7 +433,9 @@ impl<'a> Iterator for Entries<'a> {
 /// reserved fields, header within range, checksum over uuid, payload and header, and
 /// entries that exactly fill the payload, each inside the data region.
 pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError> {
-    let h = slot.get(..MJ_HEADER_SIZE).ok_or(MjError::BadHeader("truncated"))?;
+    let h = slot
+        .get(..MJ_HEADER_SIZE)
+        .ok_or(MjError::BadHeader("truncated"))?;
     if h.iter().all(|&b| b == 0) {
         return Err(MjError::Empty);
     }
@@ -430,7 +450,10 @@ pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError>
         group_first: get_u64(h, MJ_GROUP_FIRST),
         group_len: get_u32(h, MJ_GROUP_LEN),
     };
-    if get_u32(h, 4) != 0 || get_u32(h, MJ_CRC + 4) != 0 || h[MJ_RESERVED..MJ_CRC].iter().any(|&b| b != 0) {
+    if get_u32(h, 4) != 0
+        || get_u32(h, MJ_CRC + 4) != 0
+        || h[MJ_RESERVED..MJ_CRC].iter().any(|&b| b != 0)
+    {
         return Err(MjError::BadHeader("reserved field not zero"));
     }
     let payload_len = header.payload_len as usize;
@@ -452,7 +475,10 @@ pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError>
         return Err(MjError::BadHeader("group length out of range"));
     }
     let group_end = header.group_first.checked_add(u64::from(header.group_len));
-    if header.group_first == 0 || header.group_first > header.commit_id || group_end.is_none_or(|e| header.commit_id >= e) {
+    if header.group_first == 0
+        || header.group_first > header.commit_id
+        || group_end.is_none_or(|e| header.commit_id >= e)
+    {
         return Err(MjError::BadHeader("commit id outside its group"));
     }
     if header.lwm == 0 || header.lwm > header.group_first {
@@ -463,11 +489,15 @@ pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError>
     }
     let mut rest = payload;
     for index in 0..header.entry_count {
-        let (_, r) = parse_entry(rest, sb.geo.data_size).map_err(|why| MjError::BadEntry { index, why })?;
+        let (_, r) =
+            parse_entry(rest, sb.geo.data_size).map_err(|why| MjError::BadEntry { index, why })?;
         rest = r;
     }
     if !rest.is_empty() {
-        return Err(MjError::BadEntry { index: header.entry_count, why: "bytes after the last entry" });
+        return Err(MjError::BadEntry {
+            index: header.entry_count,
+            why: "bytes after the last entry",
+        });
     }
     Ok(Mj { header, payload })
 }
@@ -503,7 +533,10 @@ where
         if len == 0 || end > geo.data_size {
             return Err(TxError::BadRange(index));
         }
-        let size = u32::try_from(len).ok().and_then(entry_size).ok_or(TxError::TooLarge)?;
+        let size = u32::try_from(len)
+            .ok()
+            .and_then(entry_size)
+            .ok_or(TxError::TooLarge)?;
         payload = payload.checked_add(size).ok_or(TxError::TooLarge)?;
         if payload > geo.mj_capacity() {
             return Err(TxError::TooLarge);

@@ -49,7 +49,11 @@ impl SlotScan {
 
     fn group(&self) -> (u64, u32) {
         match *self {
-            SlotScan::Valid { group_first, group_len, .. } => (group_first, group_len),
+            SlotScan::Valid {
+                group_first,
+                group_len,
+                ..
+            } => (group_first, group_len),
             _ => (0, 0),
         }
     }
@@ -154,13 +158,21 @@ mod tests {
     use super::*;
 
     fn v(id: u64, lwm: u64, group_first: u64, group_len: u32) -> SlotScan {
-        SlotScan::Valid { id, lwm, group_first, group_len }
+        SlotScan::Valid {
+            id,
+            lwm,
+            group_first,
+            group_len,
+        }
     }
 
     fn replayed(scans: &[SlotScan]) -> (Plan, std::vec::Vec<u64>) {
         let mut order = std::vec![0u32; scans.len()];
         let p = plan(scans, &mut order).unwrap();
-        let ids = order[..p.replay as usize].iter().map(|&s| scans[s as usize].id()).collect();
+        let ids = order[..p.replay as usize]
+            .iter()
+            .map(|&s| scans[s as usize].id())
+            .collect();
         (p, ids)
     }
 
@@ -174,7 +186,12 @@ mod tests {
     #[test]
     fn replays_from_the_largest_lwm_in_id_order() {
         // Single-transaction groups; 5 committed with in-flight {4}: lwm 4.
-        let scans = [v(5, 4, 5, 1), v(3, 2, 3, 1), v(4, 3, 4, 1), SlotScan::Invalid(MjError::BadChecksum)];
+        let scans = [
+            v(5, 4, 5, 1),
+            v(3, 2, 3, 1),
+            v(4, 3, 4, 1),
+            SlotScan::Invalid(MjError::BadChecksum),
+        ];
         let (p, ids) = replayed(&scans);
         assert_eq!(ids, [4, 5]);
         assert_eq!((p.lwm, p.stale, p.discarded, p.next_id), (4, 1, 1, 6));
@@ -183,7 +200,11 @@ mod tests {
     #[test]
     fn incomplete_group_is_skipped_whole() {
         // Group {10, 11} (lwm 8); 11's MJ reused after the next group's barrier.
-        let scans = [v(10, 8, 10, 2), v(12, 10, 12, 1), SlotScan::Invalid(MjError::BadChecksum)];
+        let scans = [
+            v(10, 8, 10, 2),
+            v(12, 10, 12, 1),
+            SlotScan::Invalid(MjError::BadChecksum),
+        ];
         let (p, ids) = replayed(&scans);
         assert_eq!(ids, [12]);
         assert_eq!(p.incomplete, 1);
@@ -191,7 +212,12 @@ mod tests {
 
     #[test]
     fn complete_group_is_replayed_whole() {
-        let scans = [v(11, 8, 10, 2), v(10, 8, 10, 2), v(9, 8, 8, 2), v(8, 7, 8, 2)];
+        let scans = [
+            v(11, 8, 10, 2),
+            v(10, 8, 10, 2),
+            v(9, 8, 8, 2),
+            v(8, 7, 8, 2),
+        ];
         let (_, ids) = replayed(&scans);
         assert_eq!(ids, [8, 9, 10, 11]);
     }
@@ -199,15 +225,24 @@ mod tests {
     #[test]
     fn duplicate_ids_are_refused() {
         let mut order = [0u32; 2];
-        assert_eq!(plan(&[v(3, 3, 3, 1), v(3, 3, 3, 1)], &mut order), Err(PlanError::DuplicateId(3)));
+        assert_eq!(
+            plan(&[v(3, 3, 3, 1), v(3, 3, 3, 1)], &mut order),
+            Err(PlanError::DuplicateId(3))
+        );
         // Stale duplicates too.
         let mut order = [0u32; 3];
-        assert_eq!(plan(&[v(2, 1, 2, 1), v(2, 1, 2, 1), v(9, 9, 9, 1)], &mut order), Err(PlanError::DuplicateId(2)));
+        assert_eq!(
+            plan(&[v(2, 1, 2, 1), v(2, 1, 2, 1), v(9, 9, 9, 1)], &mut order),
+            Err(PlanError::DuplicateId(2))
+        );
     }
 
     #[test]
     fn id_overflow_is_refused() {
         let mut order = [0u32; 1];
-        assert_eq!(plan(&[v(u64::MAX, 1, u64::MAX, 1)], &mut order), Err(PlanError::IdsExhausted));
+        assert_eq!(
+            plan(&[v(u64::MAX, 1, u64::MAX, 1)], &mut order),
+            Err(PlanError::IdsExhausted)
+        );
     }
 }

@@ -39,6 +39,47 @@ int main(void)
 	OFF(memkit_version, features);
 	OFF(memkit_version, device);
 	OFF(memkit_version, __pad);
+	P("MEMKIT_JOURNAL_ATTACH_FORMAT", MEMKIT_JOURNAL_ATTACH_FORMAT);
+	P("MEMKIT_JOURNAL_ATTACH_FLAGS", MEMKIT_JOURNAL_ATTACH_FLAGS);
+	P("MEMKIT_JOURNAL_LAT_BUCKETS", MEMKIT_JOURNAL_LAT_BUCKETS);
+	P("MEMKIT_JOURNAL_MODE_COALESCED", MEMKIT_JOURNAL_MODE_COALESCED);
+	P("MEMKIT_JOURNAL_MODE_STRICT", MEMKIT_JOURNAL_MODE_STRICT);
+	P("MEMKIT_IOC_JOURNAL_ATTACH", MEMKIT_IOC_JOURNAL_ATTACH);
+	P("MEMKIT_IOC_JOURNAL_DETACH", MEMKIT_IOC_JOURNAL_DETACH);
+	P("MEMKIT_IOC_JOURNAL_STATUS", MEMKIT_IOC_JOURNAL_STATUS);
+	P("MEMKIT_IOC_JOURNAL_TX", MEMKIT_IOC_JOURNAL_TX);
+	P("sizeof.memkit_journal_attach", sizeof(struct memkit_journal_attach));
+	P("MEMKIT_JOURNAL_ATTACH_SIZE_VER0", MEMKIT_JOURNAL_ATTACH_SIZE_VER0);
+	OFF(memkit_journal_attach, size);
+	OFF(memkit_journal_attach, flags);
+	OFF(memkit_journal_attach, path);
+	OFF(memkit_journal_attach, mj_count);
+	OFF(memkit_journal_attach, mj_size);
+	P("sizeof.memkit_journal_detach", sizeof(struct memkit_journal_detach));
+	P("MEMKIT_JOURNAL_DETACH_SIZE_VER0", MEMKIT_JOURNAL_DETACH_SIZE_VER0);
+	OFF(memkit_journal_detach, size);
+	OFF(memkit_journal_detach, flags);
+	P("sizeof.memkit_journal_status", sizeof(struct memkit_journal_status));
+	P("MEMKIT_JOURNAL_STATUS_SIZE_VER0", MEMKIT_JOURNAL_STATUS_SIZE_VER0);
+#define S(f) OFF(memkit_journal_status, f)
+	S(size); S(flags); S(attached); S(mode); S(dev_size); S(data_offset); S(data_size);
+	S(mj_count); S(mj_size); S(max_ranges); S(max_tx_bytes); S(sync_dax); S(__pad);
+	S(next_id); S(rec_replayed); S(rec_discarded); S(rec_stale); S(rec_incomplete);
+	S(rec_empty); S(rec_lwm); S(rec_ns); S(transactions); S(groups); S(barriers);
+	S(device_flushes); S(journal_bytes); S(inplace_bytes); S(payload_bytes);
+	S(lines_written_back); S(lat_hist);
+	P("sizeof.memkit_journal_range", sizeof(struct memkit_journal_range));
+	OFF(memkit_journal_range, offset);
+	OFF(memkit_journal_range, len);
+	OFF(memkit_journal_range, data);
+	P("sizeof.memkit_journal_tx", sizeof(struct memkit_journal_tx));
+	P("MEMKIT_JOURNAL_TX_SIZE_VER0", MEMKIT_JOURNAL_TX_SIZE_VER0);
+	OFF(memkit_journal_tx, size);
+	OFF(memkit_journal_tx, flags);
+	OFF(memkit_journal_tx, ranges);
+	OFF(memkit_journal_tx, nr_ranges);
+	OFF(memkit_journal_tx, __pad);
+	OFF(memkit_journal_tx, commit_id);
 	return 0;
 }
 "#;
@@ -120,7 +161,130 @@ fn header_matches_rust_mirror() {
             std::mem::offset_of!(abi::Version, pad) as u64,
         ),
     ];
-    for (name, rust) in expect {
+    use abi::{
+        JournalAttach as JA, JournalDetach as JD, JournalRange as JR, JournalStatus as JS,
+        JournalTx as JT,
+    };
+    use std::mem::{offset_of, size_of};
+    let mut expect = expect.to_vec();
+    let more: Vec<(&str, usize)> = vec![
+        ("MEMKIT_JOURNAL_LAT_BUCKETS", abi::JOURNAL_LAT_BUCKETS),
+        ("sizeof.memkit_journal_attach", JA::SIZE),
+        ("MEMKIT_JOURNAL_ATTACH_SIZE_VER0", JA::SIZE_VER0),
+        ("memkit_journal_attach.size", offset_of!(JA, size)),
+        ("memkit_journal_attach.flags", offset_of!(JA, flags)),
+        ("memkit_journal_attach.path", offset_of!(JA, path)),
+        ("memkit_journal_attach.mj_count", offset_of!(JA, mj_count)),
+        ("memkit_journal_attach.mj_size", offset_of!(JA, mj_size)),
+        ("sizeof.memkit_journal_detach", JD::SIZE),
+        ("MEMKIT_JOURNAL_DETACH_SIZE_VER0", JD::SIZE_VER0),
+        ("memkit_journal_detach.size", offset_of!(JD, size)),
+        ("memkit_journal_detach.flags", offset_of!(JD, flags)),
+        ("sizeof.memkit_journal_status", JS::SIZE),
+        ("MEMKIT_JOURNAL_STATUS_SIZE_VER0", JS::SIZE_VER0),
+        ("memkit_journal_status.size", offset_of!(JS, size)),
+        ("memkit_journal_status.flags", offset_of!(JS, flags)),
+        ("memkit_journal_status.attached", offset_of!(JS, attached)),
+        ("memkit_journal_status.mode", offset_of!(JS, mode)),
+        ("memkit_journal_status.dev_size", offset_of!(JS, dev_size)),
+        (
+            "memkit_journal_status.data_offset",
+            offset_of!(JS, data_offset),
+        ),
+        ("memkit_journal_status.data_size", offset_of!(JS, data_size)),
+        ("memkit_journal_status.mj_count", offset_of!(JS, mj_count)),
+        ("memkit_journal_status.mj_size", offset_of!(JS, mj_size)),
+        (
+            "memkit_journal_status.max_ranges",
+            offset_of!(JS, max_ranges),
+        ),
+        (
+            "memkit_journal_status.max_tx_bytes",
+            offset_of!(JS, max_tx_bytes),
+        ),
+        ("memkit_journal_status.sync_dax", offset_of!(JS, sync_dax)),
+        ("memkit_journal_status.__pad", offset_of!(JS, pad)),
+        ("memkit_journal_status.next_id", offset_of!(JS, next_id)),
+        (
+            "memkit_journal_status.rec_replayed",
+            offset_of!(JS, rec_replayed),
+        ),
+        (
+            "memkit_journal_status.rec_discarded",
+            offset_of!(JS, rec_discarded),
+        ),
+        ("memkit_journal_status.rec_stale", offset_of!(JS, rec_stale)),
+        (
+            "memkit_journal_status.rec_incomplete",
+            offset_of!(JS, rec_incomplete),
+        ),
+        ("memkit_journal_status.rec_empty", offset_of!(JS, rec_empty)),
+        ("memkit_journal_status.rec_lwm", offset_of!(JS, rec_lwm)),
+        ("memkit_journal_status.rec_ns", offset_of!(JS, rec_ns)),
+        (
+            "memkit_journal_status.transactions",
+            offset_of!(JS, transactions),
+        ),
+        ("memkit_journal_status.groups", offset_of!(JS, groups)),
+        ("memkit_journal_status.barriers", offset_of!(JS, barriers)),
+        (
+            "memkit_journal_status.device_flushes",
+            offset_of!(JS, device_flushes),
+        ),
+        (
+            "memkit_journal_status.journal_bytes",
+            offset_of!(JS, journal_bytes),
+        ),
+        (
+            "memkit_journal_status.inplace_bytes",
+            offset_of!(JS, inplace_bytes),
+        ),
+        (
+            "memkit_journal_status.payload_bytes",
+            offset_of!(JS, payload_bytes),
+        ),
+        (
+            "memkit_journal_status.lines_written_back",
+            offset_of!(JS, lines_written_back),
+        ),
+        ("memkit_journal_status.lat_hist", offset_of!(JS, lat_hist)),
+        ("sizeof.memkit_journal_range", size_of::<JR>()),
+        ("memkit_journal_range.offset", offset_of!(JR, offset)),
+        ("memkit_journal_range.len", offset_of!(JR, len)),
+        ("memkit_journal_range.data", offset_of!(JR, data)),
+        ("sizeof.memkit_journal_tx", JT::SIZE),
+        ("MEMKIT_JOURNAL_TX_SIZE_VER0", JT::SIZE_VER0),
+        ("memkit_journal_tx.size", offset_of!(JT, size)),
+        ("memkit_journal_tx.flags", offset_of!(JT, flags)),
+        ("memkit_journal_tx.ranges", offset_of!(JT, ranges)),
+        ("memkit_journal_tx.nr_ranges", offset_of!(JT, nr_ranges)),
+        ("memkit_journal_tx.__pad", offset_of!(JT, pad)),
+        ("memkit_journal_tx.commit_id", offset_of!(JT, commit_id)),
+    ];
+    expect.extend(more.into_iter().map(|(k, v)| (k, v as u64)));
+    expect.extend([
+        (
+            "MEMKIT_JOURNAL_ATTACH_FORMAT",
+            abi::JOURNAL_ATTACH_FORMAT.into(),
+        ),
+        (
+            "MEMKIT_JOURNAL_ATTACH_FLAGS",
+            abi::JOURNAL_ATTACH_FLAGS.into(),
+        ),
+        (
+            "MEMKIT_JOURNAL_MODE_COALESCED",
+            abi::JOURNAL_MODE_COALESCED.into(),
+        ),
+        (
+            "MEMKIT_JOURNAL_MODE_STRICT",
+            abi::JOURNAL_MODE_STRICT.into(),
+        ),
+        ("MEMKIT_IOC_JOURNAL_ATTACH", abi::IOC_JOURNAL_ATTACH.into()),
+        ("MEMKIT_IOC_JOURNAL_DETACH", abi::IOC_JOURNAL_DETACH.into()),
+        ("MEMKIT_IOC_JOURNAL_STATUS", abi::IOC_JOURNAL_STATUS.into()),
+        ("MEMKIT_IOC_JOURNAL_TX", abi::IOC_JOURNAL_TX.into()),
+    ]);
+    for (name, rust) in &expect {
         assert_eq!(c.get(*name), Some(rust), "{name}: C header vs Rust mirror");
     }
     assert_eq!(

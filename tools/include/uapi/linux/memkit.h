@@ -71,6 +71,160 @@ struct memkit_version {
 
 #define MEMKIT_IOC_VERSION _IOWR(MEMKIT_IOC_MAGIC, 0x00, struct memkit_version)
 
+/*
+ * /dev/memkit-journal: micro-journal transactions on a DAX persistent-memory device
+ * (Documentation/journal.rst).  One journal is attached at a time, module-wide.
+ */
+
+/* memkit_journal_attach.flags: format the device before attaching it. */
+#define MEMKIT_JOURNAL_ATTACH_FORMAT (1U << 0)
+#define MEMKIT_JOURNAL_ATTACH_FLAGS MEMKIT_JOURNAL_ATTACH_FORMAT
+
+/**
+ * struct memkit_journal_attach - MEMKIT_IOC_JOURNAL_ATTACH (CAP_SYS_ADMIN).
+ * @size: sizeof(struct memkit_journal_attach).
+ * @flags: MEMKIT_JOURNAL_ATTACH_*.
+ * @path: pointer to the NUL-terminated path of a DAX block device ("/dev/pmem0").
+ * @mj_count: with ATTACH_FORMAT: number of micro-journals (0: 64).
+ * @mj_size: with ATTACH_FORMAT: bytes per micro-journal, a multiple of 64
+ *	(0: 65536); also the byte limit of one transaction.
+ */
+struct memkit_journal_attach {
+	__u32 size;
+	__u32 flags;
+	__u64 path;
+	__u32 mj_count;
+	__u32 mj_size;
+};
+#define MEMKIT_JOURNAL_ATTACH_SIZE_VER0 24
+
+/**
+ * struct memkit_journal_detach - MEMKIT_IOC_JOURNAL_DETACH (CAP_SYS_ADMIN).
+ * @size: sizeof(struct memkit_journal_detach).
+ * @flags: must be 0.
+ */
+struct memkit_journal_detach {
+	__u32 size;
+	__u32 flags;
+};
+#define MEMKIT_JOURNAL_DETACH_SIZE_VER0 8
+
+/* Commit latency histogram: bucket i counts commits of [2^i, 2^(i+1)) microseconds;
+ * the last bucket also everything slower. */
+#define MEMKIT_JOURNAL_LAT_BUCKETS 16
+
+/* memkit_journal_status.mode */
+#define MEMKIT_JOURNAL_MODE_COALESCED 0
+#define MEMKIT_JOURNAL_MODE_STRICT 1
+
+/**
+ * struct memkit_journal_status - MEMKIT_IOC_JOURNAL_STATUS.
+ * @size: sizeof(struct memkit_journal_status).
+ * @flags: must be 0.
+ * @attached: 1 if a journal is attached; the rest is zero otherwise.
+ * @mode: MEMKIT_JOURNAL_MODE_* (module parameter commit_mode).
+ * @dev_size: bytes of the device the journal uses.
+ * @data_offset: device offset of the data region.
+ * @data_size: bytes of the data region (offsets of ranges and reads are in it).
+ * @mj_count: number of micro-journals.
+ * @mj_size: bytes per micro-journal.
+ * @max_ranges: most ranges per transaction.
+ * @max_tx_bytes: most entry bytes per transaction: each range takes 16 bytes plus
+ *	its length rounded up to 8.
+ * @sync_dax: 1 if the DAX mapping is synchronous (no device flush needed).
+ * @__pad: zero.
+ * @next_id: commit id of the next transaction.
+ * @rec_replayed: MJs replayed by the last recovery.
+ * @rec_discarded: torn or corrupted MJs it discarded.
+ * @rec_stale: valid MJs below the low-water mark it skipped.
+ * @rec_incomplete: valid MJs of incomplete commit groups it skipped.
+ * @rec_empty: never-written MJs.
+ * @rec_lwm: the low-water mark it used.
+ * @rec_ns: time it took, in nanoseconds.
+ * @transactions: transactions committed since attach.
+ * @groups: commit groups (one barrier each, two in strict mode).
+ * @barriers: persistence barriers issued by commits.
+ * @device_flushes: device flush requests issued (non-synchronous DAX only).
+ * @journal_bytes: bytes written to micro-journals.
+ * @inplace_bytes: bytes written in place.
+ * @payload_bytes: bytes the transactions asked to write.
+ * @lines_written_back: 64-byte lines written with cache-bypassing stores.
+ * @lat_hist: commit latency histogram (MEMKIT_JOURNAL_LAT_BUCKETS buckets).
+ */
+struct memkit_journal_status {
+	__u32 size;
+	__u32 flags;
+	__u32 attached;
+	__u32 mode;
+	__u64 dev_size;
+	__u64 data_offset;
+	__u64 data_size;
+	__u32 mj_count;
+	__u32 mj_size;
+	__u32 max_ranges;
+	__u32 max_tx_bytes;
+	__u32 sync_dax;
+	__u32 __pad;
+	__u64 next_id;
+	__u64 rec_replayed;
+	__u64 rec_discarded;
+	__u64 rec_stale;
+	__u64 rec_incomplete;
+	__u64 rec_empty;
+	__u64 rec_lwm;
+	__u64 rec_ns;
+	__u64 transactions;
+	__u64 groups;
+	__u64 barriers;
+	__u64 device_flushes;
+	__u64 journal_bytes;
+	__u64 inplace_bytes;
+	__u64 payload_bytes;
+	__u64 lines_written_back;
+	__u64 lat_hist[MEMKIT_JOURNAL_LAT_BUCKETS];
+};
+#define MEMKIT_JOURNAL_STATUS_SIZE_VER0 320
+
+/**
+ * struct memkit_journal_range - one range of a transaction.
+ * @offset: offset in the data region.
+ * @len: bytes to write, at least 1.
+ * @data: pointer to the new bytes.
+ */
+struct memkit_journal_range {
+	__u64 offset;
+	__u64 len;
+	__u64 data;
+};
+
+/**
+ * struct memkit_journal_tx - MEMKIT_IOC_JOURNAL_TX: commit ranges atomically.
+ * @size: sizeof(struct memkit_journal_tx).
+ * @flags: must be 0.
+ * @ranges: pointer to @nr_ranges struct memkit_journal_range.
+ * @nr_ranges: 1..max_ranges.
+ * @__pad: zero.
+ * @commit_id: out: the transaction's commit id; it is durable when the call returns.
+ *
+ * Errors (nothing is written): E2BIG over max_ranges or max_tx_bytes; EINVAL for no
+ * ranges, a zero length, or a range outside the data region; EFAULT for an
+ * unreadable pointer; ENODEV when no journal is attached.
+ */
+struct memkit_journal_tx {
+	__u32 size;
+	__u32 flags;
+	__u64 ranges;
+	__u32 nr_ranges;
+	__u32 __pad;
+	__u64 commit_id;
+};
+#define MEMKIT_JOURNAL_TX_SIZE_VER0 32
+
+#define MEMKIT_IOC_JOURNAL_ATTACH _IOW(MEMKIT_IOC_MAGIC, 0x10, struct memkit_journal_attach)
+#define MEMKIT_IOC_JOURNAL_DETACH _IOW(MEMKIT_IOC_MAGIC, 0x11, struct memkit_journal_detach)
+#define MEMKIT_IOC_JOURNAL_STATUS _IOWR(MEMKIT_IOC_MAGIC, 0x12, struct memkit_journal_status)
+#define MEMKIT_IOC_JOURNAL_TX _IOWR(MEMKIT_IOC_MAGIC, 0x13, struct memkit_journal_tx)
+
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #include <stddef.h>
 _Static_assert(sizeof(struct memkit_version) == 32, "memkit_version size");
@@ -81,6 +235,25 @@ _Static_assert(offsetof(struct memkit_version, abi_minor) == 12, "memkit_version
 _Static_assert(offsetof(struct memkit_version, features) == 16, "memkit_version.features");
 _Static_assert(offsetof(struct memkit_version, device) == 24, "memkit_version.device");
 _Static_assert(offsetof(struct memkit_version, __pad) == 28, "memkit_version.__pad");
+_Static_assert(sizeof(struct memkit_journal_attach) == 24, "memkit_journal_attach size");
+_Static_assert(offsetof(struct memkit_journal_attach, path) == 8, "memkit_journal_attach.path");
+_Static_assert(offsetof(struct memkit_journal_attach, mj_count) == 16, "memkit_journal_attach.mj_count");
+_Static_assert(offsetof(struct memkit_journal_attach, mj_size) == 20, "memkit_journal_attach.mj_size");
+_Static_assert(sizeof(struct memkit_journal_detach) == 8, "memkit_journal_detach size");
+_Static_assert(sizeof(struct memkit_journal_status) == 320, "memkit_journal_status size");
+_Static_assert(offsetof(struct memkit_journal_status, dev_size) == 16, "memkit_journal_status.dev_size");
+_Static_assert(offsetof(struct memkit_journal_status, mj_count) == 40, "memkit_journal_status.mj_count");
+_Static_assert(offsetof(struct memkit_journal_status, sync_dax) == 56, "memkit_journal_status.sync_dax");
+_Static_assert(offsetof(struct memkit_journal_status, next_id) == 64, "memkit_journal_status.next_id");
+_Static_assert(offsetof(struct memkit_journal_status, rec_ns) == 120, "memkit_journal_status.rec_ns");
+_Static_assert(offsetof(struct memkit_journal_status, transactions) == 128, "memkit_journal_status.transactions");
+_Static_assert(offsetof(struct memkit_journal_status, lines_written_back) == 184, "memkit_journal_status.lines_written_back");
+_Static_assert(offsetof(struct memkit_journal_status, lat_hist) == 192, "memkit_journal_status.lat_hist");
+_Static_assert(sizeof(struct memkit_journal_range) == 24, "memkit_journal_range size");
+_Static_assert(sizeof(struct memkit_journal_tx) == 32, "memkit_journal_tx size");
+_Static_assert(offsetof(struct memkit_journal_tx, ranges) == 8, "memkit_journal_tx.ranges");
+_Static_assert(offsetof(struct memkit_journal_tx, nr_ranges) == 16, "memkit_journal_tx.nr_ranges");
+_Static_assert(offsetof(struct memkit_journal_tx, commit_id) == 24, "memkit_journal_tx.commit_id");
 #endif
 
 #endif /* _UAPI_LINUX_MEMKIT_H */
