@@ -29,7 +29,7 @@ impl MiscDevice for CkptDevice {
     fn ioctl(_me: &CkptDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
             Some(abi::Command::Version) => crate::uapi::version(arg, abi::DEV_CKPT, 0),
-            None => Err(ENOTTY),
+            _ => Err(ENOTTY),
         }
     }
 }

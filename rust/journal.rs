@@ -1,35 +1,614 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/dev/memkit-journal`: micro-journal transactions on persistent memory.
+//! `/dev/memkit-journal`: micro-journal transactions on a DAX persistent-memory
+//! device (`Documentation/journal.rst`).
 //!
-//! For now the device answers `MEMKIT_IOC_VERSION` and refuses every other command
-//! with `ENOTTY`.
+//! One journal is attached module-wide ([`JOURNAL`]). The protocol, the format and
+//! recovery are the pure engine of `pure::journal`; this file owns the device: ioctl
+//! arguments, the DAX device, group commit and the counters.
+//!
+//! Group commit: a transaction is queued, and the first thread to find no leader
+//! becomes the leader: it takes everything queued and commits it, a group per
+//! barrier, while later arrivals queue up behind it for the next group.
+//!
+//! Lock order: `Shared::queue` and `Shared::state` are never held together.
+//! `JOURNAL` is held only to clone the `Arc`.
 
-use crate::pure::abi;
+use crate::dax::DaxDevice;
+use crate::edge;
+use crate::pure::abi::{
+    self,
+    UapiStruct, //
+};
+use crate::pure::journal::{
+    engine::{
+        self,
+        JournalError,
+        Mode,
+        OpenScratch,
+        Range,
+        SlotState, //
+    },
+    format::{
+        self,
+        FormatError,
+        Geometry,
+        TxError, //
+    },
+    recovery::{
+        Plan,
+        PlanError,
+        SlotScan, //
+    },
+};
+use crate::uapi;
 use kernel::{
-    fs::File,
+    fs::{
+        File,
+        Kiocb, //
+    },
+    iov::IovIterDest,
     miscdevice::{
         MiscDevice,
         MiscDeviceRegistration, //
     },
+    new_condvar,
+    new_mutex,
     prelude::*,
+    sync::{
+        Arc,
+        CondVar,
+        Mutex, //
+    },
+    time::{
+        Instant,
+        Monotonic, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
 };
 
-/// The state of one open file of `/dev/memkit-journal`.
-pub(crate) struct JournalDevice;
+/// Default number of MJs when an attach with `JOURNAL_ATTACH_FORMAT` says 0.
+const DEFAULT_MJ_COUNT: u32 = 64;
+/// Default MJ size when an attach with `JOURNAL_ATTACH_FORMAT` says 0.
+const DEFAULT_MJ_SIZE: u32 = 64 * 1024;
+/// Longest device path accepted.
+const PATH_MAX: usize = 4096;
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialized by `Registration::new` in the module initializer, before any
+    // device is registered.
+    unsafe(uninit) static JOURNAL: Mutex<Option<Arc<Shared>>> = None;
+}
+
+/// The journal's module-wide state, set up at load and torn down at unload.
+pub(crate) struct Registration;
+
+impl Registration {
+    /// Creates the shared state and, if `memkit.journal_dev` is set, attaches it.
+    pub(crate) fn new() -> Result<Registration> {
+        let mode = match edge::commit_mode().map(|m| m.to_bytes()) {
+            None | Some(b"coalesced") => Mode::Coalesced,
+            Some(b"strict") => Mode::Strict,
+            Some(other) => {
+                pr_err!("journal: commit_mode={:?}: want coalesced or strict\n", kernel::str::BStr::from_bytes(other));
+                return Err(EINVAL);
+            }
+        };
+        let shared = Arc::pin_init(Shared::new(mode), GFP_KERNEL)?;
+        if let Some(path) = edge::journal_dev() {
+            shared.attach(path, None)?;
+        }
+        // SAFETY: called once, from the module initializer, before any use.
+        unsafe { JOURNAL.init() };
+        *JOURNAL.lock() = Some(shared);
+        Ok(Registration)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // The devices are deregistered and no file is open (the module is unloading):
+        // this is the last reference, and dropping it detaches the journal.
+        let shared = JOURNAL.lock().take();
+        if let Some(shared) = shared {
+            shared.detach().ok();
+        }
+    }
+}
+
+/// An attached journal.
+struct Attached {
+    engine: engine::Journal<KVec<SlotState>>,
+    dax: DaxDevice,
+    /// A device flush failed: durability is unknown, commits fail with `EIO` until
+    /// the journal is detached and attached again.
+    broken: bool,
+    device_flushes: u64,
+    lines: u64,
+    lat_hist: [u64; abi::JOURNAL_LAT_BUCKETS],
+}
+
+/// What the last recovery did.
+#[derive(Clone, Copy, Default)]
+struct Recovery {
+    plan: Plan,
+    ns: u64,
+}
+
+/// Everything under the GAID lock.
+struct State {
+    mode: Mode,
+    att: Option<Attached>,
+    rec: Recovery,
+}
+
+/// A transaction copied in from userspace: ranges into one data buffer.
+struct TxBuf {
+    /// `(offset in the data region, start in data, length)`.
+    spans: KVec<(u64, usize, usize)>,
+    data: KVVec<u8>,
+    queued: Instant<Monotonic>,
+}
+
+/// The group-commit queue.
+struct Queue {
+    next_ticket: u64,
+    pending: KVec<(u64, TxBuf)>,
+    /// Finished tickets; capacity reserved at submission, so pushing never allocates.
+    results: KVec<(u64, Result<u64>)>,
+    leader: bool,
+}
+
+#[pin_data]
+pub(crate) struct Shared {
+    #[pin]
+    state: Mutex<State>,
+    #[pin]
+    queue: Mutex<Queue>,
+    #[pin]
+    done: CondVar,
+}
+
+fn format_errno(e: FormatError) -> Error {
+    match e {
+        FormatError::BadMagic => EMEDIUMTYPE,
+        FormatError::TooSmall => ENOSPC,
+        FormatError::BadGeometry(_) => EINVAL,
+        FormatError::BadVersion(_) | FormatError::BadChecksum { .. } | FormatError::NonZeroReserved => EUCLEAN,
+    }
+}
+
+fn tx_errno(e: TxError) -> Error {
+    match e {
+        TxError::TooManyRanges | TxError::TooLarge => E2BIG,
+        TxError::Empty | TxError::BadRange(_) => EINVAL,
+    }
+}
+
+fn journal_errno(e: JournalError) -> Error {
+    match e {
+        JournalError::Format(f) => format_errno(f),
+        JournalError::Plan(PlanError::DuplicateId(_)) => EUCLEAN,
+        JournalError::Plan(PlanError::IdsExhausted) | JournalError::IdsExhausted => EOVERFLOW,
+        JournalError::Plan(PlanError::OrderTooShort) | JournalError::Buffer => EINVAL,
+        JournalError::Unstable(_) => EIO,
+        JournalError::Tx { err, .. } => tx_errno(err),
+        JournalError::NoFreeMj => EAGAIN,
+    }
+}
+
+fn tx_spans<'a>(spans: &'a [(u64, usize, usize)]) -> impl Iterator<Item = (u64, u64)> + 'a {
+    spans.iter().map(|&(off, _, len)| (off, len as u64))
+}
+
+impl Shared {
+    fn new(mode: Mode) -> impl PinInit<Self> {
+        pin_init!(Self {
+            state <- new_mutex!(State { mode, att: None, rec: Recovery::default() }),
+            queue <- new_mutex!(Queue {
+                next_ticket: 0,
+                pending: KVec::new(),
+                results: KVec::new(),
+                leader: false,
+            }),
+            done <- new_condvar!(),
+        })
+    }
+
+    /// Attaches the DAX device at `path`, formatting it first with `format`
+    /// (`mj_count`, `mj_size`) if given, and recovers it.
+    fn attach(&self, path: &CStr, format: Option<(u32, u32)>) -> Result {
+        let mut st = self.state.lock();
+        if st.att.is_some() {
+            return Err(EBUSY);
+        }
+        let dax = DaxDevice::open(path).inspect_err(|e| {
+            pr_err!("journal: {}: cannot open as a DAX block device: error {}\n", path, e.to_errno());
+        })?;
+        let mut pm = dax.access()?;
+        if let Some((count, size)) = format {
+            let geo = Geometry::new(dax.len(), count, size).map_err(|e| {
+                pr_err!("journal: {}: cannot format {} MJs of {} bytes on {} bytes: {:?}\n", path, count, size, dax.len(), e);
+                format_errno(e)
+            })?;
+            let mut uuid = [0u8; 16];
+            edge::random(&mut uuid);
+            engine::format(&mut pm, geo, uuid).map_err(journal_errno)?;
+        }
+        let sb = engine::read_superblock(&pm).map_err(|e| {
+            pr_err!("journal: {}: no valid memkit journal superblock ({:?}); attach with format\n", path, e);
+            format_errno(e)
+        })?;
+        let n = sb.geo.mj_count as usize;
+        let mut scans = KVec::from_elem(SlotScan::Empty, n, GFP_KERNEL)?;
+        let mut order = KVec::from_elem(0u32, n, GFP_KERNEL)?;
+        let mut mj = KVVec::from_elem(0u8, sb.geo.mj_size as usize, GFP_KERNEL)?;
+        let slots = KVec::from_elem(SlotState::Free, n, GFP_KERNEL)?;
+        let started = Instant::<Monotonic>::now();
+        let scratch = OpenScratch { scans: &mut scans, order: &mut order, mj: &mut mj };
+        let (engine, plan) = engine::Journal::open(&mut pm, st.mode, slots, scratch).map_err(|e| {
+            pr_err!("journal: {}: recovery refused the journal: {:?}\n", path, e);
+            journal_errno(e)
+        })?;
+        if let Some(e) = pm.fence_error {
+            pr_err!("journal: {}: flushing the recovered state failed: error {}\n", path, e.to_errno());
+            return Err(EIO);
+        }
+        if pm.read_error.get() {
+            pr_warn!("journal: {}: media errors while scanning; unreadable MJs were discarded\n", path);
+        }
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
+        pr_info!(
+            "journal: attached {}: {} MJs of {} B, {} B of data{}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
+            path,
+            sb.geo.mj_count,
+            sb.geo.mj_size,
+            sb.geo.data_size,
+            if dax.is_sync() { "" } else { ", device flush per barrier" },
+            plan.replay,
+            plan.discarded,
+            plan.stale,
+            plan.incomplete,
+            ns / 1000,
+            plan.next_id
+        );
+        let device_flushes = pm.flushes;
+        let lines = pm.lines;
+        drop(pm);
+        st.rec = Recovery { plan, ns };
+        st.att = Some(Attached {
+            engine,
+            dax,
+            broken: false,
+            device_flushes,
+            lines,
+            lat_hist: [0; abi::JOURNAL_LAT_BUCKETS],
+        });
+        Ok(())
+    }
+
+    /// Detaches the journal after making every in-place write durable.
+    fn detach(&self) -> Result {
+        let mut st = self.state.lock();
+        let mut att = st.att.take().ok_or(ENODEV)?;
+        let Attached { engine, dax, .. } = &mut att;
+        if let Ok(mut pm) = dax.access() {
+            engine.sync(&mut pm);
+        }
+        pr_info!("journal: detached after {} transactions\n", att.engine.counters().transactions);
+        Ok(())
+    }
+
+    /// Queues `tx` and returns its commit id once it is durable (group commit).
+    fn submit(&self, tx: TxBuf) -> Result<u64> {
+        let mut q = self.queue.lock();
+        let ticket = q.next_ticket;
+        q.results.reserve(1, GFP_KERNEL)?;
+        q.pending.push((ticket, tx), GFP_KERNEL)?;
+        q.next_ticket += 1;
+        loop {
+            if let Some(i) = q.results.iter().position(|(t, _)| *t == ticket) {
+                let (_, r) = q.results.remove(i).map_err(|_| EIO)?;
+                return r;
+            }
+            if q.leader {
+                self.done.wait(&mut q);
+                continue;
+            }
+            q.leader = true;
+            let batch = core::mem::take(&mut q.pending);
+            drop(q);
+            let outcome = self.commit_batch(&batch);
+            q = self.queue.lock();
+            for (i, (t, _)) in batch.iter().enumerate() {
+                let r = match &outcome {
+                    Ok(ids) => ids.get(i).copied().unwrap_or(Err(EIO)),
+                    Err(e) => Err(*e),
+                };
+                // Capacity was reserved for every ticket at submission.
+                q.results.push((*t, r), GFP_ATOMIC).ok();
+            }
+            q.leader = false;
+            self.done.notify_all();
+        }
+    }
+
+    /// Commits `batch` in groups of at most the free MJs, one barrier per group.
+    /// Returns each transaction's commit id or error, in batch order.
+    fn commit_batch(&self, batch: &[(u64, TxBuf)]) -> Result<KVec<Result<u64>>> {
+        let mut out = KVec::with_capacity(batch.len(), GFP_KERNEL)?;
+        let mut ranges: KVec<Range<'_>> = KVec::new();
+        let mut bounds: KVec<(usize, usize)> = KVec::new();
+        let mut st = self.state.lock();
+        let att = st.att.as_mut().ok_or(ENODEV)?;
+        if att.broken {
+            return Err(EIO);
+        }
+        let Attached { engine, dax, broken, device_flushes, lines, lat_hist } = att;
+        let mut pm = dax.access()?;
+        let geo = engine.superblock().geo;
+        // Keep half the MJs free for the next group: the in-flight half is freed only
+        // by the next barrier.
+        let max_group = (geo.mj_count as usize / 2).max(1);
+        let mut i = 0;
+        while i < batch.len() {
+            if engine.free_mjs() == 0 {
+                engine.sync(&mut pm);
+            }
+            let room = engine.free_mjs().min(max_group);
+            // Build the group from the next transactions that are valid for this
+            // geometry; an invalid one (the journal was re-attached meanwhile) fails
+            // on its own.
+            ranges.clear();
+            bounds.clear();
+            let mut group_end = i;
+            let mut errors: KVec<(usize, Error)> = KVec::new();
+            while group_end < batch.len() && bounds.len() < room {
+                let tx = &batch[group_end].1;
+                match format::plan_tx(&geo, tx_spans(&tx.spans)) {
+                    Ok(_) => {
+                        let start = ranges.len();
+                        for &(offset, s, len) in tx.spans.iter() {
+                            let data = tx.data.get(s..s + len).ok_or(EINVAL)?;
+                            ranges.push(Range { offset, data }, GFP_KERNEL)?;
+                        }
+                        bounds.push((start, ranges.len()), GFP_KERNEL)?;
+                    }
+                    Err(e) => errors.push((group_end, tx_errno(e)), GFP_KERNEL)?,
+                }
+                group_end += 1;
+            }
+            let mut txs: KVec<&[Range<'_>]> = KVec::with_capacity(bounds.len(), GFP_KERNEL)?;
+            for &(s, e) in bounds.iter() {
+                txs.push(&ranges[s..e], GFP_KERNEL)?;
+            }
+            let mut ids = KVec::from_elem(0u64, txs.len(), GFP_KERNEL)?;
+            let res = engine.commit(&mut pm, &txs, &mut ids).map_err(journal_errno);
+            let res = match (res, pm.fence_error) {
+                (Ok(()), None) => Ok(()),
+                (Ok(()), Some(e)) => {
+                    pr_err!("journal: device flush failed (error {}); commits fail until re-attach\n", e.to_errno());
+                    *broken = true;
+                    Err(EIO)
+                }
+                (Err(e), _) => Err(e),
+            };
+            let mut next_id = ids.iter();
+            for (k, (_, tx)) in batch[i..group_end].iter().enumerate() {
+                let r = if let Some((_, e)) = errors.iter().find(|(j, _)| *j == i + k) {
+                    Err(*e)
+                } else {
+                    match &res {
+                        Ok(()) => next_id.next().copied().ok_or(EIO),
+                        Err(e) => Err(*e),
+                    }
+                };
+                if r.is_ok() {
+                    let us = u64::try_from(tx.queued.elapsed().as_micros_ceil()).unwrap_or(0).max(1);
+                    let bucket = (63 - us.leading_zeros() as usize).min(abi::JOURNAL_LAT_BUCKETS - 1);
+                    lat_hist[bucket] += 1;
+                }
+                out.push(r, GFP_KERNEL)?;
+            }
+            i = group_end;
+        }
+        *device_flushes += pm.flushes;
+        *lines += pm.lines;
+        Ok(out)
+    }
+
+    fn status(&self) -> abi::JournalStatus {
+        let st = self.state.lock();
+        let mut s = abi::JournalStatus {
+            mode: match st.mode {
+                Mode::Coalesced => abi::JOURNAL_MODE_COALESCED,
+                Mode::Strict => abi::JOURNAL_MODE_STRICT,
+            },
+            ..Default::default()
+        };
+        let Some(att) = st.att.as_ref() else {
+            return s;
+        };
+        let geo = att.engine.superblock().geo;
+        let c = att.engine.counters();
+        let rec = st.rec;
+        s.attached = 1;
+        s.dev_size = geo.dev_size;
+        s.data_offset = geo.data_offset;
+        s.data_size = geo.data_size;
+        s.mj_count = geo.mj_count;
+        s.mj_size = geo.mj_size;
+        s.max_ranges = geo.max_ranges();
+        // Lossless: at most `MJ_SIZE_MAX`.
+        s.max_tx_bytes = geo.mj_capacity() as u32;
+        s.sync_dax = u32::from(att.dax.is_sync());
+        s.next_id = att.engine.next_id();
+        s.rec_replayed = rec.plan.replay.into();
+        s.rec_discarded = rec.plan.discarded.into();
+        s.rec_stale = rec.plan.stale.into();
+        s.rec_incomplete = rec.plan.incomplete.into();
+        s.rec_empty = rec.plan.empty.into();
+        s.rec_lwm = rec.plan.lwm;
+        s.rec_ns = rec.ns;
+        s.transactions = c.transactions;
+        s.groups = c.groups;
+        s.barriers = c.barriers;
+        s.device_flushes = att.device_flushes;
+        s.journal_bytes = c.journal_bytes;
+        s.inplace_bytes = c.inplace_bytes;
+        s.payload_bytes = c.payload_bytes;
+        s.lines_written_back = att.lines;
+        s.lat_hist = att.lat_hist;
+        s
+    }
+
+    /// Copies data-region bytes at `pos` into `iov`; returns how many.
+    fn read(&self, pos: u64, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let st = self.state.lock();
+        let att = st.att.as_ref().ok_or(ENODEV)?;
+        let geo = att.engine.superblock().geo;
+        if pos >= geo.data_size {
+            return Ok(0);
+        }
+        let want = iov.len().min(usize::try_from(geo.data_size - pos).unwrap_or(usize::MAX));
+        let pm = att.dax.access()?;
+        let mut bounce = KVVec::from_elem(0u8, want.min(64 * 1024), GFP_KERNEL)?;
+        let mut done = 0usize;
+        while done < want {
+            let n = (want - done).min(bounce.len());
+            pm.read_checked(geo.data_offset + pos + done as u64, &mut bounce[..n])?;
+            let copied = iov.copy_to_iter(&bounce[..n]);
+            done += copied;
+            if copied < n {
+                break;
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// An open file of `/dev/memkit-journal`.
+pub(crate) struct JournalDevice {
+    shared: Arc<Shared>,
+}
+
+impl JournalDevice {
+    fn ioctl_attach(&self, arg: usize) -> Result<isize> {
+        if !edge::capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let req = uapi::read::<abi::JournalAttach>(arg)?;
+        let mut buf = KVec::from_elem(0u8, PATH_MAX, GFP_KERNEL)?;
+        let path = UserSlice::new(UserPtr::from_addr(req.path as usize), PATH_MAX)
+            .reader()
+            .strcpy_into_buf(&mut buf)?;
+        if path.to_bytes().len() >= PATH_MAX - 1 {
+            return Err(ENAMETOOLONG);
+        }
+        let format = (req.flags & abi::JOURNAL_ATTACH_FORMAT != 0).then(|| {
+            let count = if req.mj_count == 0 { DEFAULT_MJ_COUNT } else { req.mj_count };
+            let size = if req.mj_size == 0 { DEFAULT_MJ_SIZE } else { req.mj_size };
+            (count, size)
+        });
+        self.shared.attach(path, format)?;
+        Ok(0)
+    }
+
+    fn ioctl_detach(&self, arg: usize) -> Result<isize> {
+        if !edge::capable_sys_admin() {
+            return Err(EPERM);
+        }
+        uapi::read::<abi::JournalDetach>(arg)?;
+        self.shared.detach()?;
+        Ok(0)
+    }
+
+    fn ioctl_status(&self, arg: usize) -> Result<isize> {
+        let req = uapi::read::<abi::JournalStatus>(arg)?;
+        let mut out = self.shared.status();
+        out.size = req.size.min(abi::JournalStatus::SIZE as u32);
+        uapi::write(arg, req.size, &out)?;
+        Ok(0)
+    }
+
+    fn ioctl_tx(&self, arg: usize) -> Result<isize> {
+        let req = uapi::read::<abi::JournalTx>(arg)?;
+        let n = req.nr_ranges as usize;
+        if n == 0 {
+            return Err(EINVAL);
+        }
+        if req.nr_ranges > format::TX_RANGES_MAX {
+            return Err(E2BIG);
+        }
+        let size = abi::JournalRange::SIZE;
+        let mut raw = KVec::from_elem(0u8, n * size, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(req.ranges as usize), raw.len())
+            .reader()
+            .read_slice(&mut raw)?;
+        // Check every range before allocating or copying data.
+        let mut spans = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut total = 0usize;
+        for i in 0..n {
+            let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
+            let len = usize::try_from(r.len).map_err(|_| E2BIG)?;
+            if len == 0 || r.offset.checked_add(r.len).is_none() {
+                return Err(EINVAL);
+            }
+            if len > format::MJ_SIZE_MAX as usize {
+                return Err(E2BIG);
+            }
+            spans.push((r.offset, total, len), GFP_KERNEL)?;
+            total = total.checked_add(len).ok_or(E2BIG)?;
+            if total > format::MJ_SIZE_MAX as usize {
+                return Err(E2BIG);
+            }
+        }
+        {
+            let st = self.shared.state.lock();
+            let att = st.att.as_ref().ok_or(ENODEV)?;
+            format::plan_tx(&att.engine.superblock().geo, tx_spans(&spans)).map_err(tx_errno)?;
+        }
+        let mut data = KVVec::from_elem(0u8, total, GFP_KERNEL)?;
+        for (i, &(_, start, len)) in spans.iter().enumerate() {
+            let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
+            UserSlice::new(UserPtr::from_addr(r.data as usize), len)
+                .reader()
+                .read_slice(&mut data[start..start + len])?;
+        }
+        let id = self.shared.submit(TxBuf { spans, data, queued: Instant::now() })?;
+        let out = abi::JournalTx { commit_id: id, size: req.size.min(abi::JournalTx::SIZE as u32), ..req };
+        uapi::write(arg, req.size, &out)?;
+        Ok(0)
+    }
+}
 
 #[vtable]
 impl MiscDevice for JournalDevice {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(JournalDevice, GFP_KERNEL)?)
+        let shared = JOURNAL.lock().as_ref().ok_or(ENODEV)?.clone();
+        Ok(KBox::new(JournalDevice { shared }, GFP_KERNEL)?)
     }
 
-    fn ioctl(_me: &JournalDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &JournalDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => crate::uapi::version(arg, abi::DEV_JOURNAL, 0),
-            None => Err(ENOTTY),
+            Some(abi::Command::Version) => uapi::version(arg, abi::DEV_JOURNAL, abi::FEAT_JOURNAL_TX),
+            Some(abi::Command::JournalAttach) => me.ioctl_attach(arg),
+            Some(abi::Command::JournalDetach) => me.ioctl_detach(arg),
+            Some(abi::Command::JournalStatus) => me.ioctl_status(arg),
+            Some(abi::Command::JournalTx) => me.ioctl_tx(arg),
+            _ => Err(ENOTTY),
         }
+    }
+
+    fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let pos = u64::try_from(kiocb.ki_pos()).map_err(|_| EINVAL)?;
+        let n = kiocb.file().shared.read(pos, iov)?;
+        *kiocb.ki_pos_mut() += n as i64;
+        Ok(n)
     }
 }

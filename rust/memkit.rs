@@ -17,6 +17,8 @@ use kernel::{
 };
 
 mod ckpt;
+mod dax;
+mod edge;
 mod journal;
 pub mod pure;
 mod rmem;
@@ -43,11 +45,14 @@ struct Memkit {
     _rmem: MiscDeviceRegistration<rmem::RmemDevice>,
     #[pin]
     _ckpt: MiscDeviceRegistration<ckpt::CkptDevice>,
+    /// The journal's module-wide state: dropped after the devices are gone.
+    _journal_state: journal::Registration,
 }
 
 impl kernel::InPlaceModule for Memkit {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            _journal_state: journal::Registration::new()?,
             _journal <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"memkit-journal",
             }),

@@ -29,7 +29,7 @@ impl MiscDevice for RmemDevice {
     fn ioctl(_me: &RmemDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
             Some(abi::Command::Version) => crate::uapi::version(arg, abi::DEV_RMEM, 0),
-            None => Err(ENOTTY),
+            _ => Err(ENOTTY),
         }
     }
 }

@@ -32,7 +32,8 @@ module() {
 	# MEMKIT_KMAKE_ARGS replaces the toolchain arguments for a KDIR built otherwise.
 	# shellcheck disable=SC2086
 	logged "$log" make -C "$k" M="$MEMKIT_TOP" ${MEMKIT_KMAKE_ARGS:-"${KMAKE_ARGS[@]}" CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver} modules
-	if grep -E -A8 '^(warning|error)' "$log" >&2; then
+	# rustc, clippy, the C compiler and objtool: any warning fails the build.
+	if grep -E -A8 '(^|: )(warning|error)(\[|:)' "$log" >&2; then
 		die "memkit.ko builds with warnings (log: $log)"
 	fi
 	echo "$MEMKIT_TOP/memkit.ko"

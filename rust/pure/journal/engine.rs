@@ -425,16 +425,17 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
 
     /// Takes a free slot, round-robin, and marks it `Committing`.
     fn take_free(&mut self) -> Option<u32> {
-        let n = self.slots.len();
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
-            if self.slots[i] == SlotState::Free {
-                self.slots[i] = SlotState::Committing;
-                self.cursor = (i + 1) % n;
-                return u32::try_from(i).ok();
-            }
-        }
-        None
+        let start = self.cursor.min(self.slots.len());
+        let (before, after) = self.slots.split_at_mut(start);
+        let found = after
+            .iter_mut()
+            .zip(start..)
+            .chain(before.iter_mut().zip(0..))
+            .find(|(s, _)| **s == SlotState::Free);
+        let (slot, i) = found?;
+        *slot = SlotState::Committing;
+        self.cursor = i + 1;
+        u32::try_from(i).ok()
     }
 
     /// Writes transaction `tx` into MJ `slot`: entries first, the header (with the

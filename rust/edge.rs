@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Small kernel services with no Rust abstraction in 7.3, implemented in `helpers.c`:
+//! string module parameters, `capable(CAP_SYS_ADMIN)`, random bytes.
+
+use core::ffi::c_void;
+use kernel::ffi::c_char;
+use kernel::prelude::*;
+
+extern "C" {
+    fn memkit_param_journal_dev() -> *const c_char;
+    fn memkit_param_commit_mode() -> *const c_char;
+    fn memkit_capable_sys_admin() -> bool;
+    /// # Safety
+    ///
+    /// `buf` is valid for `len` bytes of writes.
+    fn memkit_random(buf: *mut c_void, len: usize);
+}
+
+/// A string module parameter, `None` if unset.
+fn param(raw: *const c_char) -> Option<&'static CStr> {
+    if raw.is_null() {
+        return None;
+    }
+    // SAFETY: a charp module parameter is NULL or a NUL-terminated string that lives
+    // until the module is unloaded (parameters are read-only, 0444, after load).
+    Some(unsafe { CStr::from_char_ptr(raw) })
+}
+
+/// `memkit.journal_dev`: the device to attach the journal to at load.
+pub(crate) fn journal_dev() -> Option<&'static CStr> {
+    // SAFETY: no precondition.
+    param(unsafe { memkit_param_journal_dev() })
+}
+
+/// `memkit.commit_mode`: `coalesced` or `strict`.
+pub(crate) fn commit_mode() -> Option<&'static CStr> {
+    // SAFETY: no precondition.
+    param(unsafe { memkit_param_commit_mode() })
+}
+
+/// Whether the current task has `CAP_SYS_ADMIN`.
+pub(crate) fn capable_sys_admin() -> bool {
+    // SAFETY: called in process context (an ioctl); no other precondition.
+    unsafe { memkit_capable_sys_admin() }
+}
+
+/// Fills `buf` with random bytes.
+pub(crate) fn random(buf: &mut [u8]) {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
+    unsafe { memkit_random(buf.as_mut_ptr().cast(), buf.len()) };
+}

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * memkit's C edge: the few kernel interfaces Rust-for-Linux 7.3 has no binding or
+ * abstraction for.  Each function is a thin wrapper; the Rust side (rust/dax.rs)
+ * declares them and states the rules for calling them.
+ *
+ * - DAX: open a persistent-memory block device by path, claim it, and map it with
+ *   dax_direct_access (fs_dax_get_by_bdev and the dax_* functions are not in
+ *   kernel::bindings);
+ * - persistence: memcpy_flushcache (cache-bypassing stores), pmem_wmb (sfence), and a
+ *   device flush for DAX mappings that are not synchronous (virtio-pmem);
+ * - machine-check-safe reads (copy_mc_to_kernel);
+ * - string module parameters, which the Rust module! macro does not support.
+ */
+#include <linux/blkdev.h>
+#include <linux/capability.h>
+#include <linux/dax.h>
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/random.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "helpers.h"
+
+static char *journal_dev;
+module_param(journal_dev, charp, 0444);
+MODULE_PARM_DESC(journal_dev, "DAX block device to attach the journal to at load (e.g. /dev/pmem0)");
+
+static char *commit_mode = "coalesced";
+module_param(commit_mode, charp, 0444);
+MODULE_PARM_DESC(commit_mode, "journal commit protocol: coalesced (one barrier per commit) or strict (two)");
+
+const char *memkit_param_journal_dev(void)
+{
+	return journal_dev;
+}
+
+const char *memkit_param_commit_mode(void)
+{
+	return commit_mode;
+}
+
+bool memkit_capable_sys_admin(void)
+{
+	return capable(CAP_SYS_ADMIN);
+}
+
+/* Mirrored by `RawDax` in rust/dax.rs. */
+struct memkit_dax {
+	struct file *bdev_file;
+	struct dax_device *dax_dev;
+	void *kaddr;
+	u64 size;
+	bool sync;
+};
+
+/* The holder that claims the block device and its DAX device while attached. */
+static char memkit_dax_holder;
+
+/*
+ * Opens @path exclusively and maps the whole device.  Returns 0, -ENOTBLK (not a
+ * block device), -EOPNOTSUPP (no DAX), -EBUSY (claimed by someone else), or the error
+ * of the open or of dax_direct_access.
+ */
+int memkit_dax_open(const char *path, struct memkit_dax *d)
+{
+	struct block_device *bdev;
+	u64 start_off, size;
+	long pages, avail;
+	void *kaddr;
+	int id, err;
+
+	memset(d, 0, sizeof(*d));
+	d->bdev_file = bdev_file_open_by_path(path, BLK_OPEN_READ | BLK_OPEN_WRITE,
+					      &memkit_dax_holder, NULL);
+	if (IS_ERR(d->bdev_file)) {
+		err = PTR_ERR(d->bdev_file);
+		d->bdev_file = NULL;
+		return err;
+	}
+	bdev = file_bdev(d->bdev_file);
+	d->dax_dev = fs_dax_get_by_bdev(bdev, &start_off, &memkit_dax_holder, NULL);
+	if (!d->dax_dev) {
+		err = -EOPNOTSUPP;
+		goto put_bdev;
+	}
+	size = bdev_nr_bytes(bdev);
+	pages = size >> PAGE_SHIFT;
+	id = dax_read_lock();
+	avail = dax_direct_access(d->dax_dev, start_off >> PAGE_SHIFT, pages, DAX_ACCESS,
+				  &kaddr, NULL);
+	dax_read_unlock(id);
+	if (avail < 0) {
+		err = avail;
+		goto put_dax;
+	}
+	/* A device mapped in pieces is used up to its first discontinuity. */
+	d->kaddr = kaddr;
+	d->size = (u64)min(avail, pages) << PAGE_SHIFT;
+	d->sync = dax_synchronous(d->dax_dev);
+	return 0;
+
+put_dax:
+	fs_put_dax(d->dax_dev, &memkit_dax_holder);
+	d->dax_dev = NULL;
+put_bdev:
+	bdev_fput(d->bdev_file);
+	d->bdev_file = NULL;
+	return err;
+}
+
+void memkit_dax_close(struct memkit_dax *d)
+{
+	if (d->dax_dev)
+		fs_put_dax(d->dax_dev, &memkit_dax_holder);
+	if (d->bdev_file)
+		bdev_fput(d->bdev_file);
+	memset(d, 0, sizeof(*d));
+}
+
+/* The DAX read lock keeps the device from going away; returns its cookie. */
+int memkit_dax_lock(void)
+{
+	return dax_read_lock();
+}
+
+void memkit_dax_unlock(int id)
+{
+	dax_read_unlock(id);
+}
+
+bool memkit_dax_alive(const struct memkit_dax *d)
+{
+	return dax_alive(d->dax_dev);
+}
+
+/* Stores that bypass the cache (or are written back): durable after the next fence. */
+void memkit_pmem_copy(void *dst, const void *src, size_t len)
+{
+	memcpy_flushcache(dst, src, len);
+}
+
+/* Reads, surviving machine checks on poisoned media: 0 or -EIO. */
+int memkit_pmem_read(void *dst, const void *src, size_t len)
+{
+	return copy_mc_to_kernel(dst, src, len) ? -EIO : 0;
+}
+
+/*
+ * The persistence barrier: orders and completes the flushed stores, and asks the
+ * device to flush when its DAX mapping is not synchronous.
+ */
+int memkit_pmem_fence(const struct memkit_dax *d)
+{
+	pmem_wmb();
+	if (d->sync)
+		return 0;
+	return blkdev_issue_flush(file_bdev(d->bdev_file));
+}
+
+void memkit_random(void *buf, size_t len)
+{
+	get_random_bytes(buf, len);
+}
