@@ -114,7 +114,14 @@ impl DaxDevice {
     pub(crate) fn access(&self) -> Result<DaxAccess<'_>> {
         // SAFETY: no precondition.
         let id = unsafe { memkit_dax_lock() };
-        let access = DaxAccess { dev: self, id, flushes: 0, lines: 0, fence_error: None, read_error: Cell::new(false) };
+        let access = DaxAccess {
+            dev: self,
+            id,
+            flushes: 0,
+            lines: 0,
+            fence_error: None,
+            read_error: Cell::new(false),
+        };
         // SAFETY: the device is open (type invariant).
         if unsafe { memkit_dax_alive(&self.raw) } {
             Ok(access)

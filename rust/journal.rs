@@ -52,8 +52,7 @@ use kernel::{
         MiscDevice,
         MiscDeviceRegistration, //
     },
-    new_condvar,
-    new_mutex,
+    new_condvar, new_mutex,
     prelude::*,
     sync::{
         Arc,
@@ -93,7 +92,10 @@ impl Registration {
             None | Some(b"coalesced") => Mode::Coalesced,
             Some(b"strict") => Mode::Strict,
             Some(other) => {
-                pr_err!("journal: commit_mode={:?}: want coalesced or strict\n", kernel::str::BStr::from_bytes(other));
+                pr_err!(
+                    "journal: commit_mode={:?}: want coalesced or strict\n",
+                    kernel::str::BStr::from_bytes(other)
+                );
                 return Err(EINVAL);
             }
         };
@@ -177,7 +179,9 @@ fn format_errno(e: FormatError) -> Error {
         FormatError::BadMagic => EMEDIUMTYPE,
         FormatError::TooSmall => ENOSPC,
         FormatError::BadGeometry(_) => EINVAL,
-        FormatError::BadVersion(_) | FormatError::BadChecksum { .. } | FormatError::NonZeroReserved => EUCLEAN,
+        FormatError::BadVersion(_)
+        | FormatError::BadChecksum { .. }
+        | FormatError::NonZeroReserved => EUCLEAN,
     }
 }
 
@@ -226,12 +230,23 @@ impl Shared {
             return Err(EBUSY);
         }
         let dax = DaxDevice::open(path).inspect_err(|e| {
-            pr_err!("journal: {}: cannot open as a DAX block device: error {}\n", path, e.to_errno());
+            pr_err!(
+                "journal: {}: cannot open as a DAX block device: error {}\n",
+                path,
+                e.to_errno()
+            );
         })?;
         let mut pm = dax.access()?;
         if let Some((count, size)) = format {
             let geo = Geometry::new(dax.len(), count, size).map_err(|e| {
-                pr_err!("journal: {}: cannot format {} MJs of {} bytes on {} bytes: {:?}\n", path, count, size, dax.len(), e);
+                pr_err!(
+                    "journal: {}: cannot format {} MJs of {} bytes on {} bytes: {:?}\n",
+                    path,
+                    count,
+                    size,
+                    dax.len(),
+                    e
+                );
                 format_errno(e)
             })?;
             let mut uuid = [0u8; 16];
@@ -239,7 +254,11 @@ impl Shared {
             engine::format(&mut pm, geo, uuid).map_err(journal_errno)?;
         }
         let sb = engine::read_superblock(&pm).map_err(|e| {
-            pr_err!("journal: {}: no valid memkit journal superblock ({:?}); attach with format\n", path, e);
+            pr_err!(
+                "journal: {}: no valid memkit journal superblock ({:?}); attach with format\n",
+                path,
+                e
+            );
             format_errno(e)
         })?;
         let n = sb.geo.mj_count as usize;
@@ -248,17 +267,29 @@ impl Shared {
         let mut mj = KVVec::from_elem(0u8, sb.geo.mj_size as usize, GFP_KERNEL)?;
         let slots = KVec::from_elem(SlotState::Free, n, GFP_KERNEL)?;
         let started = Instant::<Monotonic>::now();
-        let scratch = OpenScratch { scans: &mut scans, order: &mut order, mj: &mut mj };
-        let (engine, plan) = engine::Journal::open(&mut pm, st.mode, slots, scratch).map_err(|e| {
-            pr_err!("journal: {}: recovery refused the journal: {:?}\n", path, e);
-            journal_errno(e)
-        })?;
+        let scratch = OpenScratch {
+            scans: &mut scans,
+            order: &mut order,
+            mj: &mut mj,
+        };
+        let (engine, plan) =
+            engine::Journal::open(&mut pm, st.mode, slots, scratch).map_err(|e| {
+                pr_err!("journal: {}: recovery refused the journal: {:?}\n", path, e);
+                journal_errno(e)
+            })?;
         if let Some(e) = pm.fence_error {
-            pr_err!("journal: {}: flushing the recovered state failed: error {}\n", path, e.to_errno());
+            pr_err!(
+                "journal: {}: flushing the recovered state failed: error {}\n",
+                path,
+                e.to_errno()
+            );
             return Err(EIO);
         }
         if pm.read_error.get() {
-            pr_warn!("journal: {}: media errors while scanning; unreadable MJs were discarded\n", path);
+            pr_warn!(
+                "journal: {}: media errors while scanning; unreadable MJs were discarded\n",
+                path
+            );
         }
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
         pr_info!(
@@ -298,7 +329,10 @@ impl Shared {
         if let Ok(mut pm) = dax.access() {
             engine.sync(&mut pm);
         }
-        pr_info!("journal: detached after {} transactions\n", att.engine.counters().transactions);
+        pr_info!(
+            "journal: detached after {} transactions\n",
+            att.engine.counters().transactions
+        );
         Ok(())
     }
 
@@ -347,7 +381,14 @@ impl Shared {
         if att.broken {
             return Err(EIO);
         }
-        let Attached { engine, dax, broken, device_flushes, lines, lat_hist } = att;
+        let Attached {
+            engine,
+            dax,
+            broken,
+            device_flushes,
+            lines,
+            lat_hist,
+        } = att;
         let mut pm = dax.access()?;
         let geo = engine.superblock().geo;
         // Keep half the MJs free for the next group: the in-flight half is freed only
@@ -386,11 +427,16 @@ impl Shared {
                 txs.push(&ranges[s..e], GFP_KERNEL)?;
             }
             let mut ids = KVec::from_elem(0u64, txs.len(), GFP_KERNEL)?;
-            let res = engine.commit(&mut pm, &txs, &mut ids).map_err(journal_errno);
+            let res = engine
+                .commit(&mut pm, &txs, &mut ids)
+                .map_err(journal_errno);
             let res = match (res, pm.fence_error) {
                 (Ok(()), None) => Ok(()),
                 (Ok(()), Some(e)) => {
-                    pr_err!("journal: device flush failed (error {}); commits fail until re-attach\n", e.to_errno());
+                    pr_err!(
+                        "journal: device flush failed (error {}); commits fail until re-attach\n",
+                        e.to_errno()
+                    );
                     *broken = true;
                     Err(EIO)
                 }
@@ -407,8 +453,11 @@ impl Shared {
                     }
                 };
                 if r.is_ok() {
-                    let us = u64::try_from(tx.queued.elapsed().as_micros_ceil()).unwrap_or(0).max(1);
-                    let bucket = (63 - us.leading_zeros() as usize).min(abi::JOURNAL_LAT_BUCKETS - 1);
+                    let us = u64::try_from(tx.queued.elapsed().as_micros_ceil())
+                        .unwrap_or(0)
+                        .max(1);
+                    let bucket =
+                        (63 - us.leading_zeros() as usize).min(abi::JOURNAL_LAT_BUCKETS - 1);
                     lat_hist[bucket] += 1;
                 }
                 out.push(r, GFP_KERNEL)?;
@@ -473,7 +522,9 @@ impl Shared {
         if pos >= geo.data_size {
             return Ok(0);
         }
-        let want = iov.len().min(usize::try_from(geo.data_size - pos).unwrap_or(usize::MAX));
+        let want = iov
+            .len()
+            .min(usize::try_from(geo.data_size - pos).unwrap_or(usize::MAX));
         let pm = att.dax.access()?;
         let mut bounce = KVVec::from_elem(0u8, want.min(64 * 1024), GFP_KERNEL)?;
         let mut done = 0usize;
@@ -509,8 +560,16 @@ impl JournalDevice {
             return Err(ENAMETOOLONG);
         }
         let format = (req.flags & abi::JOURNAL_ATTACH_FORMAT != 0).then(|| {
-            let count = if req.mj_count == 0 { DEFAULT_MJ_COUNT } else { req.mj_count };
-            let size = if req.mj_size == 0 { DEFAULT_MJ_SIZE } else { req.mj_size };
+            let count = if req.mj_count == 0 {
+                DEFAULT_MJ_COUNT
+            } else {
+                req.mj_count
+            };
+            let size = if req.mj_size == 0 {
+                DEFAULT_MJ_SIZE
+            } else {
+                req.mj_size
+            };
             (count, size)
         });
         self.shared.attach(path, format)?;
@@ -578,8 +637,16 @@ impl JournalDevice {
                 .reader()
                 .read_slice(&mut data[start..start + len])?;
         }
-        let id = self.shared.submit(TxBuf { spans, data, queued: Instant::now() })?;
-        let out = abi::JournalTx { commit_id: id, size: req.size.min(abi::JournalTx::SIZE as u32), ..req };
+        let id = self.shared.submit(TxBuf {
+            spans,
+            data,
+            queued: Instant::now(),
+        })?;
+        let out = abi::JournalTx {
+            commit_id: id,
+            size: req.size.min(abi::JournalTx::SIZE as u32),
+            ..req
+        };
         uapi::write(arg, req.size, &out)?;
         Ok(0)
     }
@@ -596,7 +663,9 @@ impl MiscDevice for JournalDevice {
 
     fn ioctl(me: &JournalDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => uapi::version(arg, abi::DEV_JOURNAL, abi::FEAT_JOURNAL_TX),
+            Some(abi::Command::Version) => {
+                uapi::version(arg, abi::DEV_JOURNAL, abi::FEAT_JOURNAL_TX)
+            }
             Some(abi::Command::JournalAttach) => me.ioctl_attach(arg),
             Some(abi::Command::JournalDetach) => me.ioctl_detach(arg),
             Some(abi::Command::JournalStatus) => me.ioctl_status(arg),

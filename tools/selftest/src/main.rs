@@ -6,6 +6,7 @@
 //! framing (that is how the runner isolates cases).
 
 mod abi_tests;
+mod journal_tests;
 mod ktap;
 mod module_tests;
 
@@ -65,6 +66,30 @@ const CASES: &[Case] = &[
     Case {
         name: "nonroot_open_denied",
         run: abi_tests::nonroot_open_denied,
+    },
+    Case {
+        name: "journal_attach_format",
+        run: journal_tests::journal_attach_format,
+    },
+    Case {
+        name: "journal_tx_and_read",
+        run: journal_tests::journal_tx_and_read,
+    },
+    Case {
+        name: "journal_bad_tx_rejected",
+        run: journal_tests::journal_bad_tx_rejected,
+    },
+    Case {
+        name: "journal_recovery_on_reattach",
+        run: journal_tests::journal_recovery_on_reattach,
+    },
+    Case {
+        name: "journal_group_commit",
+        run: journal_tests::journal_group_commit,
+    },
+    Case {
+        name: "journal_attach_errors",
+        run: journal_tests::journal_attach_errors,
     },
     Case {
         name: "unload_refused_while_open",

@@ -1,0 +1,447 @@
+//! `/dev/memkit-journal` in the guest: attach and format a virtio-pmem device,
+//! transactions and reads, every refused argument (and that nothing was written),
+//! recovery on re-attach, and group commit under concurrent writers.
+//!
+//! The cases use the first pmem device (`MEMKIT_PMEM`, default `/dev/pmem0`) and
+//! format it: they are skipped when it does not exist.
+
+use crate::ktap::{Outcome, TestResult};
+use memkit::dev::{Device, DeviceKind};
+use memkit_core::abi::{self, UapiStruct};
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+fn pmem_path() -> String {
+    std::env::var("MEMKIT_PMEM").unwrap_or_else(|_| "/dev/pmem0".into())
+}
+
+fn open() -> Result<Device, String> {
+    Device::open(DeviceKind::Journal).map_err(|e| format!("open /dev/memkit-journal: {e}"))
+}
+
+fn call<T: UapiStruct>(dev: &Device, cmd: u32, v: &T) -> io::Result<T> {
+    let mut buf = vec![0u8; T::SIZE];
+    v.encode(&mut buf);
+    dev.ioctl_bytes(cmd, &mut buf)?;
+    Ok(T::decode(&buf))
+}
+
+fn detach(dev: &Device) -> io::Result<()> {
+    call(
+        dev,
+        abi::IOC_JOURNAL_DETACH,
+        &abi::JournalDetach { size: 8, flags: 0 },
+    )
+    .map(|_| ())
+}
+
+fn attach(dev: &Device, format: Option<(u32, u32)>) -> io::Result<()> {
+    let path = CString::new(pmem_path()).expect("no NUL");
+    let (flags, mj_count, mj_size) = match format {
+        Some((c, s)) => (abi::JOURNAL_ATTACH_FORMAT, c, s),
+        None => (0, 0, 0),
+    };
+    let req = abi::JournalAttach {
+        size: 24,
+        flags,
+        path: path.as_ptr() as u64,
+        mj_count,
+        mj_size,
+    };
+    call(dev, abi::IOC_JOURNAL_ATTACH, &req).map(|_| ())
+}
+
+fn status(dev: &Device) -> Result<abi::JournalStatus, String> {
+    let req = abi::JournalStatus {
+        size: abi::JournalStatus::SIZE as u32,
+        ..Default::default()
+    };
+    call(dev, abi::IOC_JOURNAL_STATUS, &req).map_err(|e| format!("status: {e}"))
+}
+
+/// Commits `ranges` (offset, bytes); returns the commit id.
+fn tx(dev: &Device, ranges: &[(u64, &[u8])]) -> io::Result<u64> {
+    let arr: Vec<abi::JournalRange> = ranges
+        .iter()
+        .map(|(off, data)| abi::JournalRange {
+            offset: *off,
+            len: data.len() as u64,
+            data: data.as_ptr() as u64,
+        })
+        .collect();
+    tx_raw(dev, arr.len() as u32, &arr)
+}
+
+fn tx_raw(dev: &Device, nr: u32, ranges: &[abi::JournalRange]) -> io::Result<u64> {
+    let mut raw = vec![0u8; ranges.len() * abi::JournalRange::SIZE];
+    for (i, r) in ranges.iter().enumerate() {
+        r.encode(&mut raw[i * abi::JournalRange::SIZE..]);
+    }
+    let req = abi::JournalTx {
+        size: 32,
+        ranges: raw.as_ptr() as u64,
+        nr_ranges: nr,
+        ..Default::default()
+    };
+    call(dev, abi::IOC_JOURNAL_TX, &req).map(|t| t.commit_id)
+}
+
+fn read_at(off: u64, len: usize) -> Result<Vec<u8>, String> {
+    let f =
+        std::fs::File::open("/dev/memkit-journal").map_err(|e| format!("open for read: {e}"))?;
+    let mut buf = vec![0u8; len];
+    let n = f
+        .read_at(&mut buf, off)
+        .map_err(|e| format!("pread {len} at {off}: {e}"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Opens the device and attaches a freshly formatted journal; `None`: no pmem here.
+fn fresh(mj_count: u32, mj_size: u32) -> Result<Option<Device>, String> {
+    if !std::path::Path::new(&pmem_path()).exists() {
+        return Ok(None);
+    }
+    let dev = open()?;
+    match detach(&dev) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+        Err(e) => return Err(format!("detach: {e}")),
+    }
+    attach(&dev, Some((mj_count, mj_size))).map_err(|e| format!("attach with format: {e}"))?;
+    Ok(Some(dev))
+}
+
+fn no_pmem() -> TestResult {
+    Ok(Outcome::Skip(format!("no {}", pmem_path())))
+}
+
+fn expect_errno<T: std::fmt::Debug>(
+    what: &str,
+    res: io::Result<T>,
+    errno: i32,
+) -> Result<(), String> {
+    match res {
+        Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
+        other => Err(format!(
+            "{what}: expected {}, got {other:?}",
+            io::Error::from_raw_os_error(errno)
+        )),
+    }
+}
+
+pub fn journal_attach_format(_: &crate::Options) -> TestResult {
+    let Some(dev) = fresh(16, 4096)? else {
+        return no_pmem();
+    };
+    let s = status(&dev)?;
+    println!(
+        "dev {} B, data {} B at {}, {} MJs x {} B, sync_dax {}",
+        s.dev_size, s.data_size, s.data_offset, s.mj_count, s.mj_size, s.sync_dax
+    );
+    if s.attached != 1 || s.mj_count != 16 || s.mj_size != 4096 || s.next_id != 1 {
+        return Err(format!("unexpected status after format: {s:?}"));
+    }
+    if s.max_tx_bytes != 4096 - 64 || s.data_size == 0 || s.data_offset % 4096 != 0 {
+        return Err(format!("unexpected limits: {s:?}"));
+    }
+    // A second attach while attached is refused.
+    expect_errno("attach twice", attach(&dev, None), libc::EBUSY)?;
+    Ok(Outcome::Pass)
+}
+
+pub fn journal_tx_and_read(_: &crate::Options) -> TestResult {
+    let Some(dev) = fresh(16, 4096)? else {
+        return no_pmem();
+    };
+    let a = tx(&dev, &[(0, b"hello"), (4096, b"world"), (100, &[7u8; 300])])
+        .map_err(|e| format!("tx 1: {e}"))?;
+    let b = tx(&dev, &[(2, b"LL")]).map_err(|e| format!("tx 2: {e}"))?;
+    if (a, b) != (1, 2) {
+        return Err(format!("commit ids {a}, {b}, want 1, 2"));
+    }
+    if read_at(0, 5)? != b"heLLo"
+        || read_at(4096, 5)? != b"world"
+        || read_at(100, 300)? != vec![7u8; 300]
+    {
+        return Err("read back differs from what was committed".into());
+    }
+    let s = status(&dev)?;
+    println!(
+        "transactions {} groups {} barriers {} journal bytes {} payload bytes {}",
+        s.transactions, s.groups, s.barriers, s.journal_bytes, s.payload_bytes
+    );
+    if s.transactions != 2 || s.barriers != 2 || s.payload_bytes != 312 || s.next_id != 3 {
+        return Err(format!("counters: {s:?}"));
+    }
+    // Reads past the data region end at EOF.
+    if !read_at(s.data_size, 10)?.is_empty() || read_at(s.data_size - 3, 10)?.len() != 3 {
+        return Err("read past the end of the data region".into());
+    }
+    Ok(Outcome::Pass)
+}
+
+pub fn journal_bad_tx_rejected(_: &crate::Options) -> TestResult {
+    let Some(dev) = fresh(8, 1024)? else {
+        return no_pmem();
+    };
+    let s = status(&dev)?;
+    let before = read_at(0, 64)?;
+    let data = [0xabu8; 2048];
+    let r = |offset, len| abi::JournalRange {
+        offset,
+        len,
+        data: data.as_ptr() as u64,
+    };
+    let cases: Vec<(&str, u32, Vec<abi::JournalRange>, i32)> = vec![
+        ("no ranges", 0, vec![], libc::EINVAL),
+        ("zero length", 1, vec![r(0, 0)], libc::EINVAL),
+        (
+            "past the data region",
+            1,
+            vec![r(s.data_size - 4, 8)],
+            libc::EINVAL,
+        ),
+        ("offset overflow", 1, vec![r(u64::MAX - 2, 8)], libc::EINVAL),
+        ("larger than an MJ", 1, vec![r(0, 1024)], libc::E2BIG),
+        ("huge length", 1, vec![r(0, 1 << 40)], libc::E2BIG),
+        (
+            "too many ranges",
+            s.max_ranges + 1,
+            vec![r(0, 1); s.max_ranges as usize + 1],
+            libc::E2BIG,
+        ),
+        (
+            "over the range limit",
+            1025,
+            vec![r(0, 1); 1025],
+            libc::E2BIG,
+        ),
+        (
+            "second range bad",
+            2,
+            vec![r(0, 4), r(s.data_size, 1)],
+            libc::EINVAL,
+        ),
+        (
+            "bad data pointer",
+            1,
+            vec![abi::JournalRange {
+                offset: 0,
+                len: 8,
+                data: 8,
+            }],
+            libc::EFAULT,
+        ),
+    ];
+    for (what, nr, ranges, errno) in cases {
+        expect_errno(what, tx_raw(&dev, nr, &ranges), errno)?;
+    }
+    // A range array the kernel cannot read.
+    let req = abi::JournalTx {
+        size: 32,
+        ranges: 16,
+        nr_ranges: 1,
+        ..Default::default()
+    };
+    expect_errno(
+        "bad ranges pointer",
+        call(&dev, abi::IOC_JOURNAL_TX, &req),
+        libc::EFAULT,
+    )?;
+    expect_errno(
+        "non-zero padding",
+        call(&dev, abi::IOC_JOURNAL_TX, &abi::JournalTx { pad: 1, ..req }),
+        libc::EINVAL,
+    )?;
+    expect_errno(
+        "unknown flags",
+        call(
+            &dev,
+            abi::IOC_JOURNAL_TX,
+            &abi::JournalTx { flags: 2, ..req },
+        ),
+        libc::EINVAL,
+    )?;
+    let after = status(&dev)?;
+    if after.transactions != 0 || after.next_id != 1 || read_at(0, 64)? != before {
+        return Err(format!(
+            "a refused transaction changed the journal: {after:?}"
+        ));
+    }
+    // And a valid one still works.
+    tx(&dev, &[(0, b"ok")]).map_err(|e| format!("valid tx after refusals: {e}"))?;
+    Ok(Outcome::Pass)
+}
+
+pub fn journal_attach_errors(_: &crate::Options) -> TestResult {
+    if !std::path::Path::new(&pmem_path()).exists() {
+        return no_pmem();
+    }
+    let dev = open()?;
+    detach(&dev).ok();
+    expect_errno("detach when detached", detach(&dev), libc::ENODEV)?;
+    expect_errno("tx when detached", tx(&dev, &[(0, b"x")]), libc::ENODEV)?;
+    let bad = |p: &str, flags, mj_count, mj_size| {
+        let c = CString::new(p).unwrap();
+        call(
+            &dev,
+            abi::IOC_JOURNAL_ATTACH,
+            &abi::JournalAttach {
+                size: 24,
+                flags,
+                path: c.as_ptr() as u64,
+                mj_count,
+                mj_size,
+            },
+        )
+    };
+    expect_errno(
+        "missing path",
+        bad("/dev/nonexistent", 0, 0, 0),
+        libc::ENOENT,
+    )?;
+    expect_errno(
+        "not a block device",
+        bad("/dev/null", 0, 0, 0),
+        libc::ENOTBLK,
+    )?;
+    expect_errno(
+        "unknown flags",
+        bad(&pmem_path(), 1 << 5, 0, 0),
+        libc::EINVAL,
+    )?;
+    expect_errno(
+        "MJ size not a multiple of 64",
+        bad(&pmem_path(), abi::JOURNAL_ATTACH_FORMAT, 8, 1000),
+        libc::EINVAL,
+    )?;
+    expect_errno(
+        "one MJ",
+        bad(&pmem_path(), abi::JOURNAL_ATTACH_FORMAT, 1, 4096),
+        libc::EINVAL,
+    )?;
+    expect_errno(
+        "bigger than the device",
+        bad(&pmem_path(), abi::JOURNAL_ATTACH_FORMAT, 65536, 1 << 24),
+        libc::ENOSPC,
+    )?;
+    // An unformatted device: wipe the superblock through the block device first.
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(pmem_path())
+            .map_err(|e| format!("open pmem: {e}"))?;
+        f.write_all_at(&[0u8; 4096], 0)
+            .map_err(|e| format!("wipe: {e}"))?;
+        f.sync_all().ok();
+    }
+    expect_errno(
+        "unformatted device",
+        bad(&pmem_path(), 0, 0, 0),
+        libc::EMEDIUMTYPE,
+    )?;
+    Ok(Outcome::Pass)
+}
+
+pub fn journal_recovery_on_reattach(_: &crate::Options) -> TestResult {
+    let Some(dev) = fresh(8, 1024)? else {
+        return no_pmem();
+    };
+    let mut last = 0;
+    for i in 0..20u64 {
+        last = tx(&dev, &[(i * 8, &i.to_le_bytes()), (4096 + i, &[i as u8])])
+            .map_err(|e| format!("tx {i}: {e}"))?;
+    }
+    detach(&dev).map_err(|e| format!("detach: {e}"))?;
+    attach(&dev, None).map_err(|e| format!("re-attach: {e}"))?;
+    let s = status(&dev)?;
+    println!(
+        "recovery: replayed {} discarded {} stale {} incomplete {} empty {} lwm {} in {} ns",
+        s.rec_replayed,
+        s.rec_discarded,
+        s.rec_stale,
+        s.rec_incomplete,
+        s.rec_empty,
+        s.rec_lwm,
+        s.rec_ns
+    );
+    if s.next_id != last + 1 {
+        return Err(format!(
+            "next id {} after re-attach, want {}",
+            s.next_id,
+            last + 1
+        ));
+    }
+    if s.rec_replayed == 0
+        || s.rec_discarded != 0
+        || s.rec_replayed + s.rec_stale + s.rec_incomplete + s.rec_empty != 8
+    {
+        return Err(format!("recovery report: {s:?}"));
+    }
+    for i in 0..20u64 {
+        if read_at(i * 8, 8)? != i.to_le_bytes() || read_at(4096 + i, 1)? != [i as u8] {
+            return Err(format!("transaction {i} lost across detach/attach"));
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+pub fn journal_group_commit(_: &crate::Options) -> TestResult {
+    let Some(dev) = fresh(32, 1024)? else {
+        return no_pmem();
+    };
+    drop(dev);
+    let threads = 4u64;
+    let per = 50u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || -> Result<Vec<u64>, String> {
+                let dev = open()?;
+                let mut ids = Vec::new();
+                for i in 0..per {
+                    let v = (t << 32 | i).to_le_bytes();
+                    // Each writer owns its slots: thread t writes slot t and slot 64 + t.
+                    ids.push(
+                        tx(&dev, &[(t * 8, &v), ((64 + t) * 8, &v)])
+                            .map_err(|e| format!("thread {t} tx {i}: {e}"))?,
+                    );
+                }
+                Ok(ids)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| "writer panicked")??);
+    }
+    all.sort_unstable();
+    all.dedup();
+    if all.len() as u64 != threads * per {
+        return Err(format!(
+            "{} distinct commit ids for {} transactions",
+            all.len(),
+            threads * per
+        ));
+    }
+    for t in 0..threads {
+        let want = (t << 32 | (per - 1)).to_le_bytes();
+        if read_at(t * 8, 8)? != want || read_at((64 + t) * 8, 8)? != want {
+            return Err(format!("thread {t}: last value not in place"));
+        }
+    }
+    let s = status(&open()?)?;
+    println!(
+        "{} transactions in {} groups, {} barriers ({:.2} per transaction), {} device flushes",
+        s.transactions,
+        s.groups,
+        s.barriers,
+        s.barriers as f64 / s.transactions as f64,
+        s.device_flushes
+    );
+    if s.transactions != threads * per || s.barriers > s.transactions {
+        return Err(format!("counters: {s:?}"));
+    }
+    Ok(Outcome::Pass)
+}
