@@ -4,10 +4,13 @@
 
 use memkit_core::abi::{self, UapiStruct};
 use serde::Serialize;
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 /// One of memkit's devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -67,6 +70,13 @@ impl Device {
         Ok(Device { file, kind })
     }
 
+    /// Opens `kind` for reading only (enough for `MEMKIT_IOC_VERSION`, the journal's
+    /// `MEMKIT_IOC_JOURNAL_STATUS` and `pread`).
+    pub fn open_read_only(kind: DeviceKind) -> io::Result<Device> {
+        let file = File::open(kind.path())?;
+        Ok(Device { file, kind })
+    }
+
     /// Which device this is.
     pub fn kind(&self) -> DeviceKind {
         self.kind
@@ -116,6 +126,107 @@ impl Device {
         self.ioctl_bytes(abi::IOC_VERSION, &mut buf)?;
         Ok(abi::Version::decode(&buf))
     }
+
+    /// `MEMKIT_IOC_JOURNAL_ATTACH`: attaches the DAX block device at `path` as the
+    /// journal, recovering it; with `format` it is formatted first with `mj_count` MJs
+    /// of `mj_size` bytes (0 for the kernel's defaults).
+    pub fn journal_attach(
+        &self,
+        path: &Path,
+        format: bool,
+        mj_count: u32,
+        mj_size: u32,
+    ) -> io::Result<()> {
+        let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "device path contains a NUL byte",
+            )
+        })?;
+        let mut buf = [0u8; abi::JournalAttach::SIZE];
+        abi::JournalAttach {
+            size: abi::JournalAttach::SIZE as u32,
+            flags: if format {
+                abi::JOURNAL_ATTACH_FORMAT
+            } else {
+                0
+            },
+            path: path.as_ptr() as u64,
+            mj_count,
+            mj_size,
+        }
+        .encode(&mut buf);
+        // The kernel only reads the NUL-terminated string `path` points to; it lives
+        // until the end of this function.
+        self.ioctl_bytes(abi::IOC_JOURNAL_ATTACH, &mut buf)?;
+        Ok(())
+    }
+
+    /// `MEMKIT_IOC_JOURNAL_DETACH`: makes every write durable and detaches the journal.
+    pub fn journal_detach(&self) -> io::Result<()> {
+        let mut buf = [0u8; abi::JournalDetach::SIZE];
+        abi::JournalDetach {
+            size: abi::JournalDetach::SIZE as u32,
+            flags: 0,
+        }
+        .encode(&mut buf);
+        self.ioctl_bytes(abi::IOC_JOURNAL_DETACH, &mut buf)?;
+        Ok(())
+    }
+
+    /// `MEMKIT_IOC_JOURNAL_STATUS`.
+    pub fn journal_status(&self) -> io::Result<abi::JournalStatus> {
+        let mut buf = [0u8; abi::JournalStatus::SIZE];
+        abi::JournalStatus {
+            size: abi::JournalStatus::SIZE as u32,
+            ..Default::default()
+        }
+        .encode(&mut buf);
+        self.ioctl_bytes(abi::IOC_JOURNAL_STATUS, &mut buf)?;
+        Ok(abi::JournalStatus::decode(&buf))
+    }
+
+    /// `MEMKIT_IOC_JOURNAL_TX`: writes every `(offset, data)` range of the data region
+    /// as one atomic transaction; returns its commit id, durable on return.
+    pub fn journal_tx(&self, ranges: &[(u64, &[u8])]) -> io::Result<u64> {
+        let nr_ranges =
+            u32::try_from(ranges.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        let array = encode_ranges(ranges);
+        let mut buf = [0u8; abi::JournalTx::SIZE];
+        abi::JournalTx {
+            size: abi::JournalTx::SIZE as u32,
+            flags: 0,
+            ranges: array.as_ptr() as u64,
+            nr_ranges,
+            pad: 0,
+            commit_id: 0,
+        }
+        .encode(&mut buf);
+        // The kernel only reads the range array and the data it points to; both
+        // (`array`, `ranges`) live until the end of this function.
+        self.ioctl_bytes(abi::IOC_JOURNAL_TX, &mut buf)?;
+        Ok(abi::JournalTx::decode(&buf).commit_id)
+    }
+
+    /// `pread(2)`: for `/dev/memkit-journal`, bytes at `offset` of the data region.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+}
+
+/// The `struct memkit_journal_range` array of `ranges`, pointing at their data.
+fn encode_ranges(ranges: &[(u64, &[u8])]) -> Vec<u8> {
+    let size = abi::JournalRange::SIZE;
+    let mut array = vec![0u8; ranges.len() * size];
+    for (chunk, (offset, data)) in array.chunks_exact_mut(size).zip(ranges) {
+        abi::JournalRange {
+            offset: *offset,
+            len: data.len() as u64,
+            data: data.as_ptr() as u64,
+        }
+        .encode(chunk);
+    }
+    array
 }
 
 /// Names of the feature bits set in `features`; unknown bits as hex.
@@ -146,6 +257,18 @@ mod tests {
         assert_eq!(DeviceKind::Journal.name(), "memkit-journal");
         let ids: Vec<u32> = DeviceKind::ALL.iter().map(|k| k.id()).collect();
         assert_eq!(ids, [abi::DEV_JOURNAL, abi::DEV_RMEM, abi::DEV_CKPT]);
+    }
+
+    #[test]
+    fn range_array_points_at_the_data() {
+        let a = [1u8, 2, 3];
+        let b = b"hello";
+        let array = encode_ranges(&[(0, &a), (4096, b)]);
+        assert_eq!(array.len(), 2 * abi::JournalRange::SIZE);
+        let r0 = abi::JournalRange::decode(&array[..24]);
+        let r1 = abi::JournalRange::decode(&array[24..]);
+        assert_eq!((r0.offset, r0.len, r0.data), (0, 3, a.as_ptr() as u64));
+        assert_eq!((r1.offset, r1.len, r1.data), (4096, 5, b.as_ptr() as u64));
     }
 
     #[test]
