@@ -1,5 +1,9 @@
 //! `memkit`: the command-line tool of the memkit kernel module.
 
+mod image;
+mod journal;
+mod pmem_file;
+
 use clap::{Parser, Subcommand};
 use memkit::dev::{feature_names, Device, DeviceKind};
 use serde::Serialize;
@@ -23,6 +27,11 @@ enum Cmd {
         /// Only this device (default: all three).
         #[arg(long, value_enum)]
         device: Option<DeviceKind>,
+    },
+    /// The persistent-memory micro-journal: offline image tools and /dev/memkit-journal.
+    Journal {
+        #[command(subcommand)]
+        cmd: journal::JournalCmd,
     },
 }
 
@@ -66,6 +75,7 @@ fn version(devices: &[DeviceKind]) -> Vec<VersionReport> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Journal { cmd } => journal::run(cmd, cli.json),
         Cmd::Version { device } => {
             let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
             let reports = version(&kinds);
