@@ -1,0 +1,723 @@
+//! Property tests of the journal's on-media format and recovery planning
+//! (`journal::format`, `journal::recovery`), with `proptest`.
+//!
+//! - the decoders (`decode_mj`, `Superblock::decode`) never panic, on arbitrary bytes
+//!   and on "nearly valid" images whose checksum has been fixed up so that every
+//!   later check is reached;
+//! - whatever validates is canonical: re-encoding the decoded MJ (or superblock) with
+//!   the public encoders gives back exactly the bytes, so no image can validate as a
+//!   different transaction than its bytes spell out;
+//! - the MJs the engine writes decode to exactly the transactions committed;
+//! - flipping any single bit of a valid MJ or superblock makes it invalid;
+//! - `recovery::plan` never panics, its replay order is strictly increasing, at or
+//!   above the low-water mark and made of whole groups, and on the scans a real
+//!   journal can produce it matches a reference model exactly;
+//! - `plan_tx` never panics, accepts exactly the transactions that fit, and every
+//!   refusal is justified by the case its error documents.
+
+use memkit_core::journal::engine::{self, Journal, OpenScratch, Range, SlotState};
+use memkit_core::journal::format::{
+    self, decode_mj, entry_header, entry_size, set_mj_checksum, Geometry, MjError, MjHeader,
+    Superblock, TxError, ENTRY_HEADER_SIZE, MJ_HEADER_SIZE, SB_SIZE,
+};
+use memkit_core::journal::pmem::Pmem;
+use memkit_core::journal::recovery::{self, PlanError, SlotScan};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use std::collections::{BTreeMap, BTreeSet};
+
+// --- Building blocks ----------------------------------------------------------------
+
+/// A geometry of `mj_count` MJs of `mj_lines` cache lines and `data_size` data bytes.
+fn geometry(mj_count: u32, mj_lines: u32, data_size: u64) -> Geometry {
+    let data_offset = Geometry::new(u64::MAX / 2, mj_count, mj_lines * 64)
+        .unwrap()
+        .data_offset;
+    Geometry::new(data_offset + data_size, mj_count, mj_lines * 64).unwrap()
+}
+
+/// Small journals: 2-16 MJs of 256-1024 bytes, a data region of up to 8 KiB.
+fn small_geometry() -> impl Strategy<Value = Geometry> {
+    (2u32..=16, 4u32..=16, 1u64..=8192).prop_map(|(n, lines, data)| geometry(n, lines, data))
+}
+
+fn superblock() -> impl Strategy<Value = Superblock> {
+    (any::<[u8; 16]>(), small_geometry()).prop_map(|(uuid, geo)| Superblock { uuid, geo })
+}
+
+/// The payload (entries) of a transaction, encoded with the public format functions.
+fn encode_entries(tx: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (offset, data) in tx {
+        let len = u32::try_from(data.len()).unwrap();
+        let start = payload.len();
+        payload.extend_from_slice(&entry_header(*offset, len));
+        payload.extend_from_slice(data);
+        payload.resize(start + entry_size(len).unwrap(), 0);
+    }
+    payload
+}
+
+/// An MJ slot (`mj_size` bytes) holding `header` over `tx`, with `filler` after the
+/// payload; `entry_count` and `payload_len` are set from `tx`.
+fn encode_mj(sb: &Superblock, mut header: MjHeader, tx: &[(u64, Vec<u8>)], filler: u8) -> Vec<u8> {
+    let payload = encode_entries(tx);
+    header.entry_count = tx.len() as u32;
+    header.payload_len = payload.len() as u32;
+    let mut slot = header.encode(&sb.uuid, &payload).to_vec();
+    slot.extend_from_slice(&payload);
+    slot.resize(sb.geo.mj_size as usize, filler);
+    slot
+}
+
+/// The `(offset, data)` ranges of a decoded MJ.
+fn entries_of(m: &format::Mj<'_>) -> Vec<(u64, Vec<u8>)> {
+    m.entries().map(|e| (e.offset, e.data.to_vec())).collect()
+}
+
+/// The bytes a valid MJ should consist of, rebuilt from what `decode_mj` returned.
+fn reencode(sb: &Superblock, m: &format::Mj<'_>) -> Vec<u8> {
+    let payload = encode_entries(&entries_of(m));
+    let mut bytes = m.header.encode(&sb.uuid, &payload).to_vec();
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// Checks that a decoded MJ is canonical and inside the journal's limits.
+fn assert_canonical(sb: &Superblock, slot: &[u8], m: &format::Mj<'_>) -> Result<(), TestCaseError> {
+    let h = m.header;
+    let len = MJ_HEADER_SIZE + h.payload_len as usize;
+    prop_assert_eq!(reencode(sb, m), slot[..len].to_vec(), "not canonical");
+    prop_assert_eq!(m.entries().count(), h.entry_count as usize);
+    for e in m.entries() {
+        prop_assert!(!e.data.is_empty());
+        prop_assert!(e.offset + e.data.len() as u64 <= sb.geo.data_size);
+    }
+    prop_assert!(h.commit_id >= 1 && h.lwm >= 1 && h.lwm <= h.group_first);
+    prop_assert!(h.group_first <= h.commit_id);
+    prop_assert!(h.commit_id - h.group_first < u64::from(h.group_len));
+    prop_assert!(h.group_len >= 1 && h.group_len <= sb.geo.mj_count);
+    Ok(())
+}
+
+/// A valid transaction for `geo`: 1 to 4 ranges of 1 to 60 bytes, trimmed to fit.
+fn valid_tx(geo: Geometry) -> impl Strategy<Value = Vec<(u64, Vec<u8>)>> {
+    prop::collection::vec(
+        (any::<Index>(), prop::collection::vec(any::<u8>(), 1..=60)),
+        1..=4,
+    )
+    .prop_map(move |ranges| {
+        let mut tx = Vec::new();
+        for (at, data) in ranges {
+            let len = (data.len() as u64).min(geo.data_size);
+            let offset = at.index((geo.data_size - len + 1) as usize) as u64;
+            let mut candidate = tx.clone();
+            candidate.push((offset, data[..len as usize].to_vec()));
+            let shape = candidate.iter().map(|(o, d)| (*o, d.len() as u64));
+            if format::plan_tx(&geo, shape).is_ok() {
+                tx = candidate;
+            }
+        }
+        tx
+    })
+    .prop_filter("at least one range fits", |tx| !tx.is_empty())
+}
+
+/// A valid header for a journal of `mj_count` MJs (counts and length left to
+/// [`encode_mj`]).
+fn valid_header(mj_count: u32) -> impl Strategy<Value = MjHeader> {
+    (1u64..1000, 1..=mj_count, any::<Index>(), any::<Index>()).prop_map(
+        |(group_first, group_len, member, lwm)| MjHeader {
+            commit_id: group_first + member.index(group_len as usize) as u64,
+            lwm: 1 + lwm.index(group_first as usize) as u64,
+            entry_count: 0,
+            payload_len: 0,
+            group_first,
+            group_len,
+        },
+    )
+}
+
+/// A valid MJ slot with its superblock.
+fn valid_mj() -> impl Strategy<Value = (Superblock, Vec<u8>)> {
+    superblock().prop_flat_map(|sb| {
+        (valid_header(sb.geo.mj_count), valid_tx(sb.geo), any::<u8>())
+            .prop_map(move |(h, tx, filler)| (sb, encode_mj(&sb, h, &tx, filler)))
+    })
+}
+
+// --- Nearly valid MJs ---------------------------------------------------------------
+
+/// One entry as raw fields, each usually right and sometimes wrong.
+#[derive(Clone, Debug)]
+struct RawEntry {
+    offset: u64,
+    /// The length field; usually `data.len()`.
+    len: u32,
+    reserved: u32,
+    data: Vec<u8>,
+    /// The padding bytes; usually the right number of zeros.
+    pad: Vec<u8>,
+}
+
+/// A raw entry for a data region of `data_size` bytes: usually inside it.
+fn raw_entry(data_size: u64) -> impl Strategy<Value = RawEntry> {
+    let offset = prop_oneof![
+        8 => any::<Index>().prop_map(move |i| i.index(data_size as usize) as u64),
+        1 => (0u64..64).prop_map(move |d| data_size.saturating_sub(d)),
+        1 => any::<u64>(),
+    ];
+    let len_error = prop::option::weighted(0.05, any::<u32>());
+    let reserved = prop_oneof![19 => Just(0u32), 1 => any::<u32>()];
+    let pad_error = prop::option::weighted(0.05, prop::collection::vec(any::<u8>(), 0..10));
+    (
+        offset,
+        prop::collection::vec(any::<u8>(), 1..40),
+        len_error,
+        reserved,
+        pad_error,
+    )
+        .prop_map(|(offset, data, len_error, reserved, pad_error)| {
+            let pad_len = data.len().next_multiple_of(8) - data.len();
+            RawEntry {
+                offset,
+                len: len_error.unwrap_or(data.len() as u32),
+                reserved,
+                pad: pad_error.unwrap_or_else(|| vec![0; pad_len]),
+                data,
+            }
+        })
+}
+
+/// Header byte ranges the format reserves (must be zero): after the magic, after
+/// the group length, after the checksum.
+const HEADER_RESERVED: [std::ops::Range<usize>; 3] = [4..8, 44..56, 60..64];
+
+/// An MJ slot built from raw entries and a header that is usually valid, sometimes
+/// with one field (or reserved byte) replaced, and always with a correct checksum.
+fn nearly_valid_mj() -> impl Strategy<Value = (Superblock, Vec<u8>)> {
+    superblock().prop_flat_map(|sb| {
+        (
+            valid_header(sb.geo.mj_count),
+            prop_oneof![
+                1 => Just(Vec::new()),
+                9 => prop::collection::vec(raw_entry(sb.geo.data_size), 1..4),
+            ],
+            prop::option::weighted(0.2, (0usize..9, any::<u64>())),
+            any::<u8>(),
+        )
+            .prop_map(move |(mut h, entries, mutation, filler)| {
+                let mut payload = Vec::new();
+                for e in &entries {
+                    payload.extend_from_slice(&e.offset.to_le_bytes());
+                    payload.extend_from_slice(&e.len.to_le_bytes());
+                    payload.extend_from_slice(&e.reserved.to_le_bytes());
+                    payload.extend_from_slice(&e.data);
+                    payload.extend_from_slice(&e.pad);
+                }
+                h.entry_count = entries.len() as u32;
+                h.payload_len = payload.len() as u32;
+                let mut reserved_byte = None;
+                if let Some((field, v)) = mutation {
+                    match field {
+                        0 => h.commit_id = v % 1100,
+                        1 => h.lwm = v % 1100,
+                        2 => h.group_first = v % 1100,
+                        3 => h.group_len = (v % 20) as u32,
+                        4 => h.entry_count = (v % 8) as u32,
+                        5 => h.payload_len = (v % 1100) as u32,
+                        6 => h.commit_id = v,
+                        7 => h.group_first = v,
+                        _ => reserved_byte = Some(v),
+                    }
+                }
+                let mut header = h.encode_unsummed();
+                if let Some(v) = reserved_byte {
+                    let all: Vec<usize> = HEADER_RESERVED.iter().cloned().flatten().collect();
+                    header[all[v as usize % all.len()]] = (v >> 8) as u8 | 1;
+                }
+                let mut slot = header.to_vec();
+                slot.extend_from_slice(&payload);
+                slot.resize(sb.geo.mj_size as usize, filler);
+                // The checksum over what `decode_mj` will take as the payload.
+                let end = (MJ_HEADER_SIZE + h.payload_len as usize).min(slot.len());
+                let crc = format::mj_checksum(&sb.uuid, &slot[MJ_HEADER_SIZE..end], &header);
+                set_mj_checksum(&mut header, crc);
+                slot[..MJ_HEADER_SIZE].copy_from_slice(&header);
+                (sb, slot)
+            })
+    })
+}
+
+// --- A persistent memory that is just memory ------------------------------------------
+
+/// Plain memory: enough to run the engine and read back what it wrote.
+struct Mem(Vec<u8>);
+
+impl Pmem for Mem {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read(&self, off: u64, buf: &mut [u8]) {
+        buf.copy_from_slice(&self.0[off as usize..off as usize + buf.len()]);
+    }
+    fn write_flushed(&mut self, off: u64, data: &[u8]) {
+        self.0[off as usize..off as usize + data.len()].copy_from_slice(data);
+    }
+    fn fence(&mut self) {}
+}
+
+/// Default case counts; no failure persistence (proptest cannot locate a source
+/// directory for integration tests, and a failure prints its minimal input anyway).
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Formats a journal of geometry `geo` on plain memory (initially garbage), opens
+/// it and commits `group` as one group; returns the superblock, the memory and the
+/// commit ids.
+fn commit_on_fresh_journal(
+    geo: Geometry,
+    uuid: [u8; 16],
+    group: &[Vec<(u64, Vec<u8>)>],
+) -> (Superblock, Mem, Vec<u64>) {
+    let mut pm = Mem(vec![0xa5; geo.dev_size as usize]);
+    let sb = engine::format(&mut pm, geo, uuid).unwrap();
+    let n = geo.mj_count as usize;
+    let (mut scans, mut order) = (vec![SlotScan::Empty; n], vec![0; n]);
+    let mut mj = vec![0; geo.mj_size as usize];
+    let scratch = OpenScratch {
+        scans: &mut scans,
+        order: &mut order,
+        mj: &mut mj,
+    };
+    let slots = vec![SlotState::Free; n];
+    let (mut j, _) = Journal::open(&mut pm, engine::Mode::Coalesced, slots, scratch).unwrap();
+    let ranges: Vec<Vec<Range<'_>>> = group
+        .iter()
+        .map(|tx| {
+            tx.iter()
+                .map(|(offset, data)| Range {
+                    offset: *offset,
+                    data,
+                })
+                .collect()
+        })
+        .collect();
+    let txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
+    let mut ids = vec![0; txs.len()];
+    j.commit(&mut pm, &txs, &mut ids).unwrap();
+    (sb, pm, ids)
+}
+
+// --- Properties -----------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn decode_mj_never_panics_on_arbitrary_bytes(
+        sb in superblock(),
+        slot in prop::collection::vec(any::<u8>(), 0..1200),
+    ) {
+        let _ = decode_mj(&sb, &slot);
+    }
+
+    #[test]
+    fn superblock_decode_never_panics_on_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+        dev_size in any::<u64>(),
+    ) {
+        let _ = Superblock::decode(&bytes, dev_size);
+    }
+
+    /// Nearly valid MJs reach every check past the checksum; whatever validates must
+    /// be canonical.
+    #[test]
+    fn a_validating_mj_is_canonical((sb, slot) in nearly_valid_mj()) {
+        if let Ok(m) = decode_mj(&sb, &slot) {
+            assert_canonical(&sb, &slot, &m)?;
+        }
+    }
+
+    /// MJs built from valid transactions validate, decode to the transaction, and
+    /// the bytes after the payload do not matter.
+    #[test]
+    fn a_valid_mj_decodes_to_its_transaction(
+        (sb, h, tx, filler) in superblock().prop_flat_map(|sb| {
+            (Just(sb), valid_header(sb.geo.mj_count), valid_tx(sb.geo), any::<u8>())
+        }),
+    ) {
+        let slot = encode_mj(&sb, h, &tx, filler);
+        let m = decode_mj(&sb, &slot).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        prop_assert_eq!(entries_of(&m), tx);
+        prop_assert_eq!(m.header.commit_id, h.commit_id);
+        prop_assert_eq!(m.header.lwm, h.lwm);
+        prop_assert_eq!((m.header.group_first, m.header.group_len), (h.group_first, h.group_len));
+        assert_canonical(&sb, &slot, &m)?;
+    }
+
+    /// A single flipped bit anywhere in the header or the payload invalidates an MJ.
+    #[test]
+    fn any_single_bit_flip_invalidates_an_mj((sb, slot) in valid_mj()) {
+        let m = decode_mj(&sb, &slot).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let covered = MJ_HEADER_SIZE + m.header.payload_len as usize;
+        let mut bad = slot.clone();
+        for bit in 0..covered * 8 {
+            bad[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(decode_mj(&sb, &bad).is_err(), "bit {} flipped still validates", bit);
+            bad[bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+
+    /// The MJs the engine writes for a commit group decode to exactly the group's
+    /// transactions, with consecutive ids and the group's bounds.
+    #[test]
+    fn the_engine_writes_canonical_mjs(
+        (geo, group) in small_geometry().prop_flat_map(|g| {
+            (Just(g), prop::collection::vec(valid_tx(g), 1..=(g.mj_count as usize).min(4)))
+        }),
+        uuid in any::<[u8; 16]>(),
+    ) {
+        let (sb, pm, ids) = commit_on_fresh_journal(geo, uuid, &group);
+        let mut found = BTreeMap::new();
+        for slot in 0..geo.mj_count {
+            let at = geo.mj_at(slot).unwrap() as usize;
+            let bytes = &pm.0[at..at + geo.mj_size as usize];
+            if let Ok(m) = decode_mj(&sb, bytes) {
+                assert_canonical(&sb, bytes, &m)?;
+                found.insert(m.header.commit_id, (m.header, entries_of(&m)));
+            }
+        }
+        prop_assert_eq!(found.len(), group.len());
+        for (i, ((id, (h, tx)), want)) in found.iter().zip(&group).enumerate() {
+            prop_assert_eq!(*id, ids[i]);
+            prop_assert_eq!((h.group_first, h.group_len), (ids[0], group.len() as u32));
+            prop_assert_eq!(tx, want);
+        }
+    }
+
+    /// Superblocks round-trip, refuse a device smaller than their geometry, and are
+    /// canonical even when crafted with a fixed-up checksum.
+    #[test]
+    fn superblock_round_trips_and_is_canonical(
+        sb in superblock(),
+        slack in 0u64..100,
+        edits in prop::collection::vec((0usize..SB_SIZE - 4, any::<u8>()), 0..3),
+    ) {
+        let bytes = sb.encode();
+        prop_assert_eq!(Superblock::decode(&bytes, sb.geo.dev_size + slack), Ok(sb));
+        prop_assert_eq!(
+            Superblock::decode(&bytes, sb.geo.dev_size - 1),
+            Err(format::FormatError::TooSmall)
+        );
+        let mut crafted = bytes;
+        for (at, v) in edits {
+            crafted[at] = v;
+        }
+        let crc = memkit_core::crc32c::crc32c(&crafted[..SB_SIZE - 4]);
+        crafted[SB_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+        if let Ok(got) = Superblock::decode(&crafted, u64::MAX) {
+            prop_assert_eq!(got.encode(), crafted, "a crafted superblock is not canonical");
+        }
+    }
+
+    #[test]
+    fn any_single_bit_flip_invalidates_a_superblock(sb in superblock(), bit in 0..SB_SIZE * 8) {
+        let mut bytes = sb.encode();
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(Superblock::decode(&bytes, u64::MAX).is_err());
+    }
+}
+
+// --- Recovery planning ----------------------------------------------------------------
+
+/// A slot scan: empty, invalid, or valid with arbitrary (possibly inconsistent)
+/// fields, ids small so that groups and duplicates occur, sometimes huge.
+fn arbitrary_scan() -> impl Strategy<Value = SlotScan> {
+    let id = prop_oneof![8 => 0u64..24, 1 => Just(u64::MAX), 1 => any::<u64>()];
+    let valid =
+        (id.clone(), id.clone(), id, 0u32..6).prop_map(|(id, lwm, group_first, group_len)| {
+            SlotScan::Valid {
+                id,
+                lwm,
+                group_first,
+                group_len,
+            }
+        });
+    prop_oneof![
+        1 => Just(SlotScan::Empty),
+        1 => Just(SlotScan::Invalid(MjError::BadChecksum)),
+        4 => valid,
+    ]
+}
+
+/// The scan of a journal-like history: consecutive commit groups of 1-4 ids (with
+/// gaps, as left by groups whose MJs were all reused), each group sharing a low-water
+/// mark at or below its start, each member valid or torn, plus empty slots, rarely a
+/// duplicate id, in a random slot order. Every valid scan is one `decode_mj` could
+/// produce: `1 <= lwm <= group_first <= id < group_first + group_len`.
+fn journal_like_scans() -> impl Strategy<Value = Vec<SlotScan>> {
+    let group = (
+        1u32..=4,
+        0u64..3,
+        any::<Index>(),
+        prop::collection::vec(prop::bool::weighted(0.8), 4),
+    );
+    (
+        prop::collection::vec(group, 0..6),
+        0usize..3,
+        prop::option::weighted(0.1, any::<Index>()),
+    )
+        .prop_flat_map(|(groups, empty, duplicate)| {
+            let mut scans = vec![SlotScan::Empty; empty];
+            let mut first = 1u64;
+            for (len, gap, lwm, present) in groups {
+                first += gap;
+                let lwm = 1 + lwm.index(first as usize) as u64;
+                for k in 0..len {
+                    scans.push(if present[k as usize] {
+                        SlotScan::Valid {
+                            id: first + u64::from(k),
+                            lwm,
+                            group_first: first,
+                            group_len: len,
+                        }
+                    } else {
+                        SlotScan::Invalid(MjError::BadChecksum)
+                    });
+                }
+                first += u64::from(len);
+            }
+            if let Some(i) = duplicate {
+                if !scans.is_empty() {
+                    scans.push(scans[i.index(scans.len())]);
+                }
+            }
+            Just(scans).prop_shuffle()
+        })
+}
+
+/// `(id, lwm, group_first, group_len)` of a valid scan.
+fn fields(s: &SlotScan) -> Option<(u64, u64, u64, u32)> {
+    match *s {
+        SlotScan::Valid {
+            id,
+            lwm,
+            group_first,
+            group_len,
+        } => Some((id, lwm, group_first, group_len)),
+        _ => None,
+    }
+}
+
+/// What recovery must decide for well-formed scans: `(lwm, replayed ids in order,
+/// stale, incomplete, next_id)`, or the error.
+type Decision = (u64, Vec<u64>, u32, u32, u64);
+
+fn reference_plan(scans: &[SlotScan]) -> Result<Decision, PlanError> {
+    let valid: Vec<(u64, u64, u64, u32)> = scans.iter().filter_map(fields).collect();
+    let mut ids: Vec<u64> = valid.iter().map(|v| v.0).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(PlanError::DuplicateId(w[0]));
+    }
+    let lwm = valid.iter().map(|v| v.1).max().unwrap_or(0);
+    let next_id = ids
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or(PlanError::IdsExhausted)?;
+    let group_of: BTreeMap<u64, (u64, u32)> = valid.iter().map(|v| (v.0, (v.2, v.3))).collect();
+    // A group is replayed when it starts at or above the low-water mark and every
+    // member is valid and names it.
+    let complete = |first: u64, len: u32| {
+        first >= lwm
+            && (0..u64::from(len)).all(|k| group_of.get(&(first + k)) == Some(&(first, len)))
+    };
+    let live: Vec<&(u64, u64, u64, u32)> = valid.iter().filter(|v| v.0 >= lwm).collect();
+    let mut replay: Vec<u64> = live
+        .iter()
+        .filter(|v| complete(v.2, v.3))
+        .map(|v| v.0)
+        .collect();
+    replay.sort_unstable();
+    let stale = (valid.len() - live.len()) as u32;
+    let incomplete = (live.len() - replay.len()) as u32;
+    Ok((lwm, replay, stale, incomplete, next_id))
+}
+
+/// Runs `recovery::plan` and returns its decision, or its error.
+fn run_plan(scans: &[SlotScan]) -> Result<(recovery::Plan, Vec<u64>), PlanError> {
+    let mut order = vec![u32::MAX; scans.len()];
+    let p = recovery::plan(scans, &mut order)?;
+    let ids = order[..p.replay as usize]
+        .iter()
+        .map(|&slot| {
+            fields(&scans[slot as usize])
+                .expect("replays valid MJs only")
+                .0
+        })
+        .collect();
+    Ok((p, ids))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn plan_is_sound_on_arbitrary_scans(scans in prop::collection::vec(arbitrary_scan(), 0..12)) {
+        let Ok((p, ids)) = run_plan(&scans) else { return Ok(()) };
+        let valid: Vec<_> = scans.iter().filter_map(fields).collect();
+        prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {:?}", ids);
+        prop_assert!(ids.iter().all(|&id| id >= p.lwm));
+        prop_assert_eq!(p.lwm, valid.iter().map(|v| v.1).max().unwrap_or(0));
+        prop_assert_eq!(p.next_id, valid.iter().map(|v| v.0).max().unwrap_or(0) + 1);
+        prop_assert_eq!((p.replay + p.stale + p.incomplete) as usize, valid.len());
+        prop_assert_eq!((p.discarded + p.empty) as usize + valid.len(), scans.len());
+        // Whole groups: every replayed MJ's group is replayed in full, members naming
+        // the same group.
+        let replayed: BTreeSet<u64> = ids.iter().copied().collect();
+        for v in valid.iter().filter(|v| replayed.contains(&v.0)) {
+            let (first, len) = (v.2, v.3);
+            for k in 0..u64::from(len) {
+                let member = valid.iter().find(|w| w.0 == first + k);
+                prop_assert!(
+                    member.is_some_and(|w| (w.2, w.3) == (first, len) && replayed.contains(&w.0)),
+                    "id {} replayed without member {} of its group", v.0, first + k
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plan_matches_the_reference_on_journal_like_scans(scans in journal_like_scans()) {
+        let got = run_plan(&scans).map(|(p, ids)| (p.lwm, ids, p.stale, p.incomplete, p.next_id));
+        prop_assert_eq!(got, reference_plan(&scans));
+    }
+
+    #[test]
+    fn plan_refuses_a_short_order_buffer(scans in prop::collection::vec(arbitrary_scan(), 1..8)) {
+        let mut order = vec![0; scans.len() - 1];
+        prop_assert_eq!(recovery::plan(&scans, &mut order), Err(PlanError::OrderTooShort));
+    }
+}
+
+// --- Transaction planning -------------------------------------------------------------
+
+/// Offsets and lengths around the interesting edges: zero, small, the data region's
+/// end, `u32` and `u64` overflow.
+fn edgy(data_size: u64) -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => 0u64..200,
+        2 => (0u64..64).prop_map(move |d| data_size.saturating_sub(d)),
+        1 => (0u64..64).prop_map(move |d| data_size + d),
+        1 => (0u64..4).prop_map(|d| u64::from(u32::MAX) - 1 + d),
+        1 => (0u64..4).prop_map(|d| u64::MAX - d),
+    ]
+}
+
+fn tx_request() -> impl Strategy<Value = (Geometry, Vec<(u64, u64)>)> {
+    (2u32..=8, 4u32..=8, 1u64..=4096).prop_flat_map(|(n, lines, data)| {
+        let geo = geometry(n, lines, data);
+        let range = (edgy(geo.data_size), edgy(geo.data_size));
+        let many = geo.max_ranges() as usize + 2;
+        (Just(geo), prop::collection::vec(range, 0..many))
+    })
+}
+
+/// Bytes the entry for a range of `len` takes, if its length can be encoded.
+fn entry_bytes(len: u64) -> Option<usize> {
+    u32::try_from(len).ok().and_then(entry_size)
+}
+
+fn range_ok(geo: &Geometry, (offset, len): (u64, u64)) -> bool {
+    len > 0
+        && offset
+            .checked_add(len)
+            .is_some_and(|end| end <= geo.data_size)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn plan_tx_accepts_exactly_what_fits((geo, ranges) in tx_request()) {
+        let got = format::plan_tx(&geo, ranges.iter().copied());
+        let fits = !ranges.is_empty()
+            && ranges.len() <= geo.max_ranges() as usize
+            && ranges.iter().all(|&r| range_ok(&geo, r))
+            && ranges
+                .iter()
+                .map(|&(_, len)| entry_bytes(len))
+                .sum::<Option<usize>>()
+                .is_some_and(|total| total <= geo.mj_capacity());
+        match got {
+            Ok(payload) => {
+                prop_assert!(fits, "accepted {:?}", ranges);
+                let total: usize = ranges.iter().map(|&(_, len)| entry_bytes(len).unwrap()).sum();
+                prop_assert_eq!(payload as usize, total);
+            }
+            Err(e) => {
+                prop_assert!(!fits, "refused {:?} with {:?}", ranges, e);
+                // The refusal names a case that holds.
+                match e {
+                    TxError::Empty => prop_assert!(ranges.is_empty()),
+                    TxError::TooManyRanges => {
+                        prop_assert!(ranges.len() > geo.max_ranges() as usize)
+                    }
+                    TxError::BadRange(i) => {
+                        prop_assert!(!range_ok(&geo, ranges[i as usize]))
+                    }
+                    TxError::TooLarge => {
+                        // Some prefix of valid ranges needs more than one MJ.
+                        let mut total = 0usize;
+                        let mut over = false;
+                        for &(_, len) in &ranges {
+                            match entry_bytes(len) {
+                                Some(b) => total += b,
+                                None => over = true,
+                            }
+                            if total > geo.mj_capacity() {
+                                over = true;
+                            }
+                        }
+                        prop_assert!(over);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The nearly-valid generator must produce valid MJs often enough for
+/// `a_validating_mj_is_canonical` to test something, and invalid ones too.
+#[test]
+fn nearly_valid_generator_covers_both_outcomes() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = nearly_valid_mj();
+    let (mut valid, total) = (0, 2000);
+    for _ in 0..total {
+        let (sb, slot) = strategy.new_tree(&mut runner).unwrap().current();
+        valid += usize::from(decode_mj(&sb, &slot).is_ok());
+    }
+    assert!(valid * 10 >= total, "only {valid} of {total} validate");
+    assert!(valid * 10 <= total * 9, "{valid} of {total} validate");
+    println!("nearly valid MJs: {valid} of {total} validate");
+}
+
+/// Entry header layout sanity: what `entry_header` writes is what `decode_mj` reads.
+#[test]
+fn entry_header_is_offset_then_length() {
+    let e = entry_header(0x0102_0304_0506_0708, 0x0a0b_0c0d);
+    assert_eq!(e.len(), ENTRY_HEADER_SIZE);
+    assert_eq!(e[..8], 0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(e[8..12], 0x0a0b_0c0du32.to_le_bytes());
+    assert_eq!(e[12..], [0; 4]);
+}
