@@ -10,6 +10,8 @@
 #   --boot-timeout SECS  limit for the guest to start the job (default 120)
 #   --kill-after SECS    SIGKILL QEMU SECS after the job starts (a crash);
 #                        "random:MIN-MAX" picks SECS in [MIN, MAX]
+#   --kill-from REGEX    count --kill-after from the first output line matching
+#                        REGEX instead of from the job's start
 #   --logdir DIR         where console.log and output.txt go (default: a new
 #                        directory under build/logs)
 #   --append ARGS        more kernel command-line arguments
@@ -24,7 +26,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-kernel= initrd= job= timeout=600 boot_timeout=120 kill_after= logdir= append= kvm=0 quiet=0
+kernel= initrd= job= timeout=600 boot_timeout=120 kill_after= kill_from= logdir= append= kvm=0 quiet=0
 smp=2 mem=1G
 pmems=()
 while [ $# -gt 0 ]; do
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=$2; shift ;;
 	--boot-timeout) boot_timeout=$2; shift ;;
 	--kill-after) kill_after=$2; shift ;;
+	--kill-from) kill_from=$2; shift ;;
 	--logdir) logdir=$2; shift ;;
 	--append) append=$2; shift ;;
 	--smp) smp=$2; shift ;;
@@ -74,7 +77,8 @@ args=(-display none -monitor none -no-reboot -nodefaults
 if [ "$kvm" = 1 ]; then
 	args+=(-accel kvm -cpu host)
 else
-	args+=(-accel tcg -cpu max)
+	# max without 5-level paging: early-boot KASAN reports were seen with la57 under TCG.
+	args+=(-accel tcg -cpu max,la57=off)
 fi
 i=0
 for spec in "${pmems[@]}"; do
@@ -100,13 +104,13 @@ if [ "$quiet" = 0 ]; then
 fi
 
 start=$(date +%s)
-started=0 killed=0 timed_out=0
+started=0 armed=0 killed=0 timed_out=0
 case $kill_after in
 random:*)
 	range=${kill_after#random:}
 	lo=${range%-*} hi=${range#*-}
 	kill_after=$((lo + RANDOM % (hi - lo + 1)))
-	echo "vm.sh: will kill the guest ${kill_after}s after the job starts" >&2
+	echo "vm.sh: will kill the guest ${kill_after}s after ${kill_from:-the job start}" >&2
 	;;
 esac
 while kill -0 "$qpid" 2>/dev/null; do
@@ -114,13 +118,16 @@ while kill -0 "$qpid" 2>/dev/null; do
 	if [ "$started" = 0 ] && grep -q '^MEMKIT-JOB-START' "$output"; then
 		started=$now
 	fi
+	if [ "$armed" = 0 ] && [ "$started" != 0 ] && { [ -z "$kill_from" ] || tr -d '\r' <"$output" | grep -qE "$kill_from"; }; then
+		armed=$now
+	fi
 	if [ "$started" = 0 ] && [ $((now - start)) -ge "$boot_timeout" ]; then
 		echo "vm.sh: the guest did not start the job within ${boot_timeout}s" >&2
 		timed_out=1
 	elif [ $((now - start)) -ge "$timeout" ]; then
 		echo "vm.sh: time limit of ${timeout}s reached" >&2
 		timed_out=1
-	elif [ -n "$kill_after" ] && [ "$started" != 0 ] && [ $((now - started)) -ge "$kill_after" ]; then
+	elif [ -n "$kill_after" ] && [ "$armed" != 0 ] && [ $((now - armed)) -ge "$kill_after" ]; then
 		killed=1
 	fi
 	if [ "$timed_out" = 1 ] || [ "$killed" = 1 ]; then

@@ -6,6 +6,7 @@
 //! framing (that is how the runner isolates cases).
 
 mod abi_tests;
+mod crash;
 mod journal_tests;
 mod ktap;
 mod module_tests;
@@ -119,6 +120,9 @@ fn main() -> ExitCode {
         if flag == "--try-open" {
             return abi_tests::try_open(path);
         }
+    }
+    if args.first().map(String::as_str) == Some("--journal-crash-run") {
+        return crash::main(&args[1..]);
     }
     let mut opts = Options {
         module: None,

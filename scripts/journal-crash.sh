@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The journal crash test: boots the test kernel on one pmem file again and again,
+# killing QEMU (SIGKILL) at a random moment while writers commit transactions, and
+# checks after every reboot that the recovered journal is atomic and durable.
+#
+# usage: journal-crash.sh KILLS [THREADS SLOTS]
+#
+# Every transaction of writer t writes its next sequence number into SLOTS scattered
+# slots; the guest prints "ACK t seq id" when a commit returns. After each kill the
+# next boot recovers the journal (attached at module load), and prints each writer's
+# slots. Checks: all slots of a writer agree (atomicity), and hold the writer's last
+# acknowledged sequence number or the one after it, which may have committed without
+# being printed (durability). After each kill the host also runs
+# `memkit journal check` on the pmem file and compares its plan with what the guest's
+# recovery then reports. Prints a tally; exits non-zero on the first violation.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+kills=${1:?usage: journal-crash.sh KILLS [THREADS SLOTS]}
+threads=${2:-2}
+slots=${3:-8}
+kdir=$("$MEMKIT_TOP/scripts/build.sh" kdir)
+initrd=$("$MEMKIT_TOP/scripts/build.sh" initramfs)
+memkit=$MEMKIT_TOP/tools/target/release/memkit
+dir=$MEMKIT_TOP/build/journal-crash
+rm -rf "$dir"
+mkdir -p "$dir"
+pmem=$dir/pmem0.img
+
+declare -A acked # last acknowledged sequence number per writer
+for ((t = 0; t < threads; t++)); do acked[$t]=0; done
+total_acks=0 replayed=0 discarded=0 incomplete=0
+fail() {
+	echo "journal-crash: FAIL after kill $1: $2 (logs: $dir/boot-$1)" >&2
+	exit 1
+}
+
+for ((i = 0; i <= kills; i++)); do
+	job=$dir/job-$i.sh
+	if [ "$i" = 0 ]; then
+		args="$threads $slots --format"
+		insmod_args=""
+	else
+		args="$threads $slots"
+		insmod_args="journal_dev=/dev/pmem0"
+	fi
+	{
+		echo "MEMKIT_CRASH_ARGS='$args'"
+		echo "MEMKIT_CRASH_INSMOD='$insmod_args'"
+		cat "$MEMKIT_TOP/selftests/jobs/journal-crash.sh"
+	} >"$job"
+	# Killed 1-4 s into the writing; the last boot only verifies.
+	kill_args=(--kill-from '^SLOTS ' --kill-after "random:1-4")
+	[ "$i" -lt "$kills" ] || kill_args=(--kill-from '^SLOTS ' --kill-after 1)
+	rc=0
+	"$MEMKIT_TOP/scripts/vm.sh" --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" \
+		--job "$job" --pmem "$pmem:64M" --logdir "$dir/boot-$i" --timeout 300 "${kill_args[@]}" || rc=$?
+	out=$dir/boot-$i/output.txt
+	tr -d '\r' <"$out" >"$out.clean"
+	[ "$rc" = 137 ] || fail "$i" "the boot ended with $rc, not with the kill (console: $dir/boot-$i/console.log)"
+	grep -q '^ERROR' "$out.clean" && fail "$i" "$(grep -m1 '^ERROR' "$out.clean")"
+	rec=$(grep -m1 '^RECOVERY ' "$out.clean") || fail "$i" "the guest printed no recovery report"
+	if [ "$i" -gt 0 ]; then
+		# The guest's recovery must do what the host-side check predicted.
+		want=$(jq -r '"\(.recovery.replay | length) \(.recovery.torn | length)"' "$dir/check-$((i - 1)).json" 2>/dev/null)
+		got=$(sed -E 's/.*replayed=([0-9]+) discarded=([0-9]+).*/\1 \2/' <<<"$rec")
+		[ "$want" = "$got" ] ||
+			fail "$i" "host check predicted replay/discard '$want', the guest did '$got'"
+		replayed=$((replayed + $(cut -d' ' -f1 <<<"$got")))
+		discarded=$((discarded + $(cut -d' ' -f2 <<<"$got")))
+		incomplete=$((incomplete + $(sed -E 's/.*incomplete=([0-9]+).*/\1/' <<<"$rec")))
+	fi
+	for ((t = 0; t < threads; t++)); do
+		line=$(grep -m1 "^SLOTS $t " "$out.clean") || fail "$i" "no slots of writer $t"
+		read -r -a vals <<<"${line#SLOTS $t }"
+		[ "${#vals[@]}" = "$slots" ] || fail "$i" "writer $t: ${#vals[@]} slots printed"
+		for v in "${vals[@]}"; do
+			[ "$v" = "${vals[0]}" ] || fail "$i" "writer $t: torn transaction, slots ${vals[*]}"
+		done
+		a=${acked[$t]}
+		if [ "${vals[0]}" -lt "$a" ] || [ "${vals[0]}" -gt $((a + 1)) ]; then
+			fail "$i" "writer $t: slots hold ${vals[0]}, last acknowledged $a"
+		fi
+		last=$(awk -v t="$t" '$1 == "ACK" && $2 == t && NF == 4 { s = $3 } END { print s + 0 }' "$out.clean")
+		[ "$last" = 0 ] || acked[$t]=$last
+		total_acks=$((total_acks + $(awk -v t="$t" '$1 == "ACK" && $2 == t && NF == 4' "$out.clean" | wc -l)))
+	done
+	if [ "$i" -lt "$kills" ]; then
+		"$memkit" --json journal check "$pmem" >"$dir/check-$i.json" ||
+			fail "$i" "memkit journal check refused the killed VM's pmem file"
+		echo "kill $((i + 1))/$kills: recovery before it: $rec" >&2
+	fi
+done
+echo "journal-crash: $kills kills, $total_acks acknowledged transactions, $threads writers x $slots slots;" \
+	"recoveries replayed $replayed MJs, discarded $discarded torn, skipped $incomplete of incomplete groups;" \
+	"atomicity and durability held after every kill"
