@@ -88,6 +88,21 @@ elif [ "$vm_rc" != 0 ] && [ "$notok" = 0 ]; then
 	case_result "guest run (vm.sh exit $vm_rc; console: $logs/guest/console.log)" fail
 fi
 
+kills=${MEMKIT_CRASH_KILLS:-20}
+if [ "$kills" -gt 0 ]; then
+	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS)"
+	scripts/journal-crash.sh "$kills" >"$logs/journal-crash.log" 2>&1
+	crash_rc=$?
+	ok=$(grep -c '^crash-check ok' "$logs/journal-crash.log" | tr -d ' ')
+	pass=$((pass + ok))
+	tail -n 1 "$logs/journal-crash.log"
+	if [ "$crash_rc" != 0 ]; then
+		grep -E 'FAIL|vm.sh' "$logs/journal-crash.log" >&2
+		fail=$((fail + kills - ok))
+		failed_names+=("journal crash test: $((kills - ok)) of $kills kills not verified (see $logs/journal-crash.log)")
+	fi
+fi
+
 echo
 if [ "$fail" -gt 0 ]; then
 	echo "failed:"

@@ -85,6 +85,7 @@ for ((i = 0; i <= kills; i++)); do
 		[ "$last" = 0 ] || acked[$t]=$last
 		total_acks=$((total_acks + $(awk -v t="$t" '$1 == "ACK" && $2 == t && NF == 4' "$out.clean" | wc -l)))
 	done
+	[ "$i" = 0 ] || echo "crash-check ok: kill $i recovered atomic and durable"
 	if [ "$i" -lt "$kills" ]; then
 		"$memkit" --json journal check "$pmem" >"$dir/check-$i.json" ||
 			fail "$i" "memkit journal check refused the killed VM's pmem file"
