@@ -17,9 +17,11 @@
 //!
 //! Some recovered images are then *continued*: the recovery runs on a recording
 //! simulator (so a crash during recovery, before or after its replay fence, is
-//! explored too), the journal commits the scenario's next after-recovery group, and
-//! the crash points of that second run are explored the same way, now against the
-//! state the recovery returned. This nests once per after-recovery group.
+//! explored too, and must recover like the crash it was recovering from), a crash
+//! right after recovery returned must give back exactly what it returned, the
+//! journal commits the scenario's after-recovery groups, and the crash points of that
+//! second run are explored the same way, now against the state recovery returned.
+//! This nests once per entry of [`Scenario::after_recovery`].
 //!
 //! Violations are counted and the first few described in full (crash point, chosen
 //! line versions, the recovery plan, the first differing byte), so a failure can be
@@ -132,8 +134,8 @@ pub struct Budget {
     /// Crash images checked per crash point of the main run: every image if there are
     /// at most this many, otherwise a random sample of this many.
     pub images: usize,
-    /// Of those, per crash point, how many are continued with an after-recovery
-    /// commit (the all-old and the all-new image first, then random ones).
+    /// Of those, per crash point, how many are continued with the after-recovery
+    /// commits (the all-new and the all-old image first, then random ones).
     pub continued: usize,
     /// `images` for crash points reached after a recovery.
     pub nested_images: usize,
@@ -259,7 +261,11 @@ impl At<'_> {
         let when = match p.kind {
             PointKind::BeforeFence => format!("before fence #{}", p.fences_done + 1),
             PointKind::AfterFence => format!("after fence #{}", p.fences_done),
-            PointKind::Explicit => format!("at the end, after fence #{}", p.fences_done),
+            PointKind::Explicit => format!(
+                "between fences #{} and #{}",
+                p.fences_done,
+                p.fences_done + 1
+            ),
         };
         let sel = self.selection;
         let how = if sel.exhaustive { "all" } else { "a sample of" };
@@ -476,11 +482,16 @@ impl Explorer {
             ds.exhaustive_points += u64::from(sel.exhaustive);
             ds.max_images_at_a_point = ds.max_images_at_a_point.max(sel.total);
 
-            // Continue the all-old and all-new images, then random others.
+            // Continue the all-new image (everything pending reached the medium),
+            // then the all-old one, then random others.
             let n = sel.choices.len();
             let mut keep = vec![false; n];
+            let preferred = [1, 0]; // Where `select` puts the all-new and all-old images.
             for i in 0..continued.min(n) {
-                let pick = if i < 2 { i } else { self.rng.index(n) };
+                let pick = match preferred.get(i) {
+                    Some(&p) if p < n => p,
+                    _ => self.rng.index(n),
+                };
                 keep[pick] = true;
             }
 
@@ -577,7 +588,18 @@ impl Explorer {
         };
         self.stats.continued += 1;
         let trail = at.trail();
+        // A crash right after recovery returned must recover the same state: nothing
+        // recovery replayed may still be pending.
         let mut acked = State::new("the recovered state".into(), data);
+        let returned = Allowed::OneOf(vec![acked.clone()]);
+        begin_step(
+            &mut sim,
+            &mut steps,
+            "recovery returned".into(),
+            returned.clone(),
+            returned,
+        );
+        sim.record_point(PointKind::Explicit);
         for (k, group) in self.scenario.after_recovery[depth]
             .clone()
             .iter()
