@@ -222,7 +222,8 @@ pub fn scan<P: Pmem + ?Sized>(
 
 impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
     /// Opens the journal on `pm`, recovering it: validates the superblock, scans every
-    /// MJ, replays what the recovery plan says, and makes the result durable.
+    /// MJ, replays what the recovery plan says, makes the result durable, and seals
+    /// the old MJs (see [`Journal::seal`]).
     ///
     /// `slots` must have one element per MJ.
     pub fn open<P: Pmem + ?Sized>(
@@ -239,7 +240,8 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         scan(pm, &sb, scratch.scans, scratch.mj)?;
         let plan = recovery::plan(&scratch.scans[..n], scratch.order)?;
         let mj = &mut scratch.mj[..sb.geo.mj_size as usize];
-        for &slot in &scratch.order[..plan.replay as usize] {
+        let replay = &scratch.order[..plan.replay as usize];
+        for &slot in replay {
             let off = sb
                 .geo
                 .mj_at(slot)
@@ -251,11 +253,24 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
                 pm.write_flushed(sb.geo.data_offset + e.offset, e.data);
             }
         }
-        if plan.replay > 0 {
+        // A torn MJ must never become valid again: a later commit that rewrites only
+        // part of its slot could complete the old header's checksum.
+        let mut dirty = plan.replay > 0;
+        for (slot, s) in (0u32..).zip(scratch.scans[..n].iter()) {
+            if let SlotScan::Invalid(_) = s {
+                let off = sb
+                    .geo
+                    .mj_at(slot)
+                    .ok_or(FormatError::BadGeometry("MJ offset"))?;
+                pm.write_flushed(off, &ZERO);
+                dirty = true;
+            }
+        }
+        if dirty {
             pm.fence();
         }
         slots.fill(SlotState::Free);
-        let j = Journal {
+        let mut j = Journal {
             sb,
             mode,
             next_id: plan.next_id,
@@ -263,7 +278,68 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
             cursor: 0,
             counters: Counters::default(),
         };
+        if plan.replay + plan.stale + plan.incomplete > 0 {
+            j.seal(pm, &scratch.scans[..n], replay.first().copied())?;
+        }
         Ok((j, plan))
+    }
+
+    /// Retires every MJ recovery found valid, with one more barrier: commits a
+    /// transaction that rewrites data byte 0 with its current value, with its own id
+    /// as low-water mark. Once it is durable every older MJ is stale, so their slots
+    /// can be reused like any freed MJ.
+    ///
+    /// Until then the old MJs are what a crash would recover from, so the seal goes
+    /// into a slot that holds no MJ of the replay (`lowest` is the replay's first
+    /// slot, in id order) — or, if every slot does, into `lowest`: everything replayed
+    /// is durable in place by now, and a crash that tears that slot leaves a suffix of
+    /// the replay, which replays to the same state.
+    fn seal<P: Pmem + ?Sized>(
+        &mut self,
+        pm: &mut P,
+        scans: &[SlotScan],
+        lowest: Option<u32>,
+    ) -> Result<(), JournalError> {
+        let replay_from = match lowest.and_then(|s| scans.get(s as usize)) {
+            Some(SlotScan::Valid { id, .. }) => *id,
+            _ => u64::MAX,
+        };
+        let outside_replay =
+            |s: &SlotScan| !matches!(s, SlotScan::Valid { id, .. } if *id >= replay_from);
+        let slot = scans
+            .iter()
+            .position(outside_replay)
+            .or(lowest.map(|s| s as usize))
+            .ok_or(JournalError::NoFreeMj)?;
+        let mut byte = [0u8; 1];
+        pm.read(self.sb.geo.data_offset, &mut byte);
+        let id = self.next_id;
+        let next = id.checked_add(1).ok_or(JournalError::IdsExhausted)?;
+        let header = MjHeader {
+            commit_id: id,
+            lwm: id,
+            entry_count: 0,
+            payload_len: 0,
+            group_first: id,
+            group_len: 1,
+        };
+        let slot32 = u32::try_from(slot).map_err(|_| JournalError::NoFreeMj)?;
+        self.write_mj(
+            pm,
+            slot32,
+            header,
+            &[Range {
+                offset: 0,
+                data: &byte,
+            }],
+        )?;
+        pm.fence();
+        // Its in-place write changes nothing; it is in flight like any commit.
+        self.slots[slot] = SlotState::InFlight(id);
+        self.next_id = next;
+        // The seal is recovery's work, not a transaction: counters start after it.
+        self.counters = Counters::default();
+        Ok(())
     }
 
     /// The superblock.

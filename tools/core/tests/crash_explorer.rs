@@ -15,10 +15,11 @@
 //!   and the number of workloads;
 //! - `explorer_catches_*`: the same exploration over a device that breaks the `Pmem`
 //!   contract must report violations, or the checker proves nothing;
-//! - `bug_*` (ignored): minimal reproductions of engine bugs the explorer found, and
-//!   `exhaustive_*_first_commit_after_recovery` (ignored): the explorer finding them.
-//!   Until they are fixed, the other tests skip the one window those bugs live in
-//!   (see [`EXPLORE_FIRST_COMMIT_AFTER_RECOVERY`]);
+//! - `regression_*`: minimal reproductions of two engine bugs the explorer found
+//!   (recovery left its MJs and torn MJs in place; fixed by sealing the journal at
+//!   the end of recovery, `engine::Journal::open`), and
+//!   `exhaustive_*_first_commit_after_recovery`: the exhaustive search that found
+//!   them;
 //! - `sim_*`: the simulator's own semantics.
 //!
 //! Run with `--nocapture` for a summary of what each test explored.
@@ -33,12 +34,9 @@ use memkit_core::journal::format::{self, Geometry, MJ_HEADER_SIZE};
 use memkit_core::journal::pmem::Pmem;
 use memkit_core::journal::recovery::PlanError;
 
-/// Whether the green tests explore crashes inside the first commit after a recovery,
-/// before that commit's barrier. That window holds the engine bugs the `bug_*` tests
-/// reproduce (recovery leaves the MJ area as it found it, and the first commit after
-/// it overwrites an MJ recovery relied on); skipping it keeps every other crash point
-/// under test until they are fixed. Set to `true` with the fix.
-const EXPLORE_FIRST_COMMIT_AFTER_RECOVERY: bool = false;
+/// Whether the tests explore crashes inside the first commit after a recovery, before
+/// that commit's barrier: the window the `regression_*` bugs lived in.
+const EXPLORE_FIRST_COMMIT_AFTER_RECOVERY: bool = true;
 
 /// A range of `len` bytes at `offset`, with bytes `tag, tag+1, ..` so that a byte
 /// says which transaction wrote it and where.
@@ -193,15 +191,11 @@ fn explore_first_commit_after_recovery(mode: Mode) {
 }
 
 #[test]
-#[ignore = "BUG: the first commit after a recovery overwrites an MJ recovery relied on; \
-            see bug_first_commit_after_recovery_rolls_back_acknowledged_data"]
 fn exhaustive_coalesced_first_commit_after_recovery() {
     explore_first_commit_after_recovery(Mode::Coalesced);
 }
 
 #[test]
-#[ignore = "BUG: the first commit after a recovery overwrites an MJ recovery relied on; \
-            see bug_first_commit_after_recovery_rolls_back_acknowledged_data"]
 fn exhaustive_strict_first_commit_after_recovery() {
     explore_first_commit_after_recovery(Mode::Strict);
 }
@@ -427,9 +421,9 @@ fn data_of(sim: &SimPmem, geo: &Geometry) -> Vec<u8> {
 /// coalesced mode the same happens with C's group in flight. In normal operation an
 /// MJ is only reused after a barrier made a later low-water mark durable; after a
 /// recovery, the MJs it replayed (and any carrying the largest low-water mark) need
-/// the same protection until the first commit's barrier: e.g. `open` could leave
-/// them reserved, as if in flight, so that the first commit takes empty, torn or
-/// stale MJs. Set [`EXPLORE_FIRST_COMMIT_AFTER_RECOVERY`] to check a fix.
+/// the same protection until the first commit's barrier. Fixed: `open` seals the
+/// journal with a commit whose low-water mark retires every older MJ, written into a
+/// slot the replay does not need.
 fn first_commit_after_recovery_rolls_back(mode: Mode) {
     let geo = tiny_geometry(2, 256);
     let mut sim = SimPmem::new(geo.dev_size);
@@ -467,18 +461,12 @@ fn format_and_commit(sim: &mut SimPmem, geo: &Geometry, mode: Mode, groups: &[Gr
 }
 
 #[test]
-#[ignore = "BUG: recovery leaves its MJs in place and the first commit after it \
-            overwrites the one carrying the largest low-water mark: a crash then \
-            replays older MJs over acknowledged data (2nd recovery gives B, not C)"]
-fn bug_first_commit_after_recovery_rolls_back_acknowledged_data_strict() {
+fn regression_first_commit_after_recovery_rolls_back_acknowledged_data_strict() {
     first_commit_after_recovery_rolls_back(Mode::Strict);
 }
 
 #[test]
-#[ignore = "BUG: recovery leaves its MJs in place and the first commit after it \
-            overwrites the one carrying the largest low-water mark: a crash then \
-            replays older MJs over acknowledged data (2nd recovery gives B, not C)"]
-fn bug_first_commit_after_recovery_rolls_back_acknowledged_data_coalesced() {
+fn regression_first_commit_after_recovery_rolls_back_acknowledged_data_coalesced() {
     first_commit_after_recovery_rolls_back(Mode::Coalesced);
 }
 
@@ -494,12 +482,9 @@ fn bug_first_commit_after_recovery_rolls_back_acknowledged_data_coalesced() {
 /// 4. recovery fails with `DuplicateId(2)` (C's MJ has id 2 too): the journal no
 ///    longer attaches. Expected C, or C then B.
 ///
-/// Recovery should invalidate (zero, then fence) the header of every MJ it found
-/// torn or did not replay, before the journal is used again.
+/// Fixed: recovery zeroes the header of every MJ it found torn, before its fence.
 #[test]
-#[ignore = "BUG: a torn MJ survives recovery; a later commit writing the same \
-            payload into its slot revives it, and recovery fails with DuplicateId"]
-fn bug_torn_mj_revived_after_recovery_breaks_attach() {
+fn regression_torn_mj_revived_after_recovery_breaks_attach() {
     let mode = Mode::Strict;
     let geo = tiny_geometry(2, 256);
     let mut sim = SimPmem::new(geo.dev_size);
@@ -542,9 +527,7 @@ fn bug_torn_mj_revived_after_recovery_breaks_attach() {
 ///    MJ 0 holds X's old header over X's payload, valid again, and completes {4, 5};
 /// 4. recovery replays X and Y. Expected A, B, C, or that plus X; Y must not appear.
 #[test]
-#[ignore = "BUG: a torn MJ survives recovery; a later commit writing the same \
-            payload into its slot revives it and a discarded transaction reappears"]
-fn bug_torn_mj_revived_after_recovery_replays_discarded_tx() {
+fn regression_torn_mj_revived_after_recovery_replays_discarded_tx() {
     let mode = Mode::Strict;
     let geo = tiny_geometry(3, 256);
     let x: Tx = vec![(0, vec![0x11; 8])];
