@@ -34,9 +34,7 @@ initramfs:
 	@scripts/build.sh initramfs
 
 run:
-	@initrd=$$(scripts/build.sh initramfs) && kdir=$$(scripts/build.sh kdir) && \
-	scripts/vm.sh --kernel "$$kdir/arch/x86/boot/bzImage" --initrd "$$initrd" \
-		--job selftests/jobs/run.sh --pmem build/run/pmem0.img:256M --logdir build/run $(VMFLAGS)
+	@scripts/demo.sh $(VMFLAGS)
 
 check:
 	@scripts/check.sh
