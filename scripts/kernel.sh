@@ -56,9 +56,9 @@ lost=$(grep -E '^CONFIG_[A-Z0-9_]+=' "$frag" | while IFS= read -r line; do
 	opt=${line%%=*}
 	val=${line#*=}
 	if [ "$val" = n ]; then
-		grep -q "^$opt=" "$out/.config" && echo "$line"
+		if grep -q "^$opt=" "$out/.config"; then echo "$line"; fi
 	else
-		grep -qx "$line" "$out/.config" || echo "$line"
+		if ! grep -qx "$line" "$out/.config"; then echo "$line"; fi
 	fi
 done)
 [ -z "$lost" ] || die "options of selftests/config not satisfied (missing dependency?): $(echo $lost)"
