@@ -11,7 +11,8 @@
 //! becomes the leader: it takes everything queued and commits it, a group per
 //! barrier, while later arrivals queue up behind it for the next group.
 //!
-//! Lock order: `Shared::queue` and `Shared::state` are never held together.
+//! Lock order: `Shared::state` before `Shared::queue` (attach and detach update the
+//! queue's copy of the geometry); the queue is never held while taking the state.
 //! `JOURNAL` is held only to clone the `Arc`.
 
 use crate::dax::DaxDevice;
@@ -157,9 +158,15 @@ struct TxBuf {
 
 /// The group-commit queue.
 struct Queue {
+    /// The attached journal's geometry, to check a transaction before it is queued
+    /// (kept here so that checking never waits for a commit in progress).
+    geo: Option<Geometry>,
     next_ticket: u64,
+    /// Tickets handed out and not yet collected.
+    waiting: usize,
     pending: KVec<(u64, TxBuf)>,
-    /// Finished tickets; capacity reserved at submission, so pushing never allocates.
+    /// Finished tickets; capacity for every waiting ticket is reserved at submission,
+    /// so pushing a result never allocates.
     results: KVec<(u64, Result<u64>)>,
     leader: bool,
 }
@@ -213,7 +220,9 @@ impl Shared {
         pin_init!(Self {
             state <- new_mutex!(State { mode, att: None, rec: Recovery::default() }),
             queue <- new_mutex!(Queue {
+                geo: None,
                 next_ticket: 0,
+                waiting: 0,
                 pending: KVec::new(),
                 results: KVec::new(),
                 leader: false,
@@ -310,6 +319,7 @@ impl Shared {
         let lines = pm.lines;
         drop(pm);
         st.rec = Recovery { plan, ns };
+        self.queue.lock().geo = Some(sb.geo);
         st.att = Some(Attached {
             engine,
             dax,
@@ -325,6 +335,7 @@ impl Shared {
     fn detach(&self) -> Result {
         let mut st = self.state.lock();
         let mut att = st.att.take().ok_or(ENODEV)?;
+        self.queue.lock().geo = None;
         let Attached { engine, dax, .. } = &mut att;
         if let Ok(mut pm) = dax.access() {
             engine.sync(&mut pm);
@@ -336,16 +347,29 @@ impl Shared {
         Ok(())
     }
 
-    /// Queues `tx` and returns its commit id once it is durable (group commit).
+    /// Checks transaction ranges against the attached geometry.
+    fn check(&self, spans: &[(u64, usize, usize)]) -> Result {
+        let geo = self.queue.lock().geo.ok_or(ENODEV)?;
+        format::plan_tx(&geo, tx_spans(spans)).map_err(tx_errno)?;
+        Ok(())
+    }
+
+    /// Checks `tx` against the attached geometry (again: it may have changed), queues it, and returns its commit id
+    /// once it is durable (group commit).
     fn submit(&self, tx: TxBuf) -> Result<u64> {
         let mut q = self.queue.lock();
+        let geo = q.geo.ok_or(ENODEV)?;
+        format::plan_tx(&geo, tx_spans(&tx.spans)).map_err(tx_errno)?;
         let ticket = q.next_ticket;
-        q.results.reserve(1, GFP_KERNEL)?;
+        let room = (q.waiting + 1).saturating_sub(q.results.len());
+        q.results.reserve(room, GFP_KERNEL)?;
         q.pending.push((ticket, tx), GFP_KERNEL)?;
         q.next_ticket += 1;
+        q.waiting += 1;
         loop {
             if let Some(i) = q.results.iter().position(|(t, _)| *t == ticket) {
                 let (_, r) = q.results.remove(i).map_err(|_| EIO)?;
+                q.waiting -= 1;
                 return r;
             }
             if q.leader {
@@ -362,8 +386,8 @@ impl Shared {
                     Ok(ids) => ids.get(i).copied().unwrap_or(Err(EIO)),
                     Err(e) => Err(*e),
                 };
-                // Capacity was reserved for every ticket at submission.
-                q.results.push((*t, r), GFP_ATOMIC).ok();
+                // Never allocates: capacity is reserved for every waiting ticket.
+                q.results.push((*t, r), GFP_KERNEL).ok();
             }
             q.leader = false;
             self.done.notify_all();
@@ -625,11 +649,8 @@ impl JournalDevice {
                 return Err(E2BIG);
             }
         }
-        {
-            let st = self.shared.state.lock();
-            let att = st.att.as_ref().ok_or(ENODEV)?;
-            format::plan_tx(&att.engine.superblock().geo, tx_spans(&spans)).map_err(tx_errno)?;
-        }
+        // Refused before the data is allocated and copied.
+        self.shared.check(&spans)?;
         let mut data = KVVec::from_elem(0u8, total, GFP_KERNEL)?;
         for (i, &(_, start, len)) in spans.iter().enumerate() {
             let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
