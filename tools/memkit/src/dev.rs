@@ -115,16 +115,25 @@ impl Device {
         }
     }
 
+    /// Calls command `cmd` with the struct `v` exactly as given (its `size` field
+    /// included) and returns the struct as the kernel left it.
+    pub fn call<T: UapiStruct>(&self, cmd: u32, v: &T) -> io::Result<T> {
+        let mut buf = vec![0u8; T::SIZE];
+        v.encode(&mut buf);
+        self.ioctl_bytes(cmd, &mut buf)?;
+        Ok(T::decode(&buf))
+    }
+
     /// `MEMKIT_IOC_VERSION`.
     pub fn version(&self) -> io::Result<abi::Version> {
-        let mut buf = [0u8; abi::Version::SIZE];
-        abi::Version {
-            size: abi::Version::SIZE as u32,
-            ..Default::default()
-        }
-        .encode(&mut buf);
-        self.ioctl_bytes(abi::IOC_VERSION, &mut buf)?;
-        Ok(abi::Version::decode(&buf))
+        let size = abi::Version::SIZE as u32;
+        self.call(
+            abi::IOC_VERSION,
+            &abi::Version {
+                size,
+                ..Default::default()
+            },
+        )
     }
 
     /// `MEMKIT_IOC_JOURNAL_ATTACH`: attaches the DAX block device at `path` as the
@@ -143,47 +152,44 @@ impl Device {
                 "device path contains a NUL byte",
             )
         })?;
-        let mut buf = [0u8; abi::JournalAttach::SIZE];
-        abi::JournalAttach {
-            size: abi::JournalAttach::SIZE as u32,
-            flags: if format {
-                abi::JOURNAL_ATTACH_FORMAT
-            } else {
-                0
-            },
+        let flags = if format {
+            abi::JOURNAL_ATTACH_FORMAT
+        } else {
+            0
+        };
+        let size = abi::JournalAttach::SIZE as u32;
+        // The kernel only reads the NUL-terminated string `path` points to; it lives
+        // until the end of this function.
+        let req = abi::JournalAttach {
+            size,
+            flags,
             path: path.as_ptr() as u64,
             mj_count,
             mj_size,
-        }
-        .encode(&mut buf);
-        // The kernel only reads the NUL-terminated string `path` points to; it lives
-        // until the end of this function.
-        self.ioctl_bytes(abi::IOC_JOURNAL_ATTACH, &mut buf)?;
-        Ok(())
+        };
+        self.call(abi::IOC_JOURNAL_ATTACH, &req).map(drop)
     }
 
     /// `MEMKIT_IOC_JOURNAL_DETACH`: makes every write durable and detaches the journal.
     pub fn journal_detach(&self) -> io::Result<()> {
-        let mut buf = [0u8; abi::JournalDetach::SIZE];
-        abi::JournalDetach {
-            size: abi::JournalDetach::SIZE as u32,
-            flags: 0,
-        }
-        .encode(&mut buf);
-        self.ioctl_bytes(abi::IOC_JOURNAL_DETACH, &mut buf)?;
-        Ok(())
+        let size = abi::JournalDetach::SIZE as u32;
+        self.call(
+            abi::IOC_JOURNAL_DETACH,
+            &abi::JournalDetach { size, flags: 0 },
+        )
+        .map(drop)
     }
 
     /// `MEMKIT_IOC_JOURNAL_STATUS`.
     pub fn journal_status(&self) -> io::Result<abi::JournalStatus> {
-        let mut buf = [0u8; abi::JournalStatus::SIZE];
-        abi::JournalStatus {
-            size: abi::JournalStatus::SIZE as u32,
-            ..Default::default()
-        }
-        .encode(&mut buf);
-        self.ioctl_bytes(abi::IOC_JOURNAL_STATUS, &mut buf)?;
-        Ok(abi::JournalStatus::decode(&buf))
+        let size = abi::JournalStatus::SIZE as u32;
+        self.call(
+            abi::IOC_JOURNAL_STATUS,
+            &abi::JournalStatus {
+                size,
+                ..Default::default()
+            },
+        )
     }
 
     /// `MEMKIT_IOC_JOURNAL_TX`: writes every `(offset, data)` range of the data region
@@ -191,21 +197,26 @@ impl Device {
     pub fn journal_tx(&self, ranges: &[(u64, &[u8])]) -> io::Result<u64> {
         let nr_ranges =
             u32::try_from(ranges.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        // The kernel only reads the data the ranges point to; `ranges` outlives the call.
+        self.journal_tx_ranges(&range_structs(ranges), nr_ranges)
+    }
+
+    /// `MEMKIT_IOC_JOURNAL_TX` with a range array as given (for tests of bad
+    /// arguments): `nr_ranges` may disagree with `ranges.len()` and the data pointers
+    /// may be anything, since the kernel only reads through them.
+    pub fn journal_tx_ranges(
+        &self,
+        ranges: &[abi::JournalRange],
+        nr_ranges: u32,
+    ) -> io::Result<u64> {
         let array = encode_ranges(ranges);
-        let mut buf = [0u8; abi::JournalTx::SIZE];
-        abi::JournalTx {
+        let req = abi::JournalTx {
             size: abi::JournalTx::SIZE as u32,
-            flags: 0,
             ranges: array.as_ptr() as u64,
             nr_ranges,
-            pad: 0,
-            commit_id: 0,
-        }
-        .encode(&mut buf);
-        // The kernel only reads the range array and the data it points to; both
-        // (`array`, `ranges`) live until the end of this function.
-        self.ioctl_bytes(abi::IOC_JOURNAL_TX, &mut buf)?;
-        Ok(abi::JournalTx::decode(&buf).commit_id)
+            ..Default::default()
+        };
+        self.call(abi::IOC_JOURNAL_TX, &req).map(|t| t.commit_id)
     }
 
     /// `pread(2)`: for `/dev/memkit-journal`, bytes at `offset` of the data region.
@@ -214,17 +225,24 @@ impl Device {
     }
 }
 
-/// The `struct memkit_journal_range` array of `ranges`, pointing at their data.
-fn encode_ranges(ranges: &[(u64, &[u8])]) -> Vec<u8> {
-    let size = abi::JournalRange::SIZE;
-    let mut array = vec![0u8; ranges.len() * size];
-    for (chunk, (offset, data)) in array.chunks_exact_mut(size).zip(ranges) {
-        abi::JournalRange {
+/// The `struct memkit_journal_range`s of `(offset, data)` ranges.
+fn range_structs(ranges: &[(u64, &[u8])]) -> Vec<abi::JournalRange> {
+    ranges
+        .iter()
+        .map(|(offset, data)| abi::JournalRange {
             offset: *offset,
             len: data.len() as u64,
             data: data.as_ptr() as u64,
-        }
-        .encode(chunk);
+        })
+        .collect()
+}
+
+/// The bytes of a `struct memkit_journal_range` array.
+fn encode_ranges(ranges: &[abi::JournalRange]) -> Vec<u8> {
+    let size = abi::JournalRange::SIZE;
+    let mut array = vec![0u8; ranges.len() * size];
+    for (chunk, r) in array.chunks_exact_mut(size).zip(ranges) {
+        r.encode(chunk);
     }
     array
 }
@@ -263,7 +281,7 @@ mod tests {
     fn range_array_points_at_the_data() {
         let a = [1u8, 2, 3];
         let b = b"hello";
-        let array = encode_ranges(&[(0, &a), (4096, b)]);
+        let array = encode_ranges(&range_structs(&[(0, &a), (4096, b)]));
         assert_eq!(array.len(), 2 * abi::JournalRange::SIZE);
         let r0 = abi::JournalRange::decode(&array[..24]);
         let r1 = abi::JournalRange::decode(&array[24..]);

@@ -1,28 +1,13 @@
 //! The ABI every device shares: `MEMKIT_IOC_VERSION`, unknown commands, the
 //! size-versioning rules, bad pointers, and who may open the devices.
 
-use crate::ktap::{Outcome, TestResult};
+use crate::ktap::{expect_errno, Outcome, TestResult};
 use memkit::dev::{Device, DeviceKind};
 use memkit_core::abi::{self, UapiStruct};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
-
-/// Fails unless `res` is the error `errno`.
-fn expect_errno<T: std::fmt::Debug>(
-    what: &str,
-    res: io::Result<T>,
-    errno: i32,
-) -> Result<(), String> {
-    match res {
-        Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
-        other => Err(format!(
-            "{what}: expected {}, got {other:?}",
-            io::Error::from_raw_os_error(errno)
-        )),
-    }
-}
 
 fn open_all() -> Result<Vec<Device>, String> {
     DeviceKind::ALL

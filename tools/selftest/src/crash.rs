@@ -10,10 +10,9 @@
 //! (atomicity) and hold at least its last acknowledged sequence number (durability).
 
 use memkit::dev::{Device, DeviceKind};
-use memkit_core::abi::{self, UapiStruct};
-use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Distance between two slots: not a multiple of the line or page size, so slots
@@ -24,57 +23,17 @@ fn slot_offset(thread: u64, slot: u64, slots: u64) -> u64 {
     (thread * slots + slot) * STRIDE
 }
 
-fn ioctl<T: UapiStruct>(dev: &Device, cmd: u32, v: &T) -> std::io::Result<T> {
-    let mut buf = vec![0u8; T::SIZE];
-    v.encode(&mut buf);
-    dev.ioctl_bytes(cmd, &mut buf)?;
-    Ok(T::decode(&buf))
-}
-
 fn run(threads: u64, slots: u64, format: bool) -> Result<(), String> {
     let dev = Device::open(DeviceKind::Journal).map_err(|e| format!("open: {e}"))?;
-    let st = ioctl(
-        &dev,
-        abi::IOC_JOURNAL_STATUS,
-        &abi::JournalStatus {
-            size: abi::JournalStatus::SIZE as u32,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| format!("status: {e}"))?;
+    let st = dev.journal_status().map_err(|e| format!("status: {e}"))?;
     if format || st.attached == 0 {
         if st.attached != 0 {
-            ioctl(
-                &dev,
-                abi::IOC_JOURNAL_DETACH,
-                &abi::JournalDetach { size: 8, flags: 0 },
-            )
-            .map_err(|e| format!("detach: {e}"))?;
+            dev.journal_detach().map_err(|e| format!("detach: {e}"))?;
         }
-        let path = CString::new("/dev/pmem0").expect("no NUL");
-        let flags = if format {
-            abi::JOURNAL_ATTACH_FORMAT
-        } else {
-            0
-        };
-        let req = abi::JournalAttach {
-            size: 24,
-            flags,
-            path: path.as_ptr() as u64,
-            mj_count: 16,
-            mj_size: 4096,
-        };
-        ioctl(&dev, abi::IOC_JOURNAL_ATTACH, &req).map_err(|e| format!("attach: {e}"))?;
+        dev.journal_attach(Path::new("/dev/pmem0"), format, 16, 4096)
+            .map_err(|e| format!("attach: {e}"))?;
     }
-    let st = ioctl(
-        &dev,
-        abi::IOC_JOURNAL_STATUS,
-        &abi::JournalStatus {
-            size: abi::JournalStatus::SIZE as u32,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| format!("status: {e}"))?;
+    let st = dev.journal_status().map_err(|e| format!("status: {e}"))?;
     println!(
         "RECOVERY replayed={} discarded={} stale={} incomplete={} empty={} lwm={} next_id={}",
         st.rec_replayed,
@@ -112,26 +71,13 @@ fn run(threads: u64, slots: u64, format: bool) -> Result<(), String> {
                 let dev = Device::open(DeviceKind::Journal).map_err(|e| format!("open: {e}"))?;
                 for seq in start.. {
                     let v = seq.to_le_bytes();
-                    let ranges: Vec<abi::JournalRange> = (0..slots)
-                        .map(|s| abi::JournalRange {
-                            offset: slot_offset(t, s, slots),
-                            len: 8,
-                            data: v.as_ptr() as u64,
-                        })
+                    let ranges: Vec<(u64, &[u8])> = (0..slots)
+                        .map(|s| (slot_offset(t, s, slots), &v[..]))
                         .collect();
-                    let mut raw = vec![0u8; ranges.len() * abi::JournalRange::SIZE];
-                    for (i, r) in ranges.iter().enumerate() {
-                        r.encode(&mut raw[i * abi::JournalRange::SIZE..]);
-                    }
-                    let req = abi::JournalTx {
-                        size: 32,
-                        ranges: raw.as_ptr() as u64,
-                        nr_ranges: slots as u32,
-                        ..Default::default()
-                    };
-                    let out = ioctl(&dev, abi::IOC_JOURNAL_TX, &req)
+                    let id = dev
+                        .journal_tx(&ranges)
                         .map_err(|e| format!("tx {seq}: {e}"))?;
-                    println!("ACK {t} {seq} {}", out.commit_id);
+                    println!("ACK {t} {seq} {id}");
                 }
                 Ok(())
             })

@@ -5,9 +5,9 @@
 //! The cases use the first pmem device (`MEMKIT_PMEM`, default `/dev/pmem0`) and
 //! format it: they are skipped when it does not exist.
 
-use crate::ktap::{Outcome, TestResult};
+use crate::ktap::{expect_errno, Outcome, TestResult};
 use memkit::dev::{Device, DeviceKind};
-use memkit_core::abi::{self, UapiStruct};
+use memkit_core::abi;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -20,71 +20,18 @@ fn open() -> Result<Device, String> {
     Device::open(DeviceKind::Journal).map_err(|e| format!("open /dev/memkit-journal: {e}"))
 }
 
-fn call<T: UapiStruct>(dev: &Device, cmd: u32, v: &T) -> io::Result<T> {
-    let mut buf = vec![0u8; T::SIZE];
-    v.encode(&mut buf);
-    dev.ioctl_bytes(cmd, &mut buf)?;
-    Ok(T::decode(&buf))
-}
-
-fn detach(dev: &Device) -> io::Result<()> {
-    call(
-        dev,
-        abi::IOC_JOURNAL_DETACH,
-        &abi::JournalDetach { size: 8, flags: 0 },
-    )
-    .map(|_| ())
-}
-
 fn attach(dev: &Device, format: Option<(u32, u32)>) -> io::Result<()> {
-    let path = CString::new(pmem_path()).expect("no NUL");
-    let (flags, mj_count, mj_size) = match format {
-        Some((c, s)) => (abi::JOURNAL_ATTACH_FORMAT, c, s),
-        None => (0, 0, 0),
-    };
-    let req = abi::JournalAttach {
-        size: 24,
-        flags,
-        path: path.as_ptr() as u64,
-        mj_count,
-        mj_size,
-    };
-    call(dev, abi::IOC_JOURNAL_ATTACH, &req).map(|_| ())
+    let (count, size) = format.unwrap_or((0, 0));
+    dev.journal_attach(
+        std::path::Path::new(&pmem_path()),
+        format.is_some(),
+        count,
+        size,
+    )
 }
 
 fn status(dev: &Device) -> Result<abi::JournalStatus, String> {
-    let req = abi::JournalStatus {
-        size: abi::JournalStatus::SIZE as u32,
-        ..Default::default()
-    };
-    call(dev, abi::IOC_JOURNAL_STATUS, &req).map_err(|e| format!("status: {e}"))
-}
-
-/// Commits `ranges` (offset, bytes); returns the commit id.
-fn tx(dev: &Device, ranges: &[(u64, &[u8])]) -> io::Result<u64> {
-    let arr: Vec<abi::JournalRange> = ranges
-        .iter()
-        .map(|(off, data)| abi::JournalRange {
-            offset: *off,
-            len: data.len() as u64,
-            data: data.as_ptr() as u64,
-        })
-        .collect();
-    tx_raw(dev, arr.len() as u32, &arr)
-}
-
-fn tx_raw(dev: &Device, nr: u32, ranges: &[abi::JournalRange]) -> io::Result<u64> {
-    let mut raw = vec![0u8; ranges.len() * abi::JournalRange::SIZE];
-    for (i, r) in ranges.iter().enumerate() {
-        r.encode(&mut raw[i * abi::JournalRange::SIZE..]);
-    }
-    let req = abi::JournalTx {
-        size: 32,
-        ranges: raw.as_ptr() as u64,
-        nr_ranges: nr,
-        ..Default::default()
-    };
-    call(dev, abi::IOC_JOURNAL_TX, &req).map(|t| t.commit_id)
+    dev.journal_status().map_err(|e| format!("status: {e}"))
 }
 
 fn read_at(off: u64, len: usize) -> Result<Vec<u8>, String> {
@@ -104,7 +51,7 @@ fn fresh(mj_count: u32, mj_size: u32) -> Result<Option<Device>, String> {
         return Ok(None);
     }
     let dev = open()?;
-    match detach(&dev) {
+    match dev.journal_detach() {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
         Err(e) => return Err(format!("detach: {e}")),
@@ -115,20 +62,6 @@ fn fresh(mj_count: u32, mj_size: u32) -> Result<Option<Device>, String> {
 
 fn no_pmem() -> TestResult {
     Ok(Outcome::Skip(format!("no {}", pmem_path())))
-}
-
-fn expect_errno<T: std::fmt::Debug>(
-    what: &str,
-    res: io::Result<T>,
-    errno: i32,
-) -> Result<(), String> {
-    match res {
-        Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
-        other => Err(format!(
-            "{what}: expected {}, got {other:?}",
-            io::Error::from_raw_os_error(errno)
-        )),
-    }
 }
 
 pub fn journal_attach_format(_: &crate::Options) -> TestResult {
@@ -155,9 +88,12 @@ pub fn journal_tx_and_read(_: &crate::Options) -> TestResult {
     let Some(dev) = fresh(16, 4096)? else {
         return no_pmem();
     };
-    let a = tx(&dev, &[(0, b"hello"), (4096, b"world"), (100, &[7u8; 300])])
+    let a = dev
+        .journal_tx(&[(0, b"hello"), (4096, b"world"), (100, &[7u8; 300])])
         .map_err(|e| format!("tx 1: {e}"))?;
-    let b = tx(&dev, &[(2, b"LL")]).map_err(|e| format!("tx 2: {e}"))?;
+    let b = dev
+        .journal_tx(&[(2, b"LL")])
+        .map_err(|e| format!("tx 2: {e}"))?;
     if (a, b) != (1, 2) {
         return Err(format!("commit ids {a}, {b}, want 1, 2"));
     }
@@ -236,7 +172,7 @@ pub fn journal_bad_tx_rejected(_: &crate::Options) -> TestResult {
         ),
     ];
     for (what, nr, ranges, errno) in cases {
-        expect_errno(what, tx_raw(&dev, nr, &ranges), errno)?;
+        expect_errno(what, dev.journal_tx_ranges(&ranges, nr), errno)?;
     }
     // A range array the kernel cannot read.
     let req = abi::JournalTx {
@@ -247,21 +183,17 @@ pub fn journal_bad_tx_rejected(_: &crate::Options) -> TestResult {
     };
     expect_errno(
         "bad ranges pointer",
-        call(&dev, abi::IOC_JOURNAL_TX, &req),
+        dev.call(abi::IOC_JOURNAL_TX, &req),
         libc::EFAULT,
     )?;
     expect_errno(
         "non-zero padding",
-        call(&dev, abi::IOC_JOURNAL_TX, &abi::JournalTx { pad: 1, ..req }),
+        dev.call(abi::IOC_JOURNAL_TX, &abi::JournalTx { pad: 1, ..req }),
         libc::EINVAL,
     )?;
     expect_errno(
         "unknown flags",
-        call(
-            &dev,
-            abi::IOC_JOURNAL_TX,
-            &abi::JournalTx { flags: 2, ..req },
-        ),
+        dev.call(abi::IOC_JOURNAL_TX, &abi::JournalTx { flags: 2, ..req }),
         libc::EINVAL,
     )?;
     let after = status(&dev)?;
@@ -271,7 +203,8 @@ pub fn journal_bad_tx_rejected(_: &crate::Options) -> TestResult {
         ));
     }
     // And a valid one still works.
-    tx(&dev, &[(0, b"ok")]).map_err(|e| format!("valid tx after refusals: {e}"))?;
+    dev.journal_tx(&[(0, b"ok")])
+        .map_err(|e| format!("valid tx after refusals: {e}"))?;
     Ok(Outcome::Pass)
 }
 
@@ -280,13 +213,16 @@ pub fn journal_attach_errors(_: &crate::Options) -> TestResult {
         return no_pmem();
     }
     let dev = open()?;
-    detach(&dev).ok();
-    expect_errno("detach when detached", detach(&dev), libc::ENODEV)?;
-    expect_errno("tx when detached", tx(&dev, &[(0, b"x")]), libc::ENODEV)?;
+    dev.journal_detach().ok();
+    expect_errno("detach when detached", dev.journal_detach(), libc::ENODEV)?;
+    expect_errno(
+        "tx when detached",
+        dev.journal_tx(&[(0, b"x")]),
+        libc::ENODEV,
+    )?;
     let bad = |p: &str, flags, mj_count, mj_size| {
         let c = CString::new(p).unwrap();
-        call(
-            &dev,
+        dev.call(
             abi::IOC_JOURNAL_ATTACH,
             &abi::JournalAttach {
                 size: 24,
@@ -351,10 +287,11 @@ pub fn journal_recovery_on_reattach(_: &crate::Options) -> TestResult {
     };
     let mut last = 0;
     for i in 0..20u64 {
-        last = tx(&dev, &[(i * 8, &i.to_le_bytes()), (4096 + i, &[i as u8])])
+        last = dev
+            .journal_tx(&[(i * 8, &i.to_le_bytes()), (4096 + i, &[i as u8])])
             .map_err(|e| format!("tx {i}: {e}"))?;
     }
-    detach(&dev).map_err(|e| format!("detach: {e}"))?;
+    dev.journal_detach().map_err(|e| format!("detach: {e}"))?;
     attach(&dev, None).map_err(|e| format!("re-attach: {e}"))?;
     let s = status(&dev)?;
     println!(
@@ -405,7 +342,7 @@ pub fn journal_group_commit(_: &crate::Options) -> TestResult {
                     let v = (t << 32 | i).to_le_bytes();
                     // Each writer owns its slots: thread t writes slot t and slot 64 + t.
                     ids.push(
-                        tx(&dev, &[(t * 8, &v), ((64 + t) * 8, &v)])
+                        dev.journal_tx(&[(t * 8, &v), ((64 + t) * 8, &v)])
                             .map_err(|e| format!("thread {t} tx {i}: {e}"))?,
                     );
                 }

@@ -148,3 +148,18 @@ fn run_child(
     let out = reader.join().unwrap_or_default();
     Ok((status.code(), out))
 }
+
+/// Fails unless `res` is the error `errno`.
+pub fn expect_errno<T: std::fmt::Debug>(
+    what: &str,
+    res: std::io::Result<T>,
+    errno: i32,
+) -> Result<(), String> {
+    match res {
+        Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
+        other => Err(format!(
+            "{what}: expected {}, got {other:?}",
+            std::io::Error::from_raw_os_error(errno)
+        )),
+    }
+}
