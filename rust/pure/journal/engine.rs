@@ -57,8 +57,8 @@ pub enum Mode {
 pub enum SlotState {
     /// On the free list.
     Free,
-    /// Being written by the current commit.
-    Committing,
+    /// Being written by the current commit, for this commit id.
+    Committing(u64),
     /// Committed; its in-place writes are not yet known durable.
     InFlight(u64),
 }
@@ -430,7 +430,7 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
 
         for (i, (tx, id)) in txs.iter().zip(ids.iter_mut()).enumerate() {
             *id = first + i as u64;
-            let slot = self.take_free().ok_or(JournalError::NoFreeMj)?;
+            let slot = self.take_free(*id).ok_or(JournalError::NoFreeMj)?;
             let header = MjHeader {
                 commit_id: *id,
                 lwm,
@@ -461,24 +461,16 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
                 self.counters.payload_bytes += r.data.len() as u64;
             }
         }
-        match self.mode {
-            Mode::Coalesced => {
-                let mut id = first;
-                for s in self.slots.iter_mut() {
-                    if *s == SlotState::Committing {
-                        *s = SlotState::InFlight(id);
-                        id += 1;
-                    }
-                }
-            }
-            Mode::Strict => {
-                pm.fence();
-                self.counters.barriers += 1;
-                for s in self.slots.iter_mut() {
-                    if *s == SlotState::Committing {
-                        *s = SlotState::Free;
-                    }
-                }
+        if self.mode == Mode::Strict {
+            pm.fence();
+            self.counters.barriers += 1;
+        }
+        for s in self.slots.iter_mut() {
+            if let SlotState::Committing(id) = *s {
+                *s = match self.mode {
+                    Mode::Coalesced => SlotState::InFlight(id),
+                    Mode::Strict => SlotState::Free,
+                };
             }
         }
         self.next_id = next;
@@ -499,8 +491,8 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         }
     }
 
-    /// Takes a free slot, round-robin, and marks it `Committing`.
-    fn take_free(&mut self) -> Option<u32> {
+    /// Takes a free slot, round-robin, and marks it `Committing(id)`.
+    fn take_free(&mut self, id: u64) -> Option<u32> {
         let start = self.cursor.min(self.slots.len());
         let (before, after) = self.slots.split_at_mut(start);
         let found = after
@@ -509,7 +501,7 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
             .chain(before.iter_mut().zip(0..))
             .find(|(s, _)| **s == SlotState::Free);
         let (slot, i) = found?;
-        *slot = SlotState::Committing;
+        *slot = SlotState::Committing(id);
         self.cursor = i + 1;
         u32::try_from(i).ok()
     }
