@@ -1,0 +1,454 @@
+//! `memkit-bench host`: the shared journal engine (`memkit_core`) on a DRAM-backed
+//! file with `clwb` + `sfence`, against PMDK's libpmemobj transactions doing the
+//! same writes on a pool file next to it; single-threaded.
+//!
+//! Every round measures every (workload, variant) once, the variants of a workload
+//! back to back in an order that rotates with the round, so that a noisy neighbour
+//! hits all variants alike; `report` takes medians over rounds and per-round ratios.
+
+use crate::pmdk::Pmdk;
+use crate::sample::{Raw, Sample};
+use crate::shm::{Flush, ShmPmem};
+use crate::workload::{self, Workload, MAX_RANGES};
+use memkit_core::crc32c::Crc32c;
+use memkit_core::journal::engine::{self, Journal, Mode, OpenScratch, Range, SlotState};
+use memkit_core::journal::format::Geometry;
+use memkit_core::journal::recovery::SlotScan;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options of `memkit-bench host`.
+pub struct HostOpts {
+    /// Seconds per measurement.
+    pub secs: f64,
+    /// Rounds.
+    pub rounds: u32,
+    /// Directory of the journal and pool files (DRAM-backed: /dev/shm).
+    pub dir: PathBuf,
+    /// Workloads to run.
+    pub workloads: Vec<Workload>,
+    /// Extra `key=value` facts for the environment line.
+    pub notes: Vec<(String, String)>,
+}
+
+/// Bytes of the data region, both sides.
+const DATA: u64 = 16 << 20;
+/// Journal geometry: the kernel's defaults.
+const MJ_COUNT: u32 = 64;
+const MJ_SIZE: u32 = 65536;
+/// Transactions of pre-generated offsets; runs cycle through them.
+const CYCLE: usize = 4096;
+/// Transactions between two looks at the clock.
+const CHUNK: usize = 64;
+
+/// The variants, in their base order.
+pub const VARIANTS: [&str; 3] = ["memkit-coalesced", "memkit-strict", "pmdk"];
+
+fn other<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> io::Error + '_ {
+    move |e| io::Error::other(format!("{what}: {e:?}"))
+}
+
+/// The engine on its own shared-memory file.
+struct MemkitSide {
+    pm: ShmPmem,
+    journal: Journal<Vec<SlotState>>,
+}
+
+impl MemkitSide {
+    fn create(path: PathBuf, mode: Mode, flush: Flush) -> io::Result<MemkitSide> {
+        let dev_size = 4096 + u64::from(MJ_COUNT) * u64::from(MJ_SIZE) + DATA;
+        let geo = Geometry::new(dev_size, MJ_COUNT, MJ_SIZE).map_err(other("geometry"))?;
+        assert!(geo.data_size >= DATA);
+        let mut pm = ShmPmem::create(&path, dev_size as usize, flush)?;
+        let mut uuid = [0u8; 16];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = now.as_nanos() as u64 ^ u64::from(std::process::id());
+        let mut rng = workload::Rng::new(seed);
+        for b in uuid.chunks_mut(8) {
+            b.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        engine::format(&mut pm, geo, uuid).map_err(other("format"))?;
+        let n = MJ_COUNT as usize;
+        let (journal, _) = Journal::open(
+            &mut pm,
+            mode,
+            vec![SlotState::Free; n],
+            OpenScratch {
+                scans: &mut vec![SlotScan::Empty; n],
+                order: &mut vec![0; n],
+                mj: &mut vec![0; MJ_SIZE as usize],
+            },
+        )
+        .map_err(other("open"))?;
+        Ok(MemkitSide { pm, journal })
+    }
+
+    /// Reopens the journal from its bytes (recovery) and checks that recovery finds
+    /// the last commit id it handed out: the file the benchmark wrote is a valid
+    /// journal.
+    fn check_recovers(&mut self) -> io::Result<()> {
+        let n = MJ_COUNT as usize;
+        let next = self.journal.next_id();
+        let (_, plan) = Journal::open(
+            &mut self.pm,
+            self.journal.mode(),
+            vec![SlotState::Free; n],
+            OpenScratch {
+                scans: &mut vec![SlotScan::Empty; n],
+                order: &mut vec![0; n],
+                mj: &mut vec![0; MJ_SIZE as usize],
+            },
+        )
+        .map_err(other("reopen"))?;
+        if plan.next_id != next {
+            return Err(io::Error::other(format!(
+                "recovery found commit ids up to {}, the journal handed out up to {}",
+                plan.next_id - 1,
+                next - 1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `step` (which does [`CHUNK`] transactions) until `dur` has passed; returns
+/// the transactions and seconds.
+fn timed(dur: Duration, mut step: impl FnMut() -> io::Result<()>) -> io::Result<(u64, f64)> {
+    let start = Instant::now();
+    let mut n = 0u64;
+    loop {
+        step()?;
+        n += CHUNK as u64;
+        let t = start.elapsed();
+        if t >= dur {
+            return Ok((n, t.as_secs_f64()));
+        }
+    }
+}
+
+/// Runs the host benchmark, handing every raw line to `emit`.
+pub fn run(opts: &HostOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
+    if std::env::var("PMEM_IS_PMEM_FORCE").as_deref() != Ok("1") {
+        return Err(io::Error::other(
+            "set PMEM_IS_PMEM_FORCE=1, so that PMDK flushes with CPU instructions on \
+             /dev/shm as memkit does (scripts/bench.sh does)",
+        ));
+    }
+    let flush = Flush::detect().ok_or_else(|| {
+        io::Error::other("this CPU has neither clwb nor clflushopt: nothing to measure")
+    })?;
+    let pid = std::process::id();
+    let mut coalesced = MemkitSide::create(
+        opts.dir.join(format!("memkit-bench-{pid}-coalesced.pmem")),
+        Mode::Coalesced,
+        flush,
+    )?;
+    let mut strict = MemkitSide::create(
+        opts.dir.join(format!("memkit-bench-{pid}-strict.pmem")),
+        Mode::Strict,
+        flush,
+    )?;
+    let mut pmdk = Pmdk::create(
+        &opts.dir.join(format!("memkit-bench-{pid}.pool")),
+        64 << 20,
+        DATA as usize,
+    )?;
+    if !pmdk.is_pmem() {
+        return Err(io::Error::other(
+            "libpmem does not treat the pool as pmem (PMEM_IS_PMEM_FORCE ignored?)",
+        ));
+    }
+
+    let mut env = BTreeMap::new();
+    env.insert("where".into(), "host".into());
+    env.insert("cpu".into(), cpu_model());
+    env.insert("kernel".into(), kernel_release());
+    env.insert("flush".into(), format!("{}+sfence", flush.name()));
+    env.insert("pmdk_is_pmem".into(), "1".into());
+    env.insert("dir".into(), opts.dir.display().to_string());
+    env.insert("data_bytes".into(), DATA.to_string());
+    env.insert("mj".into(), format!("{MJ_COUNT}x{MJ_SIZE}"));
+    env.insert("secs".into(), opts.secs.to_string());
+    env.insert("rounds".into(), opts.rounds.to_string());
+    for (k, v) in &opts.notes {
+        env.insert(k.clone(), v.clone());
+    }
+    emit(Raw::Env(env));
+
+    let dur = Duration::from_secs_f64(opts.secs);
+    let warm = dur / 10;
+    let mut src = vec![0u8; 4096];
+    for round in 0..opts.rounds {
+        for (wi, w) in opts.workloads.iter().enumerate() {
+            let seed = u64::from(round) << 8 | wi as u64;
+            let offsets = workload::offsets(w, 0, DATA, CYCLE, seed);
+            for k in 0..VARIANTS.len() {
+                let vi = (k + round as usize + wi) % VARIANTS.len();
+                let variant = VARIANTS[vi];
+                // A pattern of this measurement, checked in place afterwards.
+                let pattern = (round as u8).wrapping_mul(16) ^ (wi as u8) << 2 ^ vi as u8 ^ 0xa5;
+                src.fill(pattern);
+                let src = &src[..w.len];
+                let mut sample = Sample {
+                    kind: "host".into(),
+                    workload: w.name.into(),
+                    variant: variant.into(),
+                    threads: 1,
+                    round,
+                    ..Default::default()
+                };
+                let mut t = 0usize;
+                let last: usize;
+                match variant {
+                    "pmdk" => {
+                        let r = w.ranges;
+                        let mut step = || {
+                            pmdk.run(&offsets[t * r..(t + CHUNK) * r], r, src)?;
+                            t = (t + CHUNK) % CYCLE;
+                            Ok(())
+                        };
+                        timed(warm, &mut step)?;
+                        let (n, secs) = timed(dur, &mut step)?;
+                        (sample.tx, sample.secs) = (n, secs);
+                        sample.payload_bytes = n * w.payload();
+                        last = (t + CYCLE - 1) % CYCLE;
+                        for &off in &offsets[last * r..(last + 1) * r] {
+                            let mut buf = vec![0u8; w.len];
+                            pmdk.read(off, &mut buf)?;
+                            check_pattern(&buf, pattern, variant, off)?;
+                        }
+                    }
+                    _ => {
+                        let side = if variant == "memkit-coalesced" {
+                            &mut coalesced
+                        } else {
+                            &mut strict
+                        };
+                        let r = w.ranges;
+                        memkit_run(side, w, &offsets, src, &mut t, warm)?;
+                        let c0 = side.journal.counters();
+                        let l0 = side.pm.lines;
+                        let (n, secs) = memkit_run(side, w, &offsets, src, &mut t, dur)?;
+                        let MemkitSide { pm, journal } = side;
+                        let c1 = journal.counters();
+                        if c1.transactions - c0.transactions != n {
+                            return Err(io::Error::other("engine counted other transactions"));
+                        }
+                        (sample.tx, sample.secs) = (n, secs);
+                        sample.payload_bytes = c1.payload_bytes - c0.payload_bytes;
+                        sample.barriers = Some(c1.barriers - c0.barriers);
+                        sample.groups = Some(c1.groups - c0.groups);
+                        sample.journal_bytes = Some(c1.journal_bytes - c0.journal_bytes);
+                        sample.inplace_bytes = Some(c1.inplace_bytes - c0.inplace_bytes);
+                        sample.lines = Some(pm.lines - l0);
+                        last = (t + CYCLE - 1) % CYCLE;
+                        for &off in &offsets[last * r..(last + 1) * r] {
+                            let mut buf = vec![0u8; w.len];
+                            journal
+                                .read(pm, off, &mut buf)
+                                .map_err(other("read back"))?;
+                            check_pattern(&buf, pattern, variant, off)?;
+                        }
+                    }
+                }
+                eprintln!(
+                    "host round {}/{}: {:>6} {:<16} {:>10.0} tx/s",
+                    round + 1,
+                    opts.rounds,
+                    w.name,
+                    variant,
+                    sample.tx as f64 / sample.secs
+                );
+                emit(Raw::Sample(Box::new(sample)));
+            }
+        }
+        emit(Raw::Sample(Box::new(crc_sample(round, dur / 4))));
+        if let Some(s) = crc_hw_sample(round, dur / 4) {
+            emit(Raw::Sample(Box::new(s)));
+        }
+    }
+    coalesced.journal.sync(&mut coalesced.pm);
+    coalesced.check_recovers()?;
+    strict.check_recovers()?;
+    Ok(())
+}
+
+/// Commits transactions of `w` (offsets from `offsets`, starting at transaction
+/// `*t`) on `side` one at a time until `dur` has passed.
+fn memkit_run(
+    side: &mut MemkitSide,
+    w: &Workload,
+    offsets: &[u64],
+    src: &[u8],
+    t: &mut usize,
+    dur: Duration,
+) -> io::Result<(u64, f64)> {
+    let MemkitSide { pm, journal } = side;
+    let mut ids = [0u64; 1];
+    let mut ranges = [Range {
+        offset: 0,
+        data: src,
+    }; MAX_RANGES];
+    let r = w.ranges;
+    timed(dur, || {
+        for _ in 0..CHUNK {
+            for (range, &off) in ranges.iter_mut().zip(&offsets[*t * r..(*t + 1) * r]) {
+                range.offset = off;
+            }
+            journal
+                .commit(pm, &[&ranges[..r]], &mut ids)
+                .map_err(other("commit"))?;
+            *t = (*t + 1) % CYCLE;
+        }
+        Ok(())
+    })
+}
+
+fn check_pattern(buf: &[u8], pattern: u8, variant: &str, off: u64) -> io::Result<()> {
+    if buf.iter().any(|&b| b != pattern) {
+        return Err(io::Error::other(format!(
+            "{variant}: the last transaction's bytes at {off} are not in place"
+        )));
+    }
+    Ok(())
+}
+
+/// The engine's checksum alone: CRC-32C of 4 KiB buffers, the table-driven code the
+/// journal runs over every MJ it writes.
+fn crc_sample(round: u32, dur: Duration) -> Sample {
+    let buf = vec![0x5au8; 4096];
+    let mut acc = 0u32;
+    let (n, secs) = timed(dur, || {
+        for _ in 0..CHUNK {
+            acc ^= Crc32c::new().update(std::hint::black_box(&buf)).finish();
+        }
+        Ok(())
+    })
+    .expect("infallible");
+    std::hint::black_box(acc);
+    Sample {
+        kind: "crc32c".into(),
+        workload: "4KiB".into(),
+        variant: "table".into(),
+        threads: 1,
+        round,
+        tx: n,
+        secs,
+        bytes: Some(n * 4096),
+        ..Default::default()
+    }
+}
+
+/// For comparison: the same CRC-32C with the SSE4.2 `crc32` instruction (what the
+/// kernel's `crc32c()` uses on x86), checked against the engine's. `None` without
+/// SSE4.2.
+fn crc_hw_sample(round: u32, dur: Duration) -> Option<Sample> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !std::is_x86_feature_detected!("sse4.2") {
+            return None;
+        }
+        let buf: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        // SAFETY: SSE4.2 is present (checked above).
+        let hw = |b: &[u8]| unsafe { crc32c_sse42(b) };
+        assert_eq!(
+            hw(&buf),
+            memkit_core::crc32c::crc32c(&buf),
+            "crc32 instruction"
+        );
+        let mut acc = 0u32;
+        let (n, secs) = timed(dur, || {
+            for _ in 0..CHUNK {
+                acc ^= hw(std::hint::black_box(&buf));
+            }
+            Ok(())
+        })
+        .expect("infallible");
+        std::hint::black_box(acc);
+        Some(Sample {
+            kind: "crc32c".into(),
+            workload: "4KiB".into(),
+            variant: "sse4.2".into(),
+            threads: 1,
+            round,
+            tx: n,
+            secs,
+            bytes: Some(n * 4096),
+            ..Default::default()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (round, dur);
+        None
+    }
+}
+
+/// CRC-32C of `data` with the SSE4.2 `crc32` instruction, 8 bytes at a time.
+///
+/// # Safety
+///
+/// The CPU must have SSE4.2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42(data: &[u8]) -> u32 {
+    use core::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut c = u64::from(!0u32);
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    for w in words {
+        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+    }
+    let mut c = c as u32;
+    for &b in tail {
+        c = _mm_crc32_u8(c, b);
+    }
+    !c
+}
+
+/// The CPU's model name, from /proc/cpuinfo.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_resumes_at_next_id() {
+        let Some(flush) = Flush::detect() else { return };
+        for mode in [Mode::Coalesced, Mode::Strict] {
+            let path =
+                std::env::temp_dir().join(format!("mkb-test-{}-{mode:?}", std::process::id()));
+            let mut side = MemkitSide::create(path, mode, flush).unwrap();
+            let w = workload::ALL[1];
+            let offsets = workload::offsets(&w, 0, DATA, CYCLE, 1);
+            let src = [7u8; 64];
+            let mut t = 0;
+            memkit_run(&mut side, &w, &offsets, &src, &mut t, Duration::ZERO).unwrap();
+            assert_eq!(side.journal.next_id(), 65);
+            side.journal.sync(&mut side.pm);
+            side.check_recovers().unwrap();
+        }
+    }
+}

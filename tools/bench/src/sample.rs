@@ -1,0 +1,168 @@
+//! Raw measurements, one JSON object a line, as the runs print them; `report`
+//! aggregates them into the results.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One measurement: a number of transactions in a time, with the counters' deltas.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// `host` (engine vs PMDK), `guest` (the device) or `crc32c` (a diagnostic).
+    pub kind: String,
+    /// Workload name (`1x64B`, ...).
+    pub workload: String,
+    /// host: `memkit-coalesced`, `memkit-strict` or `pmdk`; guest: the commit mode.
+    pub variant: String,
+    /// guest: which pmem device (`virtio-pmem`, `memmap-pmem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Threads committing.
+    pub threads: u32,
+    /// Round number: samples of one round ran next to each other.
+    pub round: u32,
+    /// Transactions committed in the measurement.
+    pub tx: u64,
+    /// Seconds of the measurement (wall clock).
+    pub secs: f64,
+    /// Bytes the transactions asked to write.
+    pub payload_bytes: u64,
+    /// Persistence barriers (engine or status counter delta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barriers: Option<u64>,
+    /// Device flushes (status delta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flushes: Option<u64>,
+    /// Commit groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<u64>,
+    /// Bytes written to MJs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_bytes: Option<u64>,
+    /// Bytes written in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inplace_bytes: Option<u64>,
+    /// 64-byte lines written back (host: `clwb`s issued; guest: the status counter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    /// Sum of the per-transaction latencies, nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat_ns_sum: Option<u64>,
+    /// Latency histogram: `(bucket, count)` with [`Hist`]'s buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat_hist: Option<Vec<(u32, u64)>>,
+    /// guest: the journal's own commit-latency histogram (status delta; bucket `i`
+    /// counts commits of `[2^i, 2^(i+1))` microseconds from the ioctl's entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub klat_hist: Option<Vec<(u32, u64)>>,
+    /// crc32c: bytes checksummed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// One line of raw output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Raw {
+    /// A measurement.
+    Sample(Box<Sample>),
+    /// Facts about where it ran (CPU, kernel, flush instruction, DAX mode, ...).
+    Env(BTreeMap<String, String>),
+}
+
+impl Raw {
+    /// The JSON line.
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).expect("serialisable")
+    }
+}
+
+/// A latency histogram with 8 buckets per power of two (about 9% wide each).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hist {
+    counts: BTreeMap<u32, u64>,
+    total: u64,
+}
+
+/// Buckets per power of two.
+const SUB: f64 = 8.0;
+
+impl Hist {
+    /// Counts one value of `ns` nanoseconds.
+    pub fn add(&mut self, ns: u64) {
+        let b = ((ns.max(1) as f64).log2() * SUB).floor() as u32;
+        *self.counts.entry(b).or_default() += 1;
+        self.total += 1;
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, pairs: &[(u32, u64)]) {
+        for &(b, n) in pairs {
+            *self.counts.entry(b).or_default() += n;
+            self.total += n;
+        }
+    }
+
+    /// `(bucket, count)` pairs, for [`Sample::lat_hist`].
+    pub fn pairs(&self) -> Vec<(u32, u64)> {
+        self.counts.iter().map(|(&b, &n)| (b, n)).collect()
+    }
+
+    /// The `q` quantile (0..=1), as the geometric middle of its bucket; `None` if
+    /// empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.total == 0 {
+            return None;
+        }
+        let want = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (&b, &n) in &self.counts {
+            seen += n;
+            if seen >= want {
+                return Some(2f64.powf((f64::from(b) + 0.5) / SUB));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_lines_round_trip() {
+        let s = Raw::Sample(Box::new(Sample {
+            kind: "host".into(),
+            workload: "1x64B".into(),
+            variant: "pmdk".into(),
+            threads: 1,
+            tx: 10,
+            secs: 0.5,
+            payload_bytes: 640,
+            lat_hist: Some(vec![(3, 4)]),
+            ..Default::default()
+        }));
+        let line = s.line();
+        assert!(line.starts_with("{\"sample\":"), "{line}");
+        assert!(!line.contains("barriers"));
+        assert_eq!(serde_json::from_str::<Raw>(&line).unwrap(), s);
+        let e = Raw::Env([("cpu".to_string(), "x".to_string())].into());
+        assert_eq!(serde_json::from_str::<Raw>(&e.line()).unwrap(), e);
+    }
+
+    #[test]
+    fn quantiles_within_a_bucket() {
+        let mut h = Hist::default();
+        for ns in 1..=1000u64 {
+            h.add(ns * 1000);
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((p50 / 500_000.0 - 1.0).abs() < 0.1, "{p50}");
+        assert!((p99 / 990_000.0 - 1.0).abs() < 0.1, "{p99}");
+        let mut m = Hist::default();
+        m.merge(&h.pairs());
+        assert_eq!(m, h);
+        assert_eq!(Hist::default().quantile(0.5), None);
+    }
+}
