@@ -11,7 +11,7 @@
 SHELL := /bin/bash
 export KDIR
 
-.PHONY: all run check soak setup kernel module tools initramfs fmt clean help
+.PHONY: all run check soak bench setup kernel module tools initramfs fmt clean help
 
 all: module tools
 
@@ -42,6 +42,9 @@ check:
 # The journal crash test at length: 1000 random kills (about 8 hours under TCG).
 soak:
 	@scripts/journal-crash.sh $${MEMKIT_SOAK_KILLS:-1000}
+
+bench:
+	@scripts/bench.sh
 
 fmt:
 	cargo fmt --manifest-path tools/Cargo.toml --all

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# `make bench`: memkit's journal benchmarks, all from one run.
+#
+#   host    memkit-bench host: the shared journal engine on a DRAM-backed file
+#           (/dev/shm, clwb + sfence) against PMDK libpmemobj transactions on a pool
+#           file next to it (PMEM_IS_PMEM_FORCE=1), 1x64B, 8x64B and 1x4KiB
+#           transactions, rounds alternating the variants
+#   guest   memkit-bench guest in the test guest (TCG): /dev/memkit-journal on
+#           virtio-pmem, coalesced vs strict, 1, 2 and 4 threads
+#   memmap  a second boot with memmap=64M!512M: the same on a synchronous-DAX legacy
+#           pmem (no device flush), to price the flush
+#
+# Results: build/bench/results.jsonl (one {"bench","variant","metric","value","unit"}
+# per line), the table on stdout and in build/bench/table.txt, the raw measurements
+# in build/bench/*.raw.  Documentation/journal.rst ("Benchmarks") explains them.
+#
+# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap) skips parts;
+# MEMKIT_BENCH_QUICK=1 runs everything briefly (a smoke test: numbers too noisy to use).
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$MEMKIT_TOP" || exit 1
+
+out=$MEMKIT_TOP/build/bench
+mkdir -p "$out"
+rm -f "$out"/*.raw "$out/results.jsonl" "$out/table.txt"
+skip=",${MEMKIT_BENCH_SKIP:-},"
+if [ "${MEMKIT_BENCH_QUICK:-0}" = 1 ]; then
+	host_secs=0.1 host_rounds=2 guest_secs=0.3 guest_rounds=1
+else
+	host_secs=0.5 host_rounds=5 guest_secs=2 guest_rounds=3
+fi
+failed=()
+
+bin=$(scripts/build.sh tools) || die "building the tools failed"
+
+if [[ $skip != *,host,* ]]; then
+	step "host: memkit engine vs PMDK libpmemobj ($host_rounds rounds of ${host_secs}s per variant)"
+	pmdk=$(dpkg-query -W -f='${Version}' libpmemobj1 2>/dev/null || echo unknown)
+	if ! PMEM_IS_PMEM_FORCE=1 "$bin/memkit-bench" host --secs "$host_secs" --rounds "$host_rounds" \
+		--note "pmdk=libpmemobj $pmdk" >"$out/host.raw"; then
+		failed+=(host)
+	fi
+fi
+
+# One boot of the guest job: DEVICE LOGDIR SETTINGS [vm.sh options...]
+guest_boot() {
+	local device=$1 logdir=$2 settings=$3 rc
+	shift 3
+	{
+		echo "$settings"
+		cat selftests/jobs/bench.sh
+	} >"$out/job-$device.sh"
+	scripts/vm.sh --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$out/initramfs.cpio" \
+		--job "$out/job-$device.sh" --logdir "$logdir" --timeout 1800 "$@"
+	rc=$?
+	# The job's lines (JSON raw lines among them) end with \r\n; report copes.
+	cp "$logdir/output.txt" "$out/guest-$device.raw"
+	# Where it ran, recorded with the samples.
+	printf '{"env":{"where":"guest/%s","vm":"QEMU %s, TCG, -smp 2, -m 1G"}}\n' "$device" \
+		"$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([^ ]*\).*/\1/p')" \
+		>>"$out/guest-$device.raw"
+	return "$rc"
+}
+
+if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]]; then
+	kdir=$(scripts/build.sh kdir) || die "the test kernel is not available"
+	ko=$(scripts/build.sh module) || die "building memkit.ko failed"
+	step "packing the bench initramfs"
+	scripts/initramfs.sh "$out/initramfs.cpio" "$ko" "$bin/memkit" "$bin/memkit-selftest" \
+		"$bin/memkit-bench" || die "packing the initramfs failed"
+fi
+
+if [[ $skip != *,guest,* ]]; then
+	step "guest: virtio-pmem, coalesced vs strict, 1/2/4 threads ($guest_rounds rounds of ${guest_secs}s)"
+	rm -f "$out/pmem0.img"
+	guest_boot virtio-pmem "$out/guest" \
+		"MEMKIT_BENCH_DEVICE=virtio-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,2,4 MEMKIT_BENCH_WORKLOADS=1x64B,8x64B,1x4KiB" \
+		--pmem "$out/pmem0.img:256M" || failed+=(guest)
+fi
+
+if [[ $skip != *,memmap,* ]]; then
+	# memmap=64M!512M makes the guest kernel treat 64 MiB of its RAM at 512 MiB as
+	# legacy persistent memory: /dev/pmem0 with a synchronous DAX mapping. No
+	# virtio-pmem device on this boot, so /dev/pmem0 is that one.
+	step "guest: memmap pmem (synchronous DAX), 1x64B, 1 and 4 threads ($guest_rounds rounds of ${guest_secs}s)"
+	guest_boot memmap-pmem "$out/guest-memmap" \
+		"MEMKIT_BENCH_DEVICE=memmap-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,4 MEMKIT_BENCH_WORKLOADS=1x64B" \
+		--append 'memmap=64M!512M' || failed+=(memmap)
+fi
+
+step "results"
+"$bin/memkit-bench" report "$out"/*.raw --out "$out/results.jsonl" | tee "$out/table.txt"
+echo "results: $out/results.jsonl ($(wc -l <"$out/results.jsonl") lines); raw measurements: $out/*.raw"
+if [ ${#failed[@]} -gt 0 ]; then
+	die "failed: ${failed[*]} (the results above lack them)"
+fi
