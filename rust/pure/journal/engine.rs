@@ -273,12 +273,12 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         let mut j = Journal {
             sb,
             mode,
-            next_id: plan.next_id,
+            next_id: plan.seal_id.unwrap_or(plan.next_id),
             slots,
             cursor: 0,
             counters: Counters::default(),
         };
-        if plan.replay + plan.stale + plan.incomplete > 0 {
+        if plan.seal_id.is_some() {
             j.seal(pm, &scratch.scans[..n], replay.first().copied())?;
         }
         Ok((j, plan))

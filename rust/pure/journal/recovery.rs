@@ -74,7 +74,11 @@ pub struct Plan {
     pub discarded: u32,
     /// Never-written MJs.
     pub empty: u32,
-    /// The first commit id to hand out after recovery.
+    /// The commit id of recovery's seal, when there is any valid MJ to retire: the
+    /// one after the largest valid id (see `Journal::open`).
+    pub seal_id: Option<u64>,
+    /// The first commit id handed out to a transaction after recovery (after the
+    /// seal, if there is one).
     pub next_id: u64,
 }
 
@@ -149,7 +153,13 @@ pub fn plan(scans: &[SlotScan], order: &mut [u32]) -> Result<Plan, PlanError> {
     }
     // Lossless: at most the `u32` MJ count.
     p.replay = kept as u32;
-    p.next_id = max_id.checked_add(1).ok_or(PlanError::IdsExhausted)?;
+    let after_max = max_id.checked_add(1).ok_or(PlanError::IdsExhausted)?;
+    if valid > 0 {
+        p.seal_id = Some(after_max);
+        p.next_id = after_max.checked_add(1).ok_or(PlanError::IdsExhausted)?;
+    } else {
+        p.next_id = after_max;
+    }
     Ok(p)
 }
 
@@ -179,7 +189,7 @@ mod tests {
     #[test]
     fn empty_journal() {
         let (p, ids) = replayed(&[SlotScan::Empty, SlotScan::Empty]);
-        assert_eq!((p.next_id, p.empty, p.replay), (1, 2, 0));
+        assert_eq!((p.seal_id, p.next_id, p.empty, p.replay), (None, 1, 2, 0));
         assert!(ids.is_empty());
     }
 
@@ -194,7 +204,8 @@ mod tests {
         ];
         let (p, ids) = replayed(&scans);
         assert_eq!(ids, [4, 5]);
-        assert_eq!((p.lwm, p.stale, p.discarded, p.next_id), (4, 1, 1, 6));
+        assert_eq!((p.lwm, p.stale, p.discarded), (4, 1, 1));
+        assert_eq!((p.seal_id, p.next_id), (Some(6), 7));
     }
 
     #[test]

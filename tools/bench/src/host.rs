@@ -88,7 +88,7 @@ impl MemkitSide {
     }
 
     /// Reopens the journal from its bytes (recovery) and checks that recovery finds
-    /// the last commit id it handed out: the file the benchmark wrote is a valid
+    /// the last commit id it handed out (the seal gets the one after it): the file the benchmark wrote is a valid
     /// journal.
     fn check_recovers(&mut self) -> io::Result<()> {
         let n = MJ_COUNT as usize;
@@ -104,10 +104,11 @@ impl MemkitSide {
             },
         )
         .map_err(other("reopen"))?;
-        if plan.next_id != next {
+        // Recovery seals with the id after the last one handed out.
+        if plan.seal_id != Some(next) {
             return Err(io::Error::other(format!(
-                "recovery found commit ids up to {}, the journal handed out up to {}",
-                plan.next_id - 1,
+                "recovery would seal with commit id {:?}, the journal handed out up to {}",
+                plan.seal_id,
                 next - 1
             )));
         }

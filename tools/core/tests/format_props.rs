@@ -526,12 +526,11 @@ fn reference_plan(scans: &[SlotScan]) -> Result<Decision, PlanError> {
         return Err(PlanError::DuplicateId(w[0]));
     }
     let lwm = valid.iter().map(|v| v.1).max().unwrap_or(0);
-    let next_id = ids
-        .last()
-        .copied()
-        .unwrap_or(0)
-        .checked_add(1)
-        .ok_or(PlanError::IdsExhausted)?;
+    // Recovery seals with the id after the largest, if any MJ is valid.
+    let next_id = match ids.last() {
+        None => 1,
+        Some(&max) => max.checked_add(2).ok_or(PlanError::IdsExhausted)?,
+    };
     let group_of: BTreeMap<u64, (u64, u32)> = valid.iter().map(|v| (v.0, (v.2, v.3))).collect();
     // A group is replayed when it starts at or above the low-water mark and every
     // member is valid and names it.
@@ -576,7 +575,10 @@ proptest! {
         prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {:?}", ids);
         prop_assert!(ids.iter().all(|&id| id >= p.lwm));
         prop_assert_eq!(p.lwm, valid.iter().map(|v| v.1).max().unwrap_or(0));
-        prop_assert_eq!(p.next_id, valid.iter().map(|v| v.0).max().unwrap_or(0) + 1);
+        match valid.iter().map(|v| v.0).max() {
+            None => prop_assert_eq!((p.seal_id, p.next_id), (None, 1)),
+            Some(max) => prop_assert_eq!((p.seal_id, p.next_id), (Some(max + 1), max + 2)),
+        }
         prop_assert_eq!((p.replay + p.stale + p.incomplete) as usize, valid.len());
         prop_assert_eq!((p.discarded + p.empty) as usize + valid.len(), scans.len());
         // Whole groups: every replayed MJ's group is replayed in full, members naming

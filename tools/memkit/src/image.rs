@@ -358,7 +358,10 @@ pub struct TornMj {
 pub struct RecoveryReport {
     /// The low-water mark: the largest among valid MJs (0 if none).
     pub lwm: u64,
-    /// The commit id the journal resumes at.
+    /// The commit id of recovery's seal (a no-op commit that retires every old MJ),
+    /// if any MJ is valid.
+    pub seal_id: Option<u64>,
+    /// The commit id the first transaction after recovery gets.
     pub next_id: u64,
     /// MJs replayed, in replay (commit-id) order.
     pub replay: Vec<ReplayMj>,
@@ -421,8 +424,12 @@ impl CheckReport {
             out.push_str(&g.render());
         }
         if let Some(r) = &self.recovery {
+            let seal = match r.seal_id {
+                Some(id) => format!(", sealed by commit id {id}"),
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "recovery: low-water mark {}, next commit id {}\n",
+                "recovery: low-water mark {}{seal}, next commit id {}\n",
                 r.lwm, r.next_id
             ));
             if r.replay.is_empty() {
@@ -575,6 +582,7 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
         .collect();
     report.recovery = Some(RecoveryReport {
         lwm: plan.lwm,
+        seal_id: plan.seal_id,
         next_id: plan.next_id,
         replay,
         stale,

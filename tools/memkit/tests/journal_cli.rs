@@ -176,6 +176,7 @@ fn a_formatted_image_checks_as_an_empty_journal() {
     assert_eq!(r["geometry"], f["geometry"]);
     let rec = &r["recovery"];
     assert_eq!(rec["next_id"], 1);
+    assert_eq!(rec["seal_id"], serde_json::Value::Null);
     assert_eq!(rec["lwm"], 0);
     assert_eq!(rec["empty"], MJ_COUNT);
     for list in ["replay", "stale", "incomplete", "torn"] {
@@ -208,7 +209,7 @@ fn committed_transactions_are_replayed_from_the_low_water_mark() {
     assert_eq!(code, 0, "{r}");
     let rec = &r["recovery"];
     assert_eq!(rec["lwm"], 4);
-    assert_eq!(rec["next_id"], 6);
+    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&6.into(), &7.into()));
     assert_eq!(slots(&rec["replay"]), [(3, 4), (0, 5)]);
     assert_eq!(slots(&rec["stale"]), [(1, 2), (2, 3)]);
     assert_eq!(rec["empty"], 0);
@@ -220,7 +221,7 @@ fn committed_transactions_are_replayed_from_the_low_water_mark() {
     assert_eq!(code, 0, "{r}");
     let rec = &r["recovery"];
     assert_eq!(rec["lwm"], 5);
-    assert_eq!(rec["next_id"], 8);
+    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&8.into(), &9.into()));
     assert_eq!(slots(&rec["replay"]), [(0, 5), (1, 6), (2, 7)]);
     assert_eq!(slots(&rec["stale"]), [(3, 4)]);
     let six = &rec["replay"][1];
@@ -234,6 +235,10 @@ fn committed_transactions_are_replayed_from_the_low_water_mark() {
     let text = stdout(&o);
     assert!(text.contains("replay 3 MJs in this order:"), "{text}");
     assert!(
+        text.contains("low-water mark 5, sealed by commit id 8, next commit id 9"),
+        "{text}"
+    );
+    assert!(
         text.contains("slot 1 id 6 (group 6-7, lwm 5): 1 ranges, 3 bytes"),
         "{text}"
     );
@@ -243,7 +248,7 @@ fn committed_transactions_are_replayed_from_the_low_water_mark() {
     let mut pm = MemPmem(std::fs::read(&grouped).unwrap());
     let (j, plan) = open(&mut pm);
     assert_eq!((plan.replay, plan.stale, plan.lwm), (3, 1, 5));
-    assert_eq!(j.next_id(), 8);
+    assert_eq!((plan.seal_id, plan.next_id, j.next_id()), (Some(8), 9, 9));
 }
 
 #[test]
@@ -265,7 +270,8 @@ fn a_torn_mj_is_discarded_and_its_group_skipped() {
     assert_eq!(slots(&rec["incomplete"]), [(1, 6)]);
     assert_eq!(slots(&rec["replay"]), [(0, 5)]);
     assert_eq!(slots(&rec["stale"]), [(3, 4)]);
-    assert_eq!(rec["next_id"], 7);
+    // The torn id 7 is reused by the seal: its MJ is zeroed first.
+    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&7.into(), &8.into()));
 
     let text = stdout(&memkit(&["journal", "check", grouped.to_str().unwrap()]));
     assert!(text.contains("torn 1\n    slot 2: BadChecksum\n"), "{text}");
