@@ -16,23 +16,32 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 /// Options of `memkit-bench guest`.
+#[derive(clap::Args)]
 pub struct GuestOpts {
     /// Seconds per measurement.
+    #[arg(long, default_value_t = 1.0)]
     pub secs: f64,
-    /// Thread counts to run.
+    /// Thread counts, comma-separated.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
     pub threads: Vec<u32>,
-    /// Workloads to run.
-    pub workloads: Vec<Workload>,
-    /// Round number recorded in the samples.
+    /// Workloads, comma-separated.
+    #[arg(long, default_value = "1x64B,8x64B,1x4KiB", value_parser = workload::parse_list)]
+    pub workloads: std::vec::Vec<Workload>,
+    /// Round number recorded with the samples.
+    #[arg(long, default_value_t = 0)]
     pub round: u32,
-    /// Name of the pmem device kind in results (`virtio-pmem`, `memmap-pmem`).
+    /// The pmem device's kind, as results name it (`virtio-pmem`, `memmap-pmem`).
+    #[arg(long, default_value = "virtio-pmem")]
     pub device: String,
-    /// The block device under the journal, for `/sys/block/NAME/queue/dax`.
+    /// The block device under the journal (for /sys/block/NAME/queue/dax).
+    #[arg(long, default_value = "pmem0")]
     pub block: String,
-    /// Refuse to run unless the journal's mode is this.
+    /// Refuse to run unless the journal commits in this mode.
+    #[arg(long, value_parser = ["coalesced", "strict"])]
     pub expect_mode: Option<String>,
-    /// Bytes of the data region the transactions scatter over (split between the
-    /// threads).
+    /// Bytes of the data region to scatter the transactions over (K, M, G), split
+    /// between the threads.
+    #[arg(long, default_value = "64M", value_parser = crate::parse_size)]
     pub region: u64,
 }
 

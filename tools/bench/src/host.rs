@@ -11,25 +11,33 @@ use crate::sample::{Raw, Sample};
 use crate::shm::{Flush, ShmPmem};
 use crate::workload::{self, Workload, MAX_RANGES};
 use memkit_core::crc32c::Crc32c;
-use memkit_core::journal::engine::{self, Journal, Mode, OpenScratch, Range, SlotState};
+use memkit_core::journal::engine::{
+    self, Journal, JournalError, Mode, OpenScratch, Range, SlotState,
+};
 use memkit_core::journal::format::Geometry;
-use memkit_core::journal::recovery::SlotScan;
+use memkit_core::journal::recovery::{Plan, SlotScan};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Options of `memkit-bench host`.
+#[derive(clap::Args)]
 pub struct HostOpts {
     /// Seconds per measurement.
+    #[arg(long, default_value_t = 0.5)]
     pub secs: f64,
-    /// Rounds.
+    /// Rounds (every variant once per round).
+    #[arg(long, default_value_t = 5)]
     pub rounds: u32,
-    /// Directory of the journal and pool files (DRAM-backed: /dev/shm).
+    /// Directory of the journal and pool files; must be DRAM-backed.
+    #[arg(long, default_value = "/dev/shm")]
     pub dir: PathBuf,
-    /// Workloads to run.
-    pub workloads: Vec<Workload>,
-    /// Extra `key=value` facts for the environment line.
+    /// Workloads, comma-separated.
+    #[arg(long, default_value = "1x64B,8x64B,1x4KiB", value_parser = workload::parse_list)]
+    pub workloads: std::vec::Vec<Workload>,
+    /// KEY=VALUE facts recorded with the results (e.g. the PMDK version).
+    #[arg(long = "note", value_name = "KEY=VALUE", value_parser = crate::parse_note)]
     pub notes: Vec<(String, String)>,
 }
 
@@ -72,38 +80,16 @@ impl MemkitSide {
             b.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         engine::format(&mut pm, geo, uuid).map_err(other("format"))?;
-        let n = MJ_COUNT as usize;
-        let (journal, _) = Journal::open(
-            &mut pm,
-            mode,
-            vec![SlotState::Free; n],
-            OpenScratch {
-                scans: &mut vec![SlotScan::Empty; n],
-                order: &mut vec![0; n],
-                mj: &mut vec![0; MJ_SIZE as usize],
-            },
-        )
-        .map_err(other("open"))?;
+        let (journal, _) = open_journal(&mut pm, mode).map_err(other("open"))?;
         Ok(MemkitSide { pm, journal })
     }
 
     /// Reopens the journal from its bytes (recovery) and checks that recovery finds
-    /// the last commit id it handed out (the seal gets the one after it): the file the benchmark wrote is a valid
-    /// journal.
+    /// the last commit id it handed out (its seal gets the one after it): the file
+    /// the benchmark wrote is a valid journal.
     fn check_recovers(&mut self) -> io::Result<()> {
-        let n = MJ_COUNT as usize;
         let next = self.journal.next_id();
-        let (_, plan) = Journal::open(
-            &mut self.pm,
-            self.journal.mode(),
-            vec![SlotState::Free; n],
-            OpenScratch {
-                scans: &mut vec![SlotScan::Empty; n],
-                order: &mut vec![0; n],
-                mj: &mut vec![0; MJ_SIZE as usize],
-            },
-        )
-        .map_err(other("reopen"))?;
+        let (_, plan) = open_journal(&mut self.pm, self.journal.mode()).map_err(other("reopen"))?;
         // Recovery seals with the id after the last one handed out.
         if plan.seal_id != Some(next) {
             return Err(io::Error::other(format!(
@@ -114,6 +100,24 @@ impl MemkitSide {
         }
         Ok(())
     }
+}
+
+/// Opens (recovers) the benchmark's journal on `pm` with scratch of its geometry.
+fn open_journal(
+    pm: &mut ShmPmem,
+    mode: Mode,
+) -> Result<(Journal<Vec<SlotState>>, Plan), JournalError> {
+    let n = MJ_COUNT as usize;
+    Journal::open(
+        pm,
+        mode,
+        vec![SlotState::Free; n],
+        OpenScratch {
+            scans: &mut vec![SlotScan::Empty; n],
+            order: &mut vec![0; n],
+            mj: &mut vec![0; MJ_SIZE as usize],
+        },
+    )
 }
 
 /// Runs `step` (which does [`CHUNK`] transactions) until `dur` has passed; returns

@@ -34,50 +34,9 @@ struct Cli {
 enum Cmd {
     /// The journal engine vs PMDK libpmemobj on DRAM-backed files (needs
     /// PMEM_IS_PMEM_FORCE=1).
-    Host {
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 0.5)]
-        secs: f64,
-        /// Rounds (every variant once per round).
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
-        /// Directory of the journal and pool files; must be DRAM-backed.
-        #[arg(long, default_value = "/dev/shm")]
-        dir: PathBuf,
-        /// Workloads, comma-separated.
-        #[arg(long, default_value = "1x64B,8x64B,1x4KiB", value_parser = workload::parse_list)]
-        workloads: std::vec::Vec<workload::Workload>,
-        /// KEY=VALUE facts recorded with the results (e.g. the PMDK version).
-        #[arg(long, value_parser = parse_note)]
-        note: Vec<(String, String)>,
-    },
+    Host(host::HostOpts),
     /// Transactions through /dev/memkit-journal (attached) from 1..N threads.
-    Guest {
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 1.0)]
-        secs: f64,
-        /// Thread counts, comma-separated.
-        #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
-        threads: Vec<u32>,
-        /// Workloads, comma-separated.
-        #[arg(long, default_value = "1x64B,8x64B,1x4KiB", value_parser = workload::parse_list)]
-        workloads: std::vec::Vec<workload::Workload>,
-        /// Round number recorded with the samples.
-        #[arg(long, default_value_t = 0)]
-        round: u32,
-        /// The pmem device's kind, as results name it.
-        #[arg(long, default_value = "virtio-pmem")]
-        device: String,
-        /// The block device under the journal (for /sys/block/NAME/queue/dax).
-        #[arg(long, default_value = "pmem0")]
-        block: String,
-        /// Refuse to run unless the journal commits in this mode.
-        #[arg(long, value_parser = ["coalesced", "strict"])]
-        expect_mode: Option<String>,
-        /// Bytes of the data region to scatter the transactions over (K, M, G).
-        #[arg(long, default_value = "64M", value_parser = parse_size)]
-        region: u64,
-    },
+    Guest(guest::GuestOpts),
     /// Aggregate raw lines into results: the table on stdout, JSON lines to --out.
     Report {
         /// Files of raw lines (progress lines and console noise are skipped).
@@ -89,13 +48,13 @@ enum Cmd {
     },
 }
 
-fn parse_note(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_note(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("'{s}': want KEY=VALUE"))
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let (digits, shift) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 10),
         Some('M' | 'm') => (&s[..s.len() - 1], 20),
@@ -120,44 +79,8 @@ fn emitter() -> impl FnMut(sample::Raw) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Host {
-            secs,
-            rounds,
-            dir,
-            workloads,
-            note,
-        } => host::run(
-            &host::HostOpts {
-                secs,
-                rounds,
-                dir,
-                workloads,
-                notes: note,
-            },
-            &mut emitter(),
-        ),
-        Cmd::Guest {
-            secs,
-            threads,
-            workloads,
-            round,
-            device,
-            block,
-            expect_mode,
-            region,
-        } => guest::run(
-            &guest::GuestOpts {
-                secs,
-                threads,
-                workloads,
-                round,
-                device,
-                block,
-                expect_mode,
-                region,
-            },
-            &mut emitter(),
-        ),
+        Cmd::Host(opts) => host::run(&opts, &mut emitter()),
+        Cmd::Guest(opts) => guest::run(&opts, &mut emitter()),
         Cmd::Report { raw, out } => run_report(&raw, out.as_deref()),
     };
     match result {
