@@ -76,6 +76,18 @@ pub const IOC_JOURNAL_DETACH: u32 = iow::<JournalDetach>(0x11);
 pub const IOC_JOURNAL_STATUS: u32 = iowr::<JournalStatus>(0x12);
 /// `MEMKIT_IOC_JOURNAL_TX`.
 pub const IOC_JOURNAL_TX: u32 = iowr::<JournalTx>(0x13);
+/// `MEMKIT_IOC_CKPT_CREATE`.
+pub const IOC_CKPT_CREATE: u32 = iowr::<CkptCreate>(0x30);
+/// `MEMKIT_IOC_CKPT_START`.
+pub const IOC_CKPT_START: u32 = iow::<CkptStart>(0x31);
+/// `MEMKIT_IOC_CKPT_COLLECT`.
+pub const IOC_CKPT_COLLECT: u32 = iowr::<CkptCollect>(0x32);
+/// `MEMKIT_IOC_CKPT_HISTORY`.
+pub const IOC_CKPT_HISTORY: u32 = iow::<CkptHistory>(0x33);
+/// `MEMKIT_IOC_CKPT_COPY`.
+pub const IOC_CKPT_COPY: u32 = iowr::<CkptCopy>(0x34);
+/// `MEMKIT_IOC_CKPT_STATS`.
+pub const IOC_CKPT_STATS: u32 = iowr::<CkptStats>(0x35);
 
 /// A memkit command, decoded from an ioctl command number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +102,18 @@ pub enum Command {
     JournalStatus,
     /// `MEMKIT_IOC_JOURNAL_TX`.
     JournalTx,
+    /// `MEMKIT_IOC_CKPT_CREATE`.
+    CkptCreate,
+    /// `MEMKIT_IOC_CKPT_START`.
+    CkptStart,
+    /// `MEMKIT_IOC_CKPT_COLLECT`.
+    CkptCollect,
+    /// `MEMKIT_IOC_CKPT_HISTORY`.
+    CkptHistory,
+    /// `MEMKIT_IOC_CKPT_COPY`.
+    CkptCopy,
+    /// `MEMKIT_IOC_CKPT_STATS`.
+    CkptStats,
 }
 
 impl Command {
@@ -97,12 +121,18 @@ impl Command {
     ///
     /// Returns `None` for a command memkit does not define (the caller answers `ENOTTY`).
     pub fn decode(cmd: u32) -> Option<Command> {
-        const TABLE: [(u32, Command); 5] = [
+        const TABLE: [(u32, Command); 11] = [
             (IOC_VERSION, Command::Version),
             (IOC_JOURNAL_ATTACH, Command::JournalAttach),
             (IOC_JOURNAL_DETACH, Command::JournalDetach),
             (IOC_JOURNAL_STATUS, Command::JournalStatus),
             (IOC_JOURNAL_TX, Command::JournalTx),
+            (IOC_CKPT_CREATE, Command::CkptCreate),
+            (IOC_CKPT_START, Command::CkptStart),
+            (IOC_CKPT_COLLECT, Command::CkptCollect),
+            (IOC_CKPT_HISTORY, Command::CkptHistory),
+            (IOC_CKPT_COPY, Command::CkptCopy),
+            (IOC_CKPT_STATS, Command::CkptStats),
         ];
         TABLE
             .iter()
@@ -469,6 +499,169 @@ uapi_struct! {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Largest checkpoint region, in bytes.
+pub const CKPT_MAX_BYTES: u64 = 1 << 32;
+/// `memkit_ckpt_collect.flags`: clear what is reported.
+pub const CKPT_COLLECT_CLEAR: u32 = 1 << 0;
+/// `memkit_ckpt_collect.flags`: report runs instead of a bitmap.
+pub const CKPT_COLLECT_RANGES: u32 = 1 << 1;
+/// Every `memkit_ckpt_collect` flag.
+pub const CKPT_COLLECT_FLAGS: u32 = CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES;
+/// Most pages one `MEMKIT_IOC_CKPT_COPY` copies.
+pub const CKPT_COPY_MAX_PAGES: u64 = 65536;
+
+/// `Ok` if `flags` is zero: the check of structs without flags or padding.
+fn no_flags(flags: u32) -> Result<(), UapiError> {
+    if flags != 0 {
+        Err(UapiError::UnknownFlags)
+    } else {
+        Ok(())
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_create`.
+    pub struct CkptCreate (size 24, ver0 24) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// Region size in bytes.
+        bytes: u64 = 8,
+        /// Out: the mmap offset of the region's first byte.
+        mmap_offset: u64 = 16,
+    }
+    check(c) {
+        no_flags(c.flags)
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_start`.
+    pub struct CkptStart (size 8, ver0 8) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+    }
+    check(c) {
+        no_flags(c.flags)
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_range`.
+    pub struct CkptRange (size 16, ver0 16) {
+        /// First page.
+        first: u64 = 0,
+        /// Pages.
+        count: u64 = 8,
+    }
+    check(_r) {
+        Ok(())
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_collect`.
+    pub struct CkptCollect (size 56, ver0 56) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// `CKPT_COLLECT_*`.
+        flags: u32 = 4,
+        /// First page of the range.
+        first: u64 = 8,
+        /// Pages in the range.
+        count: u64 = 16,
+        /// User buffer (bitmap or ranges).
+        buf: u64 = 24,
+        /// Bytes of the buffer.
+        buf_len: u64 = 32,
+        /// Out: dirty pages.
+        dirty: u64 = 40,
+        /// Out: runs of dirty pages.
+        nr_ranges: u64 = 48,
+    }
+    check(c) {
+        if c.flags & !CKPT_COLLECT_FLAGS != 0 {
+            Err(UapiError::UnknownFlags)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_history`.
+    pub struct CkptHistory (size 40, ver0 40) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// First page.
+        first: u64 = 8,
+        /// Pages.
+        count: u64 = 16,
+        /// User buffer of `count` u64.
+        buf: u64 = 24,
+        /// Bytes of the buffer.
+        buf_len: u64 = 32,
+    }
+    check(c) {
+        no_flags(c.flags)
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_copy`.
+    pub struct CkptCopy (size 48, ver0 48) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// User pointer to `count` u64 page indexes.
+        pages: u64 = 8,
+        /// Number of pages.
+        count: u64 = 16,
+        /// User buffer.
+        buf: u64 = 24,
+        /// Bytes of the buffer.
+        buf_len: u64 = 32,
+        /// Out: bytes written.
+        bytes: u64 = 40,
+    }
+    check(c) {
+        no_flags(c.flags)
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_stats`.
+    pub struct CkptStats (size 64, ver0 64) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// Region size (0: none).
+        bytes: u64 = 8,
+        /// Pages touched so far.
+        pages_allocated: u64 = 16,
+        /// Successful collects.
+        collects: u64 = 24,
+        /// Clearing collects.
+        intervals: u64 = 32,
+        /// Dirty pages reported by clearing collects.
+        dirty_reported: u64 = 40,
+        /// Of those, found dirty after their mapping went.
+        dirty_unmapped: u64 = 48,
+        /// Pages copied out.
+        pages_copied: u64 = 56,
+    }
+    check(c) {
+        no_flags(c.flags)
     }
 }
 

@@ -80,6 +80,45 @@ int main(void)
 	OFF(memkit_journal_tx, nr_ranges);
 	OFF(memkit_journal_tx, __pad);
 	OFF(memkit_journal_tx, commit_id);
+	P("MEMKIT_CKPT_MAX_BYTES", MEMKIT_CKPT_MAX_BYTES);
+	P("MEMKIT_CKPT_COLLECT_CLEAR", MEMKIT_CKPT_COLLECT_CLEAR);
+	P("MEMKIT_CKPT_COLLECT_RANGES", MEMKIT_CKPT_COLLECT_RANGES);
+	P("MEMKIT_CKPT_COLLECT_FLAGS", MEMKIT_CKPT_COLLECT_FLAGS);
+	P("MEMKIT_CKPT_COPY_MAX_PAGES", MEMKIT_CKPT_COPY_MAX_PAGES);
+	P("MEMKIT_IOC_CKPT_CREATE", MEMKIT_IOC_CKPT_CREATE);
+	P("MEMKIT_IOC_CKPT_START", MEMKIT_IOC_CKPT_START);
+	P("MEMKIT_IOC_CKPT_COLLECT", MEMKIT_IOC_CKPT_COLLECT);
+	P("MEMKIT_IOC_CKPT_HISTORY", MEMKIT_IOC_CKPT_HISTORY);
+	P("MEMKIT_IOC_CKPT_COPY", MEMKIT_IOC_CKPT_COPY);
+	P("MEMKIT_IOC_CKPT_STATS", MEMKIT_IOC_CKPT_STATS);
+	P("sizeof.memkit_ckpt_create", sizeof(struct memkit_ckpt_create));
+	P("MEMKIT_CKPT_CREATE_SIZE_VER0", MEMKIT_CKPT_CREATE_SIZE_VER0);
+	OFF(memkit_ckpt_create, bytes);
+	OFF(memkit_ckpt_create, mmap_offset);
+	P("sizeof.memkit_ckpt_start", sizeof(struct memkit_ckpt_start));
+	P("MEMKIT_CKPT_START_SIZE_VER0", MEMKIT_CKPT_START_SIZE_VER0);
+	P("sizeof.memkit_ckpt_range", sizeof(struct memkit_ckpt_range));
+	OFF(memkit_ckpt_range, first);
+	OFF(memkit_ckpt_range, count);
+	P("sizeof.memkit_ckpt_collect", sizeof(struct memkit_ckpt_collect));
+	P("MEMKIT_CKPT_COLLECT_SIZE_VER0", MEMKIT_CKPT_COLLECT_SIZE_VER0);
+#define C(f) OFF(memkit_ckpt_collect, f)
+	C(first); C(count); C(buf); C(buf_len); C(dirty); C(nr_ranges);
+	P("sizeof.memkit_ckpt_history", sizeof(struct memkit_ckpt_history));
+	P("MEMKIT_CKPT_HISTORY_SIZE_VER0", MEMKIT_CKPT_HISTORY_SIZE_VER0);
+	OFF(memkit_ckpt_history, first);
+	OFF(memkit_ckpt_history, count);
+	OFF(memkit_ckpt_history, buf);
+	OFF(memkit_ckpt_history, buf_len);
+	P("sizeof.memkit_ckpt_copy", sizeof(struct memkit_ckpt_copy));
+	P("MEMKIT_CKPT_COPY_SIZE_VER0", MEMKIT_CKPT_COPY_SIZE_VER0);
+#define Y(f) OFF(memkit_ckpt_copy, f)
+	Y(pages); Y(count); Y(buf); Y(buf_len); Y(bytes);
+	P("sizeof.memkit_ckpt_stats", sizeof(struct memkit_ckpt_stats));
+	P("MEMKIT_CKPT_STATS_SIZE_VER0", MEMKIT_CKPT_STATS_SIZE_VER0);
+#define T(f) OFF(memkit_ckpt_stats, f)
+	T(bytes); T(pages_allocated); T(collects); T(intervals); T(dirty_reported);
+	T(dirty_unmapped); T(pages_copied);
 	return 0;
 }
 "#;
@@ -261,6 +300,103 @@ fn header_matches_rust_mirror() {
         ("memkit_journal_tx.__pad", offset_of!(JT, pad)),
         ("memkit_journal_tx.commit_id", offset_of!(JT, commit_id)),
     ];
+    let ckpt: Vec<(&str, usize)> = vec![
+        ("sizeof.memkit_ckpt_create", abi::CkptCreate::SIZE),
+        ("MEMKIT_CKPT_CREATE_SIZE_VER0", abi::CkptCreate::SIZE_VER0),
+        (
+            "memkit_ckpt_create.bytes",
+            offset_of!(abi::CkptCreate, bytes),
+        ),
+        (
+            "memkit_ckpt_create.mmap_offset",
+            offset_of!(abi::CkptCreate, mmap_offset),
+        ),
+        ("sizeof.memkit_ckpt_start", abi::CkptStart::SIZE),
+        ("MEMKIT_CKPT_START_SIZE_VER0", abi::CkptStart::SIZE_VER0),
+        ("sizeof.memkit_ckpt_range", abi::CkptRange::SIZE),
+        ("memkit_ckpt_range.first", offset_of!(abi::CkptRange, first)),
+        ("memkit_ckpt_range.count", offset_of!(abi::CkptRange, count)),
+        ("sizeof.memkit_ckpt_collect", abi::CkptCollect::SIZE),
+        ("MEMKIT_CKPT_COLLECT_SIZE_VER0", abi::CkptCollect::SIZE_VER0),
+        (
+            "memkit_ckpt_collect.first",
+            offset_of!(abi::CkptCollect, first),
+        ),
+        (
+            "memkit_ckpt_collect.count",
+            offset_of!(abi::CkptCollect, count),
+        ),
+        ("memkit_ckpt_collect.buf", offset_of!(abi::CkptCollect, buf)),
+        (
+            "memkit_ckpt_collect.buf_len",
+            offset_of!(abi::CkptCollect, buf_len),
+        ),
+        (
+            "memkit_ckpt_collect.dirty",
+            offset_of!(abi::CkptCollect, dirty),
+        ),
+        (
+            "memkit_ckpt_collect.nr_ranges",
+            offset_of!(abi::CkptCollect, nr_ranges),
+        ),
+        ("sizeof.memkit_ckpt_history", abi::CkptHistory::SIZE),
+        ("MEMKIT_CKPT_HISTORY_SIZE_VER0", abi::CkptHistory::SIZE_VER0),
+        (
+            "memkit_ckpt_history.first",
+            offset_of!(abi::CkptHistory, first),
+        ),
+        (
+            "memkit_ckpt_history.count",
+            offset_of!(abi::CkptHistory, count),
+        ),
+        ("memkit_ckpt_history.buf", offset_of!(abi::CkptHistory, buf)),
+        (
+            "memkit_ckpt_history.buf_len",
+            offset_of!(abi::CkptHistory, buf_len),
+        ),
+        ("sizeof.memkit_ckpt_copy", abi::CkptCopy::SIZE),
+        ("MEMKIT_CKPT_COPY_SIZE_VER0", abi::CkptCopy::SIZE_VER0),
+        ("memkit_ckpt_copy.pages", offset_of!(abi::CkptCopy, pages)),
+        ("memkit_ckpt_copy.count", offset_of!(abi::CkptCopy, count)),
+        ("memkit_ckpt_copy.buf", offset_of!(abi::CkptCopy, buf)),
+        (
+            "memkit_ckpt_copy.buf_len",
+            offset_of!(abi::CkptCopy, buf_len),
+        ),
+        ("memkit_ckpt_copy.bytes", offset_of!(abi::CkptCopy, bytes)),
+        ("sizeof.memkit_ckpt_stats", abi::CkptStats::SIZE),
+        ("MEMKIT_CKPT_STATS_SIZE_VER0", abi::CkptStats::SIZE_VER0),
+        ("memkit_ckpt_stats.bytes", offset_of!(abi::CkptStats, bytes)),
+        (
+            "memkit_ckpt_stats.pages_allocated",
+            offset_of!(abi::CkptStats, pages_allocated),
+        ),
+        (
+            "memkit_ckpt_stats.collects",
+            offset_of!(abi::CkptStats, collects),
+        ),
+        (
+            "memkit_ckpt_stats.intervals",
+            offset_of!(abi::CkptStats, intervals),
+        ),
+        (
+            "memkit_ckpt_stats.dirty_reported",
+            offset_of!(abi::CkptStats, dirty_reported),
+        ),
+        (
+            "memkit_ckpt_stats.dirty_unmapped",
+            offset_of!(abi::CkptStats, dirty_unmapped),
+        ),
+        (
+            "memkit_ckpt_stats.pages_copied",
+            offset_of!(abi::CkptStats, pages_copied),
+        ),
+        (
+            "MEMKIT_CKPT_COPY_MAX_PAGES",
+            abi::CKPT_COPY_MAX_PAGES as usize,
+        ),
+    ];
+    let more: Vec<(&str, usize)> = more.into_iter().chain(ckpt).collect();
     expect.extend(more.into_iter().map(|(k, v)| (k, v as u64)));
     expect.extend([
         (
@@ -283,6 +419,19 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_IOC_JOURNAL_DETACH", abi::IOC_JOURNAL_DETACH.into()),
         ("MEMKIT_IOC_JOURNAL_STATUS", abi::IOC_JOURNAL_STATUS.into()),
         ("MEMKIT_IOC_JOURNAL_TX", abi::IOC_JOURNAL_TX.into()),
+        ("MEMKIT_CKPT_MAX_BYTES", abi::CKPT_MAX_BYTES),
+        ("MEMKIT_CKPT_COLLECT_CLEAR", abi::CKPT_COLLECT_CLEAR.into()),
+        (
+            "MEMKIT_CKPT_COLLECT_RANGES",
+            abi::CKPT_COLLECT_RANGES.into(),
+        ),
+        ("MEMKIT_CKPT_COLLECT_FLAGS", abi::CKPT_COLLECT_FLAGS.into()),
+        ("MEMKIT_IOC_CKPT_CREATE", abi::IOC_CKPT_CREATE.into()),
+        ("MEMKIT_IOC_CKPT_START", abi::IOC_CKPT_START.into()),
+        ("MEMKIT_IOC_CKPT_COLLECT", abi::IOC_CKPT_COLLECT.into()),
+        ("MEMKIT_IOC_CKPT_HISTORY", abi::IOC_CKPT_HISTORY.into()),
+        ("MEMKIT_IOC_CKPT_COPY", abi::IOC_CKPT_COPY.into()),
+        ("MEMKIT_IOC_CKPT_STATS", abi::IOC_CKPT_STATS.into()),
     ]);
     for (name, rust) in &expect {
         assert_eq!(c.get(*name), Some(rust), "{name}: C header vs Rust mirror");

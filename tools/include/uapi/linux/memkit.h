@@ -225,6 +225,165 @@ struct memkit_journal_tx {
 #define MEMKIT_IOC_JOURNAL_STATUS _IOWR(MEMKIT_IOC_MAGIC, 0x12, struct memkit_journal_status)
 #define MEMKIT_IOC_JOURNAL_TX _IOWR(MEMKIT_IOC_MAGIC, 0x13, struct memkit_journal_tx)
 
+/*
+ * /dev/memkit-ckpt: dirty tracking of module-owned memory for frequent checkpoints
+ * (Documentation/ckpt.rst).  Each open file has at most one region: create it, mmap
+ * it MAP_SHARED at the offset CKPT_CREATE returns, and collect the pages written.
+ */
+
+/* Largest region, in bytes. */
+#define MEMKIT_CKPT_MAX_BYTES (1ULL << 32)
+
+/**
+ * struct memkit_ckpt_create - MEMKIT_IOC_CKPT_CREATE: the file's region.
+ * @size: sizeof(struct memkit_ckpt_create).
+ * @flags: must be 0.
+ * @bytes: in: region size, a non-zero multiple of 4096, at most
+ *	MEMKIT_CKPT_MAX_BYTES.  Pages are allocated, zeroed, at first touch.
+ * @mmap_offset: out: the offset to pass to mmap(2) for the region's first byte.
+ */
+struct memkit_ckpt_create {
+	__u32 size;
+	__u32 flags;
+	__u64 bytes;
+	__u64 mmap_offset;
+};
+#define MEMKIT_CKPT_CREATE_SIZE_VER0 24
+
+/**
+ * struct memkit_ckpt_start - MEMKIT_IOC_CKPT_START: start (or restart) tracking:
+ * forget the pages written so far and their history.
+ * @size: sizeof(struct memkit_ckpt_start).
+ * @flags: must be 0.
+ */
+struct memkit_ckpt_start {
+	__u32 size;
+	__u32 flags;
+};
+#define MEMKIT_CKPT_START_SIZE_VER0 8
+
+/* memkit_ckpt_collect.flags */
+/* Clear what is reported, atomically: a write after the collect is reported by the next. */
+#define MEMKIT_CKPT_COLLECT_CLEAR (1U << 0)
+/* Report struct memkit_ckpt_range runs instead of a bitmap. */
+#define MEMKIT_CKPT_COLLECT_RANGES (1U << 1)
+#define MEMKIT_CKPT_COLLECT_FLAGS (MEMKIT_CKPT_COLLECT_CLEAR | MEMKIT_CKPT_COLLECT_RANGES)
+
+/**
+ * struct memkit_ckpt_range - a run of dirty pages.
+ * @first: index of its first page in the region.
+ * @count: pages.
+ */
+struct memkit_ckpt_range {
+	__u64 first;
+	__u64 count;
+};
+
+/**
+ * struct memkit_ckpt_collect - MEMKIT_IOC_CKPT_COLLECT: the pages of a range written
+ * since they were last cleared.
+ * @size: sizeof(struct memkit_ckpt_collect).
+ * @flags: MEMKIT_CKPT_COLLECT_*.
+ * @first: index of the range's first page.
+ * @count: pages in the range (non-zero; first + count at most the region's pages).
+ * @buf: user buffer: a bitmap of @count bits in __u64 words (bit i of word w is page
+ *	@first + 64 * w + i), or with COLLECT_RANGES an array of struct
+ *	memkit_ckpt_range.  0 with @buf_len 0: only count (never clears).
+ * @buf_len: bytes of @buf.  Too small: ENOSPC, nothing cleared.
+ * @dirty: out: dirty pages in the range.
+ * @nr_ranges: out: runs of dirty pages in the range (entries written with
+ *	COLLECT_RANGES).
+ */
+struct memkit_ckpt_collect {
+	__u32 size;
+	__u32 flags;
+	__u64 first;
+	__u64 count;
+	__u64 buf;
+	__u64 buf_len;
+	__u64 dirty;
+	__u64 nr_ranges;
+};
+#define MEMKIT_CKPT_COLLECT_SIZE_VER0 56
+
+/**
+ * struct memkit_ckpt_history - MEMKIT_IOC_CKPT_HISTORY: per page, which recent
+ * intervals wrote it.  An interval ends at each clearing collect that covers the page.
+ * @size: sizeof(struct memkit_ckpt_history).
+ * @flags: must be 0.
+ * @first: index of the first page.
+ * @count: pages (non-zero; first + count at most the region's pages).
+ * @buf: user buffer of @count __u64: bit k set if the page was written in the
+ *	interval that ended k clearing collects ago (bit 0: the last one).
+ * @buf_len: bytes of @buf, at least 8 * @count (else ENOSPC).
+ */
+struct memkit_ckpt_history {
+	__u32 size;
+	__u32 flags;
+	__u64 first;
+	__u64 count;
+	__u64 buf;
+	__u64 buf_len;
+};
+#define MEMKIT_CKPT_HISTORY_SIZE_VER0 40
+
+/**
+ * struct memkit_ckpt_copy - MEMKIT_IOC_CKPT_COPY: the contents of a set of pages,
+ * 4096 bytes each, in the order given, into one buffer.
+ * @size: sizeof(struct memkit_ckpt_copy).
+ * @flags: must be 0.
+ * @pages: user pointer to @count __u64 page indexes.
+ * @count: number of pages (1 to 65536).
+ * @buf: user buffer.
+ * @buf_len: bytes of @buf, at least 4096 * @count (else ENOSPC).
+ * @bytes: out: bytes written to @buf.
+ */
+struct memkit_ckpt_copy {
+	__u32 size;
+	__u32 flags;
+	__u64 pages;
+	__u64 count;
+	__u64 buf;
+	__u64 buf_len;
+	__u64 bytes;
+};
+#define MEMKIT_CKPT_COPY_SIZE_VER0 48
+#define MEMKIT_CKPT_COPY_MAX_PAGES 65536
+
+/**
+ * struct memkit_ckpt_stats - MEMKIT_IOC_CKPT_STATS: the file's region.
+ * @size: sizeof(struct memkit_ckpt_stats).
+ * @flags: must be 0.
+ * @bytes: region size (0: no region yet).
+ * @pages_allocated: pages touched so far (each owned by the module until the region
+ *	goes with its last mapping and the file).
+ * @collects: MEMKIT_IOC_CKPT_COLLECT calls that succeeded.
+ * @intervals: of those, the clearing ones.
+ * @dirty_reported: dirty pages reported by clearing collects, summed.
+ * @dirty_unmapped: of those, pages found dirty after their mapping went (munmap,
+ *	exit) rather than in a page table.
+ * @pages_copied: pages copied out by MEMKIT_IOC_CKPT_COPY.
+ */
+struct memkit_ckpt_stats {
+	__u32 size;
+	__u32 flags;
+	__u64 bytes;
+	__u64 pages_allocated;
+	__u64 collects;
+	__u64 intervals;
+	__u64 dirty_reported;
+	__u64 dirty_unmapped;
+	__u64 pages_copied;
+};
+#define MEMKIT_CKPT_STATS_SIZE_VER0 64
+
+#define MEMKIT_IOC_CKPT_CREATE _IOWR(MEMKIT_IOC_MAGIC, 0x30, struct memkit_ckpt_create)
+#define MEMKIT_IOC_CKPT_START _IOW(MEMKIT_IOC_MAGIC, 0x31, struct memkit_ckpt_start)
+#define MEMKIT_IOC_CKPT_COLLECT _IOWR(MEMKIT_IOC_MAGIC, 0x32, struct memkit_ckpt_collect)
+#define MEMKIT_IOC_CKPT_HISTORY _IOW(MEMKIT_IOC_MAGIC, 0x33, struct memkit_ckpt_history)
+#define MEMKIT_IOC_CKPT_COPY _IOWR(MEMKIT_IOC_MAGIC, 0x34, struct memkit_ckpt_copy)
+#define MEMKIT_IOC_CKPT_STATS _IOWR(MEMKIT_IOC_MAGIC, 0x35, struct memkit_ckpt_stats)
+
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #include <stddef.h>
 _Static_assert(sizeof(struct memkit_version) == 32, "memkit_version size");
@@ -254,6 +413,21 @@ _Static_assert(sizeof(struct memkit_journal_tx) == 32, "memkit_journal_tx size")
 _Static_assert(offsetof(struct memkit_journal_tx, ranges) == 8, "memkit_journal_tx.ranges");
 _Static_assert(offsetof(struct memkit_journal_tx, nr_ranges) == 16, "memkit_journal_tx.nr_ranges");
 _Static_assert(offsetof(struct memkit_journal_tx, commit_id) == 24, "memkit_journal_tx.commit_id");
+_Static_assert(sizeof(struct memkit_ckpt_create) == 24, "memkit_ckpt_create size");
+_Static_assert(offsetof(struct memkit_ckpt_create, bytes) == 8, "memkit_ckpt_create.bytes");
+_Static_assert(offsetof(struct memkit_ckpt_create, mmap_offset) == 16, "memkit_ckpt_create.mmap_offset");
+_Static_assert(sizeof(struct memkit_ckpt_start) == 8, "memkit_ckpt_start size");
+_Static_assert(sizeof(struct memkit_ckpt_range) == 16, "memkit_ckpt_range size");
+_Static_assert(sizeof(struct memkit_ckpt_collect) == 56, "memkit_ckpt_collect size");
+_Static_assert(offsetof(struct memkit_ckpt_collect, first) == 8, "memkit_ckpt_collect.first");
+_Static_assert(offsetof(struct memkit_ckpt_collect, buf_len) == 32, "memkit_ckpt_collect.buf_len");
+_Static_assert(offsetof(struct memkit_ckpt_collect, nr_ranges) == 48, "memkit_ckpt_collect.nr_ranges");
+_Static_assert(sizeof(struct memkit_ckpt_history) == 40, "memkit_ckpt_history size");
+_Static_assert(offsetof(struct memkit_ckpt_history, buf_len) == 32, "memkit_ckpt_history.buf_len");
+_Static_assert(sizeof(struct memkit_ckpt_copy) == 48, "memkit_ckpt_copy size");
+_Static_assert(offsetof(struct memkit_ckpt_copy, bytes) == 40, "memkit_ckpt_copy.bytes");
+_Static_assert(sizeof(struct memkit_ckpt_stats) == 64, "memkit_ckpt_stats size");
+_Static_assert(offsetof(struct memkit_ckpt_stats, pages_copied) == 56, "memkit_ckpt_stats.pages_copied");
 #endif
 
 #endif /* _UAPI_LINUX_MEMKIT_H */
