@@ -1,34 +1,510 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/dev/memkit-ckpt`: checkpoint dirty tracking.
+//! `/dev/memkit-ckpt`: dirty tracking of module-owned memory for frequent checkpoints.
 //!
-//! For now the device answers `MEMKIT_IOC_VERSION` and refuses every other command
-//! with `ENOTTY`.
+//! Each open file may create one region (`MEMKIT_IOC_CKPT_CREATE`); userspace maps it
+//! `MAP_SHARED` at the offset the create returns. Pages are allocated, zeroed, at the
+//! first fault and mapped with `vm_insert_page`; they stay until the region goes,
+//! which is when the file is released — after its last mapping, since every VMA holds
+//! the file.
+//!
+//! Dirty tracking reads the hardware dirty bits of every PTE that maps the region,
+//! in every process, with `clean_record_shared_mapping_range` (it cleans the bits it
+//! records, with the TLB flush, under the mapping's `i_mmap` lock). A page whose PTE
+//! is zapped while dirty (munmap, exit) has its dirt moved to the page's `PG_dirty`
+//! flag by the kernel; a collect tests and clears that flag too. Both feed the
+//! region's *pending* bitmap, which a clearing collect clears for the pages it
+//! reported. The bitmap, run and history logic is `pure::ckpt`.
+//!
+//! Every region gets its own window of page offsets in the file's address space
+//! (region id << 20 pages, as DRM does with mmap offsets), so the walks of one
+//! region never see another region's mappings, even through the same device inode.
+//!
+//! Lock order: `mmap_lock` (fault) → `Region` mutex; the mutex is never held while
+//! copying to or from userspace, because the user buffer may be the region itself.
 
-use crate::pure::abi;
+use crate::pure::{
+    abi,
+    ckpt::{self as logic, Collect},
+};
+use crate::uapi;
+use core::{
+    ffi::{c_int, c_void},
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
+};
 use kernel::{
+    bindings,
     fs::File,
-    miscdevice::{
-        MiscDevice,
-        MiscDeviceRegistration, //
-    },
+    miscdevice::{MiscDevice, MiscDeviceRegistration},
+    mm::virt::VmaNew,
+    new_mutex,
+    page::Page,
     prelude::*,
+    sync::Mutex,
+    uaccess::{UserPtr, UserSlice},
 };
 
-/// The state of one open file of `/dev/memkit-ckpt`.
-pub(crate) struct CkptDevice;
+extern "C" {
+    /// Sets the checkpoint `vm_operations_struct` on `vma` and `region` as its
+    /// `vm_private_data`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is being set up by `mmap`; `region` stays valid as long as the VMA
+    /// exists.
+    fn memkit_ckpt_vma_init(vma: *mut c_void, region: *const c_void);
+    /// The address space of `file`'s mappings.
+    ///
+    /// # Safety
+    ///
+    /// `file` is a valid file.
+    fn memkit_file_mapping(file: *mut c_void) -> *mut c_void;
+    /// `clean_record_shared_mapping_range` over `nr` page offsets from `first`, into
+    /// `bitmap` (bit `i` is page offset `bitmap_pgoff + i`). Returns the PTEs cleaned.
+    ///
+    /// # Safety
+    ///
+    /// `mapping` is valid; `bitmap` covers every offset of the range, and nothing else
+    /// accesses it during the call.
+    fn memkit_ckpt_clean_record(
+        mapping: *mut c_void,
+        first: u64,
+        nr: u64,
+        bitmap_pgoff: u64,
+        bitmap: *mut u64,
+    ) -> u64;
+    /// Whether the kernel has the mapping-dirty helpers (`CONFIG_MAPPING_DIRTY_HELPERS`).
+    fn memkit_ckpt_supported() -> bool;
+    /// Tests and clears `PG_dirty` of `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to.
+    fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
+    /// Copies `page` (or zeros, if `page` is NULL) to the user address `dst`: 4096
+    /// bytes. Returns 0 or `-EFAULT`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is NULL or a valid page the caller holds a reference to; called in
+    /// process context with no spinlock held.
+    fn memkit_copy_page_to_user(dst: usize, page: *mut c_void) -> c_int;
+}
+
+/// Region ids, for the page-offset windows; 0 is never used.
+static NEXT_REGION: AtomicU64 = AtomicU64::new(1);
+/// Page-offset bits of a region's window: room for `CKPT_MAX_BYTES`.
+const WINDOW_SHIFT: u32 = 20;
+const _: () = assert!(abi::CKPT_MAX_BYTES / logic::PAGE_SIZE <= 1 << WINDOW_SHIFT);
+/// Ids stay below this, so that `mmap_offset` fits in a signed `off_t`.
+const MAX_REGION_ID: u64 = 1 << (63 - WINDOW_SHIFT - 12);
+
+/// The address space a region's mappings live in.
+struct Mapping(NonNull<c_void>);
+
+// SAFETY: the address space belongs to the inode of the file the region was created
+// on; the file (which holds its inode) owns the region, so the pointer stays valid
+// for the region's lifetime, from any thread. The kernel functions it is passed to
+// do their own locking.
+unsafe impl Send for Mapping {}
+// SAFETY: see `Send`: only shared use through kernel functions that lock.
+unsafe impl Sync for Mapping {}
+
+/// A region and its tracking state.
+struct Region {
+    /// Page offset of page 0 in the file's address space.
+    base: u64,
+    /// Pages.
+    pages: u64,
+    mapping: Mapping,
+    /// Page `i`, once touched.
+    frames: VVec<Option<Page>>,
+    /// Written since last cleared.
+    pending: VVec<u64>,
+    /// Per page, the last 64 intervals (bit 0: the last).
+    history: VVec<u64>,
+    stats: abi::CkptStats,
+}
+
+impl Region {
+    fn new(bytes: u64, mapping: Mapping) -> Result<Region> {
+        let pages = logic::region_pages(bytes).map_err(errno)?;
+        let id = NEXT_REGION.fetch_add(1, Ordering::Relaxed);
+        if id >= MAX_REGION_ID {
+            return Err(ENOSPC);
+        }
+        let n = usize::try_from(pages)?;
+        let mut frames = VVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            frames.push(None, GFP_KERNEL)?;
+        }
+        Ok(Region {
+            base: id << WINDOW_SHIFT,
+            pages,
+            mapping,
+            frames,
+            pending: VVec::from_elem(0, usize::try_from(logic::words(pages))?, GFP_KERNEL)?,
+            history: VVec::from_elem(0, n, GFP_KERNEL)?,
+            stats: abi::CkptStats {
+                bytes,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Page `idx`, allocated (zeroed) if it is the first touch.
+    fn frame(&mut self, idx: usize) -> Result<*mut bindings::page> {
+        let slot = self.frames.get_mut(idx).ok_or(EFAULT)?;
+        if let Some(p) = slot {
+            return Ok(p.as_ptr());
+        }
+        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let ptr = page.as_ptr();
+        *slot = Some(page);
+        self.stats.pages_allocated += 1;
+        Ok(ptr)
+    }
+
+    /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
+    /// then from pages dirtied by mappings that went.
+    fn gather(&mut self, first: usize, end: usize) -> u64 {
+        // Lossless: `usize` is 64 bits here, and the range was checked.
+        let (first64, nr) = (first as u64, (end - first) as u64);
+        // SAFETY: the mapping is valid (see `Mapping`); `pending` covers every page of
+        // the region, so every offset of the range; `&mut self` (under the region
+        // mutex) excludes other users of `pending`.
+        unsafe {
+            memkit_ckpt_clean_record(
+                self.mapping.0.as_ptr(),
+                self.base + first64,
+                nr,
+                self.base,
+                self.pending.as_mut_ptr(),
+            )
+        };
+        let mut unmapped = 0;
+        for (i, frame) in self.frames.iter().enumerate().take(end).skip(first) {
+            if let Some(page) = frame {
+                // SAFETY: `page` is a valid page the region holds a reference to.
+                if unsafe { memkit_page_test_clear_dirty(page.as_ptr().cast()) } {
+                    if !logic::test_bit(&self.pending, i) {
+                        unmapped += 1;
+                    }
+                    logic::set_bit(&mut self.pending, i);
+                }
+            }
+        }
+        unmapped
+    }
+}
+
+/// Called by the C fault handler (`helpers.c`): the page at page offset `pgoff` of
+/// the region `region`, allocated at first touch. Returns NULL and sets `*err` to a
+/// negative errno on failure.
+///
+/// # Safety
+///
+/// `region` is the `vm_private_data` that [`CkptDevice::mmap`] set, so a live
+/// `CkptDevice` (the VMA holds its file); `err` is valid for writes.
+#[no_mangle]
+unsafe extern "C" fn memkit_ckpt_page(
+    region: *const c_void,
+    pgoff: u64,
+    err: *mut c_int,
+) -> *mut c_void {
+    // SAFETY: see the function's safety section.
+    let dev = unsafe { &*region.cast::<CkptDevice>() };
+    let res = (|| {
+        let mut guard = dev.region.lock();
+        let r = (*guard).as_mut().ok_or(EFAULT)?;
+        let idx = pgoff
+            .checked_sub(r.base)
+            .filter(|&i| i < r.pages)
+            .ok_or(EFAULT)?;
+        r.frame(usize::try_from(idx)?)
+    })();
+    match res {
+        Ok(page) => page.cast(),
+        Err(e) => {
+            // SAFETY: `err` is valid for writes.
+            unsafe { *err = e.to_errno() };
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// The state of one open file of `/dev/memkit-ckpt`: its region, once created.
+#[pin_data]
+pub(crate) struct CkptDevice {
+    #[pin]
+    region: Mutex<Option<Region>>,
+}
+
+/// The error of a positive errno from `pure::ckpt`.
+fn errno(e: i32) -> Error {
+    Error::from_errno(-e)
+}
+
+/// A user buffer written in order.
+fn user_writer(addr: u64, len: u64) -> Result<kernel::uaccess::UserSliceWriter> {
+    Ok(UserSlice::new(
+        UserPtr::from_addr(usize::try_from(addr)?),
+        usize::try_from(len)?,
+    )
+    .writer())
+}
+
+impl CkptDevice {
+    fn create(&self, file: &File, arg: usize) -> Result<isize> {
+        let mut req = uapi::read::<abi::CkptCreate>(arg)?;
+        // SAFETY: no precondition.
+        if !unsafe { memkit_ckpt_supported() } {
+            pr_err!("ckpt: this kernel lacks CONFIG_MAPPING_DIRTY_HELPERS (select it with DRM_VMWGFX)\n");
+            return Err(EOPNOTSUPP);
+        }
+        let mut guard = self.region.lock();
+        if guard.is_some() {
+            return Err(EEXIST);
+        }
+        // SAFETY: `file` is a valid file.
+        let mapping = unsafe { memkit_file_mapping(file.as_ptr().cast()) };
+        let mapping = Mapping(NonNull::new(mapping).ok_or(EINVAL)?);
+        let region = Region::new(req.bytes, mapping)?;
+        req.mmap_offset = region.base << 12;
+        // Written back before the region is kept: a bad pointer leaves no region.
+        uapi::write(arg, req.size, &req)?;
+        *guard = Some(region);
+        Ok(0)
+    }
+
+    fn start(&self, arg: usize) -> Result<isize> {
+        uapi::read::<abi::CkptStart>(arg)?;
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EINVAL)?;
+        // Lossless: `pages` fits in `usize` (checked at create).
+        let n = r.pages as usize;
+        r.gather(0, n);
+        r.pending.iter_mut().for_each(|w| *w = 0);
+        r.history.iter_mut().for_each(|h| *h = 0);
+        Ok(0)
+    }
+
+    fn collect(&self, arg: usize) -> Result<isize> {
+        let mut req = uapi::read::<abi::CkptCollect>(arg)?;
+        // Under the lock: gather, snapshot the range (window-relative words), and
+        // for a clearing collect clear what the snapshot holds — so that a collect
+        // running meanwhile reports any later write. The user copy goes without the
+        // lock; if it fails, the snapshot's bits are set again.
+        let (c, snap, unmapped, dirty, nr_runs) = {
+            let mut guard = self.region.lock();
+            let r = (*guard).as_mut().ok_or(EINVAL)?;
+            let c = Collect::check(&req, r.pages).map_err(errno)?;
+            let unmapped = r.gather(c.first, c.end);
+            // Lossless: at most the region's pages.
+            let nwords = logic::words((c.end - c.first) as u64) as usize;
+            let mut snap = VVec::with_capacity(nwords, GFP_KERNEL)?;
+            for w in 0..nwords {
+                snap.push(logic::out_word(&r.pending, c.first, c.end, w), GFP_KERNEL)?;
+            }
+            let (dirty, nr_runs) = logic::count(&snap, 0, c.end - c.first);
+            c.check_room(req.buf_len, nr_runs).map_err(errno)?;
+            if c.clear {
+                logic::apply_snapshot(&mut r.pending, &snap, c.first, c.end - c.first, false);
+            }
+            (c, snap, unmapped, dirty, nr_runs)
+        };
+        let len = c.end - c.first;
+        req.dirty = dirty;
+        req.nr_ranges = nr_runs;
+        let copied = (|| -> Result {
+            if !c.count_only {
+                let mut out = user_writer(req.buf, req.buf_len)?;
+                if c.ranges {
+                    for (first, count) in logic::runs(&snap, 0, len) {
+                        let mut raw = [0u8; 16];
+                        abi::UapiStruct::encode(
+                            &abi::CkptRange {
+                                // Lossless: a page index.
+                                first: first + c.first as u64,
+                                count,
+                            },
+                            &mut raw,
+                        );
+                        out.write_slice(&raw)?;
+                    }
+                } else {
+                    for w in snap.iter() {
+                        out.write_slice(&w.to_ne_bytes())?;
+                    }
+                }
+            }
+            uapi::write(arg, req.size, &req)
+        })();
+
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EINVAL)?;
+        if let Err(e) = copied {
+            if c.clear {
+                logic::apply_snapshot(&mut r.pending, &snap, c.first, len, true);
+            }
+            return Err(e);
+        }
+        r.stats.collects += 1;
+        if c.clear {
+            logic::end_interval(&mut r.history, &snap, c.first, c.end);
+            r.stats.intervals += 1;
+            r.stats.dirty_reported += dirty;
+            r.stats.dirty_unmapped += unmapped;
+        }
+        Ok(0)
+    }
+
+    fn history(&self, arg: usize) -> Result<isize> {
+        let req = uapi::read::<abi::CkptHistory>(arg)?;
+        let (first, end) = {
+            let guard = self.region.lock();
+            let r = guard.as_ref().ok_or(EINVAL)?;
+            logic::page_range(req.first, req.count, r.pages).map_err(errno)?
+        };
+        logic::check_buffer(req.buf_len, req.count, 8).map_err(errno)?;
+        let mut out = user_writer(req.buf, req.buf_len)?;
+        let mut chunk = [0u8; 512];
+        let mut p = first;
+        while p < end {
+            let n = (end - p).min(chunk.len() / 8);
+            {
+                let guard = self.region.lock();
+                let r = guard.as_ref().ok_or(EINVAL)?;
+                for (i, b) in chunk.chunks_exact_mut(8).take(n).enumerate() {
+                    let h = r.history.get(p + i).copied().unwrap_or(0);
+                    b.copy_from_slice(&h.to_ne_bytes());
+                }
+            }
+            out.write_slice(&chunk[..n * 8])?;
+            p += n;
+        }
+        Ok(0)
+    }
+
+    fn copy(&self, arg: usize) -> Result<isize> {
+        let mut req = uapi::read::<abi::CkptCopy>(arg)?;
+        if req.count == 0 || req.count > abi::CKPT_COPY_MAX_PAGES {
+            return Err(EINVAL);
+        }
+        let bytes = logic::check_buffer(req.buf_len, req.count, logic::PAGE_SIZE).map_err(errno)?;
+        let n = usize::try_from(req.count)?;
+        let mut idx = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut raw = [0u8; 8];
+        let mut reader =
+            UserSlice::new(UserPtr::from_addr(usize::try_from(req.pages)?), n * 8).reader();
+        for _ in 0..n {
+            reader.read_slice(&mut raw)?;
+            idx.push(u64::from_ne_bytes(raw), GFP_KERNEL)?;
+        }
+        // Every index is checked before anything is written.
+        let pages = self.region.lock().as_ref().ok_or(EINVAL)?.pages;
+        if idx.iter().any(|&i| i >= pages) {
+            return Err(EINVAL);
+        }
+        let mut dst = usize::try_from(req.buf)?;
+        for &i in idx.iter() {
+            // Pages are never freed while the region exists, and the region lives as
+            // long as the file this ioctl runs on: the pointer stays valid unlocked.
+            let page = {
+                let guard = self.region.lock();
+                let r = guard.as_ref().ok_or(EINVAL)?;
+                // Lossless: `i < pages`, which fits in `usize`.
+                r.frames
+                    .get(i as usize)
+                    .and_then(|f| f.as_ref().map(Page::as_ptr))
+                    .unwrap_or(core::ptr::null_mut())
+            };
+            // SAFETY: `page` is NULL or a page of the region, which holds a reference
+            // (see above); process context, no spinlock held.
+            let ret = unsafe { memkit_copy_page_to_user(dst, page.cast()) };
+            if ret != 0 {
+                return Err(Error::from_errno(ret));
+            }
+            dst = dst.checked_add(4096).ok_or(EFAULT)?;
+        }
+        req.bytes = bytes;
+        uapi::write(arg, req.size, &req)?;
+        if let Some(r) = (*self.region.lock()).as_mut() {
+            r.stats.pages_copied += req.count;
+        }
+        Ok(0)
+    }
+
+    fn stats(&self, arg: usize) -> Result<isize> {
+        let req = uapi::read::<abi::CkptStats>(arg)?;
+        let mut out = self
+            .region
+            .lock()
+            .as_ref()
+            .map(|r| r.stats)
+            .unwrap_or_default();
+        // Lossless: a struct size.
+        out.size = req
+            .size
+            .min(<abi::CkptStats as abi::UapiStruct>::SIZE as u32);
+        out.flags = 0;
+        uapi::write(arg, req.size, &out)?;
+        Ok(0)
+    }
+}
 
 #[vtable]
 impl MiscDevice for CkptDevice {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(CkptDevice, GFP_KERNEL)?)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(CkptDevice {
+                region <- new_mutex!(None),
+            }),
+            GFP_KERNEL,
+        )
     }
 
-    fn ioctl(_me: &CkptDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn mmap(me: Pin<&CkptDevice>, _file: &File, vma: &VmaNew) -> Result {
+        let guard = me.region.lock();
+        let r = guard.as_ref().ok_or(EINVAL)?;
+        if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `vma` is a valid VMA being set up; reading its page offset races
+        // with nothing.
+        let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff } as u64;
+        let len = ((vma.end() - vma.start()) / 4096) as u64;
+        let end = pgoff.checked_add(len).ok_or(EINVAL)?;
+        if pgoff < r.base || end > r.base + r.pages {
+            return Err(EINVAL);
+        }
+        vma.set_dontexpand();
+        vma.set_mixedmap();
+        // SAFETY: `vma` is being set up by mmap; `me` is pinned and lives as long as
+        // the file, which every VMA of it holds.
+        unsafe {
+            memkit_ckpt_vma_init(
+                vma.as_ptr().cast(),
+                core::ptr::from_ref::<CkptDevice>(&me).cast(),
+            )
+        };
+        Ok(())
+    }
+
+    fn ioctl(me: Pin<&CkptDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => crate::uapi::version(arg, abi::DEV_CKPT, 0),
+            Some(abi::Command::Version) => {
+                crate::uapi::version(arg, abi::DEV_CKPT, abi::FEAT_CKPT_DIRTY)
+            }
+            Some(abi::Command::CkptCreate) => me.create(file, arg),
+            Some(abi::Command::CkptStart) => me.start(arg),
+            Some(abi::Command::CkptCollect) => me.collect(arg),
+            Some(abi::Command::CkptHistory) => me.history(arg),
+            Some(abi::Command::CkptCopy) => me.copy(arg),
+            Some(abi::Command::CkptStats) => me.stats(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -10,14 +10,20 @@
  * - persistence: memcpy_flushcache (cache-bypassing stores), pmem_wmb (sfence), and a
  *   device flush for DAX mappings that are not synchronous (virtio-pmem);
  * - machine-check-safe reads (copy_mc_to_kernel);
- * - string module parameters, which the Rust module! macro does not support.
+ * - string module parameters, which the Rust module! macro does not support;
+ * - checkpoint regions (rust/ckpt.rs): the vm_operations_struct and its fault
+ *   handler (no Rust abstraction in 7.3), the mapping-dirty helper, PG_dirty, and a
+ *   page copied to userspace.
  */
 #include <linux/blkdev.h>
 #include <linux/capability.h>
 #include <linux/dax.h>
 #include <linux/err.h>
 #include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/page-flags.h>
 #include <linux/moduleparam.h>
 #include <linux/random.h>
 #include <linux/string.h>
@@ -164,4 +170,84 @@ int memkit_pmem_fence(const struct memkit_dax *d)
 void memkit_random(void *buf, size_t len)
 {
 	get_random_bytes(buf, len);
+}
+
+/*
+ * Checkpoint regions.  memkit_ckpt_page (rust/ckpt.rs) finds or allocates the
+ * region's page at a page offset; the fault maps it with vm_insert_page (the VMA is
+ * VM_MIXEDMAP from mmap), which takes its own reference.  The page is a normal page:
+ * when a dirty PTE of it is zapped, the kernel moves the dirt to PG_dirty, which a
+ * collect tests.
+ */
+static vm_fault_t memkit_ckpt_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct page *page;
+	int err = 0;
+
+	page = memkit_ckpt_page(vma->vm_private_data, vmf->pgoff, &err);
+	if (!page)
+		return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
+	err = vm_insert_page(vma, vmf->address, page);
+	/* -EBUSY: another thread mapped it first. */
+	if (err && err != -EBUSY)
+		return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
+	return VM_FAULT_NOPAGE;
+}
+
+static const struct vm_operations_struct memkit_ckpt_vm_ops = {
+	.fault = memkit_ckpt_fault,
+};
+
+void memkit_ckpt_vma_init(struct vm_area_struct *vma, const void *region)
+{
+	vma->vm_ops = &memkit_ckpt_vm_ops;
+	vma->vm_private_data = (void *)region;
+}
+
+struct address_space *memkit_file_mapping(struct file *file)
+{
+	return file->f_mapping;
+}
+
+/*
+ * Only kernels with CONFIG_MAPPING_DIRTY_HELPERS (selected by DRM_VMWGFX) have the
+ * helper; without it checkpoint regions are refused (memkit_ckpt_supported).
+ */
+bool memkit_ckpt_supported(void)
+{
+	return IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS);
+}
+
+u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
+			     u64 bitmap_pgoff, u64 *bitmap)
+{
+#ifdef CONFIG_MAPPING_DIRTY_HELPERS
+	pgoff_t start = 0, end = 0;
+
+	BUILD_BUG_ON(sizeof(unsigned long) != sizeof(u64));
+	return clean_record_shared_mapping_range(mapping, first, nr, bitmap_pgoff,
+						 (unsigned long *)bitmap, &start, &end);
+#else
+	return 0;
+#endif
+}
+
+bool memkit_page_test_clear_dirty(struct page *page)
+{
+	return folio_test_clear_dirty(page_folio(page));
+}
+
+int memkit_copy_page_to_user(unsigned long dst, struct page *page)
+{
+	void __user *to = (void __user *)dst;
+	unsigned long left;
+	void *src;
+
+	if (!page)
+		return clear_user(to, PAGE_SIZE) ? -EFAULT : 0;
+	src = kmap_local_page(page);
+	left = copy_to_user(to, src, PAGE_SIZE);
+	kunmap_local(src);
+	return left ? -EFAULT : 0;
 }

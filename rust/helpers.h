@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * memkit's C edge (helpers.c): the functions rust/dax.rs and rust/edge.rs declare.
+ * memkit's C edge (helpers.c): the functions rust/dax.rs, rust/edge.rs and
+ * rust/ckpt.rs declare, and the one Rust function the C side calls.
  */
 #ifndef MEMKIT_HELPERS_H
 #define MEMKIT_HELPERS_H
@@ -21,5 +22,19 @@ void memkit_pmem_copy(void *dst, const void *src, size_t len);
 int memkit_pmem_read(void *dst, const void *src, size_t len);
 int memkit_pmem_fence(const struct memkit_dax *d);
 void memkit_random(void *buf, size_t len);
+
+struct address_space;
+struct file;
+struct page;
+struct vm_area_struct;
+/* rust/ckpt.rs */
+struct page *memkit_ckpt_page(const void *region, u64 pgoff, int *err);
+void memkit_ckpt_vma_init(struct vm_area_struct *vma, const void *region);
+struct address_space *memkit_file_mapping(struct file *file);
+bool memkit_ckpt_supported(void);
+u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
+			     u64 bitmap_pgoff, u64 *bitmap);
+bool memkit_page_test_clear_dirty(struct page *page);
+int memkit_copy_page_to_user(unsigned long dst, struct page *page);
 
 #endif /* MEMKIT_HELPERS_H */

@@ -8,5 +8,6 @@
 //! locks, no I/O. The kernel side wraps it in thin boundary files.
 
 pub mod abi;
+pub mod ckpt;
 pub mod crc32c;
 pub mod journal;

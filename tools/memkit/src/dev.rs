@@ -1,6 +1,7 @@
 //! The three memkit devices and their ioctls, seen from userspace.
 //!
-//! `unsafe` in this crate lives here only: the `ioctl(2)` calls.
+//! `unsafe` in this crate lives here only: the `ioctl(2)` calls and the checkpoint
+//! region's `mmap(2)` ([`CkptMap`]).
 
 use memkit_core::abi::{self, UapiStruct};
 use serde::Serialize;
@@ -11,6 +12,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes of a checkpoint-region page.
+pub const CKPT_PAGE_SIZE: usize = 4096;
 
 /// One of memkit's devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -223,6 +229,390 @@ impl Device {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.file.read_at(buf, offset)
     }
+
+    /// `MEMKIT_IOC_CKPT_CREATE`: creates this file's checkpoint region of `bytes`
+    /// bytes; returns the offset to map it at (see [`CkptMap::new`]).
+    pub fn ckpt_create(&self, bytes: u64) -> io::Result<u64> {
+        let req = abi::CkptCreate {
+            size: abi::CkptCreate::SIZE as u32,
+            bytes,
+            ..Default::default()
+        };
+        self.call(abi::IOC_CKPT_CREATE, &req).map(|c| c.mmap_offset)
+    }
+
+    /// `MEMKIT_IOC_CKPT_START`: forgets the pages written so far and their history.
+    pub fn ckpt_start(&self) -> io::Result<()> {
+        let req = abi::CkptStart {
+            size: abi::CkptStart::SIZE as u32,
+            flags: 0,
+        };
+        self.call(abi::IOC_CKPT_START, &req).map(drop)
+    }
+
+    /// `MEMKIT_IOC_CKPT_COLLECT` of pages `first..first + count` as a bitmap: bit `i`
+    /// of word `w` is page `first + 64 * w + i`. With `clear`, what is reported is
+    /// cleared. Returns the `ceil(count / 64)` words and the number of dirty pages.
+    pub fn ckpt_collect(&self, first: u64, count: u64, clear: bool) -> io::Result<(Vec<u64>, u64)> {
+        let words =
+            usize::try_from(ckpt_pages_checked(count)?.div_ceil(64)).map_err(|_| einval())?;
+        let mut buf = vec![0u8; words * 8];
+        let flags = if clear { abi::CKPT_COLLECT_CLEAR } else { 0 };
+        let out = self.ckpt_collect_into(flags, first, count, &mut buf)?;
+        let bitmap = buf
+            .chunks_exact(8)
+            .map(|w| u64::from_ne_bytes(w.try_into().expect("8-byte chunk")))
+            .collect();
+        Ok((bitmap, out.dirty))
+    }
+
+    /// `MEMKIT_IOC_CKPT_COLLECT` of pages `first..first + count` as runs of dirty
+    /// pages (absolute page indexes). With `clear`, what is reported is cleared.
+    ///
+    /// The buffer is sized for the worst case, `ceil(count / 2)` runs (8 bytes per
+    /// page of the range, allocated lazily), so that one call always suffices.
+    pub fn ckpt_collect_ranges(
+        &self,
+        first: u64,
+        count: u64,
+        clear: bool,
+    ) -> io::Result<Vec<abi::CkptRange>> {
+        let most = usize::try_from(ckpt_pages_checked(count)?.div_ceil(2)).map_err(|_| einval())?;
+        let mut buf = vec![0u8; most * abi::CkptRange::SIZE];
+        let mut flags = abi::CKPT_COLLECT_RANGES;
+        if clear {
+            flags |= abi::CKPT_COLLECT_CLEAR;
+        }
+        let out = self.ckpt_collect_into(flags, first, count, &mut buf)?;
+        let n = usize::try_from(out.nr_ranges)
+            .ok()
+            .filter(|&n| n <= most)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the kernel reported {} runs in {count} pages",
+                        out.nr_ranges
+                    ),
+                )
+            })?;
+        Ok(buf
+            .chunks_exact(abi::CkptRange::SIZE)
+            .take(n)
+            .map(abi::CkptRange::decode)
+            .collect())
+    }
+
+    /// `MEMKIT_IOC_CKPT_COLLECT` without a buffer: the number of dirty pages and of
+    /// runs of them in `first..first + count`. Never clears.
+    pub fn ckpt_collect_count(&self, first: u64, count: u64) -> io::Result<(u64, u64)> {
+        self.ckpt_collect_into(0, first, count, &mut [])
+            .map(|c| (c.dirty, c.nr_ranges))
+    }
+
+    /// `MEMKIT_IOC_CKPT_COLLECT` with `flags` as given, into `buf` (`buf_len` is
+    /// `buf.len()`; an empty `buf` is passed as `buf = 0, buf_len = 0`, the count-only
+    /// form). Returns the struct as the kernel left it (`dirty`, `nr_ranges`).
+    pub fn ckpt_collect_into(
+        &self,
+        flags: u32,
+        first: u64,
+        count: u64,
+        buf: &mut [u8],
+    ) -> io::Result<abi::CkptCollect> {
+        let (ptr, len) = if buf.is_empty() {
+            (0, 0)
+        } else {
+            (buf.as_mut_ptr() as u64, buf.len() as u64)
+        };
+        let mut req = abi::CkptCollect {
+            size: abi::CkptCollect::SIZE as u32,
+            flags,
+            first,
+            count,
+            buf: ptr,
+            buf_len: len,
+            ..Default::default()
+        };
+        // SAFETY: `buf` (or nothing, when empty) is valid for writes of `buf_len` bytes
+        // for the duration of the call.
+        unsafe { self.ckpt_collect_raw(&mut req) }?;
+        Ok(req)
+    }
+
+    /// `MEMKIT_IOC_CKPT_COLLECT` with `req` exactly as given (for tests of bad
+    /// arguments); on success `req` is what the kernel left (`dirty`, `nr_ranges`).
+    ///
+    /// # Safety
+    ///
+    /// The kernel writes up to `req.buf_len` bytes at address `req.buf`: that memory
+    /// must be valid for such writes, or not be writable memory of this process at all
+    /// (unmapped, read-only, a kernel address).
+    pub unsafe fn ckpt_collect_raw(&self, req: &mut abi::CkptCollect) -> io::Result<()> {
+        let mut bytes = [0u8; abi::CkptCollect::SIZE];
+        req.encode(&mut bytes);
+        // The struct itself is `bytes`, which `ioctl_bytes` bounds; the caller answers
+        // for the buffer it points to.
+        self.ioctl_bytes(abi::IOC_CKPT_COLLECT, &mut bytes)?;
+        *req = abi::CkptCollect::decode(&bytes);
+        Ok(())
+    }
+
+    /// `MEMKIT_IOC_CKPT_HISTORY` of pages `first..first + count`: per page, bit `k` set
+    /// if it was written in the interval that ended `k` clearing collects ago.
+    pub fn ckpt_history(&self, first: u64, count: u64) -> io::Result<Vec<u64>> {
+        let n = usize::try_from(ckpt_pages_checked(count)?).map_err(|_| einval())?;
+        let mut words = vec![0u64; n];
+        self.ckpt_history_into(first, count, &mut words)?;
+        Ok(words)
+    }
+
+    /// `MEMKIT_IOC_CKPT_HISTORY` into `buf` (`buf_len` is `8 * buf.len()`; an empty
+    /// `buf` is passed as `buf = 0, buf_len = 0`).
+    pub fn ckpt_history_into(&self, first: u64, count: u64, buf: &mut [u64]) -> io::Result<()> {
+        let (ptr, len) = if buf.is_empty() {
+            (0, 0)
+        } else {
+            (buf.as_mut_ptr() as u64, std::mem::size_of_val(buf) as u64)
+        };
+        let req = abi::CkptHistory {
+            size: abi::CkptHistory::SIZE as u32,
+            flags: 0,
+            first,
+            count,
+            buf: ptr,
+            buf_len: len,
+        };
+        // The kernel writes at most `buf_len` bytes to `buf`, which outlives the call.
+        self.call(abi::IOC_CKPT_HISTORY, &req).map(drop)
+    }
+
+    /// `MEMKIT_IOC_CKPT_COPY`: the contents of `pages`, 4096 bytes each, in order.
+    /// More than [`abi::CKPT_COPY_MAX_PAGES`] pages: `EINVAL` without calling the
+    /// kernel (rather than allocating the buffer).
+    pub fn ckpt_copy(&self, pages: &[u64]) -> io::Result<Vec<u8>> {
+        if pages.len() as u64 > abi::CKPT_COPY_MAX_PAGES {
+            return Err(einval());
+        }
+        let mut buf = vec![0u8; pages.len() * CKPT_PAGE_SIZE];
+        let n = self.ckpt_copy_into(pages, &mut buf)?;
+        buf.truncate(usize::try_from(n).map_err(|_| einval())?);
+        Ok(buf)
+    }
+
+    /// `MEMKIT_IOC_CKPT_COPY` of `pages` into `buf` (`buf_len` is `buf.len()`; an
+    /// empty `buf` is passed as `buf = 0`). Returns the bytes written.
+    pub fn ckpt_copy_into(&self, pages: &[u64], buf: &mut [u8]) -> io::Result<u64> {
+        let buf_ptr = if buf.is_empty() {
+            0
+        } else {
+            buf.as_mut_ptr() as u64
+        };
+        let req = abi::CkptCopy {
+            size: abi::CkptCopy::SIZE as u32,
+            flags: 0,
+            pages: if pages.is_empty() {
+                0
+            } else {
+                pages.as_ptr() as u64
+            },
+            count: pages.len() as u64,
+            buf: buf_ptr,
+            buf_len: buf.len() as u64,
+            bytes: 0,
+        };
+        // The kernel reads `count` indexes at `pages` and writes at most `buf_len`
+        // bytes to `buf`; both outlive the call.
+        let out = self.call(abi::IOC_CKPT_COPY, &req)?;
+        if out.bytes > buf.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the kernel reported {} bytes copied into {}",
+                    out.bytes,
+                    buf.len()
+                ),
+            ));
+        }
+        Ok(out.bytes)
+    }
+
+    /// `MEMKIT_IOC_CKPT_STATS`.
+    pub fn ckpt_stats(&self) -> io::Result<abi::CkptStats> {
+        let size = abi::CkptStats::SIZE as u32;
+        self.call(
+            abi::IOC_CKPT_STATS,
+            &abi::CkptStats {
+                size,
+                ..Default::default()
+            },
+        )
+    }
+}
+
+fn einval() -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+/// `count` if it is at most the pages of the largest region, else `EINVAL` (the
+/// kernel would refuse it too): bounds the buffers the sized `ckpt_*` calls allocate.
+fn ckpt_pages_checked(count: u64) -> io::Result<u64> {
+    if count > abi::CKPT_MAX_BYTES / CKPT_PAGE_SIZE as u64 {
+        Err(einval())
+    } else {
+        Ok(count)
+    }
+}
+
+/// A mapping of (part of) a checkpoint region, unmapped on drop.
+///
+/// It does not borrow the [`Device`]: the mapping keeps the region alive after the
+/// file is closed. Every access goes through 64-bit atomics (the memory is shared
+/// with other threads, processes and the kernel), at offsets that are multiples of 8.
+#[derive(Debug)]
+pub struct CkptMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; every access to it
+// through `CkptMap` is atomic, so it may be used from any thread.
+unsafe impl Send for CkptMap {}
+// SAFETY: as for `Send`: `&CkptMap` only gives atomic access to the memory.
+unsafe impl Sync for CkptMap {}
+
+impl CkptMap {
+    /// Maps `len` bytes of `dev`'s region at `offset` (from [`Device::ckpt_create`]),
+    /// `MAP_SHARED`, readable and writable.
+    pub fn new(dev: &Device, offset: u64, len: usize) -> io::Result<CkptMap> {
+        CkptMap::map(dev, offset, len, libc::MAP_SHARED)
+    }
+
+    /// The same with `MAP_PRIVATE`, which the device refuses (for its tests).
+    pub fn new_private(dev: &Device, offset: u64, len: usize) -> io::Result<CkptMap> {
+        CkptMap::map(dev, offset, len, libc::MAP_PRIVATE)
+    }
+
+    fn map(dev: &Device, offset: u64, len: usize, flags: libc::c_int) -> io::Result<CkptMap> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| einval())?;
+        // SAFETY: a new mapping at an address the kernel chooses (no MAP_FIXED), so no
+        // existing memory is affected; the fd is open for the duration of the call.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                dev.file.as_raw_fd(),
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(CkptMap { ptr, len })
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is mapped (never: `mmap` refuses a length of 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The 64-bit word at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` is not a multiple of 8 or the word is not inside the mapping.
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            aligned8(offset) && offset.checked_add(8).is_some_and(|end| end <= self.len),
+            "CkptMap: word at {offset} outside {} bytes or unaligned",
+            self.len
+        );
+        // SAFETY: the word is inside the mapping (checked above), which is page-aligned,
+        // so the pointer is 8-aligned; the mapping stays valid for reads and writes as
+        // long as `self`, which the returned reference borrows; and this type only ever
+        // accesses it through `AtomicU64`.
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) }
+    }
+
+    /// Reads the `u64` at byte `offset` (a multiple of 8; panics otherwise or if
+    /// outside the mapping).
+    pub fn read_u64(&self, offset: usize) -> u64 {
+        self.word(offset).load(Ordering::Relaxed)
+    }
+
+    /// Writes the `u64` at byte `offset` (a multiple of 8; panics otherwise or if
+    /// outside the mapping).
+    pub fn write_u64(&self, offset: usize, value: u64) {
+        self.word(offset).store(value, Ordering::Relaxed)
+    }
+
+    /// Reads `buf.len()` bytes at `offset`; both multiples of 8 (panics otherwise or
+    /// if outside the mapping).
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        assert!(
+            aligned8(buf.len()),
+            "CkptMap: length {} not a multiple of 8",
+            buf.len()
+        );
+        for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&self.read_u64(offset + 8 * i).to_ne_bytes());
+        }
+    }
+
+    /// Writes `data` at `offset`; both multiples of 8 (panics otherwise or if outside
+    /// the mapping).
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) {
+        assert!(
+            aligned8(data.len()),
+            "CkptMap: length {} not a multiple of 8",
+            data.len()
+        );
+        for (i, chunk) in data.chunks_exact(8).enumerate() {
+            let v = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
+            self.write_u64(offset + 8 * i, v);
+        }
+    }
+
+    /// The whole mapping, copied out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len];
+        self.read_bytes(0, &mut v);
+        v
+    }
+
+    /// Unmaps now, reporting `munmap`'s error (dropping does the same silently).
+    pub fn unmap(self) -> io::Result<()> {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` owns the mapping and is not used after this (not dropped either).
+        let ret = unsafe { libc::munmap(me.ptr.as_ptr().cast(), me.len) };
+        if ret != 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether `n` is a multiple of 8 (`is_multiple_of` is newer than the workspace's
+/// `rust-version`).
+fn aligned8(n: usize) -> bool {
+    n & 7 == 0
+}
+
+impl Drop for CkptMap {
+    fn drop(&mut self) {
+        // SAFETY: `self` owns the mapping; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }
 
 /// The `struct memkit_journal_range`s of `(offset, data)` ranges.
@@ -287,6 +677,78 @@ mod tests {
         let r1 = abi::JournalRange::decode(&array[24..]);
         assert_eq!((r0.offset, r0.len, r0.data), (0, 3, a.as_ptr() as u64));
         assert_eq!((r1.offset, r1.len, r1.data), (4096, 5, b.as_ptr() as u64));
+    }
+
+    /// `/dev/zero` stands in for the device: `MAP_SHARED` of it is shared memory.
+    fn zero_device() -> Device {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/zero")
+            .expect("open /dev/zero");
+        Device {
+            file,
+            kind: DeviceKind::Ckpt,
+        }
+    }
+
+    #[test]
+    fn ckpt_map_reads_and_writes_words_and_bytes() {
+        let dev = zero_device();
+        let map = CkptMap::new(&dev, 0, 2 * CKPT_PAGE_SIZE).expect("mmap");
+        drop(dev); // the mapping outlives the file
+        assert_eq!(map.len(), 8192);
+        assert!(map.to_vec().iter().all(|&b| b == 0));
+        map.write_u64(4096, 0x0102_0304_0506_0708);
+        map.write_u64(8184, u64::MAX);
+        assert_eq!(map.read_u64(4096), 0x0102_0304_0506_0708);
+        let data: Vec<u8> = (0..64u8).collect();
+        map.write_bytes(16, &data);
+        let mut back = [0u8; 64];
+        map.read_bytes(16, &mut back);
+        assert_eq!(back[..], data[..]);
+        let all = map.to_vec();
+        assert_eq!(all[4096..4104], 0x0102_0304_0506_0708u64.to_ne_bytes());
+        assert_eq!(all[8184..], [0xff; 8]);
+        // Shared with another thread.
+        std::thread::scope(|s| {
+            s.spawn(|| map.write_u64(0, 42));
+        });
+        assert_eq!(map.read_u64(0), 42);
+        map.unmap().expect("munmap");
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn ckpt_map_refuses_a_word_past_the_end() {
+        let map = CkptMap::new(&zero_device(), 0, CKPT_PAGE_SIZE).expect("mmap");
+        map.write_u64(4096, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "unaligned")]
+    fn ckpt_map_refuses_an_unaligned_word() {
+        let map = CkptMap::new(&zero_device(), 0, CKPT_PAGE_SIZE).expect("mmap");
+        map.read_u64(4);
+    }
+
+    #[test]
+    fn ckpt_sized_calls_refuse_huge_counts_without_the_kernel() {
+        // `/dev/zero` would answer ENOTTY; EINVAL shows the call never got there.
+        let dev = zero_device();
+        let huge = abi::CKPT_MAX_BYTES / 4096 + 1;
+        for res in [
+            dev.ckpt_collect(0, huge, false).map(drop),
+            dev.ckpt_collect_ranges(0, u64::MAX, true).map(drop),
+            dev.ckpt_history(0, huge).map(drop),
+        ] {
+            assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        }
+        let too_many = vec![0u64; abi::CKPT_COPY_MAX_PAGES as usize + 1];
+        let err = dev.ckpt_copy(&too_many).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+        let err = dev.ckpt_stats().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
     }
 
     #[test]

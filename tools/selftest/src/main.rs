@@ -6,6 +6,7 @@
 //! framing (that is how the runner isolates cases).
 
 mod abi_tests;
+mod ckpt_tests;
 mod crash;
 mod journal_tests;
 mod ktap;
@@ -91,6 +92,42 @@ const CASES: &[Case] = &[
     Case {
         name: "journal_attach_errors",
         run: journal_tests::journal_attach_errors,
+    },
+    Case {
+        name: "ckpt_create_and_map",
+        run: ckpt_tests::ckpt_create_and_map,
+    },
+    Case {
+        name: "ckpt_collect_reports_written_pages",
+        run: ckpt_tests::ckpt_collect_reports_written_pages,
+    },
+    Case {
+        name: "ckpt_no_write_is_missed",
+        run: ckpt_tests::ckpt_no_write_is_missed,
+    },
+    Case {
+        name: "ckpt_written_then_unmapped_is_reported",
+        run: ckpt_tests::ckpt_written_then_unmapped_is_reported,
+    },
+    Case {
+        name: "ckpt_fork_child_writes_are_reported",
+        run: ckpt_tests::ckpt_fork_child_writes_are_reported,
+    },
+    Case {
+        name: "ckpt_history_tracks_intervals",
+        run: ckpt_tests::ckpt_history_tracks_intervals,
+    },
+    Case {
+        name: "ckpt_copy_returns_contents",
+        run: ckpt_tests::ckpt_copy_returns_contents,
+    },
+    Case {
+        name: "ckpt_bad_collect_args",
+        run: ckpt_tests::ckpt_bad_collect_args,
+    },
+    Case {
+        name: "ckpt_close_with_mapping_alive",
+        run: ckpt_tests::ckpt_close_with_mapping_alive,
     },
     Case {
         name: "unload_refused_while_open",

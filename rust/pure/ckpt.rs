@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Checkpoint dirty tracking: argument checks, the dirty bitmap, runs and history.
+//!
+//! The module keeps, per region, a *pending* bitmap (bit `p`: page `p` was written
+//! since it was last cleared) fed from the page tables and from pages found dirty
+//! after their mapping went, and a 64-interval *history* word per page. Everything
+//! here works on those arrays; the kernel side only fills the bitmap and copies
+//! results out.
+
+use super::abi::{self, CkptCollect, UapiStruct};
+
+/// Bytes per page.
+pub const PAGE_SIZE: u64 = 4096;
+/// `EINVAL`.
+pub const EINVAL: i32 = abi::EINVAL;
+/// `E2BIG`.
+pub const E2BIG: i32 = abi::E2BIG;
+/// `ENOSPC`: a user buffer is too small for the answer.
+pub const ENOSPC: i32 = 28;
+
+/// The pages of a region of `bytes`, if that is a valid size: a non-zero multiple of
+/// [`PAGE_SIZE`] up to [`abi::CKPT_MAX_BYTES`] (above: `E2BIG`; else `EINVAL`).
+pub fn region_pages(bytes: u64) -> Result<u64, i32> {
+    if bytes > abi::CKPT_MAX_BYTES {
+        Err(E2BIG)
+    } else if bytes == 0 || !bytes.is_multiple_of(PAGE_SIZE) {
+        Err(EINVAL)
+    } else {
+        Ok(bytes / PAGE_SIZE)
+    }
+}
+
+/// 64-bit words of a bitmap of `bits` bits.
+pub const fn words(bits: u64) -> u64 {
+    bits.div_ceil(64)
+}
+
+/// Checks that `[first, first + count)` is a non-empty range of a region of `pages`
+/// pages and returns it as `usize` bounds.
+pub fn page_range(first: u64, count: u64, pages: u64) -> Result<(usize, usize), i32> {
+    let end = first.checked_add(count).ok_or(EINVAL)?;
+    if count == 0 || end > pages {
+        return Err(EINVAL);
+    }
+    let first = usize::try_from(first).map_err(|_| EINVAL)?;
+    let end = usize::try_from(end).map_err(|_| EINVAL)?;
+    Ok((first, end))
+}
+
+/// Whether bit `i` of `map` is set (false past the end).
+pub fn test_bit(map: &[u64], i: usize) -> bool {
+    map.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 != 0)
+}
+
+/// Sets bit `i` of `map` (no-op past the end).
+pub fn set_bit(map: &mut [u64], i: usize) {
+    if let Some(w) = map.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+/// Sets (`value`) or clears bits `[first, end)` of `map`.
+pub fn fill_bits(map: &mut [u64], first: usize, end: usize, value: bool) {
+    let mut i = first;
+    while i < end {
+        let Some(w) = map.get_mut(i / 64) else { return };
+        let lo = i % 64;
+        let n = (end - i).min(64 - lo);
+        let mask = if n == 64 { !0 } else { ((1u64 << n) - 1) << lo };
+        if value {
+            *w |= mask;
+        } else {
+            *w &= !mask;
+        }
+        i += n;
+    }
+}
+
+/// Sets (`value`) or clears in `map` the bits a window snapshot has set: bit `i` of
+/// `snap` is bit `first + i` of `map`, for `i < len`.
+pub fn apply_snapshot(map: &mut [u64], snap: &[u64], first: usize, len: usize, value: bool) {
+    for (s, n) in runs(snap, 0, len) {
+        // Lossless: runs of `[0, len)` fit in `usize`.
+        let s = first + s as usize;
+        fill_bits(map, s, s + n as usize, value);
+    }
+}
+
+/// Word `w` of the bitmap of `[first, end)`: bit `j` is bit `first + 64 * w + j` of
+/// `map`; bits past `end` are zero.
+pub fn out_word(map: &[u64], first: usize, end: usize, w: usize) -> u64 {
+    let Some(start) = w.checked_mul(64).and_then(|o| o.checked_add(first)) else {
+        return 0;
+    };
+    if start >= end {
+        return 0;
+    }
+    let n = (end - start).min(64);
+    let (q, r) = (start / 64, start % 64);
+    let lo = map.get(q).copied().unwrap_or(0) >> r;
+    let hi = if r == 0 {
+        0
+    } else {
+        map.get(q + 1).copied().unwrap_or(0) << (64 - r)
+    };
+    let v = lo | hi;
+    if n == 64 {
+        v
+    } else {
+        v & ((1u64 << n) - 1)
+    }
+}
+
+/// The runs of set bits of `map` in `[first, end)`, as `(first page, count)`.
+pub fn runs(map: &[u64], first: usize, end: usize) -> Runs<'_> {
+    Runs {
+        map,
+        next: first,
+        end,
+    }
+}
+
+/// Iterator of [`runs`].
+pub struct Runs<'a> {
+    map: &'a [u64],
+    next: usize,
+    end: usize,
+}
+
+impl Runs<'_> {
+    /// The first index in `[from, end)` whose bit is `value`, or `end`.
+    fn seek(&self, from: usize, value: bool) -> usize {
+        let mut i = from;
+        while i < self.end {
+            let word = self.map.get(i / 64).copied().unwrap_or(0);
+            let word = if value { word } else { !word };
+            let rest = word >> (i % 64);
+            if rest == 0 {
+                // Nothing in the rest of this word.
+                i = (i / 64 + 1) * 64;
+            } else {
+                i += rest.trailing_zeros() as usize;
+                break;
+            }
+        }
+        i.min(self.end)
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        let start = self.seek(self.next, true);
+        if start >= self.end {
+            self.next = self.end;
+            return None;
+        }
+        let stop = self.seek(start, false);
+        self.next = stop;
+        // Lossless: `usize` is at most 64 bits.
+        Some((start as u64, (stop - start) as u64))
+    }
+}
+
+/// Set bits and runs of set bits of `map` in `[first, end)`.
+pub fn count(map: &[u64], first: usize, end: usize) -> (u64, u64) {
+    runs(map, first, end).fold((0, 0), |(bits, n), (_, len)| (bits + len, n + 1))
+}
+
+/// Ends an interval for pages `[first, end)`: shifts each page's history and records
+/// whether the page was written. `snap` is the window's bitmap: bit `i` is page
+/// `first + i` (as [`out_word`] builds it).
+pub fn end_interval(history: &mut [u64], snap: &[u64], first: usize, end: usize) {
+    for (i, h) in history.iter_mut().take(end).skip(first).enumerate() {
+        *h = *h << 1 | u64::from(test_bit(snap, i));
+    }
+}
+
+/// What a `MEMKIT_IOC_CKPT_COLLECT` asks for, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Collect {
+    /// First page.
+    pub first: usize,
+    /// One past the last page.
+    pub end: usize,
+    /// Clear what is reported.
+    pub clear: bool,
+    /// Report runs, not a bitmap.
+    pub ranges: bool,
+    /// Only count: no buffer.
+    pub count_only: bool,
+}
+
+impl Collect {
+    /// Checks `c` against a region of `pages` pages, before anything is collected.
+    pub fn check(c: &CkptCollect, pages: u64) -> Result<Collect, i32> {
+        let (first, end) = page_range(c.first, c.count, pages)?;
+        let clear = c.flags & abi::CKPT_COLLECT_CLEAR != 0;
+        let count_only = c.buf == 0 && c.buf_len == 0;
+        if count_only && clear {
+            return Err(EINVAL);
+        }
+        Ok(Collect {
+            first,
+            end,
+            clear,
+            ranges: c.flags & abi::CKPT_COLLECT_RANGES != 0,
+            count_only,
+        })
+    }
+
+    /// Bytes the answer needs, given the number of runs: `ENOSPC` if `buf_len` is
+    /// less.
+    pub fn check_room(&self, buf_len: u64, nr_runs: u64) -> Result<u64, i32> {
+        // Lossless: `usize` is at most 64 bits.
+        let pages = (self.end - self.first) as u64;
+        let need = if self.ranges {
+            nr_runs.checked_mul(abi::CkptRange::SIZE as u64)
+        } else {
+            words(pages).checked_mul(8)
+        }
+        .ok_or(EINVAL)?;
+        if self.count_only || need <= buf_len {
+            Ok(need)
+        } else {
+            Err(ENOSPC)
+        }
+    }
+}
+
+/// Checks a buffer of `buf_len` bytes for `count` items of `item` bytes: `ENOSPC` if
+/// too small, `EINVAL` if the product overflows.
+pub fn check_buffer(buf_len: u64, count: u64, item: u64) -> Result<u64, i32> {
+    let need = count.checked_mul(item).ok_or(EINVAL)?;
+    if need > buf_len {
+        Err(ENOSPC)
+    } else {
+        Ok(need)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn map_of(bits: &[usize], n: usize) -> Vec<u64> {
+        let mut m = std::vec![0u64; n.div_ceil(64)];
+        for &b in bits {
+            set_bit(&mut m, b);
+        }
+        m
+    }
+
+    #[test]
+    fn region_sizes() {
+        assert_eq!(region_pages(4096), Ok(1));
+        assert_eq!(region_pages(0), Err(EINVAL));
+        assert_eq!(region_pages(4095), Err(EINVAL));
+        assert_eq!(region_pages(abi::CKPT_MAX_BYTES), Ok(1 << 20));
+        assert_eq!(region_pages(abi::CKPT_MAX_BYTES + 4096), Err(E2BIG));
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert_eq!(page_range(0, 10, 10), Ok((0, 10)));
+        assert_eq!(page_range(9, 1, 10), Ok((9, 10)));
+        assert_eq!(page_range(0, 0, 10), Err(EINVAL));
+        assert_eq!(page_range(5, 6, 10), Err(EINVAL));
+        assert_eq!(page_range(u64::MAX, 2, 10), Err(EINVAL));
+    }
+
+    #[test]
+    fn runs_and_counts() {
+        let m = map_of(&[0, 1, 5, 63, 64, 65, 100, 127, 128], 200);
+        let r: Vec<_> = runs(&m, 0, 200).collect();
+        assert_eq!(r, [(0, 2), (5, 1), (63, 3), (100, 1), (127, 2)]);
+        assert_eq!(count(&m, 0, 200), (9, 5));
+        // A window cuts runs at its edges.
+        let r: Vec<_> = runs(&m, 1, 64).collect();
+        assert_eq!(r, [(1, 1), (5, 1), (63, 1)]);
+        assert_eq!(runs(&m, 6, 63).count(), 0);
+    }
+
+    #[test]
+    fn out_words_shift_the_window() {
+        let m = map_of(&[3, 64, 70, 130], 192);
+        assert_eq!(out_word(&m, 0, 192, 0), 1 << 3);
+        assert_eq!(out_word(&m, 0, 192, 1), 1 | 1 << 6);
+        assert_eq!(out_word(&m, 3, 192, 0), 1 | 1 << 61);
+        assert_eq!(out_word(&m, 3, 192, 1), 1 << 3 | 1 << 63);
+        // Bits past the end are masked off.
+        assert_eq!(out_word(&m, 3, 67, 0), 1 | 1 << 61);
+        assert_eq!(out_word(&m, 3, 64, 0), 1);
+        assert_eq!(out_word(&m, 3, 64, 1), 0);
+    }
+
+    #[test]
+    fn out_words_equal_bit_by_bit() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let m: Vec<u64> = (0..5)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        for first in 0..80 {
+            for end in first..=320 {
+                for w in 0..words((end - first) as u64) as usize {
+                    let want = (0..64)
+                        .filter(|j| first + 64 * w + j < end && test_bit(&m, first + 64 * w + j))
+                        .fold(0u64, |v, j| v | 1 << j);
+                    assert_eq!(out_word(&m, first, end, w), want, "{first} {end} {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn clearing_a_range_keeps_the_rest() {
+        let mut m = std::vec![!0u64; 3];
+        fill_bits(&mut m, 5, 130, false);
+        assert_eq!(m[0], 0b11111);
+        assert_eq!(m[1], 0);
+        assert_eq!(m[2], !0u64 << 2);
+        fill_bits(&mut m, 0, 192, false);
+        assert_eq!(m, [0, 0, 0]);
+        fill_bits(&mut m, 63, 66, true);
+        assert_eq!(m, [1 << 63, 0b11, 0]);
+    }
+
+    #[test]
+    fn snapshots_clear_and_restore_exactly_their_bits() {
+        let mut m = map_of(&[2, 3, 70, 100], 128);
+        let snap: Vec<u64> = (0..2).map(|w| out_word(&m, 3, 101, w)).collect();
+        // Bit 2 is outside the window; 3, 70 and 100 are in it.
+        apply_snapshot(&mut m, &snap, 3, 98, false);
+        assert_eq!(m, map_of(&[2], 128));
+        // A bit set meanwhile survives a clear of the snapshot.
+        set_bit(&mut m, 71);
+        apply_snapshot(&mut m, &snap, 3, 98, true);
+        assert_eq!(m, map_of(&[2, 3, 70, 71, 100], 128));
+    }
+
+    #[test]
+    fn history_shifts_per_interval() {
+        let mut h = std::vec![0u64; 4];
+        end_interval(&mut h, &map_of(&[1, 2], 4), 0, 4);
+        end_interval(&mut h, &map_of(&[2], 4), 0, 4);
+        // The snapshot is relative to the window; outside it nothing moves.
+        end_interval(&mut h, &map_of(&[0], 1), 3, 4);
+        assert_eq!(h, [0, 0b10, 0b11, 0b1]);
+    }
+
+    #[test]
+    fn collect_arguments() {
+        let c = |flags, first, count, buf, buf_len| CkptCollect {
+            size: 56,
+            flags,
+            first,
+            count,
+            buf,
+            buf_len,
+            dirty: 0,
+            nr_ranges: 0,
+        };
+        let clear = abi::CKPT_COLLECT_CLEAR;
+        let ranges = abi::CKPT_COLLECT_RANGES;
+        let ok = Collect::check(&c(clear, 0, 130, 8, 24), 200).unwrap();
+        assert_eq!(ok.check_room(24, 0), Ok(24));
+        assert_eq!(ok.check_room(16, 0), Err(ENOSPC));
+        assert_eq!(Collect::check(&c(clear, 0, 0, 8, 8), 200), Err(EINVAL));
+        assert_eq!(Collect::check(&c(clear, 150, 51, 8, 8), 200), Err(EINVAL));
+        assert_eq!(Collect::check(&c(clear, 0, 10, 0, 0), 200), Err(EINVAL));
+        let count_only = Collect::check(&c(ranges, 0, 10, 0, 0), 200).unwrap();
+        assert!(count_only.count_only && count_only.ranges);
+        assert_eq!(count_only.check_room(0, 3), Ok(48));
+        let r = Collect::check(&c(clear | ranges, 0, 10, 8, 32), 200).unwrap();
+        assert_eq!(r.check_room(32, 2), Ok(32));
+        assert_eq!(r.check_room(32, 3), Err(ENOSPC));
+    }
+
+    #[test]
+    fn buffers() {
+        assert_eq!(check_buffer(4096, 1, 4096), Ok(4096));
+        assert_eq!(check_buffer(4095, 1, 4096), Err(ENOSPC));
+        assert_eq!(check_buffer(u64::MAX, u64::MAX, 4096), Err(EINVAL));
+    }
+}

@@ -1,0 +1,1099 @@
+//! `/dev/memkit-ckpt` in the guest: creating and mapping a region, collecting the
+//! pages written (bitmap, runs, count only, get-and-clear), that no write is ever
+//! missed while writers run, writes through a mapping that went or from a forked
+//! child, the per-page history, copying pages out, every refused argument (and that a
+//! refused collect clears nothing), and closing the file with the mapping alive.
+
+use crate::ktap::{expect_errno, Outcome, TestResult};
+use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
+use memkit_core::abi::{self, UapiStruct};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const PAGE: usize = CKPT_PAGE_SIZE;
+
+fn open() -> Result<Device, String> {
+    Device::open(DeviceKind::Ckpt).map_err(|e| format!("open /dev/memkit-ckpt: {e}"))
+}
+
+/// A new file with a region of `pages` pages, mapped whole, and its mmap offset.
+fn region_at(pages: u64) -> Result<(Device, CkptMap, u64), String> {
+    let dev = open()?;
+    let off = dev
+        .ckpt_create(pages * PAGE as u64)
+        .map_err(|e| format!("CKPT_CREATE of {pages} pages: {e}"))?;
+    let map = CkptMap::new(&dev, off, pages as usize * PAGE)
+        .map_err(|e| format!("mmap {pages} pages at {off:#x}: {e}"))?;
+    Ok((dev, map, off))
+}
+
+/// A new file with a region of `pages` pages, mapped whole.
+fn region(pages: u64) -> Result<(Device, CkptMap), String> {
+    region_at(pages).map(|(dev, map, _)| (dev, map))
+}
+
+fn stats(dev: &Device) -> Result<abi::CkptStats, String> {
+    dev.ckpt_stats().map_err(|e| format!("CKPT_STATS: {e}"))
+}
+
+/// The pages set in a collect bitmap of `count` pages from `first`; a bit past
+/// `count` is an error.
+fn bitmap_pages(first: u64, count: u64, words: &[u64]) -> Result<Vec<u64>, String> {
+    let mut pages = Vec::new();
+    for (w, &word) in words.iter().enumerate() {
+        for i in 0..64u64 {
+            if word >> i & 1 == 0 {
+                continue;
+            }
+            let idx = 64 * w as u64 + i;
+            if idx >= count {
+                return Err(format!(
+                    "bitmap of {count} pages has bit {idx} set (word {w} = {word:#x})"
+                ));
+            }
+            pages.push(first + idx);
+        }
+    }
+    Ok(pages)
+}
+
+/// The runs of a sorted list of pages, as `(first, count)`.
+fn runs_of(pages: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &p in pages {
+        match runs.last_mut() {
+            Some((f, c)) if *f + *c == p => *c += 1,
+            _ => runs.push((p, 1)),
+        }
+    }
+    runs
+}
+
+/// Collects `first..first + count` as a bitmap; checks that `dirty` agrees with it.
+fn collect(dev: &Device, first: u64, count: u64, clear: bool) -> Result<Vec<u64>, String> {
+    let (words, dirty) = dev
+        .ckpt_collect(first, count, clear)
+        .map_err(|e| format!("CKPT_COLLECT {first}+{count} clear={clear}: {e}"))?;
+    let pages = bitmap_pages(first, count, &words)?;
+    if pages.len() as u64 != dirty {
+        return Err(format!(
+            "CKPT_COLLECT {first}+{count}: dirty = {dirty} but {} bits set",
+            pages.len()
+        ));
+    }
+    Ok(pages)
+}
+
+/// Fails unless `got` is exactly `want`, naming the pages missed (false negatives)
+/// and the pages reported though not written (false positives).
+fn expect_pages(what: &str, got: &[u64], want: &[u64]) -> Result<(), String> {
+    let missed: Vec<u64> = want.iter().copied().filter(|p| !got.contains(p)).collect();
+    let extra: Vec<u64> = got.iter().copied().filter(|p| !want.contains(p)).collect();
+    if missed.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: {} written pages not reported {missed:?}, {} reported pages not written {extra:?}",
+        missed.len(),
+        extra.len()
+    ))
+}
+
+/// A byte pattern for page `p`, different per `seed`.
+fn pattern(p: u64, seed: u8) -> Vec<u8> {
+    (0..PAGE)
+        .map(|i| (i as u64 * 31 + p * 7 + u64::from(seed)) as u8 ^ 0x5a)
+        .collect()
+}
+
+/// xorshift64: the tests' random numbers (no dependency needed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+pub fn ckpt_create_and_map(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 64;
+    let bytes = PAGES * PAGE as u64;
+    // Before a region exists: stats answer with no region, mmap is refused.
+    {
+        let dev = open()?;
+        let s = stats(&dev)?;
+        if s.bytes != 0 || s.pages_allocated != 0 {
+            return Err(format!("stats before CKPT_CREATE: {s:?}"));
+        }
+        expect_errno(
+            "mmap before CKPT_CREATE",
+            CkptMap::new(&dev, 0, PAGE),
+            libc::EINVAL,
+        )?;
+    }
+    let dev = open()?;
+    // Refused sizes leave the file without a region.
+    for (size, errno) in [
+        (0, libc::EINVAL),
+        (4095, libc::EINVAL),
+        (4097, libc::EINVAL),
+        (bytes + 1, libc::EINVAL),
+        (abi::CKPT_MAX_BYTES + 4096, libc::E2BIG),
+        (1 << 40, libc::E2BIG),
+    ] {
+        expect_errno(
+            &format!("CKPT_CREATE of {size} bytes"),
+            dev.ckpt_create(size),
+            errno,
+        )?;
+    }
+    let s = stats(&dev)?;
+    if s.bytes != 0 {
+        return Err(format!("a refused CKPT_CREATE left a region: {s:?}"));
+    }
+    let off = dev
+        .ckpt_create(bytes)
+        .map_err(|e| format!("CKPT_CREATE of {bytes} bytes after refusals: {e}"))?;
+    println!("region of {bytes} bytes at mmap offset {off:#x}");
+    if off % PAGE as u64 != 0 {
+        return Err(format!("mmap offset {off:#x} is not page-aligned"));
+    }
+    let s = stats(&dev)?;
+    if s.bytes != bytes || s.pages_allocated != 0 {
+        return Err(format!(
+            "stats after CKPT_CREATE: {s:?}, want bytes {bytes} and no page allocated"
+        ));
+    }
+    for size in [bytes, PAGE as u64] {
+        expect_errno(
+            &format!("second CKPT_CREATE ({size} bytes)"),
+            dev.ckpt_create(size),
+            libc::EEXIST,
+        )?;
+    }
+    if stats(&dev)?.bytes != bytes {
+        return Err("the refused second CKPT_CREATE changed the region".into());
+    }
+    // Mappings that do not fit the rules.
+    expect_errno(
+        "MAP_PRIVATE",
+        CkptMap::new_private(&dev, off, PAGE),
+        libc::EINVAL,
+    )?;
+    let past_end: [(&str, u64, usize); 4] = [
+        (
+            "one page more than the region",
+            off,
+            PAGE * (PAGES as usize + 1),
+        ),
+        ("the page after the region", off + bytes, PAGE),
+        (
+            "the last page and one past it",
+            off + bytes - PAGE as u64,
+            2 * PAGE,
+        ),
+        ("far past the region", off + (1 << 36), PAGE),
+    ];
+    for (what, at, len) in past_end {
+        expect_errno(
+            &format!("mmap of {what} ({len} bytes at {at:#x})"),
+            CkptMap::new(&dev, at, len),
+            libc::EINVAL,
+        )?;
+    }
+    let map = CkptMap::new(&dev, off, bytes as usize).map_err(|e| format!("mmap: {e}"))?;
+    if let Some(i) = map.to_vec().iter().position(|&b| b != 0) {
+        return Err(format!(
+            "a new region reads {:#x} at byte {i}",
+            map.to_vec()[i]
+        ));
+    }
+    let s = stats(&dev)?;
+    if s.pages_allocated > PAGES {
+        return Err(format!(
+            "{} pages allocated in a region of {PAGES}",
+            s.pages_allocated
+        ));
+    }
+    // A mapping of part of the region, at an offset inside it, is the same memory.
+    let part = CkptMap::new(&dev, off + 10 * PAGE as u64, 2 * PAGE)
+        .map_err(|e| format!("mmap of pages 10..12: {e}"))?;
+    part.write_u64(PAGE + 8, 0x1234_5678_9abc_def0);
+    if map.read_u64(11 * PAGE + 8) != 0x1234_5678_9abc_def0 {
+        return Err(
+            "a write through a mapping of pages 10..12 is not seen in the whole mapping".into(),
+        );
+    }
+    drop(part);
+    for p in 0..PAGES as usize {
+        map.write_u64(p * PAGE, p as u64 + 1);
+    }
+    let s = stats(&dev)?;
+    if s.pages_allocated != PAGES {
+        return Err(format!(
+            "every page written, {} pages allocated, want {PAGES}",
+            s.pages_allocated
+        ));
+    }
+    // Each file has its own region.
+    let (other, other_map) = region(PAGES)?;
+    if other_map.read_u64(0) != 0 || !collect(&other, 0, PAGES, false)?.is_empty() {
+        return Err("a second file's region shares memory or dirty state with the first".into());
+    }
+    drop((other_map, other));
+    // The largest region is accepted (pages are allocated at first touch only).
+    let big = open()?;
+    big.ckpt_create(abi::CKPT_MAX_BYTES)
+        .map_err(|e| format!("CKPT_CREATE of CKPT_MAX_BYTES: {e}"))?;
+    let s = stats(&big)?;
+    if s.bytes != abi::CKPT_MAX_BYTES || s.pages_allocated != 0 {
+        return Err(format!("stats of the largest region: {s:?}"));
+    }
+    Ok(Outcome::Pass)
+}
+
+pub fn ckpt_collect_reports_written_pages(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 256;
+    let (dev, map) = region(PAGES)?;
+    let mut written: Vec<u64> = vec![0, 1, 5, 63, 100];
+    written.extend(10..20);
+    written.extend(190..256);
+    written.sort_unstable();
+    let want_runs = [(0, 2), (5, 1), (10, 10), (63, 1), (100, 1), (190, 66)];
+    assert_eq!(runs_of(&written), want_runs);
+    let write_all = |seed: u64| {
+        for &p in &written {
+            map.write_u64(p as usize * PAGE + 8 * (p as usize % 512), seed << 32 | p);
+        }
+    };
+    // Nothing written yet.
+    let (mut collects, mut clearing, mut reported) = (0u64, 0u64, 0u64);
+    let count = |dev: &Device| {
+        dev.ckpt_collect_count(0, PAGES)
+            .map_err(|e| format!("count-only CKPT_COLLECT: {e}"))
+    };
+    if count(&dev)? != (0, 0) {
+        return Err("dirty pages before anything was written".into());
+    }
+    collects += 1;
+    write_all(1);
+    // Count only, twice: it does not clear.
+    for i in 0..2 {
+        let got = count(&dev)?;
+        collects += 1;
+        if got != (written.len() as u64, want_runs.len() as u64) {
+            return Err(format!(
+                "count-only collect {i}: (dirty, nr_ranges) = {got:?}, want ({}, {})",
+                written.len(),
+                want_runs.len()
+            ));
+        }
+    }
+    // Without CLEAR, bitmap then runs, both exact, and nothing cleared.
+    expect_pages(
+        "bitmap without CLEAR",
+        &collect(&dev, 0, PAGES, false)?,
+        &written,
+    )?;
+    collects += 1;
+    let got: Vec<(u64, u64)> = dev
+        .ckpt_collect_ranges(0, PAGES, false)
+        .map_err(|e| format!("ranges without CLEAR: {e}"))?
+        .iter()
+        .map(|r| (r.first, r.count))
+        .collect();
+    collects += 1;
+    if got != want_runs {
+        return Err(format!("ranges without CLEAR: {got:?}, want {want_runs:?}"));
+    }
+    // A window of the region: bits relative to `first`, words past 64 pages.
+    let window: Vec<u64> = written
+        .iter()
+        .copied()
+        .filter(|p| (60..200).contains(p))
+        .collect();
+    expect_pages(
+        "bitmap of pages 60..200",
+        &collect(&dev, 60, 140, false)?,
+        &window,
+    )?;
+    collects += 1;
+    // CLEAR: exactly the pages written, then nothing.
+    expect_pages(
+        "bitmap with CLEAR",
+        &collect(&dev, 0, PAGES, true)?,
+        &written,
+    )?;
+    collects += 1;
+    clearing += 1;
+    reported += written.len() as u64;
+    expect_pages("bitmap after CLEAR", &collect(&dev, 0, PAGES, true)?, &[])?;
+    collects += 1;
+    clearing += 1;
+    if count(&dev)? != (0, 0) {
+        return Err("count-only collect after CLEAR still finds dirty pages".into());
+    }
+    collects += 1;
+    // Runs with CLEAR, then nothing.
+    write_all(2);
+    let got: Vec<(u64, u64)> = dev
+        .ckpt_collect_ranges(0, PAGES, true)
+        .map_err(|e| format!("ranges with CLEAR: {e}"))?
+        .iter()
+        .map(|r| (r.first, r.count))
+        .collect();
+    collects += 1;
+    clearing += 1;
+    reported += written.len() as u64;
+    if got != want_runs {
+        return Err(format!("ranges with CLEAR: {got:?}, want {want_runs:?}"));
+    }
+    let again = dev
+        .ckpt_collect_ranges(0, PAGES, true)
+        .map_err(|e| format!("ranges after CLEAR: {e}"))?;
+    collects += 1;
+    clearing += 1;
+    if !again.is_empty() {
+        return Err(format!("ranges after CLEAR: {again:?}, want none"));
+    }
+    // A clearing collect of a window clears only the window.
+    write_all(3);
+    let head: Vec<u64> = written.iter().copied().filter(|&p| p < 8).collect();
+    let rest: Vec<u64> = written.iter().copied().filter(|&p| p >= 8).collect();
+    expect_pages("CLEAR of pages 0..8", &collect(&dev, 0, 8, true)?, &head)?;
+    expect_pages(
+        "CLEAR after the window's",
+        &collect(&dev, 0, PAGES, true)?,
+        &rest,
+    )?;
+    collects += 2;
+    clearing += 2;
+    reported += written.len() as u64;
+    // A write after a clearing collect is reported by the next.
+    map.write_u64(42 * PAGE, 42);
+    expect_pages(
+        "a write after CLEAR",
+        &collect(&dev, 0, PAGES, true)?,
+        &[42],
+    )?;
+    collects += 1;
+    clearing += 1;
+    reported += 1;
+    let s = stats(&dev)?;
+    println!(
+        "collects {} intervals {} dirty_reported {} dirty_unmapped {}",
+        s.collects, s.intervals, s.dirty_reported, s.dirty_unmapped
+    );
+    if (s.collects, s.intervals, s.dirty_reported) != (collects, clearing, reported) {
+        return Err(format!(
+            "stats {s:?}, want collects {collects} intervals {clearing} dirty_reported {reported}"
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// What the checkpointer of [`ckpt_no_write_is_missed`] keeps.
+struct Checkpointer<'a> {
+    dev: &'a Device,
+    pages: u64,
+    /// The region as rebuilt from the copies of the reported pages.
+    replica: Vec<u8>,
+    /// Per page, the (increasing) numbers of the collects that reported it.
+    reported: Vec<Vec<u32>>,
+    /// Collects done; the next one is `collects + 1`.
+    collects: u64,
+    /// Pages reported (and copied).
+    copied: u64,
+    /// Set to `k` before collect `k` is called.
+    epoch: &'a AtomicU64,
+    /// Set to `k` after collect `k` returned.
+    done: &'a AtomicU64,
+}
+
+impl Checkpointer<'_> {
+    /// One checkpoint: a clearing collect, then a copy of the pages it reported.
+    fn step(&mut self, never_written: impl Fn(u64) -> bool) -> Result<(), String> {
+        let k = self.collects + 1;
+        self.epoch.store(k, Ordering::SeqCst);
+        let dirty = collect(self.dev, 0, self.pages, true)?;
+        self.done.store(k, Ordering::SeqCst);
+        self.collects = k;
+        if let Some(p) = dirty.iter().find(|&&p| never_written(p)) {
+            return Err(format!(
+                "collect {k} reported page {p}, which nobody writes"
+            ));
+        }
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let data = self
+            .dev
+            .ckpt_copy(&dirty)
+            .map_err(|e| format!("CKPT_COPY of {} pages after collect {k}: {e}", dirty.len()))?;
+        if data.len() != dirty.len() * PAGE {
+            return Err(format!(
+                "CKPT_COPY of {} pages returned {} bytes",
+                dirty.len(),
+                data.len()
+            ));
+        }
+        for (&p, page) in dirty.iter().zip(data.chunks_exact(PAGE)) {
+            let at = p as usize * PAGE;
+            self.replica[at..at + PAGE].copy_from_slice(page);
+            self.reported[p as usize].push(k as u32);
+        }
+        self.copied += dirty.len() as u64;
+        Ok(())
+    }
+}
+
+/// What the writers of [`ckpt_no_write_is_missed`] share with the checkpointer.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    map: &'a CkptMap,
+    pages: u64,
+    writers: u64,
+    /// Set to `k` before collect `k` is called.
+    epoch: &'a AtomicU64,
+    /// Set to `k` after collect `k` returned.
+    done: &'a AtomicU64,
+    stop: &'a AtomicBool,
+}
+
+/// One writer of [`ckpt_no_write_is_missed`]: writes a new value (its own id and a
+/// sequence number) to a random word it owns of a random page until told to stop,
+/// and logs `(page, done before the write, epoch after it)` of the first write to a
+/// page after each collect (later writes with the same `done` are implied by it).
+/// Returns the log and the number of writes.
+fn writer(t: u64, sh: &Shared, never_written: impl Fn(u64) -> bool) -> (Vec<u64>, u64) {
+    let Shared {
+        map,
+        pages,
+        writers,
+        epoch,
+        done,
+        stop,
+    } = *sh;
+    const LOG_CAP: usize = 1 << 20;
+    const FIELD: u64 = (1 << 24) - 1;
+    let words_per_page = PAGE as u64 / 8;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut log = Vec::new();
+    let mut last_done = vec![u64::MAX; pages as usize];
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) && log.len() < LOG_CAP {
+        let p = rng.next() % pages;
+        if never_written(p) {
+            continue;
+        }
+        let word = (rng.next() % (words_per_page / writers)) * writers + t;
+        seq += 1;
+        let d = done.load(Ordering::SeqCst);
+        map.write_u64((p * PAGE as u64 + word * 8) as usize, (t + 1) << 56 | seq);
+        // The write is visible before `epoch` is read: a collect numbered above the
+        // epoch read starts after the write.
+        fence(Ordering::SeqCst);
+        let e = epoch.load(Ordering::SeqCst);
+        if e >= FIELD {
+            break;
+        }
+        if last_done[p as usize] != d {
+            last_done[p as usize] = d;
+            log.push(p << 48 | d << 24 | e);
+        }
+    }
+    (log, seq)
+}
+
+pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 256;
+    const WRITERS: u64 = 4;
+    const RUN: Duration = Duration::from_secs(2);
+    const LIMIT: Duration = Duration::from_secs(30);
+    const MIN_CHECKPOINTS: u64 = 50;
+    // Every 16th page is never written: it must never be reported.
+    let never_written = |p: u64| p % 16 == 15;
+    let (dev, map) = region(PAGES)?;
+    let (epoch, done) = (AtomicU64::new(0), AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let finished = AtomicUsize::new(0);
+    let shared = Shared {
+        map: &map,
+        pages: PAGES,
+        writers: WRITERS,
+        epoch: &epoch,
+        done: &done,
+        stop: &stop,
+    };
+    let mut cp = Checkpointer {
+        dev: &dev,
+        pages: PAGES,
+        replica: vec![0u8; PAGES as usize * PAGE],
+        reported: vec![Vec::new(); PAGES as usize],
+        collects: 0,
+        copied: 0,
+        epoch: &epoch,
+        done: &done,
+    };
+    let (during, logs) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|t| {
+                let (shared, finished) = (&shared, &finished);
+                s.spawn(move || {
+                    let out = writer(t, shared, never_written);
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    out
+                })
+            })
+            .collect();
+        // At least RUN and MIN_CHECKPOINTS (a slow guest), at most LIMIT.
+        let started = Instant::now();
+        let mut during = Ok(());
+        while finished.load(Ordering::SeqCst) < WRITERS as usize
+            && started.elapsed() < LIMIT
+            && (started.elapsed() < RUN || cp.collects < MIN_CHECKPOINTS)
+        {
+            if let Err(e) = cp.step(never_written) {
+                during = Err(e);
+                break;
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let logs: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (during, logs)
+    });
+    during?;
+    let mut all = Vec::new();
+    let mut writes = Vec::new();
+    for (t, log) in logs.into_iter().enumerate() {
+        let (log, n) = log.map_err(|_| format!("writer {t} panicked"))?;
+        writes.push(n);
+        all.push(log);
+    }
+    let during_collects = cp.collects;
+    // The writers are stopped: one last checkpoint, after which nothing is dirty.
+    cp.step(never_written)?;
+    expect_pages(
+        "a collect after the last checkpoint",
+        &collect(&dev, 0, PAGES, true)?,
+        &[],
+    )?;
+    println!(
+        "{} writes ({:?} per writer), {during_collects} checkpoints while writing, {} pages copied, {} first writes logged",
+        writes.iter().sum::<u64>(),
+        writes,
+        cp.copied,
+        all.iter().map(Vec::len).sum::<usize>()
+    );
+    if during_collects < 10 || writes.contains(&0) {
+        return Err(format!(
+            "too little concurrency to test anything: {during_collects} checkpoints, writes {writes:?}"
+        ));
+    }
+    // Every write was reported by a collect that ended after it started and began no
+    // later than the first collect that started after it ended.
+    let mut missed = Vec::new();
+    for (t, log) in all.iter().enumerate() {
+        for &entry in log {
+            let (p, d, e) = (entry >> 48, entry >> 24 & 0xff_ffff, entry & 0xff_ffff);
+            let r = &cp.reported[p as usize];
+            let i = r.partition_point(|&c| u64::from(c) <= d);
+            if r.get(i).is_none_or(|&c| u64::from(c) > e + 1) {
+                missed.push((t, p, d, e));
+            }
+        }
+    }
+    if !missed.is_empty() {
+        return Err(format!(
+            "{} writes never reported; first (writer, page, collects done before, epoch after): {:?}",
+            missed.len(),
+            &missed[..missed.len().min(8)]
+        ));
+    }
+    // The checkpointer's replica is the memory, byte for byte.
+    let memory = map.to_vec();
+    let differ: Vec<usize> = (0..PAGES as usize)
+        .filter(|&p| memory[p * PAGE..(p + 1) * PAGE] != cp.replica[p * PAGE..(p + 1) * PAGE])
+        .collect();
+    if !differ.is_empty() {
+        return Err(format!(
+            "the replica built from the reported pages differs from memory in {} pages: {:?}",
+            differ.len(),
+            &differ[..differ.len().min(16)]
+        ));
+    }
+    let s = stats(&dev)?;
+    println!(
+        "stats: collects {} intervals {} dirty_reported {} dirty_unmapped {} pages_copied {} pages_allocated {}",
+        s.collects, s.intervals, s.dirty_reported, s.dirty_unmapped, s.pages_copied, s.pages_allocated
+    );
+    let clearing = cp.collects + 1;
+    if s.intervals != clearing || s.dirty_reported != cp.copied || s.pages_copied != cp.copied {
+        return Err(format!(
+            "stats {s:?}, want intervals {clearing}, dirty_reported and pages_copied {}",
+            cp.copied
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
+pub fn ckpt_written_then_unmapped_is_reported(_: &crate::Options) -> TestResult {
+    let (dev, map, off) = region_at(16)?;
+    expect_pages("before any write", &collect(&dev, 0, 16, true)?, &[])?;
+    // Page 3 through a mapping that then goes; page 5 through one that stays.
+    let page3 = CkptMap::new(&dev, off, 16 * PAGE).map_err(|e| format!("second mmap: {e}"))?;
+    page3.write_u64(3 * PAGE + 16, 0x3333);
+    page3.unmap().map_err(|e| format!("munmap: {e}"))?;
+    map.write_u64(5 * PAGE, 0x5555);
+    expect_pages("after munmap", &collect(&dev, 0, 16, true)?, &[3, 5])?;
+    let s = stats(&dev)?;
+    println!(
+        "dirty_reported {} dirty_unmapped {}",
+        s.dirty_reported, s.dirty_unmapped
+    );
+    if s.dirty_unmapped < 1 || s.dirty_unmapped > s.dirty_reported {
+        return Err(format!(
+            "stats {s:?}: page 3 was dirty after its mapping went, want dirty_unmapped >= 1"
+        ));
+    }
+    // The write outlived its mapping.
+    if map.read_u64(3 * PAGE + 16) != 0x3333 {
+        return Err("the write through the unmapped mapping is lost".into());
+    }
+    expect_pages("the next collect", &collect(&dev, 0, 16, true)?, &[])?;
+    // The last mapping goes too, the file stays: still reported.
+    map.write_u64(9 * PAGE, 0x9999);
+    map.unmap().map_err(|e| format!("munmap: {e}"))?;
+    expect_pages("with no mapping left", &collect(&dev, 0, 16, true)?, &[9])?;
+    let data = dev.ckpt_copy(&[9]).map_err(|e| format!("CKPT_COPY: {e}"))?;
+    if data[..8] != 0x9999u64.to_ne_bytes() {
+        return Err("page 9 lost its contents when the last mapping went".into());
+    }
+    Ok(Outcome::Pass)
+}
+
+/// Waits for `pid` and fails unless it exited with status 0.
+fn wait_child(pid: libc::pid_t) -> Result<(), String> {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status to a valid `c_int`.
+    let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if ret != pid {
+        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("the child failed: wait status {status:#x}"));
+    }
+    Ok(())
+}
+
+pub fn ckpt_fork_child_writes_are_reported(_: &crate::Options) -> TestResult {
+    let (dev, map) = region(16)?;
+    // The parent maps every page too (reads), then starts clean.
+    for p in 0..16 {
+        map.read_u64(p * PAGE);
+    }
+    dev.ckpt_start().map_err(|e| format!("CKPT_START: {e}"))?;
+    let (parent_end, child_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // SAFETY: this process is single-threaded here (each case runs in a process of its
+    // own, and this one has started no thread), so the child may run any code; it
+    // only stores to the mapping, reads and writes a socket and calls `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // The child: page 7 while the parent waits, then page 9 and exit.
+        map.write_u64(7 * PAGE + 56, 0x77);
+        let mut byte = [0u8];
+        let ok = (&child_end).write_all(b"7").is_ok() && (&child_end).read_exact(&mut byte).is_ok();
+        map.write_u64(9 * PAGE + 8, 0x99);
+        // SAFETY: `_exit` ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    drop(child_end);
+    let mut byte = [0u8];
+    let synced = (&parent_end).read_exact(&mut byte);
+    let first = synced
+        .map_err(|e| format!("waiting for the child: {e}"))
+        .and_then(|()| collect(&dev, 0, 16, true));
+    // Let the child go on (and exit) whatever happened here.
+    (&parent_end).write_all(b"9").ok();
+    drop(parent_end);
+    let waited = wait_child(pid);
+    expect_pages("the child's write, child alive", &first?, &[7])?;
+    waited?;
+    expect_pages(
+        "the child's write before it exited",
+        &collect(&dev, 0, 16, true)?,
+        &[9],
+    )?;
+    if map.read_u64(7 * PAGE + 56) != 0x77 || map.read_u64(9 * PAGE + 8) != 0x99 {
+        return Err("the child's writes are not in the shared mapping".into());
+    }
+    Ok(Outcome::Pass)
+}
+
+pub fn ckpt_history_tracks_intervals(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 8;
+    let (dev, map) = region(PAGES)?;
+    let history = |first, count| {
+        dev.ckpt_history(first, count)
+            .map_err(|e| format!("CKPT_HISTORY {first}+{count}: {e}"))
+    };
+    let expect = |what: &str, got: Vec<u64>, want: &[u64]| {
+        if got == want {
+            return Ok(());
+        }
+        let bits = |v: &[u64]| {
+            v.iter()
+                .map(|h| format!("{h:#b}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(format!(
+            "history {what}: [{}], want [{}]",
+            bits(&got),
+            bits(want)
+        ))
+    };
+    // Written before START: forgotten, history and dirty state alike.
+    map.write_u64(6 * PAGE, 6);
+    collect(&dev, 0, PAGES, true)?;
+    map.write_u64(4 * PAGE, 4);
+    dev.ckpt_start().map_err(|e| format!("CKPT_START: {e}"))?;
+    expect("after START", history(0, PAGES)?, &[0; 8])?;
+    expect_pages("collect after START", &collect(&dev, 0, PAGES, false)?, &[])?;
+    // Interval A: pages 1 and 2. Interval B: page 2.
+    map.write_u64(PAGE, 1);
+    map.write_u64(2 * PAGE, 2);
+    expect_pages("interval A", &collect(&dev, 0, PAGES, true)?, &[1, 2])?;
+    map.write_u64(2 * PAGE, 3);
+    // A collect without CLEAR does not end the interval.
+    collect(&dev, 0, PAGES, false)?;
+    expect_pages("interval B", &collect(&dev, 0, PAGES, true)?, &[2])?;
+    expect(
+        "after A and B",
+        history(0, PAGES)?,
+        &[0, 0b10, 0b11, 0, 0, 0, 0, 0],
+    )?;
+    expect("of pages 1..4", history(1, 3)?, &[0b10, 0b11, 0])?;
+    // A write in the current interval is not history yet.
+    map.write_u64(3 * PAGE, 3);
+    expect(
+        "with page 3 written since",
+        history(0, PAGES)?,
+        &[0, 0b10, 0b11, 0, 0, 0, 0, 0],
+    )?;
+    // A clearing collect of pages 2..4 ends an interval for those pages only.
+    expect_pages("window 2..4", &collect(&dev, 2, 2, true)?, &[3])?;
+    expect(
+        "after the window",
+        history(0, PAGES)?,
+        &[0, 0b10, 0b110, 0b1, 0, 0, 0, 0],
+    )?;
+    // Refused arguments.
+    let mut short = [0u64; 2];
+    expect_errno(
+        "buffer of 2 for 3 pages",
+        dev.ckpt_history_into(0, 3, &mut short),
+        libc::ENOSPC,
+    )?;
+    for (first, count) in [(0, 0), (0, PAGES + 1), (PAGES, 1), (u64::MAX, 2)] {
+        let mut buf = [0u64; 16];
+        expect_errno(
+            &format!("CKPT_HISTORY {first}+{count}"),
+            dev.ckpt_history_into(first, count, &mut buf),
+            libc::EINVAL,
+        )?;
+    }
+    let bad = abi::CkptHistory {
+        size: abi::CkptHistory::SIZE as u32,
+        flags: 0,
+        first: 0,
+        count: 1,
+        buf: 8,
+        buf_len: 8,
+    };
+    expect_errno(
+        "CKPT_HISTORY into address 8",
+        dev.call(abi::IOC_CKPT_HISTORY, &bad),
+        libc::EFAULT,
+    )?;
+    Ok(Outcome::Pass)
+}
+
+pub fn ckpt_copy_returns_contents(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 16;
+    let (dev, map) = region(PAGES)?;
+    let (p0, p5) = (pattern(0, 1), pattern(5, 2));
+    map.write_bytes(0, &p0);
+    map.write_bytes(5 * PAGE, &p5);
+    let order = [5, 0, 5, 3];
+    let data = dev
+        .ckpt_copy(&order)
+        .map_err(|e| format!("CKPT_COPY {order:?}: {e}"))?;
+    let want: Vec<u8> = [&p5[..], &p0, &p5, &[0u8; PAGE]].concat();
+    if data.len() != want.len() {
+        return Err(format!(
+            "CKPT_COPY {order:?}: {} bytes, want {}",
+            data.len(),
+            want.len()
+        ));
+    }
+    if let Some(i) =
+        (0..order.len()).find(|&i| data[i * PAGE..(i + 1) * PAGE] != want[i * PAGE..(i + 1) * PAGE])
+    {
+        return Err(format!(
+            "CKPT_COPY {order:?}: entry {i} (page {}) differs",
+            order[i]
+        ));
+    }
+    // Copying does not clear the dirty state.
+    expect_pages("after CKPT_COPY", &collect(&dev, 0, PAGES, false)?, &[0, 5])?;
+    // Refused: nothing written to the buffer.
+    let refused: [(&str, Vec<u64>, usize, i32); 5] = [
+        ("index past the end", vec![PAGES], PAGE, libc::EINVAL),
+        (
+            "second index past the end",
+            vec![0, PAGES],
+            2 * PAGE,
+            libc::EINVAL,
+        ),
+        ("index u64::MAX", vec![u64::MAX], PAGE, libc::EINVAL),
+        (
+            "buffer one byte short",
+            vec![0, 5],
+            2 * PAGE - 1,
+            libc::ENOSPC,
+        ),
+        ("no buffer", vec![0], 0, libc::ENOSPC),
+    ];
+    for (what, pages, len, errno) in refused {
+        let mut buf = vec![0xa5u8; len];
+        expect_errno(what, dev.ckpt_copy_into(&pages, &mut buf), errno)?;
+        if buf.iter().any(|&b| b != 0xa5) {
+            return Err(format!(
+                "CKPT_COPY refused ({what}) but wrote to the buffer"
+            ));
+        }
+    }
+    let mut buf = vec![0u8; PAGE];
+    expect_errno("no pages", dev.ckpt_copy_into(&[], &mut buf), libc::EINVAL)?;
+    let req = |pages: u64, count: u64, buf: &mut [u8]| abi::CkptCopy {
+        size: abi::CkptCopy::SIZE as u32,
+        flags: 0,
+        pages,
+        count,
+        buf: buf.as_mut_ptr() as u64,
+        buf_len: buf.len() as u64,
+        bytes: 0,
+    };
+    expect_errno(
+        "page array at address 8",
+        dev.call(abi::IOC_CKPT_COPY, &req(8, 1, &mut buf)),
+        libc::EFAULT,
+    )?;
+    let s = stats(&dev)?;
+    if s.pages_copied != order.len() as u64 {
+        return Err(format!(
+            "pages_copied {}, want {}",
+            s.pages_copied,
+            order.len()
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// Read-only memory for [`ckpt_bad_collect_args`]: the kernel cannot write to it.
+static READ_ONLY: [u64; 8] = [0x5a5a_5a5a_5a5a_5a5a; 8];
+
+pub fn ckpt_bad_collect_args(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 32;
+    {
+        let dev = open()?;
+        expect_errno(
+            "count-only collect with no region",
+            dev.ckpt_collect_count(0, 1),
+            libc::EINVAL,
+        )?;
+        expect_errno(
+            "collect with no region",
+            dev.ckpt_collect(0, 1, true),
+            libc::EINVAL,
+        )?;
+    }
+    let (dev, map) = region(PAGES)?;
+    let written = [2u64, 3, 10];
+    for p in written {
+        map.write_u64(p as usize * PAGE, p);
+    }
+    let clear = abi::CKPT_COLLECT_CLEAR;
+    let ranges = abi::CKPT_COLLECT_RANGES;
+    let mut buf = vec![0u8; 64];
+    for (first, count) in [
+        (0, 0),
+        (0, PAGES + 1),
+        (31, 2),
+        (PAGES, 1),
+        (u64::MAX, 2),
+        (1, u64::MAX),
+    ] {
+        for flags in [0, clear, ranges | clear] {
+            expect_errno(
+                &format!("collect {first}+{count} flags {flags:#x}"),
+                dev.ckpt_collect_into(flags, first, count, &mut buf),
+                libc::EINVAL,
+            )?;
+        }
+    }
+    for flags in [1 << 2, 1 << 31, clear | 1 << 5] {
+        expect_errno(
+            &format!("unknown flags {flags:#x}"),
+            dev.ckpt_collect_into(flags, 0, PAGES, &mut buf),
+            libc::EINVAL,
+        )?;
+    }
+    for flags in [clear, clear | ranges] {
+        expect_errno(
+            &format!("flags {flags:#x} with no buffer"),
+            dev.ckpt_collect_into(flags, 0, PAGES, &mut []),
+            libc::EINVAL,
+        )?;
+    }
+    // Too small: a bitmap of 32 pages needs 8 bytes, 2 runs need 32.
+    let mut small = [0u8; 7];
+    expect_errno(
+        "bitmap into 7 bytes",
+        dev.ckpt_collect_into(clear, 0, PAGES, &mut small),
+        libc::ENOSPC,
+    )?;
+    let mut one_run = [0u8; 16];
+    expect_errno(
+        "2 runs into room for 1",
+        dev.ckpt_collect_into(clear | ranges, 0, PAGES, &mut one_run),
+        libc::ENOSPC,
+    )?;
+    // Buffers the kernel cannot write to.
+    let bad: [(&str, u64, u64); 3] = [
+        ("address 8", 8, 64),
+        ("read-only memory", READ_ONLY.as_ptr() as u64, 64),
+        ("a kernel address", 0xffff_8880_0000_0000, 64),
+    ];
+    for (what, addr, len) in bad {
+        for flags in [clear, clear | ranges] {
+            let mut req = abi::CkptCollect {
+                size: abi::CkptCollect::SIZE as u32,
+                flags,
+                first: 0,
+                count: PAGES,
+                buf: addr,
+                buf_len: len,
+                ..Default::default()
+            };
+            // SAFETY: none of these addresses is writable memory of this process.
+            let res = unsafe { dev.ckpt_collect_raw(&mut req) };
+            expect_errno(
+                &format!("collect flags {flags:#x} into {what}"),
+                res,
+                libc::EFAULT,
+            )?;
+        }
+    }
+    if READ_ONLY.iter().any(|&w| w != 0x5a5a_5a5a_5a5a_5a5a) {
+        return Err("the kernel wrote to read-only memory".into());
+    }
+    // Nothing was cleared by any of it, and the refusals were not counted.
+    expect_pages(
+        "after the refused collects",
+        &collect(&dev, 0, PAGES, true)?,
+        &written,
+    )?;
+    let s = stats(&dev)?;
+    if (s.collects, s.intervals, s.dirty_reported) != (1, 1, written.len() as u64) {
+        return Err(format!(
+            "stats {s:?}: want one collect, one interval, {} pages reported",
+            written.len()
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
+pub fn ckpt_close_with_mapping_alive(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 32;
+    let (dev, map) = region(PAGES)?;
+    for p in 0..PAGES as usize {
+        map.write_u64(p * PAGE, p as u64);
+    }
+    drop(dev);
+    // The file is closed; the mapping keeps the region.
+    for round in 1..=3u64 {
+        for p in 0..PAGES as usize {
+            map.write_bytes(p * PAGE, &pattern(p as u64, round as u8));
+            map.write_u64(p * PAGE + PAGE - 8, round);
+        }
+        for p in 0..PAGES as usize {
+            let mut page = vec![0u8; PAGE];
+            map.read_bytes(p * PAGE, &mut page);
+            let mut want = pattern(p as u64, round as u8);
+            want[PAGE - 8..].copy_from_slice(&round.to_ne_bytes());
+            if page != want {
+                return Err(format!(
+                    "round {round}: page {p} reads back wrong after close"
+                ));
+            }
+        }
+    }
+    map.unmap()
+        .map_err(|e| format!("munmap after close: {e}"))?;
+    // A new file gets a new, zeroed region.
+    let (dev, map) = region(PAGES)?;
+    if map.to_vec().iter().any(|&b| b != 0) {
+        return Err("a new region shows data of a closed one".into());
+    }
+    expect_pages("a new region", &collect(&dev, 0, PAGES, false)?, &[])?;
+    Ok(Outcome::Pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmaps_and_runs() {
+        assert_eq!(bitmap_pages(0, 64, &[0b100011]), Ok(vec![0, 1, 5]));
+        assert_eq!(
+            bitmap_pages(60, 130, &[1, 1 << 1, 1 << 1]),
+            Ok(vec![60, 125, 189])
+        );
+        assert!(bitmap_pages(0, 65, &[0, 1 << 1]).is_err());
+        assert_eq!(
+            runs_of(&[0, 1, 5, 10, 11, 12, 63]),
+            [(0, 2), (5, 1), (10, 3), (63, 1)]
+        );
+        assert!(runs_of(&[]).is_empty());
+    }
+
+    #[test]
+    fn expect_pages_names_both_kinds_of_error() {
+        assert!(expect_pages("x", &[1, 2], &[1, 2]).is_ok());
+        let e = expect_pages("x", &[1, 3], &[1, 2]).unwrap_err();
+        assert!(
+            e.contains("not reported [2]") && e.contains("not written [3]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn patterns_differ() {
+        assert_ne!(pattern(0, 1), pattern(0, 2));
+        assert_ne!(pattern(0, 1), pattern(1, 1));
+        assert_eq!(pattern(3, 4).len(), PAGE);
+    }
+}
