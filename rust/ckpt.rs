@@ -263,8 +263,7 @@ impl CkptDevice {
             pr_err!("ckpt: this kernel lacks CONFIG_MAPPING_DIRTY_HELPERS (select it with DRM_VMWGFX)\n");
             return Err(EOPNOTSUPP);
         }
-        let mut guard = self.region.lock();
-        if guard.is_some() {
+        if self.region.lock().is_some() {
             return Err(EEXIST);
         }
         // SAFETY: `file` is a valid file.
@@ -272,8 +271,14 @@ impl CkptDevice {
         let mapping = Mapping(NonNull::new(mapping).ok_or(EINVAL)?);
         let region = Region::new(req.bytes, mapping)?;
         req.mmap_offset = region.base << 12;
-        // Written back before the region is kept: a bad pointer leaves no region.
+        // Written back before the region is kept (a bad pointer leaves no region),
+        // and without the lock: the user's struct may lie in another region.
         uapi::write(arg, req.size, &req)?;
+        let mut guard = self.region.lock();
+        if guard.is_some() {
+            // Another thread created one meanwhile.
+            return Err(EEXIST);
+        }
         *guard = Some(region);
         Ok(0)
     }
