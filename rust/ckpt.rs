@@ -25,7 +25,7 @@
 
 use crate::pure::{
     abi,
-    ckpt::{self as logic, Collect},
+    ckpt::{self as logic, diff, Collect},
 };
 use crate::uapi;
 use core::{
@@ -90,6 +90,13 @@ extern "C" {
     /// `page` is NULL or a valid page the caller holds a reference to; called in
     /// process context with no spinlock held.
     fn memkit_copy_page_to_user(dst: usize, page: *mut c_void) -> c_int;
+    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: 4096 bytes.
+    ///
+    /// # Safety
+    ///
+    /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
+    /// for 4096 bytes of writes.
+    fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
 }
 
 /// Region ids, for the page-offset windows; 0 is never used.
@@ -124,6 +131,10 @@ struct Region {
     pending: VVec<u64>,
     /// Per page, the last 64 intervals (bit 0: the last).
     history: VVec<u64>,
+    /// The pages worth diffing (the backup's list).
+    diff_set: VVec<u64>,
+    /// For pages of the diff set, the version last copied out.
+    bases: VVec<Option<Page>>,
     stats: abi::CkptStats,
 }
 
@@ -136,16 +147,21 @@ impl Region {
         }
         let n = usize::try_from(pages)?;
         let mut frames = VVec::with_capacity(n, GFP_KERNEL)?;
+        let mut bases = VVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
             frames.push(None, GFP_KERNEL)?;
+            bases.push(None, GFP_KERNEL)?;
         }
+        let words = usize::try_from(logic::words(pages))?;
         Ok(Region {
             base: id << WINDOW_SHIFT,
             pages,
             mapping,
             frames,
-            pending: VVec::from_elem(0, usize::try_from(logic::words(pages))?, GFP_KERNEL)?,
+            pending: VVec::from_elem(0, words, GFP_KERNEL)?,
             history: VVec::from_elem(0, n, GFP_KERNEL)?,
+            diff_set: VVec::from_elem(0, words, GFP_KERNEL)?,
+            bases,
             stats: abi::CkptStats {
                 bytes,
                 ..Default::default()
@@ -164,6 +180,14 @@ impl Region {
         *slot = Some(page);
         self.stats.pages_allocated += 1;
         Ok(ptr)
+    }
+
+    /// Page `idx` if it was ever touched (NULL: it reads as zeros).
+    fn frame_ptr(&self, idx: usize) -> *mut bindings::page {
+        self.frames
+            .get(idx)
+            .and_then(|f| f.as_ref().map(Page::as_ptr))
+            .unwrap_or(core::ptr::null_mut())
     }
 
     /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
@@ -416,15 +440,13 @@ impl CkptDevice {
         for &i in idx.iter() {
             // Pages are never freed while the region exists, and the region lives as
             // long as the file this ioctl runs on: the pointer stays valid unlocked.
-            let page = {
-                let guard = self.region.lock();
-                let r = guard.as_ref().ok_or(EINVAL)?;
-                // Lossless: `i < pages`, which fits in `usize`.
-                r.frames
-                    .get(i as usize)
-                    .and_then(|f| f.as_ref().map(Page::as_ptr))
-                    .unwrap_or(core::ptr::null_mut())
-            };
+            // Lossless: `i < pages`, which fits in `usize`.
+            let page = self
+                .region
+                .lock()
+                .as_ref()
+                .ok_or(EINVAL)?
+                .frame_ptr(i as usize);
             // SAFETY: `page` is NULL or a page of the region, which holds a reference
             // (see above); process context, no spinlock held.
             let ret = unsafe { memkit_copy_page_to_user(dst, page.cast()) };
@@ -438,6 +460,133 @@ impl CkptDevice {
         if let Some(r) = (*self.region.lock()).as_mut() {
             r.stats.pages_copied += req.count;
         }
+        Ok(0)
+    }
+
+    /// Reads `count` page indexes from the user address `addr`, each checked against
+    /// the region's size (`EINVAL`).
+    fn read_indexes(&self, addr: u64, count: u64) -> Result<KVVec<u64>> {
+        let n = usize::try_from(count)?;
+        let mut idx = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut reader = UserSlice::new(
+            UserPtr::from_addr(usize::try_from(addr)?),
+            n.checked_mul(8).ok_or(EINVAL)?,
+        )
+        .reader();
+        let mut raw = [0u8; 8];
+        for _ in 0..n {
+            reader.read_slice(&mut raw)?;
+            idx.push(u64::from_ne_bytes(raw), GFP_KERNEL)?;
+        }
+        let pages = self.region.lock().as_ref().ok_or(EINVAL)?.pages;
+        if idx.iter().any(|&i| i >= pages) {
+            return Err(EINVAL);
+        }
+        Ok(idx)
+    }
+
+    fn diff_set(&self, arg: usize) -> Result<isize> {
+        let req = uapi::read::<abi::CkptDiffSet>(arg)?;
+        if req.count > abi::CKPT_COPY_MAX_PAGES {
+            return Err(EINVAL);
+        }
+        let idx = self.read_indexes(req.pages, req.count)?;
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EINVAL)?;
+        if req.flags & abi::CKPT_DIFF_SET_RESET != 0 {
+            r.diff_set.iter_mut().for_each(|w| *w = 0);
+            r.bases.iter_mut().for_each(|b| *b = None);
+        }
+        for &i in idx.iter() {
+            // Lossless: checked against the region's pages.
+            logic::set_bit(&mut r.diff_set, i as usize);
+        }
+        Ok(0)
+    }
+
+    fn copy_diff(&self, arg: usize) -> Result<isize> {
+        let mut req = uapi::read::<abi::CkptCopyDiff>(arg)?;
+        if req.count == 0 || req.count > abi::CKPT_COPY_DIFF_MAX_PAGES {
+            return Err(EINVAL);
+        }
+        let params = diff::Params::new(req.segment, req.max_changed).ok_or(EINVAL)?;
+        logic::check_buffer(req.buf_len, req.count, diff::MAX_RECORD as u64).map_err(errno)?;
+        let idx = self.read_indexes(req.pages, req.count)?;
+        let n = idx.len();
+        // No repeats: the versions would not follow the stream.
+        let mut sorted = KVVec::with_capacity(n, GFP_KERNEL)?;
+        for &i in idx.iter() {
+            sorted.push(i, GFP_KERNEL)?;
+        }
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(EINVAL);
+        }
+        // Records, and the contents they carry (the next versions), built under the
+        // lock; copied out without it; versions advanced only if that worked.
+        let mut out = VVec::from_elem(0u8, n * diff::MAX_RECORD, GFP_KERNEL)?;
+        let mut now = VVec::from_elem(0u8, n * diff::PAGE, GFP_KERNEL)?;
+        let mut base = KVVec::from_elem(0u8, diff::PAGE, GFP_KERNEL)?;
+        let (mut at, mut diffed) = (0usize, 0u64);
+        {
+            let guard = self.region.lock();
+            let r = guard.as_ref().ok_or(EINVAL)?;
+            for (k, &i) in idx.iter().enumerate() {
+                let cur = now
+                    .get_mut(k * diff::PAGE..(k + 1) * diff::PAGE)
+                    .ok_or(EINVAL)?;
+                // Lossless: checked against the region's pages.
+                let i = i as usize;
+                // SAFETY: `cur` is valid for 4096 bytes of writes; the page is the
+                // region's (which holds a reference) or NULL.
+                unsafe { memkit_copy_page(cur.as_mut_ptr(), r.frame_ptr(i).cast()) };
+                let prev = match r.bases.get(i).and_then(Option::as_ref) {
+                    Some(b) if logic::test_bit(&r.diff_set, i) => {
+                        // SAFETY: `base` is valid for 4096 bytes of writes; base pages
+                        // are only accessed under the region lock, which we hold.
+                        unsafe { b.read_raw(base.as_mut_ptr(), 0, diff::PAGE)? };
+                        Some(&base[..])
+                    }
+                    _ => None,
+                };
+                let dst = out.get_mut(at..).ok_or(EINVAL)?;
+                let (len, d) = diff::encode(params, i as u64, cur, prev, dst).ok_or(EINVAL)?;
+                at += len;
+                diffed += u64::from(d);
+            }
+        }
+        user_writer(req.buf, req.buf_len)?.write_slice(&out[..at])?;
+        // Lossless: at most 256 records of 4112 bytes.
+        req.bytes = at as u64;
+        req.diffed = diffed;
+        uapi::write(arg, req.size, &req)?;
+
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EINVAL)?;
+        for (k, &i) in idx.iter().enumerate() {
+            let cur = now
+                .get(k * diff::PAGE..(k + 1) * diff::PAGE)
+                .ok_or(EINVAL)?;
+            // Lossless: checked against the region's pages.
+            let i = i as usize;
+            if !logic::test_bit(&r.diff_set, i) {
+                continue;
+            }
+            let Some(slot) = r.bases.get_mut(i) else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(Page::alloc_page(GFP_KERNEL)?);
+            }
+            if let Some(b) = slot {
+                // SAFETY: `cur` is valid for 4096 bytes of reads; base pages are only
+                // accessed under the region lock, which we hold.
+                unsafe { b.write_raw(cur.as_ptr(), 0, diff::PAGE)? };
+            }
+        }
+        r.stats.pages_copied += req.count;
+        r.stats.pages_diffed += diffed;
+        r.stats.record_bytes += req.bytes;
         Ok(0)
     }
 
@@ -510,6 +659,8 @@ impl MiscDevice for CkptDevice {
             Some(abi::Command::CkptHistory) => me.history(arg),
             Some(abi::Command::CkptCopy) => me.copy(arg),
             Some(abi::Command::CkptStats) => me.stats(arg),
+            Some(abi::Command::CkptDiffSet) => me.diff_set(arg),
+            Some(abi::Command::CkptCopyDiff) => me.copy_diff(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -251,3 +251,16 @@ int memkit_copy_page_to_user(unsigned long dst, struct page *page)
 	kunmap_local(src);
 	return left ? -EFAULT : 0;
 }
+
+void memkit_copy_page(void *dst, struct page *page)
+{
+	void *src;
+
+	if (!page) {
+		memset(dst, 0, PAGE_SIZE);
+		return;
+	}
+	src = kmap_local_page(page);
+	memcpy(dst, src, PAGE_SIZE);
+	kunmap_local(src);
+}

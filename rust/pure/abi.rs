@@ -88,6 +88,10 @@ pub const IOC_CKPT_HISTORY: u32 = iow::<CkptHistory>(0x33);
 pub const IOC_CKPT_COPY: u32 = iowr::<CkptCopy>(0x34);
 /// `MEMKIT_IOC_CKPT_STATS`.
 pub const IOC_CKPT_STATS: u32 = iowr::<CkptStats>(0x35);
+/// `MEMKIT_IOC_CKPT_DIFF_SET`.
+pub const IOC_CKPT_DIFF_SET: u32 = iow::<CkptDiffSet>(0x36);
+/// `MEMKIT_IOC_CKPT_COPY_DIFF`.
+pub const IOC_CKPT_COPY_DIFF: u32 = iowr::<CkptCopyDiff>(0x37);
 
 /// A memkit command, decoded from an ioctl command number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +118,10 @@ pub enum Command {
     CkptCopy,
     /// `MEMKIT_IOC_CKPT_STATS`.
     CkptStats,
+    /// `MEMKIT_IOC_CKPT_DIFF_SET`.
+    CkptDiffSet,
+    /// `MEMKIT_IOC_CKPT_COPY_DIFF`.
+    CkptCopyDiff,
 }
 
 impl Command {
@@ -121,7 +129,7 @@ impl Command {
     ///
     /// Returns `None` for a command memkit does not define (the caller answers `ENOTTY`).
     pub fn decode(cmd: u32) -> Option<Command> {
-        const TABLE: [(u32, Command); 11] = [
+        const TABLE: [(u32, Command); 13] = [
             (IOC_VERSION, Command::Version),
             (IOC_JOURNAL_ATTACH, Command::JournalAttach),
             (IOC_JOURNAL_DETACH, Command::JournalDetach),
@@ -133,6 +141,8 @@ impl Command {
             (IOC_CKPT_HISTORY, Command::CkptHistory),
             (IOC_CKPT_COPY, Command::CkptCopy),
             (IOC_CKPT_STATS, Command::CkptStats),
+            (IOC_CKPT_DIFF_SET, Command::CkptDiffSet),
+            (IOC_CKPT_COPY_DIFF, Command::CkptCopyDiff),
         ];
         TABLE
             .iter()
@@ -510,8 +520,12 @@ pub const CKPT_COLLECT_CLEAR: u32 = 1 << 0;
 pub const CKPT_COLLECT_RANGES: u32 = 1 << 1;
 /// Every `memkit_ckpt_collect` flag.
 pub const CKPT_COLLECT_FLAGS: u32 = CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES;
-/// Most pages one `MEMKIT_IOC_CKPT_COPY` copies.
+/// Most pages one `MEMKIT_IOC_CKPT_COPY` copies (and indexes one `DIFF_SET` adds).
 pub const CKPT_COPY_MAX_PAGES: u64 = 65536;
+/// `memkit_ckpt_diff_set.flags`: empty the set first.
+pub const CKPT_DIFF_SET_RESET: u32 = 1 << 0;
+/// Most pages one `MEMKIT_IOC_CKPT_COPY_DIFF` copies.
+pub const CKPT_COPY_DIFF_MAX_PAGES: u64 = 256;
 
 /// `Ok` if `flags` is zero: the check of structs without flags or padding.
 fn no_flags(flags: u32) -> Result<(), UapiError> {
@@ -639,8 +653,58 @@ uapi_struct! {
 }
 
 uapi_struct! {
+    /// `struct memkit_ckpt_diff_set`.
+    pub struct CkptDiffSet (size 24, ver0 24) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// `CKPT_DIFF_SET_*`.
+        flags: u32 = 4,
+        /// User pointer to `count` u64 page indexes.
+        pages: u64 = 8,
+        /// Number of indexes.
+        count: u64 = 16,
+    }
+    check(c) {
+        if c.flags & !CKPT_DIFF_SET_RESET != 0 {
+            Err(UapiError::UnknownFlags)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_ckpt_copy_diff`.
+    pub struct CkptCopyDiff (size 64, ver0 64) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// Must be 0.
+        flags: u32 = 4,
+        /// User pointer to `count` u64 page indexes.
+        pages: u64 = 8,
+        /// Number of pages.
+        count: u64 = 16,
+        /// User buffer for the records.
+        buf: u64 = 24,
+        /// Bytes of the buffer.
+        buf_len: u64 = 32,
+        /// Bytes per segment.
+        segment: u32 = 40,
+        /// Most changed segments of a diffed page.
+        max_changed: u32 = 44,
+        /// Out: bytes written.
+        bytes: u64 = 48,
+        /// Out: pages sent as diffs.
+        diffed: u64 = 56,
+    }
+    check(c) {
+        no_flags(c.flags)
+    }
+}
+
+uapi_struct! {
     /// `struct memkit_ckpt_stats`.
-    pub struct CkptStats (size 64, ver0 64) {
+    pub struct CkptStats (size 80, ver0 80) {
         /// The caller's struct size.
         size: u32 = 0,
         /// Must be 0.
@@ -659,6 +723,10 @@ uapi_struct! {
         dirty_unmapped: u64 = 48,
         /// Pages copied out.
         pages_copied: u64 = 56,
+        /// Of those, sent as diffs.
+        pages_diffed: u64 = 64,
+        /// Bytes of records written.
+        record_bytes: u64 = 72,
     }
     check(c) {
         no_flags(c.flags)

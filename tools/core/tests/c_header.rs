@@ -6,6 +6,7 @@
 //! with the Rust values.
 
 use memkit_core::abi::{self, UapiStruct};
+use memkit_core::ckpt::diff as ckpt_diff;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -118,7 +119,23 @@ int main(void)
 	P("MEMKIT_CKPT_STATS_SIZE_VER0", MEMKIT_CKPT_STATS_SIZE_VER0);
 #define T(f) OFF(memkit_ckpt_stats, f)
 	T(bytes); T(pages_allocated); T(collects); T(intervals); T(dirty_reported);
-	T(dirty_unmapped); T(pages_copied);
+	T(dirty_unmapped); T(pages_copied); T(pages_diffed); T(record_bytes);
+	P("MEMKIT_CKPT_DIFF_SET_RESET", MEMKIT_CKPT_DIFF_SET_RESET);
+	P("MEMKIT_CKPT_REC_FULL", MEMKIT_CKPT_REC_FULL);
+	P("MEMKIT_CKPT_REC_DIFF", MEMKIT_CKPT_REC_DIFF);
+	P("MEMKIT_CKPT_REC_HEADER", MEMKIT_CKPT_REC_HEADER);
+	P("MEMKIT_CKPT_REC_MAX", MEMKIT_CKPT_REC_MAX);
+	P("MEMKIT_CKPT_COPY_DIFF_MAX_PAGES", MEMKIT_CKPT_COPY_DIFF_MAX_PAGES);
+	P("MEMKIT_IOC_CKPT_DIFF_SET", MEMKIT_IOC_CKPT_DIFF_SET);
+	P("MEMKIT_IOC_CKPT_COPY_DIFF", MEMKIT_IOC_CKPT_COPY_DIFF);
+	P("sizeof.memkit_ckpt_diff_set", sizeof(struct memkit_ckpt_diff_set));
+	P("MEMKIT_CKPT_DIFF_SET_SIZE_VER0", MEMKIT_CKPT_DIFF_SET_SIZE_VER0);
+	OFF(memkit_ckpt_diff_set, pages);
+	OFF(memkit_ckpt_diff_set, count);
+	P("sizeof.memkit_ckpt_copy_diff", sizeof(struct memkit_ckpt_copy_diff));
+	P("MEMKIT_CKPT_COPY_DIFF_SIZE_VER0", MEMKIT_CKPT_COPY_DIFF_SIZE_VER0);
+#define D(f) OFF(memkit_ckpt_copy_diff, f)
+	D(pages); D(count); D(buf); D(buf_len); D(segment); D(max_changed); D(bytes); D(diffed);
 	return 0;
 }
 "#;
@@ -395,6 +412,72 @@ fn header_matches_rust_mirror() {
             "MEMKIT_CKPT_COPY_MAX_PAGES",
             abi::CKPT_COPY_MAX_PAGES as usize,
         ),
+        (
+            "memkit_ckpt_stats.pages_diffed",
+            offset_of!(abi::CkptStats, pages_diffed),
+        ),
+        (
+            "memkit_ckpt_stats.record_bytes",
+            offset_of!(abi::CkptStats, record_bytes),
+        ),
+        ("sizeof.memkit_ckpt_diff_set", abi::CkptDiffSet::SIZE),
+        (
+            "MEMKIT_CKPT_DIFF_SET_SIZE_VER0",
+            abi::CkptDiffSet::SIZE_VER0,
+        ),
+        (
+            "memkit_ckpt_diff_set.pages",
+            offset_of!(abi::CkptDiffSet, pages),
+        ),
+        (
+            "memkit_ckpt_diff_set.count",
+            offset_of!(abi::CkptDiffSet, count),
+        ),
+        ("sizeof.memkit_ckpt_copy_diff", abi::CkptCopyDiff::SIZE),
+        (
+            "MEMKIT_CKPT_COPY_DIFF_SIZE_VER0",
+            abi::CkptCopyDiff::SIZE_VER0,
+        ),
+        (
+            "memkit_ckpt_copy_diff.pages",
+            offset_of!(abi::CkptCopyDiff, pages),
+        ),
+        (
+            "memkit_ckpt_copy_diff.count",
+            offset_of!(abi::CkptCopyDiff, count),
+        ),
+        (
+            "memkit_ckpt_copy_diff.buf",
+            offset_of!(abi::CkptCopyDiff, buf),
+        ),
+        (
+            "memkit_ckpt_copy_diff.buf_len",
+            offset_of!(abi::CkptCopyDiff, buf_len),
+        ),
+        (
+            "memkit_ckpt_copy_diff.segment",
+            offset_of!(abi::CkptCopyDiff, segment),
+        ),
+        (
+            "memkit_ckpt_copy_diff.max_changed",
+            offset_of!(abi::CkptCopyDiff, max_changed),
+        ),
+        (
+            "memkit_ckpt_copy_diff.bytes",
+            offset_of!(abi::CkptCopyDiff, bytes),
+        ),
+        (
+            "memkit_ckpt_copy_diff.diffed",
+            offset_of!(abi::CkptCopyDiff, diffed),
+        ),
+        ("MEMKIT_CKPT_REC_FULL", ckpt_diff::KIND_FULL as usize),
+        ("MEMKIT_CKPT_REC_DIFF", ckpt_diff::KIND_DIFF as usize),
+        ("MEMKIT_CKPT_REC_HEADER", ckpt_diff::HEADER),
+        ("MEMKIT_CKPT_REC_MAX", ckpt_diff::MAX_RECORD),
+        (
+            "MEMKIT_CKPT_COPY_DIFF_MAX_PAGES",
+            abi::CKPT_COPY_DIFF_MAX_PAGES as usize,
+        ),
     ];
     let more: Vec<(&str, usize)> = more.into_iter().chain(ckpt).collect();
     expect.extend(more.into_iter().map(|(k, v)| (k, v as u64)));
@@ -432,6 +515,12 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_IOC_CKPT_HISTORY", abi::IOC_CKPT_HISTORY.into()),
         ("MEMKIT_IOC_CKPT_COPY", abi::IOC_CKPT_COPY.into()),
         ("MEMKIT_IOC_CKPT_STATS", abi::IOC_CKPT_STATS.into()),
+        ("MEMKIT_IOC_CKPT_DIFF_SET", abi::IOC_CKPT_DIFF_SET.into()),
+        ("MEMKIT_IOC_CKPT_COPY_DIFF", abi::IOC_CKPT_COPY_DIFF.into()),
+        (
+            "MEMKIT_CKPT_DIFF_SET_RESET",
+            abi::CKPT_DIFF_SET_RESET.into(),
+        ),
     ]);
     for (name, rust) in &expect {
         assert_eq!(c.get(*name), Some(rust), "{name}: C header vs Rust mirror");

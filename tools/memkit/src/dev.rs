@@ -4,6 +4,7 @@
 //! region's `mmap(2)` ([`CkptMap`]).
 
 use memkit_core::abi::{self, UapiStruct};
+use memkit_core::ckpt::diff as ckpt_diff;
 use serde::Serialize;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -435,6 +436,72 @@ impl Device {
             ));
         }
         Ok(out.bytes)
+    }
+
+    /// `MEMKIT_IOC_CKPT_DIFF_SET`: adds `pages` to the diff set (emptied first if
+    /// `reset`).
+    pub fn ckpt_diff_set(&self, pages: &[u64], reset: bool) -> io::Result<()> {
+        let req = abi::CkptDiffSet {
+            size: abi::CkptDiffSet::SIZE as u32,
+            flags: if reset { abi::CKPT_DIFF_SET_RESET } else { 0 },
+            pages: if pages.is_empty() {
+                0
+            } else {
+                pages.as_ptr() as u64
+            },
+            count: pages.len() as u64,
+        };
+        // The kernel only reads `count` indexes at `pages`, which outlive the call.
+        self.call(abi::IOC_CKPT_DIFF_SET, &req).map(|_| ())
+    }
+
+    /// `MEMKIT_IOC_CKPT_COPY_DIFF` of `pages` with segments of `segment` bytes, pages
+    /// with more than `max_changed` changed segments whole: the records
+    /// (`memkit_core::ckpt::diff`) and how many pages went as diffs.
+    pub fn ckpt_copy_diff(
+        &self,
+        pages: &[u64],
+        segment: u32,
+        max_changed: u32,
+    ) -> io::Result<(Vec<u8>, u64)> {
+        if pages.len() as u64 > abi::CKPT_COPY_DIFF_MAX_PAGES {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut buf = vec![0u8; pages.len() * ckpt_diff::MAX_RECORD];
+        let req = abi::CkptCopyDiff {
+            size: abi::CkptCopyDiff::SIZE as u32,
+            flags: 0,
+            pages: if pages.is_empty() {
+                0
+            } else {
+                pages.as_ptr() as u64
+            },
+            count: pages.len() as u64,
+            buf: if buf.is_empty() {
+                0
+            } else {
+                buf.as_mut_ptr() as u64
+            },
+            buf_len: buf.len() as u64,
+            segment,
+            max_changed,
+            bytes: 0,
+            diffed: 0,
+        };
+        // The kernel reads `count` indexes at `pages` and writes at most `buf_len`
+        // bytes to `buf`; both outlive the call.
+        let out = self.call(abi::IOC_CKPT_COPY_DIFF, &req)?;
+        let n = usize::try_from(out.bytes)
+            .ok()
+            .filter(|&n| n <= buf.len())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the kernel reported {} bytes of records", out.bytes),
+                )
+            })?;
+        buf.truncate(n);
+        Ok((buf, out.diffed))
     }
 
     /// `MEMKIT_IOC_CKPT_STATS`.

@@ -2,11 +2,13 @@
 //! pages written (bitmap, runs, count only, get-and-clear), that no write is ever
 //! missed while writers run, writes through a mapping that went or from a forked
 //! child, the per-page history, copying pages out, every refused argument (and that a
-//! refused collect clears nothing), and closing the file with the mapping alive.
+//! refused collect clears nothing), segment diffs that rebuild a replica, and closing
+//! the file with the mapping alive.
 
 use crate::ktap::{expect_errno, Outcome, TestResult};
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
 use memkit_core::abi::{self, UapiStruct};
+use memkit_core::ckpt::diff as ckpt_diff;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -1058,6 +1060,196 @@ pub fn ckpt_close_with_mapping_alive(_: &crate::Options) -> TestResult {
         return Err("a new region shows data of a closed one".into());
     }
     expect_pages("a new region", &collect(&dev, 0, PAGES, false)?, &[])?;
+    Ok(Outcome::Pass)
+}
+
+/// Applies the records of one `CKPT_COPY_DIFF` to `replica`; returns the pages
+/// that came as diffs.
+fn apply_records(
+    replica: &mut [u8],
+    records: &[u8],
+    p: ckpt_diff::Params,
+) -> Result<Vec<u64>, String> {
+    let mut diffs = Vec::new();
+    for rec in ckpt_diff::records(p, records) {
+        let rec = rec.map_err(|e| format!("malformed record stream from the module: {e:?}"))?;
+        let page = rec.page() as usize;
+        let dst = replica
+            .get_mut(page * PAGE..(page + 1) * PAGE)
+            .ok_or_else(|| format!("record for page {page}, past the region"))?;
+        rec.apply(p, dst)
+            .map_err(|e| format!("record for page {page}: {e:?}"))?;
+        if matches!(rec, ckpt_diff::Record::Diff { .. }) {
+            diffs.push(page as u64);
+        }
+    }
+    Ok(diffs)
+}
+
+/// Collects and clears, copies the dirty pages as records and applies them to
+/// `replica`; returns (dirty pages, pages that came as diffs, record bytes).
+fn diff_checkpoint(
+    dev: &Device,
+    pages: u64,
+    replica: &mut [u8],
+    p: ckpt_diff::Params,
+) -> Result<(Vec<u64>, Vec<u64>, usize), String> {
+    let dirty = collect(dev, 0, pages, true)?;
+    let mut diffed = Vec::new();
+    let mut bytes = 0;
+    for batch in dirty.chunks(abi::CKPT_COPY_DIFF_MAX_PAGES as usize) {
+        let (records, n) = dev
+            .ckpt_copy_diff(batch, p.segment() as u32, p.max_changed)
+            .map_err(|e| format!("CKPT_COPY_DIFF of {} pages: {e}", batch.len()))?;
+        let got = apply_records(replica, &records, p)?;
+        if got.len() as u64 != n {
+            return Err(format!("diffed {n} pages, but {} diff records", got.len()));
+        }
+        bytes += records.len();
+        diffed.extend(got);
+    }
+    Ok((dirty, diffed, bytes))
+}
+
+pub fn ckpt_diffs_rebuild_the_replica(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 32;
+    let p = ckpt_diff::Params::new(256, 4).ok_or("bad params")?;
+    let (dev, map) = region(PAGES)?;
+    let mut replica = vec![0u8; PAGES as usize * PAGE];
+    let in_set = |page: u64| page < 16;
+    dev.ckpt_diff_set(&(0..16).collect::<Vec<_>>(), false)
+        .map_err(|e| format!("CKPT_DIFF_SET: {e}"))?;
+    for page in 0..PAGES {
+        map.write_bytes(page as usize * PAGE, &pattern(page, 1));
+    }
+    // The first copy of every page is whole: no version yet.
+    let (dirty, diffed, _) = diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    if dirty.len() as u64 != PAGES || !diffed.is_empty() {
+        return Err(format!(
+            "first checkpoint: {} dirty, diffed {diffed:?}; want {PAGES} and none",
+            dirty.len()
+        ));
+    }
+    let mut rng = Rng(0x5eed);
+    let (mut total_diffed, mut record_bytes, mut full_bytes) = (0usize, 0usize, 0usize);
+    for round in 0..20u64 {
+        for _ in 0..6 {
+            let page = rng.next() % PAGES;
+            if rng.next().is_multiple_of(4) {
+                // A big change: every segment.
+                map.write_bytes(page as usize * PAGE, &pattern(page, round as u8 + 2));
+            } else {
+                // A small change: one 8-byte word.
+                let word = rng.next() % (PAGE as u64 / 8);
+                map.write_u64(page as usize * PAGE + word as usize * 8, rng.next());
+            }
+        }
+        let (dirty, diffed, bytes) = diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+        if let Some(out) = diffed.iter().find(|&&page| !in_set(page)) {
+            return Err(format!(
+                "page {out} is not in the diff set but came as a diff"
+            ));
+        }
+        total_diffed += diffed.len();
+        record_bytes += bytes;
+        full_bytes += dirty.len() * (PAGE + 16);
+        if map.to_vec() != replica {
+            return Err(format!(
+                "after round {round} the replica differs from memory"
+            ));
+        }
+    }
+    println!(
+        "20 rounds: {total_diffed} pages as diffs, {record_bytes} record bytes vs {full_bytes} for whole pages"
+    );
+    if total_diffed == 0 || record_bytes >= full_bytes {
+        return Err("small changes in the diff set never came as diffs".into());
+    }
+
+    // A failed copy advances no version: the next diffs still apply to the replica.
+    let page = 3u64;
+    map.write_u64(page as usize * PAGE, 0xfeed);
+    let bad = abi::CkptCopyDiff {
+        size: abi::CkptCopyDiff::SIZE as u32,
+        pages: &page as *const u64 as u64,
+        count: 1,
+        buf: 8,
+        buf_len: ckpt_diff::MAX_RECORD as u64,
+        segment: 256,
+        max_changed: 4,
+        ..Default::default()
+    };
+    expect_errno(
+        "COPY_DIFF into an unmapped buffer",
+        dev.call(abi::IOC_CKPT_COPY_DIFF, &bad),
+        libc::EFAULT,
+    )?;
+    map.write_u64(page as usize * PAGE + 8, 0xbeef);
+    let (_, diffed, _) = diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    if diffed != [page] || map.to_vec() != replica {
+        return Err(format!(
+            "after a failed copy: diffed {diffed:?}, replica equal: {}",
+            map.to_vec() == replica
+        ));
+    }
+
+    // RESET empties the set: the next copy is whole.
+    dev.ckpt_diff_set(&[], true)
+        .map_err(|e| format!("CKPT_DIFF_SET reset: {e}"))?;
+    map.write_u64(0, 1);
+    let (_, diffed, _) = diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    if !diffed.is_empty() || map.to_vec() != replica {
+        return Err(format!("after RESET: diffed {diffed:?}"));
+    }
+
+    // Refused arguments.
+    let one = [0u64];
+    expect_errno("segment 32", dev.ckpt_copy_diff(&one, 32, 4), libc::EINVAL)?;
+    expect_errno("segment 96", dev.ckpt_copy_diff(&one, 96, 4), libc::EINVAL)?;
+    expect_errno("no pages", dev.ckpt_copy_diff(&[], 256, 4), libc::EINVAL)?;
+    expect_errno(
+        "a repeated page",
+        dev.ckpt_copy_diff(&[1, 2, 1], 256, 4),
+        libc::EINVAL,
+    )?;
+    expect_errno(
+        "a page past the end",
+        dev.ckpt_copy_diff(&[PAGES], 256, 4),
+        libc::EINVAL,
+    )?;
+    expect_errno(
+        "DIFF_SET past the end",
+        dev.ckpt_diff_set(&[PAGES], false),
+        libc::EINVAL,
+    )?;
+    let mut small = vec![0u8; 100];
+    let short = abi::CkptCopyDiff {
+        size: abi::CkptCopyDiff::SIZE as u32,
+        pages: one.as_ptr() as u64,
+        count: 1,
+        buf: small.as_mut_ptr() as u64,
+        buf_len: small.len() as u64,
+        segment: 256,
+        max_changed: 4,
+        ..Default::default()
+    };
+    expect_errno(
+        "a buffer under one record",
+        dev.call(abi::IOC_CKPT_COPY_DIFF, &short),
+        libc::ENOSPC,
+    )?;
+    let s = stats(&dev)?;
+    println!(
+        "stats: pages_copied {} pages_diffed {} record_bytes {}",
+        s.pages_copied, s.pages_diffed, s.record_bytes
+    );
+    if s.pages_diffed != total_diffed as u64 + 1 {
+        return Err(format!(
+            "stats.pages_diffed {} want {}",
+            s.pages_diffed,
+            total_diffed + 1
+        ));
+    }
     Ok(Outcome::Pass)
 }
 

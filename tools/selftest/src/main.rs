@@ -122,6 +122,10 @@ const CASES: &[Case] = &[
         run: ckpt_tests::ckpt_copy_returns_contents,
     },
     Case {
+        name: "ckpt_diffs_rebuild_the_replica",
+        run: ckpt_tests::ckpt_diffs_rebuild_the_replica,
+    },
+    Case {
         name: "ckpt_bad_collect_args",
         run: ckpt_tests::ckpt_bad_collect_args,
     },

@@ -350,6 +350,70 @@ struct memkit_ckpt_copy {
 #define MEMKIT_CKPT_COPY_SIZE_VER0 48
 #define MEMKIT_CKPT_COPY_MAX_PAGES 65536
 
+/* memkit_ckpt_diff_set.flags: empty the diff set first. */
+#define MEMKIT_CKPT_DIFF_SET_RESET (1U << 0)
+
+/**
+ * struct memkit_ckpt_diff_set - MEMKIT_IOC_CKPT_DIFF_SET: the pages worth diffing
+ * (the backup's list).  The module keeps the last version it copied out of each of
+ * them, and only of them; a page enters the set without a version (its next copy is
+ * whole).
+ * @size: sizeof(struct memkit_ckpt_diff_set).
+ * @flags: MEMKIT_CKPT_DIFF_SET_RESET: empty the set (and drop its versions) first.
+ * @pages: user pointer to @count __u64 page indexes to add (any order, repeats fine).
+ * @count: number of indexes (0 to 65536).
+ */
+struct memkit_ckpt_diff_set {
+	__u32 size;
+	__u32 flags;
+	__u64 pages;
+	__u64 count;
+};
+#define MEMKIT_CKPT_DIFF_SET_SIZE_VER0 24
+
+/*
+ * Records of MEMKIT_IOC_CKPT_COPY_DIFF: a 16-byte header (page index __u64, kind __u32,
+ * payload bytes __u32; little-endian) and its payload.  FULL: the page's 4096 bytes.
+ * DIFF: a __u64 mask of changed segments (bit i: segment i) and the changed segments'
+ * bytes in order, against the version the module last copied out of that page.
+ */
+#define MEMKIT_CKPT_REC_FULL 0
+#define MEMKIT_CKPT_REC_DIFF 1
+#define MEMKIT_CKPT_REC_HEADER 16
+/* Most pages one MEMKIT_IOC_CKPT_COPY_DIFF copies; its buffer needs this much per page. */
+#define MEMKIT_CKPT_COPY_DIFF_MAX_PAGES 256
+#define MEMKIT_CKPT_REC_MAX (MEMKIT_CKPT_REC_HEADER + 4096)
+
+/**
+ * struct memkit_ckpt_copy_diff - MEMKIT_IOC_CKPT_COPY_DIFF: a set of pages as records,
+ * diffs for pages of the diff set with a version and at most @max_changed changed
+ * segments, whole pages otherwise.  The versions advance only if the whole answer was
+ * copied out.
+ * @size: sizeof(struct memkit_ckpt_copy_diff).
+ * @flags: must be 0.
+ * @pages: user pointer to @count __u64 page indexes, no repeats.
+ * @count: number of pages (1 to MEMKIT_CKPT_COPY_DIFF_MAX_PAGES).
+ * @buf: user buffer for the records.
+ * @buf_len: bytes of @buf, at least MEMKIT_CKPT_REC_MAX * @count (else ENOSPC).
+ * @segment: bytes per segment: a power of two from 64 to 4096.
+ * @max_changed: a page with more changed segments is sent whole.
+ * @bytes: out: bytes of records written.
+ * @diffed: out: pages sent as diffs.
+ */
+struct memkit_ckpt_copy_diff {
+	__u32 size;
+	__u32 flags;
+	__u64 pages;
+	__u64 count;
+	__u64 buf;
+	__u64 buf_len;
+	__u32 segment;
+	__u32 max_changed;
+	__u64 bytes;
+	__u64 diffed;
+};
+#define MEMKIT_CKPT_COPY_DIFF_SIZE_VER0 64
+
 /**
  * struct memkit_ckpt_stats - MEMKIT_IOC_CKPT_STATS: the file's region.
  * @size: sizeof(struct memkit_ckpt_stats).
@@ -362,7 +426,9 @@ struct memkit_ckpt_copy {
  * @dirty_reported: dirty pages reported by clearing collects, summed.
  * @dirty_unmapped: of those, pages found dirty after their mapping went (munmap,
  *	exit) rather than in a page table.
- * @pages_copied: pages copied out by MEMKIT_IOC_CKPT_COPY.
+ * @pages_copied: pages copied out by MEMKIT_IOC_CKPT_COPY and _COPY_DIFF.
+ * @pages_diffed: of those, pages sent as diffs.
+ * @record_bytes: bytes of records MEMKIT_IOC_CKPT_COPY_DIFF wrote.
  */
 struct memkit_ckpt_stats {
 	__u32 size;
@@ -374,8 +440,10 @@ struct memkit_ckpt_stats {
 	__u64 dirty_reported;
 	__u64 dirty_unmapped;
 	__u64 pages_copied;
+	__u64 pages_diffed;
+	__u64 record_bytes;
 };
-#define MEMKIT_CKPT_STATS_SIZE_VER0 64
+#define MEMKIT_CKPT_STATS_SIZE_VER0 80
 
 #define MEMKIT_IOC_CKPT_CREATE _IOWR(MEMKIT_IOC_MAGIC, 0x30, struct memkit_ckpt_create)
 #define MEMKIT_IOC_CKPT_START _IOW(MEMKIT_IOC_MAGIC, 0x31, struct memkit_ckpt_start)
@@ -383,6 +451,8 @@ struct memkit_ckpt_stats {
 #define MEMKIT_IOC_CKPT_HISTORY _IOW(MEMKIT_IOC_MAGIC, 0x33, struct memkit_ckpt_history)
 #define MEMKIT_IOC_CKPT_COPY _IOWR(MEMKIT_IOC_MAGIC, 0x34, struct memkit_ckpt_copy)
 #define MEMKIT_IOC_CKPT_STATS _IOWR(MEMKIT_IOC_MAGIC, 0x35, struct memkit_ckpt_stats)
+#define MEMKIT_IOC_CKPT_DIFF_SET _IOW(MEMKIT_IOC_MAGIC, 0x36, struct memkit_ckpt_diff_set)
+#define MEMKIT_IOC_CKPT_COPY_DIFF _IOWR(MEMKIT_IOC_MAGIC, 0x37, struct memkit_ckpt_copy_diff)
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #include <stddef.h>
@@ -426,7 +496,12 @@ _Static_assert(sizeof(struct memkit_ckpt_history) == 40, "memkit_ckpt_history si
 _Static_assert(offsetof(struct memkit_ckpt_history, buf_len) == 32, "memkit_ckpt_history.buf_len");
 _Static_assert(sizeof(struct memkit_ckpt_copy) == 48, "memkit_ckpt_copy size");
 _Static_assert(offsetof(struct memkit_ckpt_copy, bytes) == 40, "memkit_ckpt_copy.bytes");
-_Static_assert(sizeof(struct memkit_ckpt_stats) == 64, "memkit_ckpt_stats size");
+_Static_assert(sizeof(struct memkit_ckpt_stats) == 80, "memkit_ckpt_stats size");
+_Static_assert(offsetof(struct memkit_ckpt_stats, record_bytes) == 72, "memkit_ckpt_stats.record_bytes");
+_Static_assert(sizeof(struct memkit_ckpt_diff_set) == 24, "memkit_ckpt_diff_set size");
+_Static_assert(sizeof(struct memkit_ckpt_copy_diff) == 64, "memkit_ckpt_copy_diff size");
+_Static_assert(offsetof(struct memkit_ckpt_copy_diff, segment) == 40, "memkit_ckpt_copy_diff.segment");
+_Static_assert(offsetof(struct memkit_ckpt_copy_diff, diffed) == 56, "memkit_ckpt_copy_diff.diffed");
 _Static_assert(offsetof(struct memkit_ckpt_stats, pages_copied) == 56, "memkit_ckpt_stats.pages_copied");
 #endif
 

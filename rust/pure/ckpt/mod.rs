@@ -10,6 +10,8 @@
 
 use super::abi::{self, CkptCollect, UapiStruct};
 
+pub mod diff;
+
 /// Bytes per page.
 pub const PAGE_SIZE: u64 = 4096;
 /// `EINVAL`.
