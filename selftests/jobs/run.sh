@@ -20,5 +20,7 @@ say "memkit journal tx --range 65536:str:hello --range 73728:str:world"
 memkit journal tx --range 65536:str:hello --range 73728:str:world || exit 1
 say "memkit journal read 65536 5; memkit journal read 73728 5"
 memkit journal read 65536 5 && memkit journal read 73728 5
+say "memkit ckpt demo --pages 64 --rounds 5   # dirty tracking: collect, diffs, a replica"
+memkit ckpt demo --pages 64 --rounds 5 || exit 1
 say "memkit-selftest --journal-crash-run 2 4   # two writers, 4 slots each, until the host kills the VM"
 exec memkit-selftest --journal-crash-run 2 4 | awk '/^ACK/ { n++; if (n % 100 == 0) print "  ... " n " transactions acknowledged, last: " $0; fflush(); next } { print; fflush() }'

@@ -170,7 +170,7 @@ pub fn parse_range(s: &str) -> Result<TxRange, String> {
 }
 
 /// Prints `value` as JSON, or `text()` as it is.
-fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+pub(crate) fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     if json {
         match serde_json::to_string_pretty(value) {
             Ok(s) => println!("{s}"),
@@ -182,7 +182,7 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
 }
 
 /// Reports `msg` on stderr (and as `{"error": …}` with `--json`); returns `code`.
-fn fail(json: bool, msg: &str, code: u8) -> ExitCode {
+pub(crate) fn fail(json: bool, msg: &str, code: u8) -> ExitCode {
     eprintln!("memkit: {msg}");
     if json {
         println!("{}", serde_json::json!({ "error": msg }));

@@ -1,5 +1,6 @@
 //! `memkit`: the command-line tool of the memkit kernel module.
 
+mod ckpt;
 mod image;
 mod journal;
 mod pmem_file;
@@ -32,6 +33,11 @@ enum Cmd {
     Journal {
         #[command(subcommand)]
         cmd: journal::JournalCmd,
+    },
+    /// Checkpoint dirty tracking on /dev/memkit-ckpt.
+    Ckpt {
+        #[command(subcommand)]
+        cmd: ckpt::CkptCmd,
     },
 }
 
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Journal { cmd } => journal::run(cmd, cli.json),
+        Cmd::Ckpt { cmd } => ckpt::run(cmd, cli.json),
         Cmd::Version { device } => {
             let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
             let reports = version(&kinds);
