@@ -4,5 +4,6 @@
 //! Rust file the kernel module compiles.
 
 pub mod dev;
+pub mod track;
 
 pub use memkit_core as core;

@@ -1253,6 +1253,121 @@ pub fn ckpt_diffs_rebuild_the_replica(_: &crate::Options) -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// The baseline for memory that is not a memkit region: soft-dirty bits of another
+/// process, read from its pagemap (entries and `PAGEMAP_SCAN`), contents copied with
+/// `process_vm_readv` (`memkit::track`).
+pub fn ckpt_baseline_soft_dirty_of_another_process(_: &crate::Options) -> TestResult {
+    const PAGES: usize = 32;
+    // SAFETY: a new private anonymous mapping; no other reference to it exists.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGES * PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    let addr = base as u64;
+    let (parent_end, child_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // SAFETY: this process is single-threaded here (each case runs in a process of its
+    // own), so the child may run any code; it stores to its copy of the mapping,
+    // uses a socket and calls `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let page = |p: usize| (addr as usize + p * PAGE) as *mut u64;
+        // Every page present, then wait for the parent to clear the bits.
+        for p in 0..PAGES {
+            // SAFETY: inside the child's private copy of the mapping.
+            unsafe { page(p).write_volatile(1) };
+        }
+        let mut byte = [0u8];
+        let mut ok =
+            (&child_end).write_all(b"r").is_ok() && (&child_end).read_exact(&mut byte).is_ok();
+        for p in [1, 5, 6, 7, 20] {
+            // SAFETY: as above.
+            unsafe { page(p).add(3).write_volatile(0x1000 + p as u64) };
+        }
+        ok &= (&child_end).write_all(b"w").is_ok() && (&child_end).read_exact(&mut byte).is_ok();
+        // SAFETY: `_exit` ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    drop(child_end);
+    let result = (|| -> Result<(), String> {
+        let mut byte = [0u8];
+        (&parent_end)
+            .read_exact(&mut byte)
+            .map_err(|e| format!("waiting for the child: {e}"))?;
+        let t =
+            memkit::track::SoftDirty::open(pid).map_err(|e| format!("pagemap of {pid}: {e}"))?;
+        t.clear().map_err(|e| format!("clear_refs: {e}"))?;
+        let end = addr + (PAGES * PAGE) as u64;
+        let after_clear = t
+            .dirty_pagemap(addr, end)
+            .map_err(|e| format!("pagemap: {e}"))?;
+        if !after_clear.is_empty() {
+            return Err(format!(
+                "{} pages soft-dirty right after clear_refs",
+                after_clear.len()
+            ));
+        }
+        (&parent_end)
+            .write_all(b"g")
+            .and_then(|()| (&parent_end).read_exact(&mut byte))
+            .map_err(|e| format!("letting the child write: {e}"))?;
+        let want: Vec<u64> = [1u64, 5, 6, 7, 20]
+            .iter()
+            .map(|p| addr + p * PAGE as u64)
+            .collect();
+        let from_entries = t
+            .dirty_pagemap(addr, end)
+            .map_err(|e| format!("pagemap: {e}"))?;
+        if from_entries != want {
+            return Err(format!(
+                "pagemap soft-dirty pages {from_entries:x?}, want {want:x?}"
+            ));
+        }
+        let runs = t
+            .dirty_scan(addr, end)
+            .map_err(|e| format!("PAGEMAP_SCAN: {e}"))?;
+        let p = |n: u64| addr + n * PAGE as u64;
+        let want_runs = [(p(1), p(2)), (p(5), p(8)), (p(20), p(21))];
+        if runs != want_runs {
+            return Err(format!("PAGEMAP_SCAN runs {runs:x?}, want {want_runs:x?}"));
+        }
+        let mut word = [0u8; 8];
+        t.read(p(6) + 24, &mut word)
+            .map_err(|e| format!("process_vm_readv: {e}"))?;
+        if u64::from_ne_bytes(word) != 0x1006 {
+            return Err(format!(
+                "process_vm_readv read {:#x}, want 0x1006",
+                u64::from_ne_bytes(word)
+            ));
+        }
+        println!(
+            "soft-dirty of pid {pid}: {} pages, {} runs",
+            from_entries.len(),
+            runs.len()
+        );
+        Ok(())
+    })();
+    (&parent_end).write_all(b"x").ok();
+    drop(parent_end);
+    let waited = wait_child(pid);
+    // SAFETY: the parent's own mapping, unused from here on.
+    unsafe { libc::munmap(base, PAGES * PAGE) };
+    result?;
+    waited?;
+    Ok(Outcome::Pass)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,10 @@ const CASES: &[Case] = &[
         run: ckpt_tests::ckpt_diffs_rebuild_the_replica,
     },
     Case {
+        name: "ckpt_baseline_soft_dirty_of_another_process",
+        run: ckpt_tests::ckpt_baseline_soft_dirty_of_another_process,
+    },
+    Case {
         name: "ckpt_bad_collect_args",
         run: ckpt_tests::ckpt_bad_collect_args,
     },

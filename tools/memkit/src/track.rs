@@ -1,0 +1,194 @@
+//! Dirty tracking of any process through the kernel's own interfaces: the baseline
+//! memkit's checkpoint device is compared with, and the fallback for memory that is
+//! not a memkit region.
+//!
+//! - Soft-dirty: writing `4` to `/proc/PID/clear_refs` clears the soft-dirty bits of
+//!   every page of the process (and write-protects them); a later write sets the bit
+//!   again. It is read from `/proc/PID/pagemap` (bit 55 of each 64-bit entry), or
+//!   with the `PAGEMAP_SCAN` ioctl on the same file (Linux 6.7), which returns runs.
+//! - Contents are copied with `process_vm_readv` (or `/proc/PID/mem` where the
+//!   kernel lacks it).
+//!
+//! Both need the right to ptrace the target (root, or the same user with the default
+//! Yama setting), and a kernel with `CONFIG_MEM_SOFT_DIRTY`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+/// Bytes per page.
+pub const PAGE: u64 = 4096;
+/// Soft-dirty bit of a pagemap entry.
+const PM_SOFT_DIRTY: u64 = 1 << 55;
+/// `PAGE_IS_SOFT_DIRTY` of `PAGEMAP_SCAN`.
+const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
+
+/// `struct pm_scan_arg` (linux/fs.h).
+#[repr(C)]
+#[derive(Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// `struct page_region` (linux/fs.h).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
+const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
+
+/// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)`.
+const PAGEMAP_SCAN: libc::c_ulong = (3 << 30) | (96 << 16) | ((b'f' as libc::c_ulong) << 8) | 16;
+
+/// Soft-dirty tracking of one process.
+pub struct SoftDirty {
+    pid: libc::pid_t,
+    pagemap: File,
+}
+
+impl SoftDirty {
+    /// Opens the pagemap of process `pid`.
+    pub fn open(pid: libc::pid_t) -> io::Result<SoftDirty> {
+        let pagemap = File::open(format!("/proc/{pid}/pagemap"))?;
+        Ok(SoftDirty { pid, pagemap })
+    }
+
+    /// Clears the soft-dirty bits of every page of the process.
+    pub fn clear(&self) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{}/clear_refs", self.pid))?;
+        f.write_all(b"4")
+    }
+
+    /// The soft-dirty pages of `[start, end)` (page-aligned addresses), read from
+    /// the pagemap entries.
+    pub fn dirty_pagemap(&self, start: u64, end: u64) -> io::Result<Vec<u64>> {
+        check_range(start, end)?;
+        let n = ((end - start) / PAGE) as usize;
+        let mut raw = vec![0u8; n * 8];
+        self.pagemap.read_exact_at(&mut raw, start / PAGE * 8)?;
+        Ok(raw
+            .chunks_exact(8)
+            .enumerate()
+            .filter(|(_, e)| {
+                u64::from_ne_bytes((*e).try_into().unwrap_or([0; 8])) & PM_SOFT_DIRTY != 0
+            })
+            .map(|(i, _)| start + i as u64 * PAGE)
+            .collect())
+    }
+
+    /// The runs `[start, end)` of soft-dirty pages of `[start, end)`, from
+    /// `PAGEMAP_SCAN`.
+    pub fn dirty_scan(&self, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
+        check_range(start, end)?;
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut vec = vec![PageRegion::default(); 256];
+        let mut at = start;
+        while at < end {
+            let mut arg = PmScanArg {
+                size: std::mem::size_of::<PmScanArg>() as u64,
+                start: at,
+                end,
+                vec: vec.as_mut_ptr() as u64,
+                vec_len: vec.len() as u64,
+                category_mask: PAGE_IS_SOFT_DIRTY,
+                return_mask: PAGE_IS_SOFT_DIRTY,
+                ..Default::default()
+            };
+            // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec_len`
+            // writable page_regions that outlive the call.
+            let n = unsafe { libc::ioctl(self.pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for r in &vec[..n as usize] {
+                match out.last_mut() {
+                    Some(last) if last.1 == r.start => last.1 = r.end,
+                    _ => out.push((r.start, r.end)),
+                }
+            }
+            if arg.walk_end <= at {
+                return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
+            }
+            at = arg.walk_end;
+        }
+        Ok(out)
+    }
+
+    /// Copies `buf.len()` bytes at `addr` of the process into `buf`, with
+    /// `process_vm_readv`, or through `/proc/PID/mem` on a kernel without it
+    /// (`CONFIG_CROSS_MEMORY_ATTACH=n`).
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self.read_vm(addr, buf) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                File::open(format!("/proc/{}/mem", self.pid))?.read_exact_at(buf, addr)
+            }
+            other => other,
+        }
+    }
+
+    fn read_vm(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: `local` describes `buf`, writable for its length; the remote range
+        // is only read, in the other process, by the kernel.
+        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        match n {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n if n as usize != buf.len() => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("process_vm_readv copied {n} of {} bytes", buf.len()),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check_range(start: u64, end: u64) -> io::Result<()> {
+    if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || end <= start {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagemap_scan_number_matches_the_header() {
+        // _IOWR('f', 16, 96 bytes), as <linux/fs.h> computes it.
+        assert_eq!(PAGEMAP_SCAN, 0xc060_6610);
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert!(check_range(4096, 8192).is_ok());
+        assert!(check_range(4096, 4096).is_err());
+        assert!(check_range(1, 8192).is_err());
+    }
+}
