@@ -422,20 +422,8 @@ impl CkptDevice {
             return Err(EINVAL);
         }
         let bytes = logic::check_buffer(req.buf_len, req.count, logic::PAGE_SIZE).map_err(errno)?;
-        let n = usize::try_from(req.count)?;
-        let mut idx = KVVec::with_capacity(n, GFP_KERNEL)?;
-        let mut raw = [0u8; 8];
-        let mut reader =
-            UserSlice::new(UserPtr::from_addr(usize::try_from(req.pages)?), n * 8).reader();
-        for _ in 0..n {
-            reader.read_slice(&mut raw)?;
-            idx.push(u64::from_ne_bytes(raw), GFP_KERNEL)?;
-        }
         // Every index is checked before anything is written.
-        let pages = self.region.lock().as_ref().ok_or(EINVAL)?.pages;
-        if idx.iter().any(|&i| i >= pages) {
-            return Err(EINVAL);
-        }
+        let idx = self.read_indexes(req.pages, req.count)?;
         let mut dst = usize::try_from(req.buf)?;
         for &i in idx.iter() {
             // Pages are never freed while the region exists, and the region lives as
