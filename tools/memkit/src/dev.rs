@@ -67,6 +67,25 @@ pub struct Device {
     kind: DeviceKind,
 }
 
+/// The address of `s` for an ioctl struct, or 0 (NULL) for an empty slice, so that
+/// the module sees "no buffer" rather than a dangling pointer.
+fn user_addr<T>(s: &[T]) -> u64 {
+    if s.is_empty() {
+        0
+    } else {
+        s.as_ptr() as u64
+    }
+}
+
+/// [`user_addr`] of a buffer the module writes.
+fn user_addr_mut<T>(s: &mut [T]) -> u64 {
+    if s.is_empty() {
+        0
+    } else {
+        s.as_mut_ptr() as u64
+    }
+}
+
 impl Device {
     /// Opens `kind` for reading and writing.
     pub fn open(kind: DeviceKind) -> io::Result<Device> {
@@ -404,19 +423,11 @@ impl Device {
     /// `MEMKIT_IOC_CKPT_COPY` of `pages` into `buf` (`buf_len` is `buf.len()`; an
     /// empty `buf` is passed as `buf = 0`). Returns the bytes written.
     pub fn ckpt_copy_into(&self, pages: &[u64], buf: &mut [u8]) -> io::Result<u64> {
-        let buf_ptr = if buf.is_empty() {
-            0
-        } else {
-            buf.as_mut_ptr() as u64
-        };
+        let buf_ptr = user_addr_mut(buf);
         let req = abi::CkptCopy {
             size: abi::CkptCopy::SIZE as u32,
             flags: 0,
-            pages: if pages.is_empty() {
-                0
-            } else {
-                pages.as_ptr() as u64
-            },
+            pages: user_addr(pages),
             count: pages.len() as u64,
             buf: buf_ptr,
             buf_len: buf.len() as u64,
@@ -444,11 +455,7 @@ impl Device {
         let req = abi::CkptDiffSet {
             size: abi::CkptDiffSet::SIZE as u32,
             flags: if reset { abi::CKPT_DIFF_SET_RESET } else { 0 },
-            pages: if pages.is_empty() {
-                0
-            } else {
-                pages.as_ptr() as u64
-            },
+            pages: user_addr(pages),
             count: pages.len() as u64,
         };
         // The kernel only reads `count` indexes at `pages`, which outlive the call.
@@ -471,17 +478,9 @@ impl Device {
         let req = abi::CkptCopyDiff {
             size: abi::CkptCopyDiff::SIZE as u32,
             flags: 0,
-            pages: if pages.is_empty() {
-                0
-            } else {
-                pages.as_ptr() as u64
-            },
+            pages: user_addr(pages),
             count: pages.len() as u64,
-            buf: if buf.is_empty() {
-                0
-            } else {
-                buf.as_mut_ptr() as u64
-            },
+            buf: user_addr_mut(&mut buf),
             buf_len: buf.len() as u64,
             segment,
             max_changed,
