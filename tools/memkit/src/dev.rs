@@ -602,10 +602,9 @@ impl CkptMap {
             "CkptMap: word at {offset} outside {} bytes or unaligned",
             self.len
         );
-        // SAFETY: the word is inside the mapping (checked above), which is page-aligned,
-        // so the pointer is 8-aligned; the mapping stays valid for reads and writes as
-        // long as `self`, which the returned reference borrows; and this type only ever
-        // accesses it through `AtomicU64`.
+        // SAFETY: an 8-aligned word inside the page-aligned mapping (checked above),
+        // valid as long as `self`, which the reference borrows; this type only ever
+        // accesses the mapping through `AtomicU64`.
         unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) }
     }
 
