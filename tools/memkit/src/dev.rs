@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,12 @@ pub struct Device {
     kind: DeviceKind,
 }
 
+impl AsFd for Device {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 /// The address of `s` for an ioctl struct, or 0 (NULL) for an empty slice, so that
 /// the module sees "no buffer" rather than a dangling pointer.
 fn user_addr<T>(s: &[T]) -> u64 {
@@ -101,6 +107,27 @@ impl Device {
     pub fn open_read_only(kind: DeviceKind) -> io::Result<Device> {
         let file = File::open(kind.path())?;
         Ok(Device { file, kind })
+    }
+
+    /// The device open on `fd` (inherited, or taken from another process), checked
+    /// with `MEMKIT_IOC_VERSION` to be `kind`.
+    pub fn from_fd(fd: std::os::fd::OwnedFd, kind: DeviceKind) -> io::Result<Device> {
+        let dev = Device {
+            file: File::from(fd),
+            kind,
+        };
+        match dev.version() {
+            Ok(v) if v.device == kind.id() => Ok(dev),
+            Ok(v) => Err(io::Error::other(format!(
+                "the descriptor is memkit device {}, not {}",
+                v.device,
+                kind.name()
+            ))),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("the descriptor is not {}: {e}", kind.path().display()),
+            )),
+        }
     }
 
     /// Which device this is.
@@ -559,17 +586,32 @@ impl CkptMap {
         CkptMap::map(dev, offset, len, libc::MAP_PRIVATE)
     }
 
+    /// Private anonymous memory with the same accessors: what a program that is not
+    /// using memkit checkpoints (through soft-dirty).
+    pub fn anonymous(len: usize) -> io::Result<CkptMap> {
+        CkptMap::mmap(-1, 0, len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+    }
+
+    /// The address of the mapping in this process.
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
     fn map(dev: &Device, offset: u64, len: usize, flags: libc::c_int) -> io::Result<CkptMap> {
+        CkptMap::mmap(dev.file.as_raw_fd(), offset, len, flags)
+    }
+
+    fn mmap(fd: RawFd, offset: u64, len: usize, flags: libc::c_int) -> io::Result<CkptMap> {
         let offset = libc::off_t::try_from(offset).map_err(|_| einval())?;
         // SAFETY: a new mapping at an address the kernel chooses (no MAP_FIXED), so no
-        // existing memory is affected; the fd is open for the duration of the call.
+        // existing memory is affected; the fd (if any) is open for the call.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 flags,
-                dev.file.as_raw_fd(),
+                fd,
                 offset,
             )
         };

@@ -1,9 +1,14 @@
-//! memkit's userspace library: opening the devices and calling their ioctls.
+//! memkit's userspace library: opening the devices and calling their ioctls, and
+//! the checkpointer, backup replica and stream built on them.
 //!
 //! The ABI itself (structs, command numbers, rules) is [`memkit_core::abi`], the same
 //! Rust file the kernel module compiles.
 
 pub mod dev;
+pub mod primary;
+pub mod replica;
+pub mod stream;
+pub mod target;
 pub mod track;
 
 pub use memkit_core as core;

@@ -70,6 +70,23 @@ impl SoftDirty {
         Ok(SoftDirty { pid, pagemap })
     }
 
+    /// Whether this kernel tracks soft-dirty bits (`CONFIG_MEM_SOFT_DIRTY`): a page of
+    /// this process, written after a clear, must read back soft-dirty. Without it
+    /// pagemap's bit 55 is always 0 and every write would go unseen.
+    pub fn supported() -> io::Result<bool> {
+        let me = SoftDirty::open(std::process::id() as libc::pid_t)?;
+        let mut buf = vec![1u8; 2 * PAGE as usize];
+        let page = (buf.as_ptr() as u64).next_multiple_of(PAGE);
+        let at = (page - buf.as_ptr() as u64) as usize;
+        me.clear()?;
+        // SAFETY: `at` is inside `buf` (it has two pages, `page` is in the first);
+        // a volatile write so the store happens after the clear.
+        unsafe { std::ptr::write_volatile(buf.as_mut_ptr().add(at), 2) };
+        let dirty = me.dirty_pagemap(page, page + PAGE)?;
+        drop(buf);
+        Ok(dirty == [page])
+    }
+
     /// Clears the soft-dirty bits of every page of the process.
     pub fn clear(&self) -> io::Result<()> {
         let mut f = OpenOptions::new()

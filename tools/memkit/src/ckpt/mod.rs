@@ -1,9 +1,15 @@
-//! `memkit ckpt`: checkpoint dirty tracking on `/dev/memkit-ckpt`.
+//! `memkit ckpt`: checkpoint dirty tracking on `/dev/memkit-ckpt`, the
+//! checkpointer (`run`), the backup, `verify`, and a program to checkpoint
+//! (`writer`).
 //!
 //! `memkit ckpt demo` shows the mechanism in one process: it creates and maps a
 //! region, writes it, then runs checkpoint rounds — a few small writes, a clearing
 //! collect, a copy of the dirty pages as segment diffs where the page is in the diff
 //! set, applied to an in-memory replica that must equal the region after every round.
+
+mod backup;
+mod run;
+mod writer;
 
 use crate::journal::{emit, fail};
 use clap::Subcommand;
@@ -30,6 +36,14 @@ pub enum CkptCmd {
         #[arg(long, default_value_t = 4)]
         max_changed: u32,
     },
+    /// Checkpoint a process at intervals and stream the checkpoints to a backup.
+    Run(run::RunOpts),
+    /// Receive checkpoints into a replica directory, committing each atomically.
+    Backup(backup::BackupOpts),
+    /// Compare a stopped process's memory with a replica, byte for byte.
+    Verify(run::VerifyOpts),
+    /// A program that writes its memory at random (something to checkpoint).
+    Writer(writer::WriterOpts),
 }
 
 /// One checkpoint round of the demo.
@@ -233,6 +247,32 @@ pub fn run(cmd: CkptCmd, json: bool) -> ExitCode {
                 emit(json, &d, || d.render());
                 fail(json, "the replica differs from the region", 1)
             }
+            Err(e) => fail(json, &e, 1),
+        },
+        CkptCmd::Run(o) => match run::run(&o) {
+            Ok(s) => {
+                emit(json, &s, || s.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(json, &e, 1),
+        },
+        CkptCmd::Backup(o) => match backup::run(&o) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(json, &e, 1),
+        },
+        CkptCmd::Verify(o) => match run::verify(&o) {
+            Ok(v) => {
+                emit(json, &v, || v.render());
+                if v.equal {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => fail(json, &e, 1),
+        },
+        CkptCmd::Writer(o) => match writer::run(&o) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(json, &e, 1),
         },
     }

@@ -1,0 +1,439 @@
+//! `memkit ckpt run` (the checkpointer) and `memkit ckpt verify`.
+
+use memkit::core::ckpt::diff::{Params, PAGE};
+use memkit::dev::{Device, DeviceKind};
+use memkit::primary::{Options, Primary, RegionSource, Report, SoftDirtySource, Source};
+use memkit::replica::Replica;
+use memkit::target::Target;
+use memkit::track::SoftDirty;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// What happens to the target after the last checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Then {
+    /// Leave it running.
+    Continue,
+    /// Leave it stopped, exactly as the last checkpoint (for `memkit ckpt verify`).
+    Stop,
+    /// Kill it.
+    Kill,
+}
+
+/// The checkpointer's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunOpts {
+    /// The backup's address.
+    #[arg(long)]
+    pub backup: String,
+    /// Milliseconds from one checkpoint's start to the next.
+    #[arg(long, default_value_t = 20)]
+    pub interval_ms: u64,
+    /// Checkpoints to take (0: until the target exits).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Two-phase pre-copy driven by the modification history.
+    #[arg(long)]
+    pub precopy: bool,
+    /// Pre-copy: a dirty page is cold if not written in this many checkpoints before.
+    #[arg(long, default_value_t = 2)]
+    pub cold_after: u32,
+    /// Send every page whole (ignore the backup's diff list).
+    #[arg(long)]
+    pub no_diff: bool,
+    /// Diff segment bytes (a power of two, 64 to 4096).
+    #[arg(long, default_value_t = 256)]
+    pub segment: u32,
+    /// A page with more changed segments goes whole.
+    #[arg(long, default_value_t = 8)]
+    pub max_changed: u32,
+    /// Checkpoint this running process instead of starting COMMAND.
+    #[arg(long)]
+    pub pid: Option<i32>,
+    /// With --pid: its descriptor of /dev/memkit-ckpt (default: the lowest one).
+    #[arg(long)]
+    pub fd: Option<i32>,
+    /// With --pid: track `--bytes` at `--addr` through soft-dirty instead (any memory).
+    #[arg(long)]
+    pub soft_dirty: bool,
+    /// With --soft-dirty: the start address (hex with 0x, or decimal).
+    #[arg(long, value_parser = parse_addr)]
+    pub addr: Option<u64>,
+    /// Region bytes for COMMAND, or the length tracked with --soft-dirty.
+    #[arg(long, value_parser = crate::journal::parse_size)]
+    pub bytes: Option<u64>,
+    /// What to do with the target at the end (default: kill a started COMMAND,
+    /// leave a --pid running).
+    #[arg(long, value_enum)]
+    pub then: Option<Then>,
+    /// Print each checkpoint's report (a JSON line).
+    #[arg(long)]
+    pub reports: bool,
+    /// The program to start and checkpoint, with its region passed as
+    /// MEMKIT_CKPT_FD / MEMKIT_CKPT_OFFSET (`memkit ckpt writer` maps it).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("'{s}' is not an address"))
+}
+
+/// The summary `run` prints.
+#[derive(Serialize, Default)]
+pub struct Summary {
+    pid: i32,
+    source: &'static str,
+    precopy: bool,
+    diff: bool,
+    checkpoints: u64,
+    first_seq: u64,
+    last_seq: u64,
+    secs: f64,
+    checkpoints_per_s: f64,
+    stopped_us_p50: f64,
+    stopped_us_p99: f64,
+    stopped_us_max: f64,
+    pages: u64,
+    precopied: u64,
+    diffed: u64,
+    record_bytes: u64,
+    /// What the same pages would take whole.
+    full_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+}
+
+fn pct(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i] as f64 / 1e3
+}
+
+fn set_cloexec(fd: i32, on: bool) -> io::Result<()> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD on a descriptor this process owns; no memory is involved.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts `command` with a new region of `bytes` passed to it.
+fn spawn(command: &[String], bytes: u64) -> Result<(Child, Device), String> {
+    let dev = Device::open(DeviceKind::Ckpt).map_err(|e| format!("/dev/memkit-ckpt: {e}"))?;
+    let off = dev
+        .ckpt_create(bytes)
+        .map_err(|e| format!("CKPT_CREATE of {bytes} bytes: {e}"))?;
+    let fd = dev.as_fd().as_raw_fd();
+    set_cloexec(fd, false).map_err(|e| e.to_string())?;
+    let child = Command::new(&command[0])
+        .args(&command[1..])
+        .env("MEMKIT_CKPT_FD", fd.to_string())
+        .env("MEMKIT_CKPT_OFFSET", off.to_string())
+        .stdout(io::stderr())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", command[0]));
+    set_cloexec(fd, true).map_err(|e| e.to_string())?;
+    Ok((child?, dev))
+}
+
+fn checkpoints<S: Source>(
+    src: S,
+    o: &RunOpts,
+    target: &mut Target,
+    s: &mut Summary,
+) -> Result<(), String> {
+    let params = Params::new(o.segment, o.max_changed)
+        .ok_or("--segment must be a power of two from 64 to 4096")?;
+    let opts = Options {
+        params,
+        diff: !o.no_diff,
+        precopy: o.precopy,
+        cold_after: o.cold_after,
+    };
+    let mut primary = Primary::connect(src, &o.backup, opts)
+        .map_err(|e| format!("backup at {}: {e}", o.backup))?;
+    s.first_seq = primary.seq() + 1;
+    let interval = Duration::from_millis(o.interval_ms);
+    let start = Instant::now();
+    let mut next = start;
+    let mut stopped = Vec::new();
+    while o.count == 0 || s.checkpoints < o.count {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        next += interval;
+        let r: Report = match primary.checkpoint(target) {
+            Ok(r) => r,
+            Err(e) if Target::new(target.pid()).is_err() || e.to_string().contains("exited") => {
+                s.ended = Some(format!("the target exited: {e}"));
+                break;
+            }
+            Err(e) => return Err(format!("checkpoint {}: {e}", primary.seq() + 1)),
+        };
+        if o.reports {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("serialisable"));
+        }
+        if r.seq > s.first_seq {
+            // The first checkpoint sends everything: not a steady-state stop.
+            stopped.push(r.stopped_ns);
+        }
+        s.checkpoints += 1;
+        s.last_seq = r.seq;
+        s.pages += r.pages;
+        s.precopied += r.precopied;
+        s.diffed += r.diffed;
+        s.record_bytes += r.record_bytes;
+        s.full_bytes += r.pages * PAGE as u64;
+    }
+    s.secs = start.elapsed().as_secs_f64();
+    s.checkpoints_per_s = s.checkpoints as f64 / s.secs.max(1e-9);
+    stopped.sort_unstable();
+    s.stopped_us_p50 = pct(&stopped, 0.5);
+    s.stopped_us_p99 = pct(&stopped, 0.99);
+    s.stopped_us_max = pct(&stopped, 1.0);
+    Ok(())
+}
+
+/// Runs the checkpointer.
+pub fn run(o: &RunOpts) -> Result<Summary, String> {
+    let mut child = None;
+    let mut s = Summary {
+        precopy: o.precopy,
+        diff: !o.no_diff,
+        ..Default::default()
+    };
+    type Body<'a> = Box<dyn FnOnce(&mut Target, &mut Summary) -> Result<(), String> + 'a>;
+    let (mut target, src): (Target, Body) = match (o.pid, o.command.is_empty()) {
+        (Some(_), false) => return Err("--pid and a COMMAND exclude each other".into()),
+        (None, true) => return Err("give --pid PID or -- COMMAND".into()),
+        (None, false) => {
+            if o.soft_dirty {
+                return Err("--soft-dirty needs --pid (and --addr, --bytes)".into());
+            }
+            let bytes = o.bytes.ok_or("a COMMAND needs --bytes (the region size)")?;
+            let (c, dev) = spawn(&o.command, bytes)?;
+            let t = Target::new(c.id() as i32).map_err(|e| e.to_string())?;
+            child = Some(c);
+            s.source = "memkit";
+            let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
+            (t, Box::new(move |t, s| checkpoints(src, o, t, s)))
+        }
+        (Some(pid), true) => {
+            let t = Target::new(pid).map_err(|e| format!("process {pid}: {e}"))?;
+            if o.soft_dirty {
+                let (addr, len) = o
+                    .addr
+                    .zip(o.bytes)
+                    .ok_or("--soft-dirty needs --addr and --bytes")?;
+                s.source = "soft-dirty";
+                let src = SoftDirtySource::new(pid, addr, len)
+                    .map_err(|e| format!("soft-dirty tracking of {pid}: {e}"))?;
+                (t, Box::new(move |t, s| checkpoints(src, o, t, s)))
+            } else {
+                let path = DeviceKind::Ckpt.path().display().to_string();
+                let fd = match o.fd {
+                    Some(fd) => fd,
+                    None => *t
+                        .fds_of(&path)
+                        .map_err(|e| e.to_string())?
+                        .first()
+                        .ok_or(format!("process {pid} has no {path} open"))?,
+                };
+                let owned = t
+                    .take_fd(fd)
+                    .map_err(|e| format!("pidfd_getfd of {pid}'s fd {fd}: {e}"))?;
+                let dev = Device::from_fd(owned, DeviceKind::Ckpt).map_err(|e| e.to_string())?;
+                s.source = "memkit";
+                let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
+                (t, Box::new(move |t, s| checkpoints(src, o, t, s)))
+            }
+        }
+    };
+    s.pid = target.pid();
+    let result = src(&mut target, &mut s);
+    let then = o.then.unwrap_or(if child.is_some() {
+        Then::Kill
+    } else {
+        Then::Continue
+    });
+    match then {
+        Then::Continue => {}
+        Then::Stop => {
+            if s.ended.is_none() {
+                target
+                    .stop(Duration::from_secs(10))
+                    .map_err(|e| format!("stopping the target: {e}"))?;
+            }
+        }
+        Then::Kill => {
+            // SAFETY: kill(2) has no memory effects in this process.
+            unsafe { libc::kill(target.pid(), libc::SIGKILL) };
+        }
+    }
+    if let Some(mut c) = child {
+        if then == Then::Kill {
+            let _ = c.wait();
+        } else {
+            // Not waited for: it outlives this process (reparented).
+            std::mem::forget(c);
+        }
+    }
+    result.map(|()| s)
+}
+
+/// `memkit ckpt verify`'s settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VerifyOpts {
+    /// The checkpointed process.
+    #[arg(long)]
+    pub pid: i32,
+    /// The backup's replica directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The memory's address in the process (default: its mapping of
+    /// /dev/memkit-ckpt; needed for other memory).
+    #[arg(long, value_parser = parse_addr)]
+    pub addr: Option<u64>,
+    /// Leave the process stopped afterwards (else it is continued).
+    #[arg(long)]
+    pub keep_stopped: bool,
+}
+
+/// `verify`'s answer.
+#[derive(Serialize)]
+pub struct Verdict {
+    pid: i32,
+    checkpoint: u64,
+    addr: String,
+    replica_offset: u64,
+    pages: u64,
+    pub equal: bool,
+    differing_pages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_difference: Option<u64>,
+}
+
+/// Compares the process's memory with the replica, the process stopped.
+pub fn verify(o: &VerifyOpts) -> Result<Verdict, String> {
+    let t = Target::new(o.pid).map_err(|e| format!("process {}: {e}", o.pid))?;
+    let checkpoint =
+        Replica::committed_in(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
+    let replica = File::open(o.dir.join("replica")).map_err(|e| e.to_string())?;
+    let rbytes = replica.metadata().map_err(|e| e.to_string())?.len();
+    let (addr, offset, len) = match o.addr {
+        Some(a) => (a, 0, rbytes),
+        None => {
+            let path = DeviceKind::Ckpt.path().display().to_string();
+            let maps = t.mappings_of(&path).map_err(|e| e.to_string())?;
+            let &(start, end, pgoff) = maps
+                .iter()
+                .max_by_key(|m| m.1 - m.0)
+                .ok_or(format!("process {} maps no {path}: give --addr", o.pid))?;
+            // A region's mmap offsets are its window (id << 32) plus the byte offset.
+            let off = pgoff & 0xffff_ffff;
+            (start, off, (end - start).min(rbytes.saturating_sub(off)))
+        }
+    };
+    let sd = SoftDirty::open(o.pid).map_err(|e| e.to_string())?;
+    t.stop(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut v = Verdict {
+        pid: o.pid,
+        checkpoint,
+        addr: format!("{addr:#x}"),
+        replica_offset: offset,
+        pages: len / PAGE as u64,
+        equal: true,
+        differing_pages: 0,
+        first_difference: None,
+    };
+    let chunk = 256 * PAGE;
+    let (mut mem, mut rep) = (vec![0u8; chunk], vec![0u8; chunk]);
+    let mut at = 0u64;
+    let compared = (|| -> Result<(), String> {
+        while at < len {
+            let n = chunk.min((len - at) as usize);
+            sd.read(addr + at, &mut mem[..n])
+                .map_err(|e| format!("reading the process at {:#x}: {e}", addr + at))?;
+            replica
+                .read_exact_at(&mut rep[..n], offset + at)
+                .map_err(|e| format!("reading the replica: {e}"))?;
+            for (i, (a, b)) in mem[..n].chunks(PAGE).zip(rep[..n].chunks(PAGE)).enumerate() {
+                if a != b {
+                    let page = (offset + at) / PAGE as u64 + i as u64;
+                    v.first_difference.get_or_insert(page);
+                    v.differing_pages += 1;
+                    v.equal = false;
+                }
+            }
+            at += n as u64;
+        }
+        Ok(())
+    })();
+    if !o.keep_stopped {
+        t.resume().map_err(|e| e.to_string())?;
+    }
+    compared.map(|()| v)
+}
+
+impl Summary {
+    /// The summary as text.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{} checkpoints ({}..{}) of process {} ({}) in {:.2} s: {:.1}/s\n",
+            self.checkpoints,
+            self.first_seq,
+            self.last_seq,
+            self.pid,
+            self.source,
+            self.secs,
+            self.checkpoints_per_s
+        );
+        s += &format!(
+            "stopped: p50 {:.0} us, p99 {:.0} us, max {:.0} us{}\n",
+            self.stopped_us_p50,
+            self.stopped_us_p99,
+            self.stopped_us_max,
+            if self.precopy { " (pre-copy)" } else { "" }
+        );
+        s += &format!(
+            "pages sent: {} ({} pre-copied, {} as diffs); {} record bytes for {} bytes of pages\n",
+            self.pages, self.precopied, self.diffed, self.record_bytes, self.full_bytes
+        );
+        if let Some(e) = &self.ended {
+            s += &format!("ended early: {e}\n");
+        }
+        s
+    }
+}
+
+impl Verdict {
+    /// The verdict as text.
+    pub fn render(&self) -> String {
+        match self.first_difference {
+            None => format!(
+                "process {} at {} equals the replica (checkpoint {}): {} pages\n",
+                self.pid, self.addr, self.checkpoint, self.pages
+            ),
+            Some(p) => format!(
+                "process {} DIFFERS from the replica (checkpoint {}): {} of {} pages, first page {p}\n",
+                self.pid, self.checkpoint, self.differing_pages, self.pages
+            ),
+        }
+    }
+}

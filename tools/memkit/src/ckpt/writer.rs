@@ -1,0 +1,228 @@
+//! `memkit ckpt writer`: a program to checkpoint — threads writing random bytes at
+//! random places of its memory until it is killed.
+//!
+//! Its memory is, in this order of preference: the region `memkit ckpt run` passes
+//! it (`MEMKIT_CKPT_FD`, `MEMKIT_CKPT_OFFSET`), private anonymous memory (`--anon`,
+//! for the soft-dirty path), or a region of its own. It prints one JSON line — pid,
+//! address, bytes — once the memory is mapped and every page written once.
+
+use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which pages the writes go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pattern {
+    /// Every page alike.
+    Uniform,
+    /// Zipf (s = 0.99) over the pages, hot pages scattered over the region.
+    Zipf,
+}
+
+/// What one write is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteKind {
+    /// One 8-byte word.
+    Sparse,
+    /// A whole page.
+    Dense,
+    /// 8 to 4096 bytes at a random 8-aligned offset (may cross into the next page).
+    Random,
+}
+
+/// The writer's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WriterOpts {
+    /// Bytes of memory when it makes its own (a region or `--anon`).
+    #[arg(long, default_value = "16M", value_parser = crate::journal::parse_size)]
+    pub bytes: u64,
+    /// Private anonymous memory instead of a memkit region.
+    #[arg(long)]
+    pub anon: bool,
+    /// Writing threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Page choice.
+    #[arg(long, value_enum, default_value_t = Pattern::Uniform)]
+    pub pattern: Pattern,
+    /// Write size.
+    #[arg(long = "write", value_enum, default_value_t = WriteKind::Random)]
+    pub kind: WriteKind,
+    /// Writes per second per thread (0: as fast as it can).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seed of the random choices (each thread adds its number).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Stop after this many seconds (0: run until killed).
+    #[arg(long, default_value_t = 0.0)]
+    pub secs: f64,
+}
+
+#[derive(Serialize)]
+struct Ready {
+    pid: u32,
+    addr: String,
+    bytes: u64,
+    memory: &'static str,
+}
+
+/// splitmix64: a small, good generator.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, n)` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Zipf ranks over `n` items by inverse CDF, mapped to scattered pages.
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    /// The distribution over `n` items with exponent `s`.
+    pub fn new(n: u64, s: f64) -> Zipf {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / (k as f64).powf(s);
+                acc
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= acc);
+        Zipf { cdf }
+    }
+
+    /// A page: rank from the distribution, scattered by an odd multiplier.
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = rng.unit();
+        let rank = self.cdf.partition_point(|&c| c < u) as u64;
+        let n = self.cdf.len() as u64;
+        rank.wrapping_mul(0x9e37_79b9_7f4a_7c15 | 1) % n
+    }
+}
+
+fn memory(o: &WriterOpts) -> Result<(CkptMap, &'static str), String> {
+    if let Ok(fd) = std::env::var("MEMKIT_CKPT_FD") {
+        let fd: i32 = fd.parse().map_err(|_| "MEMKIT_CKPT_FD is not a number")?;
+        let offset: u64 = std::env::var("MEMKIT_CKPT_OFFSET")
+            .map_err(|_| "MEMKIT_CKPT_FD without MEMKIT_CKPT_OFFSET")?
+            .parse()
+            .map_err(|_| "MEMKIT_CKPT_OFFSET is not a number")?;
+        // SAFETY: the descriptor was left open for this program by its parent
+        // (`memkit ckpt run`); nothing else in this process owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let dev = Device::from_fd(fd, DeviceKind::Ckpt).map_err(|e| e.to_string())?;
+        let bytes = dev.ckpt_stats().map_err(|e| e.to_string())?.bytes;
+        let len = usize::try_from(bytes).map_err(|_| "region too large")?;
+        let map = CkptMap::new(&dev, offset, len).map_err(|e| format!("mmap: {e}"))?;
+        return Ok((map, "memkit region (inherited)"));
+    }
+    let len = usize::try_from(o.bytes).map_err(|_| "--bytes too large")?;
+    if o.anon {
+        let map = CkptMap::anonymous(len).map_err(|e| format!("mmap: {e}"))?;
+        return Ok((map, "anonymous"));
+    }
+    let dev = Device::open(DeviceKind::Ckpt).map_err(|e| format!("/dev/memkit-ckpt: {e}"))?;
+    let off = dev
+        .ckpt_create(o.bytes)
+        .map_err(|e| format!("CKPT_CREATE: {e}"))?;
+    let map = CkptMap::new(&dev, off, len).map_err(|e| format!("mmap: {e}"))?;
+    // The descriptor stays open (leaked on purpose) so `memkit ckpt run --pid` can
+    // take it with pidfd_getfd.
+    std::mem::forget(dev);
+    Ok((map, "memkit region (own)"))
+}
+
+fn write_loop(map: &CkptMap, o: &WriterOpts, zipf: Option<&Zipf>, t: u64) {
+    let mut rng = Rng(o.seed.wrapping_mul(1000).wrapping_add(t));
+    let pages = (map.len() / CKPT_PAGE_SIZE) as u64;
+    let start = Instant::now();
+    let mut done = 0u64;
+    loop {
+        let elapsed = start.elapsed();
+        if o.secs > 0.0 && elapsed.as_secs_f64() >= o.secs {
+            return;
+        }
+        if o.rate > 0 {
+            let due = (elapsed.as_secs_f64() * o.rate as f64) as u64;
+            if done >= due {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+        }
+        let page = match zipf {
+            Some(z) => z.sample(&mut rng),
+            None => rng.below(pages),
+        };
+        let base = page as usize * CKPT_PAGE_SIZE;
+        let (at, len) = match o.kind {
+            WriteKind::Sparse => (base + rng.below(512) as usize * 8, 8),
+            WriteKind::Dense => (base, CKPT_PAGE_SIZE),
+            WriteKind::Random => {
+                let len = (rng.below(512) as usize + 1) * 8;
+                let at = base + rng.below(512) as usize * 8;
+                (at, len.min(map.len() - at))
+            }
+        };
+        for w in (at..at + len).step_by(8) {
+            map.write_u64(w, rng.next());
+        }
+        done += 1;
+    }
+}
+
+/// Runs the writer; returns only with `--secs` or on error.
+pub fn run(o: &WriterOpts) -> Result<(), String> {
+    let (map, what) = memory(o)?;
+    for p in (0..map.len()).step_by(CKPT_PAGE_SIZE) {
+        map.write_u64(p, p as u64);
+    }
+    let ready = Ready {
+        pid: std::process::id(),
+        addr: format!("{:#x}", map.addr()),
+        bytes: map.len() as u64,
+        memory: what,
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&ready).expect("serialisable")
+    );
+    let _ = out.flush();
+    drop(out);
+    let pages = (map.len() / CKPT_PAGE_SIZE) as u64;
+    let zipf = (o.pattern == Pattern::Zipf).then(|| Arc::new(Zipf::new(pages, 0.99)));
+    let map = Arc::new(map);
+    let threads: Vec<_> = (0..o.threads.max(1))
+        .map(|t| {
+            let (map, o, zipf) = (map.clone(), o.clone(), zipf.clone());
+            std::thread::spawn(move || write_loop(&map, &o, zipf.as_deref(), u64::from(t)))
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a writer thread panicked")?;
+    }
+    Ok(())
+}

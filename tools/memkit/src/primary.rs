@@ -1,0 +1,481 @@
+//! The checkpointer (`memkit ckpt run`): stop the target, find what it wrote, copy
+//! it, resume it, and stream the checkpoint to the backup ([`crate::stream`]).
+//!
+//! Where the dirty pages and their contents come from is a [`Source`]: a memkit
+//! region ([`RegionSource`]: the device's get-and-clear and copy-out ioctls, diffs
+//! made by the module) or any process's memory ([`SoftDirtySource`]: soft-dirty bits
+//! and `process_vm_readv`, diffs made here).
+//!
+//! A checkpoint without pre-copy: stop; collect and clear; copy the dirty pages;
+//! resume; send. With pre-copy (the patent's modification history): collect and
+//! clear while the target runs; copy at once the dirty pages whose history says
+//! "not written in the last `cold_after` checkpoints"; stop; collect and clear
+//! again; copy the pages dirtied since the first collect and the dirty pages that
+//! were not pre-copied; resume; send. A pre-copied page written after its copy is
+//! dirty at the second collect, so the checkpoint is exactly the memory at the stop.
+//!
+//! The first checkpoint of a connection sends every page, whole.
+
+use crate::dev::Device;
+use crate::stream::{self, Frame};
+use crate::target::Target;
+use crate::track::SoftDirty;
+use memkit_core::abi;
+use memkit_core::ckpt::diff::{self, Params, PAGE};
+use memkit_core::crc32c::Crc32c;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Where a checkpoint's pages come from.
+pub trait Source {
+    /// Pages of the memory.
+    fn pages(&self) -> u64;
+    /// The pages written since the last call (sorted), and clears them.
+    fn collect_clear(&mut self) -> io::Result<Vec<u64>>;
+    /// Per-page history words: bit `k` set if the page was written in the interval
+    /// that ended `k` collects ago.
+    fn history(&mut self) -> io::Result<Vec<u64>>;
+    /// Appends records of `pages` to `out` (diffs for pages of the diff set);
+    /// returns how many went as diffs.
+    fn copy(&mut self, p: Params, pages: &[u64], out: &mut Vec<u8>) -> io::Result<u64>;
+    /// Replaces the diff set (pages that lost their base go whole next time).
+    fn set_diff(&mut self, pages: &[u64]) -> io::Result<()>;
+    /// Whether a collect reads and clears atomically, so that it may run while the
+    /// target writes (needed for pre-copy).
+    fn atomic_collect(&self) -> bool;
+}
+
+/// A memkit checkpoint region.
+pub struct RegionSource {
+    dev: Device,
+    pages: u64,
+    diff_set: BTreeSet<u64>,
+}
+
+impl RegionSource {
+    /// The region of `dev` (which must have one); starts tracking afresh.
+    pub fn new(dev: Device) -> io::Result<RegionSource> {
+        let bytes = dev.ckpt_stats()?.bytes;
+        if bytes == 0 {
+            return Err(io::Error::other("the descriptor has no checkpoint region"));
+        }
+        dev.ckpt_start()?;
+        dev.ckpt_diff_set(&[], true)?;
+        Ok(RegionSource {
+            dev,
+            pages: bytes / PAGE as u64,
+            diff_set: BTreeSet::new(),
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+}
+
+impl Source for RegionSource {
+    fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    fn collect_clear(&mut self) -> io::Result<Vec<u64>> {
+        let runs = self.dev.ckpt_collect_ranges(0, self.pages, true)?;
+        Ok(runs
+            .iter()
+            .flat_map(|r| r.first..r.first + r.count)
+            .collect())
+    }
+
+    fn history(&mut self) -> io::Result<Vec<u64>> {
+        self.dev.ckpt_history(0, self.pages)
+    }
+
+    fn atomic_collect(&self) -> bool {
+        true
+    }
+
+    fn copy(&mut self, p: Params, pages: &[u64], out: &mut Vec<u8>) -> io::Result<u64> {
+        let mut diffed = 0;
+        for batch in pages.chunks(abi::CKPT_COPY_DIFF_MAX_PAGES as usize) {
+            let (records, d) = self
+                .dev
+                .ckpt_copy_diff(batch, p.segment() as u32, p.max_changed)?;
+            out.extend_from_slice(&records);
+            diffed += d;
+        }
+        Ok(diffed)
+    }
+
+    fn set_diff(&mut self, pages: &[u64]) -> io::Result<()> {
+        let new: BTreeSet<u64> = pages.iter().copied().collect();
+        let added: Vec<u64> = new.difference(&self.diff_set).copied().collect();
+        let reset = !self.diff_set.is_subset(&new);
+        // Removing pages takes a reset (which drops every base); adding does not.
+        let send: Vec<u64> = if reset { pages.to_vec() } else { added };
+        for (i, batch) in send.chunks(abi::CKPT_COPY_MAX_PAGES as usize).enumerate() {
+            self.dev.ckpt_diff_set(batch, reset && i == 0)?;
+        }
+        if reset && send.is_empty() {
+            self.dev.ckpt_diff_set(&[], true)?;
+        }
+        self.diff_set = new;
+        Ok(())
+    }
+}
+
+/// Memory `[addr, addr + len)` of any process, through soft-dirty bits.
+pub struct SoftDirtySource {
+    sd: SoftDirty,
+    addr: u64,
+    pages: u64,
+    history: Vec<u64>,
+    diff_set: BTreeSet<u64>,
+    bases: HashMap<u64, Box<[u8]>>,
+}
+
+impl SoftDirtySource {
+    /// Tracks `len` bytes at `addr` of process `pid` (clears its soft-dirty bits).
+    pub fn new(pid: libc::pid_t, addr: u64, len: u64) -> io::Result<SoftDirtySource> {
+        if !addr.is_multiple_of(PAGE as u64) || len == 0 || !len.is_multiple_of(PAGE as u64) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        if !SoftDirty::supported()? {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel does not track soft-dirty bits (CONFIG_MEM_SOFT_DIRTY)",
+            ));
+        }
+        let sd = SoftDirty::open(pid)?;
+        sd.clear()?;
+        let pages = len / PAGE as u64;
+        Ok(SoftDirtySource {
+            sd,
+            addr,
+            pages,
+            history: vec![0; pages as usize],
+            diff_set: BTreeSet::new(),
+            bases: HashMap::new(),
+        })
+    }
+}
+
+impl Source for SoftDirtySource {
+    fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    fn collect_clear(&mut self) -> io::Result<Vec<u64>> {
+        let end = self.addr + self.pages * PAGE as u64;
+        let dirty: Vec<u64> = self
+            .sd
+            .dirty_pagemap(self.addr, end)?
+            .into_iter()
+            .map(|a| (a - self.addr) / PAGE as u64)
+            .collect();
+        // The bits are cleared after they are read: a write in between would be
+        // lost, so this source only collects with the target stopped (no pre-copy).
+        self.sd.clear()?;
+        self.history.iter_mut().for_each(|h| *h <<= 1);
+        for &p in &dirty {
+            self.history[p as usize] |= 1;
+        }
+        Ok(dirty)
+    }
+
+    fn history(&mut self) -> io::Result<Vec<u64>> {
+        Ok(self.history.clone())
+    }
+
+    fn atomic_collect(&self) -> bool {
+        false
+    }
+
+    fn copy(&mut self, p: Params, pages: &[u64], out: &mut Vec<u8>) -> io::Result<u64> {
+        let mut page = vec![0u8; PAGE];
+        let mut rec = vec![0u8; diff::MAX_RECORD];
+        let mut diffed = 0;
+        for &i in pages {
+            if i >= self.pages {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            self.sd.read(self.addr + i * PAGE as u64, &mut page)?;
+            let base = self.bases.get(&i).map(|b| &b[..]);
+            let (n, was_diff) =
+                diff::encode(p, i, &page, base, &mut rec).expect("page-sized buffers");
+            out.extend_from_slice(&rec[..n]);
+            diffed += u64::from(was_diff);
+            if self.diff_set.contains(&i) {
+                self.bases.insert(i, page.clone().into_boxed_slice());
+            }
+        }
+        Ok(diffed)
+    }
+
+    fn set_diff(&mut self, pages: &[u64]) -> io::Result<()> {
+        self.diff_set = pages.iter().copied().collect();
+        let keep = &self.diff_set;
+        self.bases.retain(|p, _| keep.contains(p));
+        Ok(())
+    }
+}
+
+/// How the target is paused for the stop phase.
+pub trait Pause {
+    /// Stops it; nothing writes the memory until [`Pause::resume`].
+    fn stop(&mut self) -> io::Result<()>;
+    /// Lets it run again.
+    fn resume(&mut self) -> io::Result<()>;
+}
+
+impl Pause for Target {
+    fn stop(&mut self) -> io::Result<()> {
+        Target::stop(self, Duration::from_secs(10))
+    }
+
+    fn resume(&mut self) -> io::Result<()> {
+        Target::resume(self)
+    }
+}
+
+/// A target that needs no pausing (the caller does not write during checkpoints).
+pub struct NoPause;
+
+impl Pause for NoPause {
+    fn stop(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn resume(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checkpointer settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Segment size and threshold of diffs.
+    pub params: Params,
+    /// Use the backup's diff list (else every page goes whole).
+    pub diff: bool,
+    /// Two-phase pre-copy.
+    pub precopy: bool,
+    /// Pre-copy: a page is cold if not written in this many checkpoints before.
+    pub cold_after: u32,
+}
+
+/// What one checkpoint did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Checkpoint number.
+    pub seq: u64,
+    /// Distinct pages sent.
+    pub pages: u64,
+    /// Pages copied while the target ran (pre-copy).
+    pub precopied: u64,
+    /// Pages copied while it was stopped.
+    pub stop_copied: u64,
+    /// Pages sent as diffs.
+    pub diffed: u64,
+    /// Record bytes sent.
+    pub record_bytes: u64,
+    /// Nanoseconds the target was stopped.
+    pub stopped_ns: u64,
+    /// Nanoseconds from the start of the checkpoint to the backup's ACK.
+    pub total_ns: u64,
+}
+
+/// A connection to the backup and the checkpoints sent over it.
+pub struct Primary<S: Source> {
+    src: S,
+    opts: Options,
+    rx: BufReader<TcpStream>,
+    tx: BufWriter<TcpStream>,
+    seq: u64,
+    first: bool,
+}
+
+fn protocol(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+impl<S: Source> Primary<S> {
+    /// Connects to the backup at `addr` and greets it; the next checkpoint is
+    /// numbered after the backup's last committed one.
+    pub fn connect(src: S, addr: &str, opts: Options) -> io::Result<Primary<S>> {
+        if opts.precopy && !src.atomic_collect() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "pre-copy needs a get-and-clear that is atomic against writes; soft-dirty's \
+                 pagemap read and clear_refs are two steps",
+            ));
+        }
+        let conn = TcpStream::connect(addr)?;
+        conn.set_nodelay(true)?;
+        let mut p = Primary {
+            rx: BufReader::new(conn.try_clone()?),
+            tx: BufWriter::with_capacity(1 << 20, conn),
+            src,
+            opts,
+            seq: 0,
+            first: true,
+        };
+        let bytes = p.src.pages() * PAGE as u64;
+        Frame::Hello {
+            version: stream::VERSION,
+            segment: opts.params.segment() as u32,
+            max_changed: opts.params.max_changed,
+            bytes,
+        }
+        .write(&mut p.tx)?;
+        p.tx.flush()?;
+        match Frame::read(&mut p.rx)? {
+            Some(Frame::HelloReply {
+                version,
+                bytes: b,
+                committed,
+            }) if version == stream::VERSION && b == bytes => p.seq = committed,
+            Some(Frame::Error(m)) => return Err(protocol(format!("the backup refused: {m}"))),
+            other => return Err(protocol(format!("unexpected greeting {other:?}"))),
+        }
+        Ok(p)
+    }
+
+    /// The source.
+    pub fn source(&self) -> &S {
+        &self.src
+    }
+
+    /// The last checkpoint number used.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn send_records(&mut self, records: &[u8], crc: &mut Crc32c) -> io::Result<()> {
+        crc.update(records);
+        // Frames of at most MAX_PAYLOAD, cut at record boundaries.
+        let mut at = 0;
+        let mut end = 0;
+        let p = self.opts.params;
+        for rec in diff::records(p, records) {
+            let rec = rec.map_err(|e| protocol(format!("bad record from the source: {e:?}")))?;
+            let len = match rec {
+                diff::Record::Full { .. } => diff::MAX_RECORD,
+                diff::Record::Diff { data, .. } => diff::HEADER + 8 + data.len(),
+            };
+            if (end + len - at) as u64 > stream::MAX_PAYLOAD {
+                Frame::Records(records[at..end].to_vec()).write(&mut self.tx)?;
+                at = end;
+            }
+            end += len;
+        }
+        if end > at {
+            Frame::Records(records[at..end].to_vec()).write(&mut self.tx)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one checkpoint: see the module documentation.
+    pub fn checkpoint(&mut self, pause: &mut dyn Pause) -> io::Result<Report> {
+        let start = Instant::now();
+        let seq = self.seq + 1;
+        let p = self.opts.params;
+        let all: Vec<u64> = (0..self.src.pages()).collect();
+        let mut r = Report {
+            seq,
+            ..Default::default()
+        };
+        let mut crc = Crc32c::new();
+        let mut sent = BTreeSet::new();
+        let mut pre = Vec::new();
+        let mut stop_set;
+        if self.opts.precopy {
+            let mut d1 = self.src.collect_clear()?;
+            if self.first {
+                d1.clone_from(&all);
+            }
+            let history = self.src.history()?;
+            let window = self.opts.cold_after.saturating_mul(2).min(63);
+            let cold_mask = ((1u64 << window) - 1) << 1;
+            let (cold, hot): (Vec<u64>, Vec<u64>) = d1.iter().partition(|&&i| {
+                self.first || history.get(i as usize).is_some_and(|h| h & cold_mask == 0)
+            });
+            r.diffed += self.src.copy(p, &cold, &mut pre)?;
+            r.precopied = cold.len() as u64;
+            sent.extend(cold.iter().copied());
+            Frame::Begin { seq }.write(&mut self.tx)?;
+            self.send_records(&pre, &mut crc)?;
+            stop_set = hot;
+        } else {
+            stop_set = Vec::new();
+        }
+        let mut records = Vec::new();
+        let stopped = Instant::now();
+        pause.stop()?;
+        let copied = (|| {
+            let d2 = self.src.collect_clear()?;
+            if self.first && !self.opts.precopy {
+                stop_set.clone_from(&all);
+            } else {
+                stop_set.extend(d2);
+                stop_set.sort_unstable();
+                stop_set.dedup();
+            }
+            self.src.copy(p, &stop_set, &mut records)
+        })();
+        let resumed = pause.resume();
+        r.stopped_ns = stopped.elapsed().as_nanos() as u64;
+        r.diffed += copied?;
+        resumed?;
+        r.stop_copied = stop_set.len() as u64;
+        sent.extend(stop_set.iter().copied());
+        if !self.opts.precopy {
+            Frame::Begin { seq }.write(&mut self.tx)?;
+        }
+        self.send_records(&records, &mut crc)?;
+        let nrec = r.precopied + r.stop_copied;
+        Frame::End {
+            seq,
+            records: nrec,
+            crc: crc.finish(),
+        }
+        .write(&mut self.tx)?;
+        self.tx.flush()?;
+        r.pages = sent.len() as u64;
+        r.record_bytes = (pre.len() + records.len()) as u64;
+        self.wait_ack(seq)?;
+        self.seq = seq;
+        self.first = false;
+        r.total_ns = start.elapsed().as_nanos() as u64;
+        Ok(r)
+    }
+
+    fn wait_ack(&mut self, seq: u64) -> io::Result<()> {
+        loop {
+            match Frame::read(&mut self.rx)? {
+                Some(Frame::Ack { seq: s }) if s == seq => return Ok(()),
+                Some(Frame::DiffList(pages)) => {
+                    if self.opts.diff {
+                        if pages.iter().any(|&p| p >= self.src.pages()) {
+                            return Err(protocol("a diff list with pages past the region"));
+                        }
+                        self.src.set_diff(&pages)?;
+                    }
+                }
+                Some(Frame::Error(m)) => {
+                    return Err(protocol(format!("the backup failed checkpoint {seq}: {m}")))
+                }
+                None => return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the backup closed the connection before acknowledging checkpoint {seq}"
+                    ),
+                )),
+                Some(other) => return Err(protocol(format!("unexpected {other:?}"))),
+            }
+        }
+    }
+}
