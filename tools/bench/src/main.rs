@@ -1,15 +1,18 @@
-//! `memkit-bench`: memkit's journal benchmarks (`make bench`, scripts/bench.sh).
+//! `memkit-bench`: memkit's benchmarks (`make bench`, scripts/bench.sh).
 //!
 //! - `memkit-bench host`: the shared engine on a DRAM-backed file with clwb + sfence
 //!   against PMDK libpmemobj transactions doing the same writes (single thread).
 //! - `memkit-bench guest`: transactions through `/dev/memkit-journal` from several
 //!   threads, with the journal's counters (run in the test guest).
-//! - `memkit-bench report RAW...`: aggregates the raw lines the two print into
+//! - `memkit-bench ckpt-collect`: the checkpoint device's collect + clear against
+//!   soft-dirty and `PAGEMAP_SCAN` (run in the test guest).
+//! - `memkit-bench report RAW...`: aggregates the raw lines the others print into
 //!   result JSON lines and a table.
 //!
 //! The runs print raw measurements, one JSON object a line, on stdout and progress
 //! on stderr.
 
+mod ckpt;
 mod guest;
 mod host;
 mod pmdk;
@@ -24,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "memkit-bench", about = "memkit's journal benchmarks")]
+#[command(name = "memkit-bench", about = "memkit's benchmarks")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -37,6 +40,8 @@ enum Cmd {
     Host(host::HostOpts),
     /// Transactions through /dev/memkit-journal (attached) from 1..N threads.
     Guest(guest::GuestOpts),
+    /// Collect + clear of dirty pages: /dev/memkit-ckpt vs soft-dirty vs PAGEMAP_SCAN.
+    CkptCollect(ckpt::CkptOpts),
     /// Aggregate raw lines into results: the table on stdout, JSON lines to --out.
     Report {
         /// Files of raw lines (progress lines and console noise are skipped).
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Host(opts) => host::run(&opts, &mut emitter()),
         Cmd::Guest(opts) => guest::run(&opts, &mut emitter()),
+        Cmd::CkptCollect(opts) => ckpt::run(&opts, &mut emitter()),
         Cmd::Report { raw, out } => run_report(&raw, out.as_deref()),
     };
     match result {

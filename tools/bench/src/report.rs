@@ -4,9 +4,14 @@
 //! Throughput is the median over rounds (min and max kept); a ratio is the median of
 //! the per-round ratios (the variants of a round ran back to back). Counts per
 //! transaction are totals over every round divided by the transactions.
+//!
+//! Checkpoint collect (`ckpt-collect/SIZE/DIRTY%`): a variant's time is the median
+//! over rounds of each round's median iteration; the speedups are medians of the
+//! per-round ratios baseline / memkit.
 
+use crate::ckpt::{self, size_name};
 use crate::host::VARIANTS;
-use crate::sample::{Hist, Raw, Sample};
+use crate::sample::{CkptSample, Hist, Raw, Sample};
 use crate::workload::ALL;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -272,14 +277,21 @@ pub fn build(raw: &[Raw]) -> Report {
         .iter()
         .filter_map(|r| match r {
             Raw::Sample(s) => Some(&**s),
-            Raw::Env(_) => None,
+            _ => None,
+        })
+        .collect();
+    let ckpts: Vec<&CkptSample> = raw
+        .iter()
+        .filter_map(|r| match r {
+            Raw::Ckpt(s) => Some(&**s),
+            _ => None,
         })
         .collect();
     let envs: Vec<&BTreeMap<String, String>> = raw
         .iter()
         .filter_map(|r| match r {
             Raw::Env(e) => Some(e),
-            Raw::Sample(_) => None,
+            _ => None,
         })
         .collect();
     let env_where = |w: &str| -> Vec<&BTreeMap<String, String>> {
@@ -633,6 +645,13 @@ pub fn build(raw: &[Raw]) -> Report {
         );
     }
 
+    let ckpt_envs: Vec<&BTreeMap<String, String>> = envs
+        .iter()
+        .filter(|e| e.get("where").is_some_and(|w| w.ends_with("ckpt")))
+        .copied()
+        .collect();
+    ckpt_section(&mut b, &ckpts, &ckpt_envs, &mut targets);
+
     // Targets on the guest's numbers (virtio-pmem, the test device).
     for w in ALL {
         let g = |t: u32, mode: &str| {
@@ -678,6 +697,197 @@ pub fn build(raw: &[Raw]) -> Report {
     Report {
         lines: b.lines,
         table: b.table,
+    }
+}
+
+/// `0.1%`, `1%`, `10%`.
+fn pct_name(p: f64) -> String {
+    format!("{p}%")
+}
+
+fn fmt_us(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// One variant at one (size, dirty %): its per-round medians, in microseconds.
+struct CkptAgg {
+    /// `(round, median collect + clear us)`.
+    rounds: Vec<(u32, f64)>,
+    us: f64,
+    us_min: f64,
+    us_max: f64,
+    write_us: f64,
+    reported_per_iter: f64,
+    false_pos: u64,
+}
+
+fn ckpt_aggregate(ss: &[&CkptSample]) -> Option<CkptAgg> {
+    let med = |v: &[u64]| median(&mut v.iter().map(|&x| x as f64 / 1e3).collect::<Vec<_>>());
+    let rounds: Vec<(u32, f64)> = ss
+        .iter()
+        .filter(|s| !s.collect_ns.is_empty())
+        .map(|s| (s.round, med(&s.collect_ns)))
+        .collect();
+    if rounds.is_empty() {
+        return None;
+    }
+    let mut us: Vec<f64> = rounds.iter().map(|r| r.1).collect();
+    let m = median(&mut us);
+    let writes: Vec<u64> = ss.iter().flat_map(|s| s.write_ns.iter().copied()).collect();
+    let iters: usize = ss.iter().map(|s| s.collect_ns.len()).sum();
+    Some(CkptAgg {
+        us: m,
+        us_min: us[0],
+        us_max: us[us.len() - 1],
+        write_us: med(&writes),
+        reported_per_iter: ss.iter().map(|s| s.reported).sum::<u64>() as f64 / iters as f64,
+        false_pos: ss.iter().map(|s| s.false_pos).sum(),
+        rounds,
+    })
+}
+
+/// Median, min and max over rounds of `base`'s time / `memkit`'s time.
+fn ckpt_speedup(memkit: &CkptAgg, base: &CkptAgg) -> Option<(f64, f64, f64)> {
+    let mut r: Vec<f64> = memkit
+        .rounds
+        .iter()
+        .filter_map(|&(round, m)| base.rounds.iter().find(|b| b.0 == round).map(|b| b.1 / m))
+        .collect();
+    if r.is_empty() {
+        return None;
+    }
+    let m = median(&mut r);
+    Some((m, r[0], r[r.len() - 1]))
+}
+
+/// The checkpoint collect + clear comparison: result lines, a table, two targets.
+fn ckpt_section(
+    b: &mut Builder,
+    cs: &[&CkptSample],
+    env: &[&BTreeMap<String, String>],
+    targets: &mut Vec<(String, String, bool)>,
+) {
+    if cs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        b.table,
+        "Checkpoint collect + clear: /dev/memkit-ckpt ioctl vs soft-dirty (pagemap read + \
+         clear_refs) vs PAGEMAP_SCAN (uffd async write-protect)"
+    );
+    let summary = env_summary(
+        env,
+        &[
+            "where", "vm", "cpu", "kernel", "cpus", "rounds", "iters", "warmup",
+        ],
+    );
+    if !summary.is_empty() {
+        let _ = writeln!(b.table, "  {summary}");
+    }
+    let mut points: Vec<(u64, f64)> = cs.iter().map(|s| (s.bytes, s.dirty_pct)).collect();
+    points.sort_by(|a, c| a.0.cmp(&c.0).then(a.1.total_cmp(&c.1)));
+    points.dedup();
+    let mut rows = vec![[
+        "region",
+        "dirty",
+        "pages",
+        "memkit us",
+        "soft-dirty us",
+        "pagemap-scan us",
+        "memkit vs soft-dirty",
+        "memkit vs pagemap-scan",
+        "write us (mk/sd/ps)",
+        "extra pages",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let bases = ["soft-dirty", "pagemap-scan"];
+    let mut worst: [Option<(f64, String)>; 2] = [None, None];
+    for &(bytes, pct) in &points {
+        let point = format!("{}/{}", size_name(bytes), pct_name(pct));
+        let bench = format!("ckpt-collect/{point}");
+        let of = |v: &str| -> Vec<&CkptSample> {
+            cs.iter()
+                .filter(|s| s.bytes == bytes && s.dirty_pct == pct && s.variant == v)
+                .copied()
+                .collect()
+        };
+        let aggs: Vec<Option<CkptAgg>> = ckpt::VARIANTS
+            .iter()
+            .map(|v| ckpt_aggregate(&of(v)))
+            .collect();
+        let pages = cs
+            .iter()
+            .find(|s| s.bytes == bytes && s.dirty_pct == pct)
+            .map_or(0, |s| s.dirty_pages);
+        let mut cells = vec![size_name(bytes), pct_name(pct), pages.to_string()];
+        for (v, a) in ckpt::VARIANTS.iter().zip(&aggs) {
+            let Some(a) = a else {
+                cells.push("-".into());
+                continue;
+            };
+            b.push(&bench, v, "collect_clear_us", a.us, "us");
+            b.push(&bench, v, "collect_clear_us_min", a.us_min, "us");
+            b.push(&bench, v, "collect_clear_us_max", a.us_max, "us");
+            b.push(&bench, v, "rounds", a.rounds.len() as f64, "count");
+            b.push(&bench, v, "write_us", a.write_us, "us");
+            b.push(&bench, v, "dirty_pages", pages as f64, "pages");
+            b.push(&bench, v, "reported_per_iter", a.reported_per_iter, "pages");
+            b.push(&bench, v, "false_positives", a.false_pos as f64, "pages");
+            cells.push(fmt_us(a.us));
+        }
+        for (k, base) in bases.iter().enumerate() {
+            let ratio = aggs[0].as_ref().zip(aggs[k + 1].as_ref());
+            match ratio.and_then(|(m, o)| ckpt_speedup(m, o)) {
+                Some((m, lo, hi)) => {
+                    b.push(&bench, "memkit", &format!("speedup_vs_{base}"), m, "x");
+                    cells.push(format!("{m:.2}x ({lo:.2}..{hi:.2})"));
+                    if worst[k].as_ref().is_none_or(|w| m < w.0) {
+                        worst[k] = Some((m, point.clone()));
+                    }
+                }
+                None => cells.push("-".into()),
+            }
+        }
+        let w: Vec<String> = aggs
+            .iter()
+            .map(|a| a.as_ref().map_or("-".into(), |a| fmt_us(a.write_us)))
+            .collect();
+        cells.push(w.join("/"));
+        let fp: Vec<String> = aggs
+            .iter()
+            .map(|a| a.as_ref().map_or("-".into(), |a| a.false_pos.to_string()))
+            .collect();
+        cells.push(fp.join("/"));
+        rows.push(cells);
+    }
+    b.table.push_str(&columns(&rows));
+    let _ = writeln!(
+        b.table,
+        "  us: median over rounds of each round's median iteration (min and max in the \
+         results); speedup: baseline us / memkit us per round, median (min..max); write \
+         us: the writes before a collect, their faults included\n"
+    );
+    let points_n = points.len();
+    if let Some((m, at)) = &worst[0] {
+        targets.push((
+            format!("ckpt collect+clear >= 3x faster than soft-dirty ({points_n} points)"),
+            format!("lowest {m:.2}x ({at})"),
+            *m >= 3.0,
+        ));
+    }
+    if let Some((m, at)) = &worst[1] {
+        targets.push((
+            format!("ckpt collect+clear no slower than PAGEMAP_SCAN ({points_n} points)"),
+            format!("lowest {m:.2}x ({at})"),
+            *m >= 1.0,
+        ));
     }
 }
 
@@ -771,5 +981,54 @@ mod tests {
             serde_json::to_string(&l).unwrap(),
             r#"{"bench":"b","variant":"v","metric":"m","value":1.5,"unit":"u"}"#
         );
+    }
+
+    fn ck(v: &str, round: u32, ns: &[u64]) -> Raw {
+        Raw::Ckpt(Box::new(CkptSample {
+            variant: v.into(),
+            bytes: 64 << 20,
+            dirty_pct: 1.0,
+            dirty_pages: 164,
+            round,
+            collect_ns: ns.to_vec(),
+            write_ns: vec![1000; ns.len()],
+            reported: 164 * ns.len() as u64,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn ckpt_medians_and_speedups() {
+        let raw = vec![
+            ck("memkit", 0, &[1000, 2000, 9000]),
+            ck("soft-dirty", 0, &[8000, 8000, 8000]),
+            ck("pagemap-scan", 0, &[1000, 1000, 1000]),
+            ck("memkit", 1, &[4000]),
+            ck("soft-dirty", 1, &[16000]),
+            ck("pagemap-scan", 1, &[6000]),
+        ];
+        let r = build(&raw);
+        let get = |v: &str, m: &str| {
+            r.lines
+                .iter()
+                .find(|l| l.bench == "ckpt-collect/64MiB/1%" && l.variant == v && l.metric == m)
+                .map(|l| l.value)
+        };
+        // Round medians 2 and 4 us: median 3.
+        assert_eq!(get("memkit", "collect_clear_us"), Some(3.0));
+        assert_eq!(get("memkit", "collect_clear_us_max"), Some(4.0));
+        // Per round 8/2 = 4 and 16/4 = 4; 1/2 and 6/4.
+        assert_eq!(get("memkit", "speedup_vs_soft-dirty"), Some(4.0));
+        assert_eq!(get("memkit", "speedup_vs_pagemap-scan"), Some(1.0));
+        assert_eq!(get("soft-dirty", "reported_per_iter"), Some(164.0));
+        assert!(r.table.contains("4.00x (4.00..4.00)"), "{}", r.table);
+        let met = |name: &str| {
+            r.lines
+                .iter()
+                .find(|l| l.bench == "target" && l.variant.starts_with(name))
+                .map(|l| l.value)
+        };
+        assert_eq!(met("ckpt collect+clear >= 3x"), Some(1.0));
+        assert_eq!(met("ckpt collect+clear no slower"), Some(1.0));
     }
 }

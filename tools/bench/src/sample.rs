@@ -59,12 +59,40 @@ pub struct Sample {
     pub bytes: Option<u64>,
 }
 
+/// One measurement of `memkit-bench ckpt-collect`: one variant's collect + clear of
+/// one region size at one dirty fraction, in one round (several iterations).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CkptSample {
+    /// `memkit`, `soft-dirty` or `pagemap-scan`.
+    pub variant: String,
+    /// Bytes of the tracked region.
+    pub bytes: u64,
+    /// Percentage of its pages written per iteration (0.1, 1, 10).
+    pub dirty_pct: f64,
+    /// Pages written per iteration (distinct).
+    pub dirty_pages: u64,
+    /// Round number: the variants of a round ran back to back, on the same pages.
+    pub round: u32,
+    /// Per iteration: nanoseconds of the collect + clear (the timed part).
+    pub collect_ns: Vec<u64>,
+    /// Per iteration: nanoseconds the writes of the dirty pages took (their write
+    /// faults included), before the collect.
+    pub write_ns: Vec<u64>,
+    /// Pages reported over every iteration.
+    pub reported: u64,
+    /// Reported pages that were not written, over every iteration. (A written page
+    /// not reported fails the run.)
+    pub false_pos: u64,
+}
+
 /// One line of raw output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Raw {
     /// A measurement.
     Sample(Box<Sample>),
+    /// A checkpoint collect measurement.
+    Ckpt(Box<CkptSample>),
     /// Facts about where it ran (CPU, kernel, flush instruction, DAX mode, ...).
     Env(BTreeMap<String, String>),
 }
@@ -146,6 +174,18 @@ mod tests {
         assert!(line.starts_with("{\"sample\":"), "{line}");
         assert!(!line.contains("barriers"));
         assert_eq!(serde_json::from_str::<Raw>(&line).unwrap(), s);
+        let c = Raw::Ckpt(Box::new(CkptSample {
+            variant: "memkit".into(),
+            bytes: 64 << 20,
+            dirty_pct: 0.1,
+            dirty_pages: 16,
+            collect_ns: vec![1000, 2000],
+            write_ns: vec![10, 20],
+            reported: 32,
+            ..Default::default()
+        }));
+        assert!(c.line().starts_with("{\"ckpt\":"), "{}", c.line());
+        assert_eq!(serde_json::from_str::<Raw>(&c.line()).unwrap(), c);
         let e = Raw::Env([("cpu".to_string(), "x".to_string())].into());
         assert_eq!(serde_json::from_str::<Raw>(&e.line()).unwrap(), e);
     }
