@@ -9,12 +9,16 @@
 #           virtio-pmem, coalesced vs strict, 1, 2 and 4 threads
 #   memmap  a second boot with memmap=64M!512M: the same on a synchronous-DAX legacy
 #           pmem (no device flush), to price the flush
+#   ckpt    memkit-bench ckpt-collect in a third boot (-m 3G): collect + clear of
+#           64 MiB, 256 MiB and 1 GiB at 0.1, 1 and 10 % dirty, /dev/memkit-ckpt vs
+#           soft-dirty (pagemap + clear_refs) vs PAGEMAP_SCAN (uffd async wp)
 #
 # Results: build/bench/results.jsonl (one {"bench","variant","metric","value","unit"}
 # per line), the table on stdout and in build/bench/table.txt, the raw measurements
-# in build/bench/*.raw.  Documentation/journal.rst ("Benchmarks") explains them.
+# in build/bench/*.raw.  Documentation/journal.rst and Documentation/ckpt.rst
+# ("Benchmarks") explain them.
 #
-# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap) skips parts;
+# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap, ckpt) skips parts;
 # MEMKIT_BENCH_QUICK=1 runs everything briefly (a smoke test: numbers too noisy to use).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -26,8 +30,10 @@ rm -f "$out"/*.raw "$out/results.jsonl" "$out/table.txt"
 skip=",${MEMKIT_BENCH_SKIP:-},"
 if [ "${MEMKIT_BENCH_QUICK:-0}" = 1 ]; then
 	host_secs=0.1 host_rounds=2 guest_secs=0.3 guest_rounds=1
+	ckpt_sizes=64M,256M ckpt_rounds=1 ckpt_iters=2
 else
 	host_secs=0.5 host_rounds=5 guest_secs=2 guest_rounds=3
+	ckpt_sizes=64M,256M,1G ckpt_rounds=3 ckpt_iters=5
 fi
 failed=()
 
@@ -42,27 +48,36 @@ if [[ $skip != *,host,* ]]; then
 	fi
 fi
 
-# One boot of the guest job: DEVICE LOGDIR SETTINGS [vm.sh options...]
+# One boot of a guest job: [--job SCRIPT] [--mem SIZE] DEVICE LOGDIR SETTINGS
+# [vm.sh options...]; the job is selftests/jobs/bench.sh and the memory 1G unless said.
 guest_boot() {
-	local device=$1 logdir=$2 settings=$3 rc
+	local job=selftests/jobs/bench.sh mem=1G device logdir settings rc
+	while :; do
+		case $1 in
+		--job) job=$2; shift 2 ;;
+		--mem) mem=$2; shift 2 ;;
+		*) break ;;
+		esac
+	done
+	device=$1 logdir=$2 settings=$3
 	shift 3
 	{
 		echo "$settings"
-		cat selftests/jobs/bench.sh
+		cat "$job"
 	} >"$out/job-$device.sh"
 	scripts/vm.sh --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$out/initramfs.cpio" \
-		--job "$out/job-$device.sh" --logdir "$logdir" --timeout 1800 "$@"
+		--job "$out/job-$device.sh" --logdir "$logdir" --timeout 1800 --mem "$mem" "$@"
 	rc=$?
 	# The job's lines (JSON raw lines among them) end with \r\n; report copes.
 	cp "$logdir/output.txt" "$out/guest-$device.raw"
 	# Where it ran, recorded with the samples.
-	printf '{"env":{"where":"guest/%s","vm":"QEMU %s, TCG, -smp 2, -m 1G"}}\n' "$device" \
+	printf '{"env":{"where":"guest/%s","vm":"QEMU %s, TCG, -smp 2, -m %s"}}\n' "$device" \
 		"$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([^ ]*\).*/\1/p')" \
-		>>"$out/guest-$device.raw"
+		"$mem" >>"$out/guest-$device.raw"
 	return "$rc"
 }
 
-if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]]; then
+if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,* ]]; then
 	kdir=$(scripts/build.sh kdir) || die "the test kernel is not available"
 	ko=$(scripts/build.sh module) || die "building memkit.ko failed"
 	step "packing the bench initramfs"
@@ -86,6 +101,15 @@ if [[ $skip != *,memmap,* ]]; then
 	guest_boot memmap-pmem "$out/guest-memmap" \
 		"MEMKIT_BENCH_DEVICE=memmap-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,4 MEMKIT_BENCH_WORKLOADS=1x64B" \
 		--append 'memmap=64M!512M' || failed+=(memmap)
+fi
+
+if [[ $skip != *,ckpt,* ]]; then
+	# 3G: a 1 GiB region or 1 GiB of anonymous memory at a time (each freed before the
+	# next), the debug kernel's KASAN shadow and the initramfs.
+	step "guest: checkpoint collect + clear, memkit vs soft-dirty vs PAGEMAP_SCAN ($ckpt_sizes; $ckpt_rounds rounds of $ckpt_iters iterations)"
+	guest_boot --job selftests/jobs/bench-ckpt.sh --mem 3G ckpt "$out/guest-ckpt" \
+		"MEMKIT_BENCH_SIZES=$ckpt_sizes MEMKIT_BENCH_DIRTY=0.1,1,10 MEMKIT_BENCH_ROUNDS=$ckpt_rounds MEMKIT_BENCH_ITERS=$ckpt_iters" ||
+		failed+=(ckpt)
 fi
 
 step "results"
