@@ -145,21 +145,26 @@ impl Tracker for Memkit {
     }
 }
 
-/// Private anonymous memory of this process, unmapped on drop.
+/// Private anonymous memory of this process, unmapped on drop, between two
+/// inaccessible guard pages: no other mapping can merge with it (a merge marks the
+/// whole merged VMA soft-dirty, and every page of it would be reported).
 struct Anon {
+    /// The first page of the guarded mapping (the lower guard).
+    base: NonNull<u8>,
     ptr: NonNull<u8>,
     len: usize,
 }
 
 impl Anon {
     fn new(len: usize) -> io::Result<Anon> {
+        let total = len + 2 * PAGE;
         // SAFETY: a new private anonymous mapping at an address the kernel chooses (no
         // MAP_FIXED): no existing memory is affected.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                total,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
@@ -168,12 +173,22 @@ impl Anon {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr =
+        let base =
             NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        // SAFETY: one page into the mapping just made, `len` bytes of it: still inside.
+        let ptr = unsafe { base.add(PAGE) };
+        let anon = Anon { base, ptr, len };
+        // SAFETY: a protection change of the inside of our own mapping, which no one
+        // else uses.
+        if unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) }
+            != 0
+        {
+            return Err(os_err("mprotect"));
+        }
         // Tracking is per 4 KiB page. EINVAL (a kernel without THP) is fine.
-        // SAFETY: advice on the mapping just made, which no one else uses.
-        unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-        Ok(Anon { ptr, len })
+        // SAFETY: advice on our own mapping.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_NOHUGEPAGE) };
+        Ok(anon)
     }
 
     fn start(&self) -> u64 {
@@ -182,9 +197,9 @@ impl Anon {
 
     fn write(&self, page: usize, value: u64) {
         assert!(page < self.len / PAGE, "page {page} outside the mapping");
-        // SAFETY: the first word of a page inside the mapping (checked above), hence
-        // 8-aligned; the mapping lives as long as `self` and is only ever accessed
-        // through these volatile word writes.
+        // SAFETY: the first word of a page inside the writable part of the mapping
+        // (checked above), hence 8-aligned; the mapping lives as long as `self` and is
+        // only ever accessed through these volatile word writes.
         unsafe {
             self.ptr
                 .as_ptr()
@@ -197,8 +212,9 @@ impl Anon {
 
 impl Drop for Anon {
     fn drop(&mut self) {
-        // SAFETY: `self` owns the mapping; nothing refers into it after `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // SAFETY: `self` owns the mapping, guards included; nothing refers into it
+        // after `self`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len + 2 * PAGE) };
     }
 }
 
@@ -588,8 +604,10 @@ pub fn run(opts: &CkptOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
     }
     emit(Raw::Env(env));
 
-    let mut got = Vec::new();
-    let mut want = Vec::new();
+    // Sized once for the largest answer: no allocation between two collects.
+    let most = opts.sizes.iter().max().map_or(0, |&b| b as usize / PAGE);
+    let mut got = Vec::with_capacity(most);
+    let mut want = Vec::with_capacity(most);
     for (si, &bytes) in opts.sizes.iter().enumerate() {
         let pages = (bytes / PAGE as u64) as usize;
         for round in 0..opts.rounds {
