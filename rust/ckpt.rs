@@ -485,9 +485,18 @@ impl CkptDevice {
             r.diff_set.iter_mut().for_each(|w| *w = 0);
             r.bases.iter_mut().for_each(|b| *b = None);
         }
+        let remove = req.flags & abi::CKPT_DIFF_SET_REMOVE != 0;
         for &i in idx.iter() {
             // Lossless: checked against the region's pages.
-            logic::set_bit(&mut r.diff_set, i as usize);
+            let i = i as usize;
+            if remove {
+                logic::clear_bit(&mut r.diff_set, i);
+                if let Some(b) = r.bases.get_mut(i) {
+                    *b = None;
+                }
+            } else {
+                logic::set_bit(&mut r.diff_set, i);
+            }
         }
         Ok(0)
     }

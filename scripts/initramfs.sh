@@ -39,6 +39,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
+# Loopback, for the checkpoint stream between `memkit ckpt run` and its backup.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 echo 'MEMKIT-JOB-START' >/dev/ttyS1
 cd /tmp
 sh /job.sh >/dev/ttyS1 2>&1 </dev/null

@@ -524,6 +524,9 @@ pub const CKPT_COLLECT_FLAGS: u32 = CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES;
 pub const CKPT_COPY_MAX_PAGES: u64 = 65536;
 /// `memkit_ckpt_diff_set.flags`: empty the set first.
 pub const CKPT_DIFF_SET_RESET: u32 = 1 << 0;
+/// `memkit_ckpt_diff_set.flags`: remove the pages (and their versions) instead of
+/// adding them; not with `RESET`.
+pub const CKPT_DIFF_SET_REMOVE: u32 = 1 << 1;
 /// Most pages one `MEMKIT_IOC_CKPT_COPY_DIFF` copies.
 pub const CKPT_COPY_DIFF_MAX_PAGES: u64 = 256;
 
@@ -665,7 +668,10 @@ uapi_struct! {
         count: u64 = 16,
     }
     check(c) {
-        if c.flags & !CKPT_DIFF_SET_RESET != 0 {
+        if c.flags & !(CKPT_DIFF_SET_RESET | CKPT_DIFF_SET_REMOVE) != 0 {
+            Err(UapiError::UnknownFlags)
+        } else if c.flags == CKPT_DIFF_SET_RESET | CKPT_DIFF_SET_REMOVE {
+            // A combination that means nothing.
             Err(UapiError::UnknownFlags)
         } else {
             Ok(())

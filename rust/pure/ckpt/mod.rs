@@ -62,6 +62,13 @@ pub fn set_bit(map: &mut [u64], i: usize) {
     }
 }
 
+/// Clears bit `i` of `map` (no-op past the end).
+pub fn clear_bit(map: &mut [u64], i: usize) {
+    if let Some(w) = map.get_mut(i / 64) {
+        *w &= !(1 << (i % 64));
+    }
+}
+
 /// Sets (`value`) or clears bits `[first, end)` of `map`.
 pub fn fill_bits(map: &mut [u64], first: usize, end: usize, value: bool) {
     let mut i = first;

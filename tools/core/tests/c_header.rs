@@ -121,6 +121,7 @@ int main(void)
 	T(bytes); T(pages_allocated); T(collects); T(intervals); T(dirty_reported);
 	T(dirty_unmapped); T(pages_copied); T(pages_diffed); T(record_bytes);
 	P("MEMKIT_CKPT_DIFF_SET_RESET", MEMKIT_CKPT_DIFF_SET_RESET);
+	P("MEMKIT_CKPT_DIFF_SET_REMOVE", MEMKIT_CKPT_DIFF_SET_REMOVE);
 	P("MEMKIT_CKPT_REC_FULL", MEMKIT_CKPT_REC_FULL);
 	P("MEMKIT_CKPT_REC_DIFF", MEMKIT_CKPT_REC_DIFF);
 	P("MEMKIT_CKPT_REC_HEADER", MEMKIT_CKPT_REC_HEADER);
@@ -520,6 +521,10 @@ fn header_matches_rust_mirror() {
         (
             "MEMKIT_CKPT_DIFF_SET_RESET",
             abi::CKPT_DIFF_SET_RESET.into(),
+        ),
+        (
+            "MEMKIT_CKPT_DIFF_SET_REMOVE",
+            abi::CKPT_DIFF_SET_REMOVE.into(),
         ),
     ]);
     for (name, rust) in &expect {

@@ -489,6 +489,19 @@ impl Device {
         self.call(abi::IOC_CKPT_DIFF_SET, &req).map(|_| ())
     }
 
+    /// `MEMKIT_IOC_CKPT_DIFF_SET` with `MEMKIT_CKPT_DIFF_SET_REMOVE`: takes `pages`
+    /// out of the diff set, dropping their versions.
+    pub fn ckpt_diff_remove(&self, pages: &[u64]) -> io::Result<()> {
+        let req = abi::CkptDiffSet {
+            size: abi::CkptDiffSet::SIZE as u32,
+            flags: abi::CKPT_DIFF_SET_REMOVE,
+            pages: user_addr(pages),
+            count: pages.len() as u64,
+        };
+        // The kernel only reads `count` indexes at `pages`, which outlive the call.
+        self.call(abi::IOC_CKPT_DIFF_SET, &req).map(|_| ())
+    }
+
     /// `MEMKIT_IOC_CKPT_COPY_DIFF` of `pages` with segments of `segment` bytes, pages
     /// with more than `max_changed` changed segments whole: the records
     /// (`memkit_core::ckpt::diff`) and how many pages went as diffs.

@@ -111,16 +111,15 @@ impl Source for RegionSource {
     }
 
     fn set_diff(&mut self, pages: &[u64]) -> io::Result<()> {
+        // Only the changes: a page that stays keeps its version.
         let new: BTreeSet<u64> = pages.iter().copied().collect();
         let added: Vec<u64> = new.difference(&self.diff_set).copied().collect();
-        let reset = !self.diff_set.is_subset(&new);
-        // Removing pages takes a reset (which drops every base); adding does not.
-        let send: Vec<u64> = if reset { pages.to_vec() } else { added };
-        for (i, batch) in send.chunks(abi::CKPT_COPY_MAX_PAGES as usize).enumerate() {
-            self.dev.ckpt_diff_set(batch, reset && i == 0)?;
+        let removed: Vec<u64> = self.diff_set.difference(&new).copied().collect();
+        for batch in removed.chunks(abi::CKPT_COPY_MAX_PAGES as usize) {
+            self.dev.ckpt_diff_remove(batch)?;
         }
-        if reset && send.is_empty() {
-            self.dev.ckpt_diff_set(&[], true)?;
+        for batch in added.chunks(abi::CKPT_COPY_MAX_PAGES as usize) {
+            self.dev.ckpt_diff_set(batch, false)?;
         }
         self.diff_set = new;
         Ok(())
@@ -284,6 +283,12 @@ pub struct Report {
     pub record_bytes: u64,
     /// Nanoseconds the target was stopped.
     pub stopped_ns: u64,
+    /// Of those, waiting for it to stop.
+    pub stop_wait_ns: u64,
+    /// Nanoseconds sending (after the resume).
+    pub send_ns: u64,
+    /// Nanoseconds waiting for the backup's ACK.
+    pub ack_ns: u64,
     /// Nanoseconds from the start of the checkpoint to the backup's ACK.
     pub total_ns: u64,
 }
@@ -305,7 +310,7 @@ fn protocol(msg: impl Into<String>) -> io::Error {
 impl<S: Source> Primary<S> {
     /// Connects to the backup at `addr` and greets it; the next checkpoint is
     /// numbered after the backup's last committed one.
-    pub fn connect(src: S, addr: &str, opts: Options) -> io::Result<Primary<S>> {
+    pub fn connect(mut src: S, addr: &str, opts: Options) -> io::Result<Primary<S>> {
         if opts.precopy && !src.atomic_collect() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -313,6 +318,8 @@ impl<S: Source> Primary<S> {
                  pagemap read and clear_refs are two steps",
             ));
         }
+        // The backup has none of the bases diffs would refer to.
+        src.set_diff(&[])?;
         let conn = TcpStream::connect(addr)?;
         conn.set_nodelay(true)?;
         let mut p = Primary {
@@ -347,6 +354,17 @@ impl<S: Source> Primary<S> {
     /// The source.
     pub fn source(&self) -> &S {
         &self.src
+    }
+
+    /// The source, mutably (between checkpoints).
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.src
+    }
+
+    /// Ends the connection and gives the source back (to connect again: the next
+    /// connection's first checkpoint sends every page).
+    pub fn into_source(self) -> S {
+        self.src
     }
 
     /// The last checkpoint number used.
@@ -415,6 +433,7 @@ impl<S: Source> Primary<S> {
         let mut records = Vec::new();
         let stopped = Instant::now();
         pause.stop()?;
+        r.stop_wait_ns = stopped.elapsed().as_nanos() as u64;
         let copied = (|| {
             let d2 = self.src.collect_clear()?;
             if self.first && !self.opts.precopy {
@@ -431,6 +450,7 @@ impl<S: Source> Primary<S> {
         r.diffed += copied?;
         resumed?;
         r.stop_copied = stop_set.len() as u64;
+        let sending = Instant::now();
         sent.extend(stop_set.iter().copied());
         if !self.opts.precopy {
             Frame::Begin { seq }.write(&mut self.tx)?;
@@ -444,9 +464,12 @@ impl<S: Source> Primary<S> {
         }
         .write(&mut self.tx)?;
         self.tx.flush()?;
+        r.send_ns = sending.elapsed().as_nanos() as u64;
         r.pages = sent.len() as u64;
         r.record_bytes = (pre.len() + records.len()) as u64;
+        let acking = Instant::now();
         self.wait_ack(seq)?;
+        r.ack_ns = acking.elapsed().as_nanos() as u64;
         self.seq = seq;
         self.first = false;
         r.total_ns = start.elapsed().as_nanos() as u64;
@@ -468,12 +491,14 @@ impl<S: Source> Primary<S> {
                 Some(Frame::Error(m)) => {
                     return Err(protocol(format!("the backup failed checkpoint {seq}: {m}")))
                 }
-                None => return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
                         "the backup closed the connection before acknowledging checkpoint {seq}"
                     ),
-                )),
+                    ))
+                }
                 Some(other) => return Err(protocol(format!("unexpected {other:?}"))),
             }
         }

@@ -1193,6 +1193,33 @@ pub fn ckpt_diffs_rebuild_the_replica(_: &crate::Options) -> TestResult {
         ));
     }
 
+    // REMOVE takes pages out and drops only their versions: page 1 goes whole,
+    // page 0 stays a diff. REMOVE with RESET means nothing.
+    dev.ckpt_diff_set(&[0, 1], false)
+        .map_err(|e| format!("CKPT_DIFF_SET: {e}"))?;
+    map.write_u64(0, 2);
+    map.write_u64(PAGE, 2);
+    let (_, before, _) = diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    dev.ckpt_diff_remove(&[1])
+        .map_err(|e| format!("CKPT_DIFF_SET remove: {e}"))?;
+    map.write_u64(0, 3);
+    map.write_u64(PAGE, 3);
+    let (_, diffed, _) = diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    if diffed != [0] || map.to_vec() != replica {
+        return Err(format!("after REMOVE of page 1: diffed {diffed:?}"));
+    }
+    let remove_diffed = before.len() + diffed.len();
+    let both = abi::CkptDiffSet {
+        size: abi::CkptDiffSet::SIZE as u32,
+        flags: abi::CKPT_DIFF_SET_RESET | abi::CKPT_DIFF_SET_REMOVE,
+        ..Default::default()
+    };
+    expect_errno(
+        "DIFF_SET RESET|REMOVE",
+        dev.call(abi::IOC_CKPT_DIFF_SET, &both),
+        libc::EINVAL,
+    )?;
+
     // RESET empties the set: the next copy is whole.
     dev.ckpt_diff_set(&[], true)
         .map_err(|e| format!("CKPT_DIFF_SET reset: {e}"))?;
@@ -1243,11 +1270,11 @@ pub fn ckpt_diffs_rebuild_the_replica(_: &crate::Options) -> TestResult {
         "stats: pages_copied {} pages_diffed {} record_bytes {}",
         s.pages_copied, s.pages_diffed, s.record_bytes
     );
-    if s.pages_diffed != total_diffed as u64 + 1 {
+    if s.pages_diffed != (total_diffed + remove_diffed) as u64 + 1 {
         return Err(format!(
             "stats.pages_diffed {} want {}",
             s.pages_diffed,
-            total_diffed + 1
+            total_diffed + remove_diffed + 1
         ));
     }
     Ok(Outcome::Pass)

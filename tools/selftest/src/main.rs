@@ -11,6 +11,7 @@ mod crash;
 mod journal_tests;
 mod ktap;
 mod module_tests;
+mod replica_tests;
 
 use ktap::{Case, Options};
 use std::process::ExitCode;
@@ -136,6 +137,22 @@ const CASES: &[Case] = &[
     Case {
         name: "ckpt_close_with_mapping_alive",
         run: ckpt_tests::ckpt_close_with_mapping_alive,
+    },
+    Case {
+        name: "ckpt_mremap_moves_tracking",
+        run: replica_tests::ckpt_mremap_moves_tracking,
+    },
+    Case {
+        name: "ckpt_run_replica_equals_memory",
+        run: replica_tests::ckpt_run_replica_equals_memory,
+    },
+    Case {
+        name: "ckpt_run_attached_and_soft_dirty",
+        run: replica_tests::ckpt_run_attached_and_soft_dirty,
+    },
+    Case {
+        name: "ckpt_run_target_exits",
+        run: replica_tests::ckpt_run_target_exits,
     },
     Case {
         name: "unload_refused_while_open",

@@ -352,6 +352,8 @@ struct memkit_ckpt_copy {
 
 /* memkit_ckpt_diff_set.flags: empty the diff set first. */
 #define MEMKIT_CKPT_DIFF_SET_RESET (1U << 0)
+/* memkit_ckpt_diff_set.flags: remove the pages (and their versions); not with RESET. */
+#define MEMKIT_CKPT_DIFF_SET_REMOVE (1U << 1)
 
 /**
  * struct memkit_ckpt_diff_set - MEMKIT_IOC_CKPT_DIFF_SET: the pages worth diffing
@@ -359,8 +361,10 @@ struct memkit_ckpt_copy {
  * them, and only of them; a page enters the set without a version (its next copy is
  * whole).
  * @size: sizeof(struct memkit_ckpt_diff_set).
- * @flags: MEMKIT_CKPT_DIFF_SET_RESET: empty the set (and drop its versions) first.
- * @pages: user pointer to @count __u64 page indexes to add (any order, repeats fine).
+ * @flags: MEMKIT_CKPT_DIFF_SET_RESET: empty the set (and drop its versions) first;
+ *	MEMKIT_CKPT_DIFF_SET_REMOVE: take the pages out (dropping their versions)
+ *	instead of adding them.  Both at once: EINVAL.
+ * @pages: user pointer to @count __u64 page indexes (any order, repeats fine).
  * @count: number of indexes (0 to 65536).
  */
 struct memkit_ckpt_diff_set {

@@ -2,7 +2,7 @@
 
 use memkit::core::ckpt::diff::{Params, PAGE};
 use memkit::dev::{Device, DeviceKind};
-use memkit::primary::{Options, Primary, RegionSource, Report, SoftDirtySource, Source};
+use memkit::primary::{Options, Pause, Primary, RegionSource, Report, SoftDirtySource, Source};
 use memkit::replica::Replica;
 use memkit::target::Target;
 use memkit::track::SoftDirty;
@@ -150,6 +150,19 @@ fn spawn(command: &[String], bytes: u64) -> Result<(Child, Device), String> {
     Ok((child?, dev))
 }
 
+/// Stops the target and leaves it stopped.
+struct HoldStopped<'a>(&'a mut Target);
+
+impl Pause for HoldStopped<'_> {
+    fn stop(&mut self) -> io::Result<()> {
+        Pause::stop(self.0)
+    }
+
+    fn resume(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn checkpoints<S: Source>(
     src: S,
     o: &RunOpts,
@@ -177,7 +190,16 @@ fn checkpoints<S: Source>(
             std::thread::sleep(next - now);
         }
         next += interval;
-        let r: Report = match primary.checkpoint(target) {
+        // With `--then stop` the last checkpoint leaves the target stopped: it is
+        // then exactly the replica.
+        let last = o.count != 0 && s.checkpoints + 1 == o.count;
+        let mut hold = HoldStopped(target);
+        let pause: &mut dyn Pause = if last && o.then == Some(Then::Stop) {
+            &mut hold
+        } else {
+            hold.0
+        };
+        let r: Report = match primary.checkpoint(pause) {
             Ok(r) => r,
             Err(e) if Target::new(target.pid()).is_err() || e.to_string().contains("exited") => {
                 s.ended = Some(format!("the target exited: {e}"));
@@ -275,7 +297,8 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
     match then {
         Then::Continue => {}
         Then::Stop => {
-            if s.ended.is_none() {
+            // Already stopped by the last checkpoint, unless the run ended early.
+            if s.ended.is_none() && o.count == 0 {
                 target
                     .stop(Duration::from_secs(10))
                     .map_err(|e| format!("stopping the target: {e}"))?;

@@ -1,0 +1,348 @@
+//! The checkpointer, backup and verify end to end in the guest (`memkit ckpt run |
+//! backup | verify | writer` on loopback): the replica equals the program's memory
+//! after checkpoints at a high rate of a multi-threaded random writer — on a memkit
+//! region with and without pre-copy, attached by pid, and on anonymous memory
+//! through soft-dirty — and a target that exits mid-run ends the run cleanly. Also
+//! what `mremap` of a tracked mapping does.
+
+use crate::ktap::{Outcome, TestResult};
+use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Orphaned targets (left by `memkit ckpt run`) become this process's children, so
+/// that it can reap them.
+fn subreaper() -> Result<(), String> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(format!("prctl: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: kill(2) and waitpid(2) with a null status have no memory effects here.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+fn memkit(args: &[&str]) -> Result<Value, String> {
+    // stderr to a file, not a pipe: a target `memkit ckpt run` leaves stopped
+    // inherits it, and a pipe would not reach end-of-file while it lives.
+    let err_path = format!("/tmp/memkit-stderr-{}", std::process::id());
+    let err = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
+    let out = Command::new("memkit")
+        .arg("--json")
+        .args(args)
+        .stderr(err)
+        .output()
+        .map_err(|e| format!("memkit {args:?}: {e}"))?;
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The last JSON document on stdout (per-checkpoint lines may precede it).
+    let v: Value = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .filter_map(Result::ok)
+        .last()
+        .ok_or_else(|| {
+            format!(
+                "memkit {args:?}: no JSON ({}); stderr: {stderr}",
+                out.status
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "memkit {args:?}: {}: {v}; stderr: {stderr}",
+            out.status
+        ));
+    }
+    Ok(v)
+}
+
+/// A process printing one JSON line first (backup, writer), and that line.
+fn spawn_line(args: &[&str]) -> Result<(Child, Value), String> {
+    let mut c = Command::new("memkit")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("memkit {args:?}: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(c.stdout.as_mut().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let v =
+        serde_json::from_str(&line).map_err(|e| format!("memkit {args:?} said {line:?}: {e}"))?;
+    Ok((c, v))
+}
+
+struct Backup {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Backup {
+    fn start(name: &str) -> Result<Backup, String> {
+        let dir = PathBuf::from(format!("/tmp/replica-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.to_str().ok_or("path")?;
+        let (child, v) = spawn_line(&[
+            "ckpt",
+            "backup",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            d,
+        ])?;
+        let addr = v["listening"].as_str().ok_or("no address")?.to_string();
+        Ok(Backup { child, addr, dir })
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.to_str().unwrap_or("/nonexistent")
+    }
+}
+
+impl Drop for Backup {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn num(v: &Value, k: &str) -> Result<u64, String> {
+    v[k].as_u64().ok_or_else(|| format!("no {k} in {v}"))
+}
+
+fn check_verify(v: &Value, what: &str, want_seq: u64) -> Result<(), String> {
+    if v["equal"] != Value::Bool(true) {
+        return Err(format!("{what}: the replica differs: {v}"));
+    }
+    if num(v, "checkpoint")? != want_seq {
+        return Err(format!(
+            "{what}: verified checkpoint {} not {want_seq}",
+            v["checkpoint"]
+        ));
+    }
+    Ok(())
+}
+
+/// 12 checkpoints, 10 ms apart (or as fast as they go: the guest is emulated), of
+/// 3 threads writing 2 MiB at random; the target is left stopped at the last one
+/// and compared.
+fn run_and_verify(what: &str, run_extra: &[&str], writer: &[&str]) -> Result<Value, String> {
+    let b = Backup::start(what)?;
+    let mut args = vec![
+        "ckpt",
+        "run",
+        "--backup",
+        &b.addr,
+        "--bytes",
+        "2M",
+        "--count",
+        "12",
+        "--interval-ms",
+        "10",
+        "--then",
+        "stop",
+    ];
+    args.extend_from_slice(run_extra);
+    args.extend_from_slice(&[
+        "--",
+        "memkit",
+        "ckpt",
+        "writer",
+        "--threads",
+        "3",
+        "--rate",
+        "500",
+    ]);
+    args.extend_from_slice(writer);
+    let s = memkit(&args)?;
+    let pid = num(&s, "pid")? as i32;
+    let checked = (|| {
+        if num(&s, "checkpoints")? != 12 {
+            return Err(format!("{what}: {s}"));
+        }
+        let v = memkit(&[
+            "ckpt",
+            "verify",
+            "--pid",
+            &pid.to_string(),
+            "--dir",
+            b.dir(),
+        ])?;
+        check_verify(&v, what, num(&s, "last_seq")?)
+    })();
+    kill_and_reap(pid);
+    checked.map(|()| s)
+}
+
+pub fn ckpt_run_replica_equals_memory(_: &crate::Options) -> TestResult {
+    subreaper()?;
+    let plain = run_and_verify("plain", &[], &["--write", "random"])?;
+    let pre = run_and_verify(
+        "precopy",
+        &["--precopy"],
+        &["--pattern", "zipf", "--write", "random"],
+    )?;
+    if num(&pre, "precopied")? == 0 {
+        return Err(format!(
+            "pre-copy copied nothing while the target ran: {pre}"
+        ));
+    }
+    // Sparse 8-byte writes at a bounded rate: pages come back as diffs.
+    let sparse = run_and_verify("sparse", &[], &["--write", "sparse"])?;
+    if num(&sparse, "diffed")? == 0
+        || num(&sparse, "record_bytes")? * 2 > num(&sparse, "full_bytes")?
+    {
+        return Err(format!("sparse writes were not sent as diffs: {sparse}"));
+    }
+    println!(
+        "# plain: {} pages, p50 stop {} us; pre-copy: {} pages ({} pre-copied), p50 stop {} us; \
+         sparse: {} of {} bytes",
+        plain["pages"],
+        plain["stopped_us_p50"],
+        pre["pages"],
+        pre["precopied"],
+        pre["stopped_us_p50"],
+        sparse["record_bytes"],
+        sparse["full_bytes"]
+    );
+    Ok(Outcome::Pass)
+}
+
+/// `--pid` takes the region's descriptor from a running writer (pidfd_getfd);
+/// `--soft-dirty` tracks a writer's anonymous memory.
+pub fn ckpt_run_attached_and_soft_dirty(_: &crate::Options) -> TestResult {
+    subreaper()?;
+    for (what, writer_extra, soft) in [
+        ("attach", &[][..], false),
+        ("soft-dirty", &["--anon"][..], true),
+    ] {
+        let b = Backup::start(what)?;
+        let mut wargs = vec![
+            "ckpt",
+            "writer",
+            "--bytes",
+            "2M",
+            "--threads",
+            "2",
+            "--rate",
+            "500",
+        ];
+        wargs.extend_from_slice(writer_extra);
+        let (mut w, ready) = spawn_line(&wargs)?;
+        let pid = w.id().to_string();
+        let addr = ready["addr"].as_str().ok_or("no addr")?.to_string();
+        let mut args = vec![
+            "ckpt",
+            "run",
+            "--backup",
+            &b.addr,
+            "--pid",
+            &pid,
+            "--count",
+            "10",
+            "--interval-ms",
+            "10",
+            "--then",
+            "stop",
+        ];
+        if soft {
+            args.extend_from_slice(&["--soft-dirty", "--addr", &addr, "--bytes", "2M"]);
+        }
+        let checked = (|| {
+            let s = memkit(&args)?;
+            let mut v = vec!["ckpt", "verify", "--pid", &pid, "--dir", b.dir()];
+            if soft {
+                v.extend_from_slice(&["--addr", &addr]);
+            }
+            let verdict = memkit(&v)?;
+            check_verify(&verdict, what, num(&s, "last_seq")?)
+        })();
+        let _ = w.kill();
+        let _ = w.wait();
+        checked?;
+    }
+    Ok(Outcome::Pass)
+}
+
+/// A target that exits while being checkpointed ends the run with a note, not an
+/// error, and the module is left clean (the runner's dmesg check and kmemleak).
+pub fn ckpt_run_target_exits(_: &crate::Options) -> TestResult {
+    subreaper()?;
+    let b = Backup::start("exit")?;
+    let s = memkit(&[
+        "ckpt",
+        "run",
+        "--backup",
+        &b.addr,
+        "--bytes",
+        "1M",
+        "--interval-ms",
+        "5",
+        "--",
+        "memkit",
+        "ckpt",
+        "writer",
+        "--threads",
+        "2",
+        "--rate",
+        "500",
+        "--secs",
+        "3",
+    ])?;
+    if s["ended"].as_str().is_none_or(|e| !e.contains("exited")) || num(&s, "checkpoints")? < 2 {
+        return Err(format!("the run did not end with the target: {s}"));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// `mremap` moves a tracked mapping and tracking goes on at the new address;
+/// growing it is refused (the region's mappings never grow).
+pub fn ckpt_mremap_moves_tracking(_: &crate::Options) -> TestResult {
+    let dev = Device::open(DeviceKind::Ckpt).map_err(|e| e.to_string())?;
+    let pages = 8u64;
+    let len = pages as usize * CKPT_PAGE_SIZE;
+    let off = dev.ckpt_create(len as u64).map_err(|e| e.to_string())?;
+    let map = CkptMap::new(&dev, off, len).map_err(|e| e.to_string())?;
+    map.write_u64(0, 1);
+    dev.ckpt_collect_ranges(0, pages, true)
+        .map_err(|e| e.to_string())?;
+    let old = map.addr() as *mut libc::c_void;
+    // SAFETY: a mapping this test owns, moved wholesale (MREMAP_MAYMOVE); `map` is
+    // forgotten below and the new address unmapped by hand, so no Rust reference
+    // points into the old range afterwards.
+    let new = unsafe { libc::mremap(old, len, len * 2, libc::MREMAP_MAYMOVE) };
+    if new != libc::MAP_FAILED {
+        return Err("mremap grew a region mapping".into());
+    }
+    // SAFETY: as above; same size, so only the address may change.
+    let new = unsafe { libc::mremap(old, len, len, libc::MREMAP_MAYMOVE) };
+    if new == libc::MAP_FAILED {
+        return Err(format!("mremap: {}", std::io::Error::last_os_error()));
+    }
+    std::mem::forget(map);
+    // SAFETY: page 3 of the moved mapping, inside its `len` bytes, 8-aligned.
+    unsafe { std::ptr::write_volatile(new.cast::<u8>().add(3 * CKPT_PAGE_SIZE).cast::<u64>(), 7) };
+    let runs = dev
+        .ckpt_collect_ranges(0, pages, true)
+        .map_err(|e| e.to_string())?;
+    let got: Vec<(u64, u64)> = runs.iter().map(|r| (r.first, r.count)).collect();
+    // SAFETY: the moved mapping, which nothing else refers to.
+    unsafe { libc::munmap(new, len) };
+    if got != [(3, 1)] {
+        return Err(format!(
+            "after mremap the write to page 3 was reported as {got:?}"
+        ));
+    }
+    Ok(Outcome::Pass)
+}
