@@ -363,8 +363,15 @@ impl CkptDevice {
                         out.write_slice(&raw)?;
                     }
                 } else {
-                    for w in snap.iter() {
-                        out.write_slice(&w.to_ne_bytes())?;
+                    // 64 words per user copy, not one.
+                    let mut chunk = [0u8; 512];
+                    for words in snap.chunks(64) {
+                        for (i, w) in words.iter().enumerate() {
+                            if let Some(b) = chunk.get_mut(i * 8..i * 8 + 8) {
+                                b.copy_from_slice(&w.to_ne_bytes());
+                            }
+                        }
+                        out.write_slice(&chunk[..words.len() * 8])?;
                     }
                 }
             }

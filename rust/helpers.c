@@ -235,7 +235,13 @@ u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
 
 bool memkit_page_test_clear_dirty(struct page *page)
 {
-	return folio_test_clear_dirty(page_folio(page));
+	struct folio *folio = page_folio(page);
+
+	/*
+	 * A plain read first: most pages are clean, and the locked read-modify-write
+	 * costs far more. A flag set just after the read is found by the next collect.
+	 */
+	return folio_test_dirty(folio) && folio_test_clear_dirty(folio);
 }
 
 int memkit_copy_page_to_user(unsigned long dst, struct page *page)

@@ -1,4 +1,5 @@
-# Guest job of `make run`, first boot: what memkit does, then a journal under load
+# Guest job of `make run`, first boot: what memkit does (journal, checkpoint tracking,
+# a checkpointed program verified against its replica), then a journal under load
 # that the host kills (scripts/demo.sh).
 set -u
 say() { printf '\n$ %s\n' "$*"; }
@@ -22,5 +23,15 @@ say "memkit journal read 65536 5; memkit journal read 73728 5"
 memkit journal read 65536 5 && memkit journal read 73728 5
 say "memkit ckpt demo --pages 64 --rounds 5   # dirty tracking: collect, diffs, a replica"
 memkit ckpt demo --pages 64 --rounds 5 || exit 1
+say "memkit ckpt backup --once --dir /tmp/replica --listen 127.0.0.1:7070 &   # a backup on loopback"
+memkit ckpt backup --once --dir /tmp/replica --listen 127.0.0.1:7070 >/tmp/backup.log 2>&1 &
+sleep 1
+say "memkit ckpt run --backup 127.0.0.1:7070 --bytes 2M --count 10 --precopy --then stop -- memkit ckpt writer --threads 2 --rate 300 --pattern zipf"
+memkit ckpt run --backup 127.0.0.1:7070 --bytes 2M --count 10 --precopy --then stop -- \
+	memkit ckpt writer --threads 2 --rate 300 --pattern zipf 2>/dev/null | tee /tmp/run.txt || exit 1
+pid=$(sed -n 's/.* of process \([0-9]*\) .*/\1/p' /tmp/run.txt)
+say "memkit ckpt verify --pid $pid --dir /tmp/replica   # the stopped writer vs the replica, byte for byte"
+memkit ckpt verify --pid "$pid" --dir /tmp/replica || exit 1
+kill -9 "$pid"
 say "memkit-selftest --journal-crash-run 2 4   # two writers, 4 slots each, until the host kills the VM"
 exec memkit-selftest --journal-crash-run 2 4 | awk '/^ACK/ { n++; if (n % 100 == 0) print "  ... " n " transactions acknowledged, last: " $0; fflush(); next } { print; fflush() }'

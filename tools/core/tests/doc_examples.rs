@@ -43,7 +43,9 @@ fn c_examples_compile() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let programs = c_blocks(&text).into_iter().filter(|b| b.contains("int main("));
+        let programs = c_blocks(&text)
+            .into_iter()
+            .filter(|b| b.contains("int main("));
         for (i, block) in programs.enumerate() {
             let src = dir.join(format!(
                 "{}-{i}.c",
@@ -51,7 +53,15 @@ fn c_examples_compile() {
             ));
             std::fs::write(&src, block).unwrap();
             let out = Command::new(&cc)
-                .args(["-std=gnu11", "-Wall", "-Werror", "-c", "-o", "/dev/null", "-I"])
+                .args([
+                    "-std=gnu11",
+                    "-Wall",
+                    "-Werror",
+                    "-c",
+                    "-o",
+                    "/dev/null",
+                    "-I",
+                ])
                 .arg(&include)
                 .arg(&src)
                 .output()
