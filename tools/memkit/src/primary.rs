@@ -126,14 +126,69 @@ impl Source for RegionSource {
     }
 }
 
+/// What the module does for a region, done in userspace for other sources: the
+/// per-page history and the bases of the diff set's pages.
+pub struct UserTracking {
+    history: Vec<u64>,
+    diff_set: BTreeSet<u64>,
+    bases: HashMap<u64, Box<[u8]>>,
+    rec: Vec<u8>,
+}
+
+impl UserTracking {
+    /// Tracking of `pages` pages, with an empty diff set.
+    pub fn new(pages: u64) -> UserTracking {
+        UserTracking {
+            history: vec![0; pages as usize],
+            diff_set: BTreeSet::new(),
+            bases: HashMap::new(),
+            rec: vec![0; diff::MAX_RECORD],
+        }
+    }
+
+    /// Ends an interval in which `dirty` (indexes below `pages`) were written.
+    pub fn end_interval(&mut self, dirty: &[u64]) {
+        self.history.iter_mut().for_each(|h| *h <<= 1);
+        for &p in dirty {
+            if let Some(h) = self.history.get_mut(p as usize) {
+                *h |= 1;
+            }
+        }
+    }
+
+    /// The history words ([`Source::history`]).
+    pub fn history(&self) -> Vec<u64> {
+        self.history.clone()
+    }
+
+    /// Appends the record of page `i` with contents `page` to `out` (a diff against
+    /// its base if it has one), keeps the contents as the base if the page is in
+    /// the diff set; returns whether it went as a diff.
+    pub fn encode(&mut self, p: Params, i: u64, page: &[u8], out: &mut Vec<u8>) -> bool {
+        let base = self.bases.get(&i).map(|b| &b[..]);
+        let (n, was_diff) =
+            diff::encode(p, i, page, base, &mut self.rec).expect("page-sized buffers");
+        out.extend_from_slice(&self.rec[..n]);
+        if self.diff_set.contains(&i) {
+            self.bases.insert(i, page.into());
+        }
+        was_diff
+    }
+
+    /// [`Source::set_diff`]: pages that leave the set lose their base.
+    pub fn set_diff(&mut self, pages: &[u64]) {
+        self.diff_set = pages.iter().copied().collect();
+        let keep = &self.diff_set;
+        self.bases.retain(|p, _| keep.contains(p));
+    }
+}
+
 /// Memory `[addr, addr + len)` of any process, through soft-dirty bits.
 pub struct SoftDirtySource {
     sd: SoftDirty,
     addr: u64,
     pages: u64,
-    history: Vec<u64>,
-    diff_set: BTreeSet<u64>,
-    bases: HashMap<u64, Box<[u8]>>,
+    user: UserTracking,
 }
 
 impl SoftDirtySource {
@@ -155,9 +210,7 @@ impl SoftDirtySource {
             sd,
             addr,
             pages,
-            history: vec![0; pages as usize],
-            diff_set: BTreeSet::new(),
-            bases: HashMap::new(),
+            user: UserTracking::new(pages),
         })
     }
 }
@@ -178,15 +231,12 @@ impl Source for SoftDirtySource {
         // The bits are cleared after they are read: a write in between would be
         // lost, so this source only collects with the target stopped (no pre-copy).
         self.sd.clear()?;
-        self.history.iter_mut().for_each(|h| *h <<= 1);
-        for &p in &dirty {
-            self.history[p as usize] |= 1;
-        }
+        self.user.end_interval(&dirty);
         Ok(dirty)
     }
 
     fn history(&mut self) -> io::Result<Vec<u64>> {
-        Ok(self.history.clone())
+        Ok(self.user.history())
     }
 
     fn atomic_collect(&self) -> bool {
@@ -195,29 +245,19 @@ impl Source for SoftDirtySource {
 
     fn copy(&mut self, p: Params, pages: &[u64], out: &mut Vec<u8>) -> io::Result<u64> {
         let mut page = vec![0u8; PAGE];
-        let mut rec = vec![0u8; diff::MAX_RECORD];
         let mut diffed = 0;
         for &i in pages {
             if i >= self.pages {
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
             self.sd.read(self.addr + i * PAGE as u64, &mut page)?;
-            let base = self.bases.get(&i).map(|b| &b[..]);
-            let (n, was_diff) =
-                diff::encode(p, i, &page, base, &mut rec).expect("page-sized buffers");
-            out.extend_from_slice(&rec[..n]);
-            diffed += u64::from(was_diff);
-            if self.diff_set.contains(&i) {
-                self.bases.insert(i, page.clone().into_boxed_slice());
-            }
+            diffed += u64::from(self.user.encode(p, i, &page, out));
         }
         Ok(diffed)
     }
 
     fn set_diff(&mut self, pages: &[u64]) -> io::Result<()> {
-        self.diff_set = pages.iter().copied().collect();
-        let keep = &self.diff_set;
-        self.bases.retain(|p, _| keep.contains(p));
+        self.user.set_diff(pages);
         Ok(())
     }
 }
@@ -401,7 +441,8 @@ impl<S: Source> Primary<S> {
         let start = Instant::now();
         let seq = self.seq + 1;
         let p = self.opts.params;
-        let all: Vec<u64> = (0..self.src.pages()).collect();
+        let pages = self.src.pages();
+        let all = || (0..pages).collect::<Vec<u64>>();
         let mut r = Report {
             seq,
             ..Default::default()
@@ -413,7 +454,7 @@ impl<S: Source> Primary<S> {
         if self.opts.precopy {
             let mut d1 = self.src.collect_clear()?;
             if self.first {
-                d1.clone_from(&all);
+                d1 = all();
             }
             let history = self.src.history()?;
             let window = self.opts.cold_after.saturating_mul(2).min(63);
@@ -437,7 +478,7 @@ impl<S: Source> Primary<S> {
         let copied = (|| {
             let d2 = self.src.collect_clear()?;
             if self.first && !self.opts.precopy {
-                stop_set.clone_from(&all);
+                stop_set = all();
             } else {
                 stop_set.extend(d2);
                 stop_set.sort_unstable();

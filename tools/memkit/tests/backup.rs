@@ -5,7 +5,7 @@
 
 use memkit::core::ckpt::diff::{self, Params, PAGE};
 use memkit::core::crc32c::crc32c;
-use memkit::primary::{NoPause, Options, Primary, Source};
+use memkit::primary::{NoPause, Options, Primary, Source, UserTracking};
 use memkit::stream::{Frame, VERSION};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Write};
@@ -18,9 +18,7 @@ use std::time::Duration;
 struct MemSource {
     mem: Vec<u8>,
     dirty: BTreeSet<u64>,
-    history: Vec<u64>,
-    diff_set: BTreeSet<u64>,
-    bases: HashMap<u64, Vec<u8>>,
+    user: UserTracking,
 }
 
 impl MemSource {
@@ -28,9 +26,7 @@ impl MemSource {
         MemSource {
             mem: vec![0; pages * PAGE],
             dirty: BTreeSet::new(),
-            history: vec![0; pages],
-            diff_set: BTreeSet::new(),
-            bases: HashMap::new(),
+            user: UserTracking::new(pages as u64),
         }
     }
 
@@ -49,35 +45,25 @@ impl Source for MemSource {
 
     fn collect_clear(&mut self) -> io::Result<Vec<u64>> {
         let d: Vec<u64> = std::mem::take(&mut self.dirty).into_iter().collect();
-        self.history.iter_mut().for_each(|h| *h <<= 1);
-        d.iter().for_each(|&p| self.history[p as usize] |= 1);
+        self.user.end_interval(&d);
         Ok(d)
     }
 
     fn history(&mut self) -> io::Result<Vec<u64>> {
-        Ok(self.history.clone())
+        Ok(self.user.history())
     }
 
     fn copy(&mut self, p: Params, pages: &[u64], out: &mut Vec<u8>) -> io::Result<u64> {
-        let mut rec = vec![0u8; diff::MAX_RECORD];
         let mut diffed = 0;
         for &i in pages {
             let page = &self.mem[i as usize * PAGE..(i as usize + 1) * PAGE];
-            let base = self.bases.get(&i).map(|b| &b[..]);
-            let (n, d) = diff::encode(p, i, page, base, &mut rec).unwrap();
-            out.extend_from_slice(&rec[..n]);
-            diffed += u64::from(d);
-            if self.diff_set.contains(&i) {
-                self.bases.insert(i, page.to_vec());
-            }
+            diffed += u64::from(self.user.encode(p, i, page, out));
         }
         Ok(diffed)
     }
 
     fn set_diff(&mut self, pages: &[u64]) -> io::Result<()> {
-        self.diff_set = pages.iter().copied().collect();
-        let keep = &self.diff_set;
-        self.bases.retain(|p, _| keep.contains(p));
+        self.user.set_diff(pages);
         Ok(())
     }
 

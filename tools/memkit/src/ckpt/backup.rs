@@ -50,6 +50,10 @@ pub struct Session {
     error: Option<String>,
 }
 
+/// The largest replica a backup accepts (1 TiB): a bound on what a HELLO makes it
+/// create.
+const MAX_REPLICA_BYTES: u64 = 1 << 40;
+
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
@@ -73,6 +77,11 @@ fn serve(conn: TcpStream, o: &BackupOpts, s: &mut Session) -> io::Result<()> {
             }
             let p = Params::new(segment, max_changed)
                 .ok_or_else(|| bad(format!("segment {segment}: not a power of two in 64..4096")))?;
+            if bytes > MAX_REPLICA_BYTES {
+                return Err(bad(format!(
+                    "a region of {bytes} bytes (at most {MAX_REPLICA_BYTES})"
+                )));
+            }
             (p, Replica::open(&o.dir, Some(bytes))?)
         }
         other => return Err(bad(format!("expected HELLO, got {other:?}"))),
