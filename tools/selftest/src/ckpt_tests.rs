@@ -646,6 +646,82 @@ pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// Writers and collects in lock-step (a barrier around each collect), so that the
+/// pages written in each interval are known exactly: every collect must report
+/// exactly them. Missed pages (false negatives) and extra ones (false positives)
+/// are counted over all rounds and printed; both must be zero.
+pub fn ckpt_false_positives_counted(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 256;
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 40;
+    let (dev, map) = region(PAGES)?;
+    collect(&dev, 0, PAGES, true)?;
+    let barrier = std::sync::Barrier::new(THREADS + 1);
+    let written: Vec<std::sync::Mutex<Vec<u64>>> = (0..THREADS)
+        .map(|_| std::sync::Mutex::new(Vec::new()))
+        .collect();
+    let (mut fneg, mut fpos, mut reported) = (0usize, 0usize, 0usize);
+    let mut failed = None;
+    std::thread::scope(|s| -> Result<(), String> {
+        for (t, log) in written.iter().enumerate() {
+            let (map, barrier) = (&map, &barrier);
+            s.spawn(move || {
+                let mut rng = Rng(0x9e37_79b9 + t as u64);
+                for _ in 0..ROUNDS {
+                    let mut mine = Vec::new();
+                    for _ in 0..rng.next() % 24 {
+                        let p = rng.next() % PAGES;
+                        // Each thread owns one word of every page.
+                        map.write_u64(p as usize * PAGE + t * 8, rng.next() | 1);
+                        mine.push(p);
+                    }
+                    *log.lock().unwrap_or_else(|e| e.into_inner()) = mine;
+                    barrier.wait(); // writes done
+                    barrier.wait(); // collect done
+                }
+            });
+        }
+        for round in 0..ROUNDS {
+            barrier.wait();
+            let got = collect(&dev, 0, PAGES, true);
+            let mut want: Vec<u64> = written
+                .iter()
+                .flat_map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .collect();
+            barrier.wait();
+            // On error, keep meeting the writers at the barriers until they finish.
+            let got = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    failed.get_or_insert(format!("round {round}: {e}"));
+                    continue;
+                }
+            };
+            want.sort_unstable();
+            want.dedup();
+            fneg += want
+                .iter()
+                .filter(|p| got.binary_search(p).is_err())
+                .count();
+            fpos += got
+                .iter()
+                .filter(|p| want.binary_search(p).is_err())
+                .count();
+            reported += got.len();
+        }
+        failed.map_or(Ok(()), Err)
+    })?;
+    println!(
+        "{ROUNDS} rounds of {THREADS} writers: {reported} pages reported, {fneg} false negatives, {fpos} false positives"
+    );
+    if fneg != 0 || fpos != 0 {
+        return Err(format!(
+            "{fneg} written pages not reported, {fpos} reported pages not written"
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
 pub fn ckpt_written_then_unmapped_is_reported(_: &crate::Options) -> TestResult {
     let (dev, map, off) = region_at(16)?;
     expect_pages("before any write", &collect(&dev, 0, 16, true)?, &[])?;

@@ -107,6 +107,10 @@ const CASES: &[Case] = &[
         run: ckpt_tests::ckpt_no_write_is_missed,
     },
     Case {
+        name: "ckpt_false_positives_counted",
+        run: ckpt_tests::ckpt_false_positives_counted,
+    },
+    Case {
         name: "ckpt_written_then_unmapped_is_reported",
         run: ckpt_tests::ckpt_written_then_unmapped_is_reported,
     },
