@@ -28,6 +28,7 @@ use crate::sample::{CkptSample, Raw};
 use crate::workload::Rng;
 use memkit::core::abi;
 use memkit::dev::{CkptMap, Device, DeviceKind};
+use memkit::track::{PageRegion, PmScanArg, PAGEMAP_SCAN};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -270,33 +271,6 @@ impl Tracker for SoftDirty {
     }
 }
 
-/// `struct pm_scan_arg` (linux/fs.h).
-#[repr(C)]
-#[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-/// `struct page_region` (linux/fs.h).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
 /// `struct uffdio_api`.
 #[repr(C)]
 struct UffdioApi {
@@ -314,8 +288,6 @@ struct UffdioRegister {
     ioctls: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
-const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
 const _: () = assert!(std::mem::size_of::<UffdioApi>() == 24);
 const _: () = assert!(std::mem::size_of::<UffdioRegister>() == 32);
 
@@ -324,8 +296,6 @@ const fn iowr(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
     (3 << 30) | ((size as libc::c_ulong) << 16) | ((ty as libc::c_ulong) << 8) | nr as libc::c_ulong
 }
 
-/// `PAGEMAP_SCAN`.
-const PAGEMAP_SCAN: libc::c_ulong = iowr(b'f', 16, std::mem::size_of::<PmScanArg>());
 const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
 const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
 const PAGE_IS_WRITTEN: u64 = 1 << 1;

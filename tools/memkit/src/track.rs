@@ -24,38 +24,42 @@ const PM_SOFT_DIRTY: u64 = 1 << 55;
 /// `PAGE_IS_SOFT_DIRTY` of `PAGEMAP_SCAN`.
 const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
 
-/// `struct pm_scan_arg` (linux/fs.h).
+/// `struct pm_scan_arg` (linux/fs.h), the argument of [`PAGEMAP_SCAN`].
 #[repr(C)]
 #[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
+#[allow(missing_docs)] // the kernel's field names
+pub struct PmScanArg {
+    pub size: u64,
+    pub flags: u64,
+    pub start: u64,
+    pub end: u64,
+    pub walk_end: u64,
+    pub vec: u64,
+    pub vec_len: u64,
+    pub max_pages: u64,
+    pub category_inverted: u64,
+    pub category_mask: u64,
+    pub category_anyof_mask: u64,
+    pub return_mask: u64,
 }
 
-/// `struct page_region` (linux/fs.h).
+/// `struct page_region` (linux/fs.h): a run `[start, end)` that `PAGEMAP_SCAN`
+/// returns.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
+#[allow(missing_docs)] // the kernel's field names
+pub struct PageRegion {
+    pub start: u64,
+    pub end: u64,
+    pub categories: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
 const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
 
 /// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)`.
-const PAGEMAP_SCAN: libc::c_ulong = (3 << 30) | (96 << 16) | ((b'f' as libc::c_ulong) << 8) | 16;
+pub const PAGEMAP_SCAN: libc::c_ulong =
+    (3 << 30) | (96 << 16) | ((b'f' as libc::c_ulong) << 8) | 16;
 
 /// Soft-dirty tracking of one process.
 pub struct SoftDirty {
