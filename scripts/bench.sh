@@ -11,15 +11,21 @@
 #           pmem (no device flush), to price the flush
 #   ckpt    memkit-bench ckpt-collect in a third boot (-m 3G): collect + clear of
 #           64 MiB, 256 MiB and 1 GiB at 0.1, 1 and 10 % dirty, /dev/memkit-ckpt vs
-#           soft-dirty (pagemap + clear_refs) vs PAGEMAP_SCAN (uffd async wp)
+#           soft-dirty (pagemap + clear_refs) vs PAGEMAP_SCAN (uffd async wp); then,
+#           in the same boot, memkit-bench ckpt-run: the checkpointer through the
+#           memkit CLI — checkpoints per second on 64 MiB at 1 % dirty (memkit region
+#           and soft-dirty), time stopped with and without pre-copy (uniform and Zipf
+#           writes), bytes sent with and without diffs (sparse and dense writes)
 #
 # Results: build/bench/results.jsonl (one {"bench","variant","metric","value","unit"}
 # per line), the table on stdout and in build/bench/table.txt, the raw measurements
 # in build/bench/*.raw.  Documentation/journal.rst and Documentation/ckpt.rst
 # ("Benchmarks") explain them.
 #
-# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap, ckpt) skips parts;
-# MEMKIT_BENCH_QUICK=1 runs everything briefly (a smoke test: numbers too noisy to use).
+# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap, ckpt; ckpt-collect or
+# ckpt-run skip half of the ckpt boot) skips parts; MEMKIT_BENCH_QUICK=1 runs
+# everything briefly (a smoke test: numbers too noisy to use);
+# MEMKIT_BENCH_CKPT_RUN_ARGS adds options to memkit-bench ckpt-run.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$MEMKIT_TOP" || exit 1
@@ -31,10 +37,13 @@ skip=",${MEMKIT_BENCH_SKIP:-},"
 if [ "${MEMKIT_BENCH_QUICK:-0}" = 1 ]; then
 	host_secs=0.1 host_rounds=2 guest_secs=0.3 guest_rounds=1
 	ckpt_sizes=64M,256M ckpt_rounds=1 ckpt_iters=2
+	ckpt_run_args="--rate-calib-count 6 --rate-calib-interval-ms 500 --rate-count 10 --rate-warmup 4 --precopy-count 8 --precopy-rounds 1 --diff-count 8 --diff-warmup 2"
 else
 	host_secs=0.5 host_rounds=5 guest_secs=2 guest_rounds=3
 	ckpt_sizes=64M,256M,1G ckpt_rounds=3 ckpt_iters=5
+	ckpt_run_args=""
 fi
+ckpt_run_args="$ckpt_run_args ${MEMKIT_BENCH_CKPT_RUN_ARGS:-}"
 failed=()
 
 bin=$(scripts/build.sh tools) || die "building the tools failed"
@@ -103,12 +112,16 @@ if [[ $skip != *,memmap,* ]]; then
 		--append 'memmap=64M!512M' || failed+=(memmap)
 fi
 
-if [[ $skip != *,ckpt,* ]]; then
+if [[ $skip != *,ckpt,* ]] && { [[ $skip != *,ckpt-collect,* ]] || [[ $skip != *,ckpt-run,* ]]; }; then
+	collect=1 run=1
+	[[ $skip == *,ckpt-collect,* ]] && collect=0
+	[[ $skip == *,ckpt-run,* ]] && run=0
 	# 3G: a 1 GiB region or 1 GiB of anonymous memory at a time (each freed before the
-	# next), the debug kernel's KASAN shadow and the initramfs.
-	step "guest: checkpoint collect + clear, memkit vs soft-dirty vs PAGEMAP_SCAN ($ckpt_sizes; $ckpt_rounds rounds of $ckpt_iters iterations)"
+	# next), the debug kernel's KASAN shadow and the initramfs; ckpt-run's replicas
+	# (tmpfs) need far less.
+	step "guest: checkpoints — collect + clear, memkit vs soft-dirty vs PAGEMAP_SCAN ($ckpt_sizes; $ckpt_rounds rounds of $ckpt_iters iterations); the checkpointer: rate, pre-copy, diffs"
 	guest_boot --job selftests/jobs/bench-ckpt.sh --mem 3G ckpt "$out/guest-ckpt" \
-		"MEMKIT_BENCH_SIZES=$ckpt_sizes MEMKIT_BENCH_DIRTY=0.1,1,10 MEMKIT_BENCH_ROUNDS=$ckpt_rounds MEMKIT_BENCH_ITERS=$ckpt_iters" ||
+		"MEMKIT_BENCH_SIZES=$ckpt_sizes MEMKIT_BENCH_DIRTY=0.1,1,10 MEMKIT_BENCH_ROUNDS=$ckpt_rounds MEMKIT_BENCH_ITERS=$ckpt_iters MEMKIT_BENCH_COLLECT=$collect MEMKIT_BENCH_RUN=$run MEMKIT_BENCH_RUN_ARGS='$ckpt_run_args'" ||
 		failed+=(ckpt)
 fi
 

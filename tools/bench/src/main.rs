@@ -6,6 +6,9 @@
 //!   threads, with the journal's counters (run in the test guest).
 //! - `memkit-bench ckpt-collect`: the checkpoint device's collect + clear against
 //!   soft-dirty and `PAGEMAP_SCAN` (run in the test guest).
+//! - `memkit-bench ckpt-run`: the checkpointer through the `memkit` CLI —
+//!   checkpoints per second, time stopped with and without pre-copy, bytes sent with
+//!   and without diffs (run in the test guest).
 //! - `memkit-bench report RAW...`: aggregates the raw lines the others print into
 //!   result JSON lines and a table.
 //!
@@ -13,6 +16,7 @@
 //! on stderr.
 
 mod ckpt;
+mod ckpt_run;
 mod guest;
 mod host;
 mod pmdk;
@@ -42,6 +46,9 @@ enum Cmd {
     Guest(guest::GuestOpts),
     /// Collect + clear of dirty pages: /dev/memkit-ckpt vs soft-dirty vs PAGEMAP_SCAN.
     CkptCollect(ckpt::CkptOpts),
+    /// The checkpointer through `memkit ckpt run | backup | writer`: checkpoints per
+    /// second, time stopped with and without pre-copy, bytes with and without diffs.
+    CkptRun(Box<ckpt_run::CkptRunOpts>),
     /// Aggregate raw lines into results: the table on stdout, JSON lines to --out.
     Report {
         /// Files of raw lines (progress lines and console noise are skipped).
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
         Cmd::Host(opts) => host::run(&opts, &mut emitter()),
         Cmd::Guest(opts) => guest::run(&opts, &mut emitter()),
         Cmd::CkptCollect(opts) => ckpt::run(&opts, &mut emitter()),
+        Cmd::CkptRun(opts) => ckpt_run::run(&opts, &mut emitter()),
         Cmd::Report { raw, out } => run_report(&raw, out.as_deref()),
     };
     match result {

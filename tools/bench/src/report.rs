@@ -8,10 +8,15 @@
 //! Checkpoint collect (`ckpt-collect/SIZE/DIRTY%`): a variant's time is the median
 //! over rounds of each round's median iteration; the speedups are medians of the
 //! per-round ratios baseline / memkit.
+//!
+//! The checkpointer (`ckpt-rate/...`, `ckpt-precopy/...`, `ckpt-diff/...`): see
+//! [`run`].
+
+mod run;
 
 use crate::ckpt::{self, size_name};
 use crate::host::VARIANTS;
-use crate::sample::{CkptSample, Hist, Raw, Sample};
+use crate::sample::{CkptRunSample, CkptSample, Hist, Raw, Sample};
 use crate::workload::ALL;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -284,6 +289,13 @@ pub fn build(raw: &[Raw]) -> Report {
         .iter()
         .filter_map(|r| match r {
             Raw::Ckpt(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    let runs: Vec<&CkptRunSample> = raw
+        .iter()
+        .filter_map(|r| match r {
+            Raw::CkptRun(s) => Some(&**s),
             _ => None,
         })
         .collect();
@@ -651,6 +663,10 @@ pub fn build(raw: &[Raw]) -> Report {
         .copied()
         .collect();
     ckpt_section(&mut b, &ckpts, &ckpt_envs, &mut targets);
+    run::section(&mut b, &runs, &ckpt_envs, &mut targets);
+    if !runs.is_empty() {
+        b.table.push('\n');
+    }
 
     // Targets on the guest's numbers (virtio-pmem, the test device).
     for w in ALL {

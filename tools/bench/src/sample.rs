@@ -85,6 +85,152 @@ pub struct CkptSample {
     pub false_pos: u64,
 }
 
+/// The summary `memkit --json ckpt run` prints at the end (the fields used here).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunSummary {
+    /// `memkit` (a region) or `soft-dirty`.
+    pub source: String,
+    /// Pre-copy on.
+    pub precopy: bool,
+    /// Diffs on (not `--no-diff`).
+    pub diff: bool,
+    /// Checkpoints taken.
+    pub checkpoints: u64,
+    /// Seconds of the whole run, the first checkpoint included.
+    pub secs: f64,
+    /// `checkpoints / secs`, the first checkpoint included.
+    pub checkpoints_per_s: f64,
+    /// Time stopped, the first checkpoint excluded, microseconds.
+    pub stopped_us_p50: f64,
+    /// Its 99th percentile.
+    pub stopped_us_p99: f64,
+    /// Its maximum.
+    pub stopped_us_max: f64,
+    /// Pages sent, every checkpoint.
+    pub pages: u64,
+    /// Of those, pre-copied.
+    pub precopied: u64,
+    /// Of those, sent as diffs.
+    pub diffed: u64,
+    /// Record bytes sent, every checkpoint.
+    pub record_bytes: u64,
+    /// The same pages whole (4096 bytes each).
+    pub full_bytes: u64,
+    /// Why the run ended before `--count`, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+/// One checkpoint's report line (`memkit ckpt run --reports`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunReport {
+    /// Checkpoint number.
+    pub seq: u64,
+    /// Distinct pages sent.
+    pub pages: u64,
+    /// Pages copied while the target ran.
+    pub precopied: u64,
+    /// Pages copied while it was stopped.
+    pub stop_copied: u64,
+    /// Pages sent as diffs.
+    pub diffed: u64,
+    /// Record bytes sent.
+    pub record_bytes: u64,
+    /// Nanoseconds the target was stopped.
+    pub stopped_ns: u64,
+    /// Of those, waiting for every thread to stop.
+    pub stop_wait_ns: u64,
+    /// Nanoseconds sending, after the resume.
+    pub send_ns: u64,
+    /// Nanoseconds waiting for the backup's acknowledgement.
+    pub ack_ns: u64,
+    /// Nanoseconds from the checkpoint's start to the acknowledgement.
+    pub total_ns: u64,
+}
+
+/// The session line `memkit ckpt backup` prints when the primary disconnects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupSession {
+    /// Checkpoints committed.
+    pub checkpoints: u64,
+    /// Pages received.
+    pub pages: u64,
+    /// Record bytes received.
+    pub record_bytes: u64,
+    /// Diff lists sent to the primary.
+    pub diff_lists: u64,
+    /// The error that ended the session, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One run of `memkit ckpt run` by `memkit-bench ckpt-run`: the settings, and what
+/// the checkpointer and the backup said.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CkptRunSample {
+    /// `rate` (checkpoints per second), `stop` (time stopped, with and without
+    /// pre-copy) or `bytes` (bytes sent, with and without diffs).
+    pub part: String,
+    /// rate: `memkit` or `soft-dirty`; stop: `precopy` or `no-precopy`; bytes:
+    /// `diff` or `no-diff`.
+    pub variant: String,
+    /// rate: `uniform`; stop: the pattern (`uniform`, `zipf`); bytes: the write
+    /// kind (`sparse`, `dense`).
+    pub workload: String,
+    /// Round: the variants of a round ran back to back with the same writer.
+    pub round: u32,
+    /// A calibration run (rate: finds the writer rate for the dirty fraction).
+    #[serde(default)]
+    pub calibration: bool,
+    /// Bytes of the checkpointed memory.
+    pub bytes: u64,
+    /// Writer threads.
+    pub threads: u32,
+    /// Writes per second per writer thread.
+    pub rate: u64,
+    /// Writer page choice (`uniform`, `zipf`).
+    pub pattern: String,
+    /// Writer write kind (`sparse`, `dense`, `random`).
+    pub write: String,
+    /// `--interval-ms` (0: back to back).
+    pub interval_ms: u64,
+    /// Writer seed.
+    pub seed: u64,
+    /// Checkpoints after the first left out of the steady state: the catch-up
+    /// after the first checkpoint (which sends every page and takes long, while the
+    /// writer keeps writing) and, for diffs, the time the backup's diff list takes to
+    /// form.
+    #[serde(default)]
+    pub warmup: u64,
+    /// The checkpointer's summary.
+    pub summary: RunSummary,
+    /// Its report of every checkpoint, the first (everything, whole) included.
+    pub reports: Vec<RunReport>,
+    /// The backup's account of the session.
+    pub backup: BackupSession,
+    /// `memkit ckpt verify` of the target, stopped at the last checkpoint, against
+    /// the replica (absent if not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+}
+
+impl CkptRunSample {
+    /// The steady-state checkpoints: all but the first, which sends every page, and
+    /// the warm-up after it.
+    pub fn steady(&self) -> &[RunReport] {
+        let from = usize::try_from(self.warmup).map_or(usize::MAX, |w| w.saturating_add(1));
+        self.reports.get(from..).unwrap_or(&[])
+    }
+
+    /// Every checkpoint but the first.
+    pub fn after_first(&self) -> &[RunReport] {
+        self.reports.get(1..).unwrap_or(&[])
+    }
+}
+
 /// One line of raw output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +239,9 @@ pub enum Raw {
     Sample(Box<Sample>),
     /// A checkpoint collect measurement.
     Ckpt(Box<CkptSample>),
+    /// A checkpointer run.
+    #[serde(rename = "ckpt-run")]
+    CkptRun(Box<CkptRunSample>),
     /// Facts about where it ran (CPU, kernel, flush instruction, DAX mode, ...).
     Env(BTreeMap<String, String>),
 }
