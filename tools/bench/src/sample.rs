@@ -123,32 +123,7 @@ pub struct RunSummary {
 }
 
 /// One checkpoint's report line (`memkit ckpt run --reports`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunReport {
-    /// Checkpoint number.
-    pub seq: u64,
-    /// Distinct pages sent.
-    pub pages: u64,
-    /// Pages copied while the target ran.
-    pub precopied: u64,
-    /// Pages copied while it was stopped.
-    pub stop_copied: u64,
-    /// Pages sent as diffs.
-    pub diffed: u64,
-    /// Record bytes sent.
-    pub record_bytes: u64,
-    /// Nanoseconds the target was stopped.
-    pub stopped_ns: u64,
-    /// Of those, waiting for every thread to stop.
-    pub stop_wait_ns: u64,
-    /// Nanoseconds sending, after the resume.
-    pub send_ns: u64,
-    /// Nanoseconds waiting for the backup's acknowledgement.
-    pub ack_ns: u64,
-    /// Nanoseconds from the checkpoint's start to the acknowledgement.
-    pub total_ns: u64,
-}
+pub use memkit::primary::Report as RunReport;
 
 /// The session line `memkit ckpt backup` prints when the primary disconnects.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

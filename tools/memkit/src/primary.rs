@@ -23,7 +23,7 @@ use crate::track::SoftDirty;
 use memkit_core::abi;
 use memkit_core::ckpt::diff::{self, Params, PAGE};
 use memkit_core::crc32c::Crc32c;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::TcpStream;
@@ -306,8 +306,9 @@ pub struct Options {
     pub cold_after: u32,
 }
 
-/// What one checkpoint did.
-#[derive(Clone, Debug, Default, Serialize)]
+/// What one checkpoint did (a JSON line of `memkit ckpt run --reports`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// Checkpoint number.
     pub seq: u64,
