@@ -352,6 +352,28 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
     }
 }
 
+/// The writer settings of a group's first run (of either variant), for the table.
+fn describe(
+    g: &BTreeMap<(u64, String, String), Vec<&CkptRunSample>>,
+    bytes: u64,
+    workload: &str,
+    variants: [&str; 2],
+) -> String {
+    variants
+        .iter()
+        .find_map(|v| g.get(&(bytes, workload.to_string(), v.to_string())))
+        .and_then(|xs| xs.first())
+        .map_or(workload.to_string(), |x| {
+            format!(
+                "{} {}, {:.0}/s, {} ms",
+                x.pattern,
+                x.write,
+                (x.rate * u64::from(x.threads)) as f64,
+                x.interval_ms
+            )
+        })
+}
+
 fn precopy(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, String, bool)>) {
     let g = groups(runs, "precopy");
     if g.is_empty() {
@@ -388,19 +410,7 @@ fn precopy(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, 
         };
         let (no, pre) = (get("no-precopy"), get("precopy"));
         let bench = format!("ckpt-precopy/{}/{workload}", size_name(bytes));
-        let x = g
-            .get(&(bytes, workload.clone(), "no-precopy".into()))
-            .or_else(|| g.get(&(bytes, workload.clone(), "precopy".into())))
-            .and_then(|xs| xs.first());
-        let what = x.map_or(workload.clone(), |x| {
-            format!(
-                "{} {}, {:.0}/s, {} ms",
-                x.pattern,
-                x.write,
-                (x.rate * u64::from(x.threads)) as f64,
-                x.interval_ms
-            )
-        });
+        let what = describe(&g, bytes, &workload, ["no-precopy", "precopy"]);
         let r = ratio(&no, &pre, |s| s.stopped_us);
         for (variant, st) in [("no-precopy", &no), ("precopy", &pre)] {
             if st.is_empty() {
@@ -494,19 +504,7 @@ fn diff(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         };
         let (d, nd) = (get("diff"), get("no-diff"));
         let bench = format!("ckpt-diff/{}/{workload}", size_name(bytes));
-        let x = g
-            .get(&(bytes, workload.clone(), "diff".into()))
-            .or_else(|| g.get(&(bytes, workload.clone(), "no-diff".into())))
-            .and_then(|xs| xs.first());
-        let what = x.map_or(workload.clone(), |x| {
-            format!(
-                "{} {}, {:.0}/s, {} ms",
-                x.pattern,
-                x.write,
-                (x.rate * u64::from(x.threads)) as f64,
-                x.interval_ms
-            )
-        });
+        let what = describe(&g, bytes, &workload, ["diff", "no-diff"]);
         let per_ckpt = ratio(&nd, &d, |s| s.record_bytes);
         let per_page = ratio(&nd, &d, |s| s.record_bytes / s.pages);
         // Every checkpoint but the first: the diff list forming included.
