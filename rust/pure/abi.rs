@@ -76,6 +76,10 @@ pub const IOC_JOURNAL_DETACH: u32 = iow::<JournalDetach>(0x11);
 pub const IOC_JOURNAL_STATUS: u32 = iowr::<JournalStatus>(0x12);
 /// `MEMKIT_IOC_JOURNAL_TX`.
 pub const IOC_JOURNAL_TX: u32 = iowr::<JournalTx>(0x13);
+/// `MEMKIT_IOC_RMEM_CONFIGURE`.
+pub const IOC_RMEM_CONFIGURE: u32 = iowr::<RmemConfig>(0x20);
+/// `MEMKIT_IOC_RMEM_STATS`.
+pub const IOC_RMEM_STATS: u32 = iowr::<RmemStats>(0x21);
 /// `MEMKIT_IOC_CKPT_CREATE`.
 pub const IOC_CKPT_CREATE: u32 = iowr::<CkptCreate>(0x30);
 /// `MEMKIT_IOC_CKPT_START`.
@@ -106,6 +110,10 @@ pub enum Command {
     JournalStatus,
     /// `MEMKIT_IOC_JOURNAL_TX`.
     JournalTx,
+    /// `MEMKIT_IOC_RMEM_CONFIGURE`.
+    RmemConfigure,
+    /// `MEMKIT_IOC_RMEM_STATS`.
+    RmemStats,
     /// `MEMKIT_IOC_CKPT_CREATE`.
     CkptCreate,
     /// `MEMKIT_IOC_CKPT_START`.
@@ -129,12 +137,14 @@ impl Command {
     ///
     /// Returns `None` for a command memkit does not define (the caller answers `ENOTTY`).
     pub fn decode(cmd: u32) -> Option<Command> {
-        const TABLE: [(u32, Command); 13] = [
+        const TABLE: [(u32, Command); 15] = [
             (IOC_VERSION, Command::Version),
             (IOC_JOURNAL_ATTACH, Command::JournalAttach),
             (IOC_JOURNAL_DETACH, Command::JournalDetach),
             (IOC_JOURNAL_STATUS, Command::JournalStatus),
             (IOC_JOURNAL_TX, Command::JournalTx),
+            (IOC_RMEM_CONFIGURE, Command::RmemConfigure),
+            (IOC_RMEM_STATS, Command::RmemStats),
             (IOC_CKPT_CREATE, Command::CkptCreate),
             (IOC_CKPT_START, Command::CkptStart),
             (IOC_CKPT_COLLECT, Command::CkptCollect),
@@ -506,6 +516,131 @@ uapi_struct! {
             Err(UapiError::UnknownFlags)
         } else if t.pad != 0 {
             Err(UapiError::NonZeroPad)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Largest remote-memory region, in bytes.
+pub const RMEM_MAX_BYTES: u64 = 1 << 32;
+/// Largest local budget, in pages.
+pub const RMEM_MAX_BUDGET: u64 = 1 << 18;
+/// Most prefetches one fault may issue.
+pub const RMEM_MAX_DEGREE: u32 = 64;
+/// Most requests in flight at once (per region).
+pub const RMEM_MAX_INFLIGHT: u32 = 256;
+/// Longest prefetch deadline, and longest emulated base latency, in ns.
+pub const RMEM_MAX_NS: u64 = 1_000_000_000;
+/// Longest emulated per-page transfer time, in ns.
+pub const RMEM_MAX_PAGE_NS: u64 = 100_000_000;
+/// `memkit_rmem_config.flags`: keep a late prefetch's data as a local copy (without
+/// it, late data is dropped).
+pub const RMEM_KEEP_LATE: u32 = 1 << 0;
+/// Every `memkit_rmem_config` flag.
+pub const RMEM_CONFIG_FLAGS: u32 = RMEM_KEEP_LATE;
+/// `memkit_rmem_config.backend`: the in-kernel store with a latency model.
+pub const RMEM_BACKEND_EMULATED: u32 = 0;
+/// `memkit_rmem_config.backend`: a userspace agent serves the region's file.
+pub const RMEM_BACKEND_AGENT: u32 = 1;
+/// `memkit_rmem_config.policy`: no prefetch.
+pub const RMEM_POLICY_NONE: u32 = 0;
+/// `memkit_rmem_config.policy`: the not-present PTEs of the faulting PTE line.
+pub const RMEM_POLICY_PTLINE: u32 = 1;
+/// `memkit_rmem_config.policy`: the PTE line and the next one, by access history.
+pub const RMEM_POLICY_PTLINE_HISTORY: u32 = 2;
+/// `memkit_rmem_config.policy`: an adaptive window around faults (Linux VMA readahead).
+pub const RMEM_POLICY_WINDOW: u32 = 3;
+/// `memkit_rmem_config.policy`: the majority trend of fault deltas (Leap).
+pub const RMEM_POLICY_TREND: u32 = 4;
+/// Number of policies.
+pub const RMEM_POLICIES: u32 = 5;
+/// `memkit_rmem_stats.flags`: the module's totals over every region, closed ones too.
+pub const RMEM_STATS_GLOBAL: u32 = 1 << 0;
+/// Buckets of the fetch-latency histogram: bucket `i` counts latencies in
+/// `[2^(i-1), 2^i)` µs (bucket 0: below 1 µs; the last: everything above).
+pub const RMEM_LAT_BUCKETS: usize = 16;
+
+uapi_struct! {
+    /// `struct memkit_rmem_config`.
+    pub struct RmemConfig (size 72, ver0 72) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// `RMEM_KEEP_LATE`.
+        flags: u32 = 4,
+        /// Region size in bytes: a multiple of the page size.
+        bytes: u64 = 8,
+        /// Most local pages at once.
+        budget: u64 = 16,
+        /// `RMEM_BACKEND_*`.
+        backend: u32 = 24,
+        /// `RMEM_POLICY_*`.
+        policy: u32 = 28,
+        /// Prefetch deadline in ns (0: none).
+        deadline_ns: u64 = 32,
+        /// Most prefetches per fault.
+        degree: u32 = 40,
+        /// Most requests in flight.
+        max_inflight: u32 = 44,
+        /// Emulated backend: latency of every request, ns.
+        lat_base_ns: u64 = 48,
+        /// Emulated backend: transfer time per page, ns (requests queue for it).
+        lat_page_ns: u64 = 56,
+        /// Out: the mmap offset of the region's first byte.
+        mmap_offset: u64 = 64,
+    }
+    check(c) {
+        if c.flags & !RMEM_CONFIG_FLAGS != 0 {
+            Err(UapiError::UnknownFlags)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+uapi_struct! {
+    /// `struct memkit_rmem_stats`.
+    pub struct RmemStats (size 256, ver0 256) {
+        /// The caller's struct size.
+        size: u32 = 0,
+        /// `RMEM_STATS_GLOBAL`.
+        flags: u32 = 4,
+        /// Region size (0: none; global: regions configured).
+        bytes: u64 = 8,
+        /// Local budget in pages (global: 0).
+        budget: u64 = 16,
+        /// Pages local now.
+        local: u64 = 24,
+        /// Faults that fetched their page synchronously.
+        faults_sync: u64 = 32,
+        /// Faults that found their page local.
+        faults_local: u64 = 40,
+        /// Faults that waited for a fetch already in flight.
+        faults_wait: u64 = 48,
+        /// Prefetches issued.
+        prefetches: u64 = 56,
+        /// Prefetched pages mapped before their deadline.
+        installed: u64 = 64,
+        /// Prefetched pages used before eviction.
+        hits: u64 = 72,
+        /// Prefetches whose deadline came first.
+        late: u64 = 80,
+        /// Prefetched pages evicted or dropped unused.
+        wasted: u64 = 88,
+        /// Pages evicted.
+        evictions: u64 = 96,
+        /// Dirty pages written back.
+        writebacks: u64 = 104,
+        /// Bytes fetched.
+        bytes_in: u64 = 112,
+        /// Bytes written back.
+        bytes_out: u64 = 120,
+        /// Fetch latency histogram (`RMEM_LAT_BUCKETS`).
+        lat_hist: [u64; RMEM_LAT_BUCKETS] = 128,
+    }
+    check(c) {
+        if c.flags & !RMEM_STATS_GLOBAL != 0 {
+            Err(UapiError::UnknownFlags)
         } else {
             Ok(())
         }

@@ -137,6 +137,37 @@ int main(void)
 	P("MEMKIT_CKPT_COPY_DIFF_SIZE_VER0", MEMKIT_CKPT_COPY_DIFF_SIZE_VER0);
 #define D(f) OFF(memkit_ckpt_copy_diff, f)
 	D(pages); D(count); D(buf); D(buf_len); D(segment); D(max_changed); D(bytes); D(diffed);
+	P("MEMKIT_RMEM_MAX_BYTES", MEMKIT_RMEM_MAX_BYTES);
+	P("MEMKIT_RMEM_MAX_BUDGET", MEMKIT_RMEM_MAX_BUDGET);
+	P("MEMKIT_RMEM_MAX_DEGREE", MEMKIT_RMEM_MAX_DEGREE);
+	P("MEMKIT_RMEM_MAX_INFLIGHT", MEMKIT_RMEM_MAX_INFLIGHT);
+	P("MEMKIT_RMEM_MAX_NS", MEMKIT_RMEM_MAX_NS);
+	P("MEMKIT_RMEM_MAX_PAGE_NS", MEMKIT_RMEM_MAX_PAGE_NS);
+	P("MEMKIT_RMEM_KEEP_LATE", MEMKIT_RMEM_KEEP_LATE);
+	P("MEMKIT_RMEM_CONFIG_FLAGS", MEMKIT_RMEM_CONFIG_FLAGS);
+	P("MEMKIT_RMEM_BACKEND_EMULATED", MEMKIT_RMEM_BACKEND_EMULATED);
+	P("MEMKIT_RMEM_BACKEND_AGENT", MEMKIT_RMEM_BACKEND_AGENT);
+	P("MEMKIT_RMEM_POLICY_NONE", MEMKIT_RMEM_POLICY_NONE);
+	P("MEMKIT_RMEM_POLICY_PTLINE", MEMKIT_RMEM_POLICY_PTLINE);
+	P("MEMKIT_RMEM_POLICY_PTLINE_HISTORY", MEMKIT_RMEM_POLICY_PTLINE_HISTORY);
+	P("MEMKIT_RMEM_POLICY_WINDOW", MEMKIT_RMEM_POLICY_WINDOW);
+	P("MEMKIT_RMEM_POLICY_TREND", MEMKIT_RMEM_POLICY_TREND);
+	P("MEMKIT_RMEM_POLICIES", MEMKIT_RMEM_POLICIES);
+	P("MEMKIT_RMEM_STATS_GLOBAL", MEMKIT_RMEM_STATS_GLOBAL);
+	P("MEMKIT_RMEM_LAT_BUCKETS", MEMKIT_RMEM_LAT_BUCKETS);
+	P("MEMKIT_IOC_RMEM_CONFIGURE", MEMKIT_IOC_RMEM_CONFIGURE);
+	P("MEMKIT_IOC_RMEM_STATS", MEMKIT_IOC_RMEM_STATS);
+	P("sizeof.memkit_rmem_config", sizeof(struct memkit_rmem_config));
+	P("MEMKIT_RMEM_CONFIG_SIZE_VER0", MEMKIT_RMEM_CONFIG_SIZE_VER0);
+#define R(f) OFF(memkit_rmem_config, f)
+	R(size); R(flags); R(bytes); R(budget); R(backend); R(policy); R(deadline_ns);
+	R(degree); R(max_inflight); R(lat_base_ns); R(lat_page_ns); R(mmap_offset);
+	P("sizeof.memkit_rmem_stats", sizeof(struct memkit_rmem_stats));
+	P("MEMKIT_RMEM_STATS_SIZE_VER0", MEMKIT_RMEM_STATS_SIZE_VER0);
+#define RS(f) OFF(memkit_rmem_stats, f)
+	RS(size); RS(flags); RS(bytes); RS(budget); RS(local); RS(faults_sync); RS(faults_local);
+	RS(faults_wait); RS(prefetches); RS(installed); RS(hits); RS(late); RS(wasted);
+	RS(evictions); RS(writebacks); RS(bytes_in); RS(bytes_out); RS(lat_hist);
 	return 0;
 }
 "#;
@@ -480,7 +511,58 @@ fn header_matches_rust_mirror() {
             abi::CKPT_COPY_DIFF_MAX_PAGES as usize,
         ),
     ];
-    let more: Vec<(&str, usize)> = more.into_iter().chain(ckpt).collect();
+    macro_rules! offsets {
+        ($c:literal, $t:ty, $($f:ident),*) => {
+            [$((concat!($c, ".", stringify!($f)), offset_of!($t, $f))),*]
+        };
+    }
+    let rmem = [
+        ("sizeof.memkit_rmem_config", abi::RmemConfig::SIZE),
+        ("MEMKIT_RMEM_CONFIG_SIZE_VER0", abi::RmemConfig::SIZE_VER0),
+        ("sizeof.memkit_rmem_stats", abi::RmemStats::SIZE),
+        ("MEMKIT_RMEM_STATS_SIZE_VER0", abi::RmemStats::SIZE_VER0),
+        ("MEMKIT_RMEM_LAT_BUCKETS", abi::RMEM_LAT_BUCKETS),
+    ]
+    .into_iter()
+    .chain(offsets!(
+        "memkit_rmem_config",
+        abi::RmemConfig,
+        size,
+        flags,
+        bytes,
+        budget,
+        backend,
+        policy,
+        deadline_ns,
+        degree,
+        max_inflight,
+        lat_base_ns,
+        lat_page_ns,
+        mmap_offset
+    ))
+    .chain(offsets!(
+        "memkit_rmem_stats",
+        abi::RmemStats,
+        size,
+        flags,
+        bytes,
+        budget,
+        local,
+        faults_sync,
+        faults_local,
+        faults_wait,
+        prefetches,
+        installed,
+        hits,
+        late,
+        wasted,
+        evictions,
+        writebacks,
+        bytes_in,
+        bytes_out,
+        lat_hist
+    ));
+    let more: Vec<(&str, usize)> = more.into_iter().chain(ckpt).chain(rmem).collect();
     expect.extend(more.into_iter().map(|(k, v)| (k, v as u64)));
     expect.extend([
         (
@@ -503,6 +585,31 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_IOC_JOURNAL_DETACH", abi::IOC_JOURNAL_DETACH.into()),
         ("MEMKIT_IOC_JOURNAL_STATUS", abi::IOC_JOURNAL_STATUS.into()),
         ("MEMKIT_IOC_JOURNAL_TX", abi::IOC_JOURNAL_TX.into()),
+        ("MEMKIT_RMEM_MAX_BYTES", abi::RMEM_MAX_BYTES),
+        ("MEMKIT_RMEM_MAX_BUDGET", abi::RMEM_MAX_BUDGET),
+        ("MEMKIT_RMEM_MAX_DEGREE", abi::RMEM_MAX_DEGREE.into()),
+        ("MEMKIT_RMEM_MAX_INFLIGHT", abi::RMEM_MAX_INFLIGHT.into()),
+        ("MEMKIT_RMEM_MAX_NS", abi::RMEM_MAX_NS),
+        ("MEMKIT_RMEM_MAX_PAGE_NS", abi::RMEM_MAX_PAGE_NS),
+        ("MEMKIT_RMEM_KEEP_LATE", abi::RMEM_KEEP_LATE.into()),
+        ("MEMKIT_RMEM_CONFIG_FLAGS", abi::RMEM_CONFIG_FLAGS.into()),
+        (
+            "MEMKIT_RMEM_BACKEND_EMULATED",
+            abi::RMEM_BACKEND_EMULATED.into(),
+        ),
+        ("MEMKIT_RMEM_BACKEND_AGENT", abi::RMEM_BACKEND_AGENT.into()),
+        ("MEMKIT_RMEM_POLICY_NONE", abi::RMEM_POLICY_NONE.into()),
+        ("MEMKIT_RMEM_POLICY_PTLINE", abi::RMEM_POLICY_PTLINE.into()),
+        (
+            "MEMKIT_RMEM_POLICY_PTLINE_HISTORY",
+            abi::RMEM_POLICY_PTLINE_HISTORY.into(),
+        ),
+        ("MEMKIT_RMEM_POLICY_WINDOW", abi::RMEM_POLICY_WINDOW.into()),
+        ("MEMKIT_RMEM_POLICY_TREND", abi::RMEM_POLICY_TREND.into()),
+        ("MEMKIT_RMEM_POLICIES", abi::RMEM_POLICIES.into()),
+        ("MEMKIT_RMEM_STATS_GLOBAL", abi::RMEM_STATS_GLOBAL.into()),
+        ("MEMKIT_IOC_RMEM_CONFIGURE", abi::IOC_RMEM_CONFIGURE.into()),
+        ("MEMKIT_IOC_RMEM_STATS", abi::IOC_RMEM_STATS.into()),
         ("MEMKIT_CKPT_MAX_BYTES", abi::CKPT_MAX_BYTES),
         ("MEMKIT_CKPT_COLLECT_CLEAR", abi::CKPT_COLLECT_CLEAR.into()),
         (

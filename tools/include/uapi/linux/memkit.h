@@ -226,6 +226,118 @@ struct memkit_journal_tx {
 #define MEMKIT_IOC_JOURNAL_TX _IOWR(MEMKIT_IOC_MAGIC, 0x13, struct memkit_journal_tx)
 
 /*
+ * /dev/memkit-rmem: remote-memory regions (Documentation/rmem.rst).  Each open file
+ * has at most one region: configure it, mmap it MAP_SHARED at the offset
+ * RMEM_CONFIGURE returns.  At most @budget pages are local at a time; a fault on
+ * another page fetches it and prefetches the pages its page-table line points to.
+ */
+
+#define MEMKIT_RMEM_MAX_BYTES (1ULL << 32)
+#define MEMKIT_RMEM_MAX_BUDGET (1ULL << 18)
+#define MEMKIT_RMEM_MAX_DEGREE 64
+#define MEMKIT_RMEM_MAX_INFLIGHT 256
+/* Longest deadline and emulated base latency; longest emulated per-page time (ns). */
+#define MEMKIT_RMEM_MAX_NS 1000000000ULL
+#define MEMKIT_RMEM_MAX_PAGE_NS 100000000ULL
+/* memkit_rmem_config.flags: keep a late prefetch's data as a local copy. */
+#define MEMKIT_RMEM_KEEP_LATE (1U << 0)
+#define MEMKIT_RMEM_CONFIG_FLAGS MEMKIT_RMEM_KEEP_LATE
+/* memkit_rmem_config.backend */
+#define MEMKIT_RMEM_BACKEND_EMULATED 0
+#define MEMKIT_RMEM_BACKEND_AGENT 1
+/* memkit_rmem_config.policy */
+#define MEMKIT_RMEM_POLICY_NONE 0
+#define MEMKIT_RMEM_POLICY_PTLINE 1
+#define MEMKIT_RMEM_POLICY_PTLINE_HISTORY 2
+#define MEMKIT_RMEM_POLICY_WINDOW 3
+#define MEMKIT_RMEM_POLICY_TREND 4
+#define MEMKIT_RMEM_POLICIES 5
+/* memkit_rmem_stats.flags: the module's totals over every region. */
+#define MEMKIT_RMEM_STATS_GLOBAL (1U << 0)
+#define MEMKIT_RMEM_LAT_BUCKETS 16
+
+/**
+ * struct memkit_rmem_config - MEMKIT_IOC_RMEM_CONFIGURE: the file's region.
+ * @size: sizeof(struct memkit_rmem_config).
+ * @flags: MEMKIT_RMEM_KEEP_LATE.
+ * @bytes: region size: a multiple of 4096, at most MEMKIT_RMEM_MAX_BYTES.
+ * @budget: most pages local at once: 1 to min(pages, MEMKIT_RMEM_MAX_BUDGET).
+ * @backend: MEMKIT_RMEM_BACKEND_*.
+ * @policy: MEMKIT_RMEM_POLICY_*.
+ * @deadline_ns: a prefetch that has not arrived this long after it was issued is
+ *	late: its page stays not-present.  0: no deadline.  At most MEMKIT_RMEM_MAX_NS.
+ * @degree: most prefetches per fault, 0 to MEMKIT_RMEM_MAX_DEGREE.
+ * @max_inflight: most requests in flight, 1 to MEMKIT_RMEM_MAX_INFLIGHT.
+ * @lat_base_ns: emulated backend: latency of every request (0 for the agent).
+ * @lat_page_ns: emulated backend: transfer time per page; requests queue for the
+ *	link (0 for the agent).
+ * @mmap_offset: out: the mmap offset of the region's first byte.
+ */
+struct memkit_rmem_config {
+	__u32 size;
+	__u32 flags;
+	__u64 bytes;
+	__u64 budget;
+	__u32 backend;
+	__u32 policy;
+	__u64 deadline_ns;
+	__u32 degree;
+	__u32 max_inflight;
+	__u64 lat_base_ns;
+	__u64 lat_page_ns;
+	__u64 mmap_offset;
+};
+#define MEMKIT_RMEM_CONFIG_SIZE_VER0 72
+
+/**
+ * struct memkit_rmem_stats - MEMKIT_IOC_RMEM_STATS: the file's region's counters,
+ * or with MEMKIT_RMEM_STATS_GLOBAL the module's totals.
+ * @size: sizeof(struct memkit_rmem_stats).
+ * @flags: MEMKIT_RMEM_STATS_GLOBAL or 0.
+ * @bytes: region size (global: regions configured so far).
+ * @budget: local budget in pages (global: 0).
+ * @local: pages local now.
+ * @faults_sync: faults that fetched their page synchronously.
+ * @faults_local: faults that found their page local (no fetch).
+ * @faults_wait: faults that waited for a fetch already in flight.
+ * @prefetches: prefetches issued.
+ * @installed: prefetched pages mapped because they arrived before their deadline.
+ * @hits: prefetched pages used before they were evicted.
+ * @late: prefetches whose deadline came before their data.
+ * @wasted: prefetched pages evicted or dropped unused.
+ * @evictions: pages evicted.
+ * @writebacks: dirty pages written back to the backend.
+ * @bytes_in: bytes fetched.
+ * @bytes_out: bytes written back.
+ * @lat_hist: fetch latency: bucket i counts [2^(i-1), 2^i) microseconds (0: below
+ *	1 us; the last bucket: everything longer).
+ */
+struct memkit_rmem_stats {
+	__u32 size;
+	__u32 flags;
+	__u64 bytes;
+	__u64 budget;
+	__u64 local;
+	__u64 faults_sync;
+	__u64 faults_local;
+	__u64 faults_wait;
+	__u64 prefetches;
+	__u64 installed;
+	__u64 hits;
+	__u64 late;
+	__u64 wasted;
+	__u64 evictions;
+	__u64 writebacks;
+	__u64 bytes_in;
+	__u64 bytes_out;
+	__u64 lat_hist[MEMKIT_RMEM_LAT_BUCKETS];
+};
+#define MEMKIT_RMEM_STATS_SIZE_VER0 256
+
+#define MEMKIT_IOC_RMEM_CONFIGURE _IOWR(MEMKIT_IOC_MAGIC, 0x20, struct memkit_rmem_config)
+#define MEMKIT_IOC_RMEM_STATS _IOWR(MEMKIT_IOC_MAGIC, 0x21, struct memkit_rmem_stats)
+
+/*
  * /dev/memkit-ckpt: dirty tracking of module-owned memory for frequent checkpoints
  * (Documentation/ckpt.rst).  Each open file has at most one region: create it, mmap
  * it MAP_SHARED at the offset CKPT_CREATE returns, and collect the pages written.
@@ -507,6 +619,11 @@ _Static_assert(sizeof(struct memkit_ckpt_copy_diff) == 64, "memkit_ckpt_copy_dif
 _Static_assert(offsetof(struct memkit_ckpt_copy_diff, segment) == 40, "memkit_ckpt_copy_diff.segment");
 _Static_assert(offsetof(struct memkit_ckpt_copy_diff, diffed) == 56, "memkit_ckpt_copy_diff.diffed");
 _Static_assert(offsetof(struct memkit_ckpt_stats, pages_copied) == 56, "memkit_ckpt_stats.pages_copied");
+_Static_assert(sizeof(struct memkit_rmem_config) == 72, "memkit_rmem_config size");
+_Static_assert(offsetof(struct memkit_rmem_config, deadline_ns) == 32, "memkit_rmem_config.deadline_ns");
+_Static_assert(offsetof(struct memkit_rmem_config, mmap_offset) == 64, "memkit_rmem_config.mmap_offset");
+_Static_assert(sizeof(struct memkit_rmem_stats) == 256, "memkit_rmem_stats size");
+_Static_assert(offsetof(struct memkit_rmem_stats, lat_hist) == 128, "memkit_rmem_stats.lat_hist");
 #endif
 
 #endif /* _UAPI_LINUX_MEMKIT_H */
