@@ -38,4 +38,23 @@ bool memkit_page_test_clear_dirty(struct page *page);
 int memkit_copy_page_to_user(unsigned long dst, struct page *page);
 void memkit_copy_page(void *dst, struct page *page);
 
+
+/* rust/rmem.rs and rmem_edge.c */
+struct workqueue_struct;
+int memkit_rmem_fault(const void *region, struct vm_area_struct *vma, unsigned long addr,
+		      u64 pgoff);
+void memkit_rmem_vma_init(struct vm_area_struct *vma, const void *region);
+bool memkit_rmem_vma_is(const struct vm_area_struct *vma, const void *region);
+u64 memkit_vma_pgoff(const struct vm_area_struct *vma);
+int memkit_rmem_pte_scan(struct vm_area_struct *vma, unsigned long addr, unsigned int n,
+			 u64 *present, u64 *young);
+int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct page *page,
+			  bool clear);
+int memkit_rmem_insert(struct vm_area_struct *vma, unsigned long addr, struct page *page);
+void memkit_rmem_zap(struct address_space *mapping, u64 pgoff);
+void memkit_copy_highpage(struct page *dst, struct page *src);
+bool memkit_fatal_signal_pending(void);
+struct workqueue_struct *memkit_rmem_wq_create(void);
+void memkit_rmem_wq_destroy(struct workqueue_struct *wq);
+
 #endif /* MEMKIT_HELPERS_H */

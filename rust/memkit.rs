@@ -47,12 +47,15 @@ struct Memkit {
     _ckpt: MiscDeviceRegistration<ckpt::CkptDevice>,
     /// The journal's module-wide state: dropped after the devices are gone.
     _journal_state: journal::Registration,
+    /// Remote memory's workqueue: destroyed (drained) after the devices are gone.
+    _rmem_state: rmem::Registration,
 }
 
 impl kernel::InPlaceModule for Memkit {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             _journal_state: journal::Registration::new()?,
+            _rmem_state: rmem::Registration::new()?,
             _journal <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"memkit-journal",
             }),

@@ -2,33 +2,1154 @@
 
 //! `/dev/memkit-rmem`: remote-memory regions with page-table-walk prefetch.
 //!
-//! For now the device answers `MEMKIT_IOC_VERSION` and refuses every other command
-//! with `ENOTTY`.
+//! Each open file may configure one region (`MEMKIT_IOC_RMEM_CONFIGURE`); userspace
+//! maps it `MAP_SHARED` at the offset the configure returns. The region's contents
+//! live in a backend (the *remote* memory); at most `budget` pages are local at a
+//! time. A fault on a page that is not local:
+//!
+//! 1. makes room (clock eviction: a dirty victim is written back, its PTEs in every
+//!    mapping zapped with `unmap_mapping_range`),
+//! 2. issues a synchronous fetch,
+//! 3. reads the PTEs the policy names — for `ptline`, the faulting PTE's 64-byte
+//!    cache line of 8 PTEs — and issues an asynchronous fetch for each page whose
+//!    PTE is not present, each with an hrtimer deadline,
+//! 4. sleeps until its own page is local, and maps it.
+//!
+//! A prefetch that arrives before its deadline is installed in the faulting
+//! process's page table by a work item (mmap lock taken with a trylock, VMA looked
+//! up and checked again, region lock, `vm_insert_page`). One whose deadline comes
+//! first is *late*: nothing maps it from that prefetch; its data is kept as a local
+//! copy (`KEEP_LATE`) or dropped when it arrives, and the next access faults and finds
+//! or fetches it.
+//!
+//! Requests (`Req`) carry one hrtimer each. With the emulated backend it fires at
+//! the deadline or at the arrival time the link model computed, whichever is first
+//! (and again at the arrival if the deadline came first); the callback only moves
+//! the request's state with a compare-and-swap and queues the request's work item,
+//! which does everything else in process context.
+//!
+//! Lock order: `mmap_lock` → region mutex → `i_mmap_rwsem` / PTE locks. The work
+//! item never blocks on `mmap_lock` (a fault holding it may be waiting for that very
+//! work), hence the trylock. The pure parts — configuration checks, policies, the
+//! link model, the clock — are `pure::rmem`.
 
-use crate::pure::abi;
+use crate::pure::{
+    abi,
+    rmem::{self as logic, Config, Fault, Link, Planner, Probe, MAX_CANDIDATES},
+};
+use crate::uapi;
+use core::{
+    ffi::{c_int, c_void},
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering},
+};
 use kernel::{
+    bindings,
     fs::File,
-    miscdevice::{
-        MiscDevice,
-        MiscDeviceRegistration, //
-    },
+    impl_has_hr_timer, impl_has_work,
+    miscdevice::{MiscDevice, MiscDeviceRegistration},
+    mm::{virt::VmaNew, Mm},
+    new_condvar, new_mutex, new_work,
+    page::Page,
     prelude::*,
+    sync::{aref::ARef, Arc, ArcBorrow, CondVar, Mutex, MutexGuard},
+    time::{
+        hrtimer::{
+            ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerInstant,
+            HrTimerPointer, HrTimerRestart, RelativeMode,
+        },
+        msecs_to_jiffies, Delta, Monotonic,
+    },
+    workqueue::{Queue, Work, WorkItem},
 };
 
-/// The state of one open file of `/dev/memkit-rmem`.
-pub(crate) struct RmemDevice;
+extern "C" {
+    /// Sets the region `vm_operations_struct` on `vma` and `region` as its
+    /// `vm_private_data`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is being set up by `mmap`; `region` stays valid as long as the VMA exists.
+    fn memkit_rmem_vma_init(vma: *mut c_void, region: *const c_void);
+    /// Whether `vma` maps `region`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is a valid VMA; the caller holds its mm's mmap lock.
+    fn memkit_rmem_vma_is(vma: *const c_void, region: *const c_void) -> bool;
+    /// The VMA's `vm_pgoff`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`memkit_rmem_vma_is`].
+    fn memkit_vma_pgoff(vma: *const c_void) -> u64;
+    /// Present and accessed bits of the PTEs of `n` (1..=64) pages from `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is a valid VMA whose mm's mmap lock the caller holds; the range lies in
+    /// it; `present` and `young` are valid for writes.
+    fn memkit_rmem_pte_scan(
+        vma: *mut c_void,
+        addr: usize,
+        n: u32,
+        present: *mut u64,
+        young: *mut u64,
+    ) -> c_int;
+    /// 1 if the PTE at `addr` maps `page` and is accessed, 0 if it maps it and is not,
+    /// `-ENOENT` if it does not map it; `clear` clears the accessed bit.
+    ///
+    /// # Safety
+    ///
+    /// As for [`memkit_rmem_pte_scan`], for one page; `page` is a valid page.
+    fn memkit_rmem_pte_young(
+        vma: *mut c_void,
+        addr: usize,
+        page: *mut c_void,
+        clear: bool,
+    ) -> c_int;
+    /// `vm_insert_page`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is a valid `VM_MIXEDMAP` VMA whose mm's mmap lock the caller holds;
+    /// `addr` lies in it; `page` is a valid page the caller holds a reference to.
+    fn memkit_rmem_insert(vma: *mut c_void, addr: usize, page: *mut c_void) -> c_int;
+    /// Zaps page offset `pgoff` in every mapping of `mapping`.
+    ///
+    /// # Safety
+    ///
+    /// `mapping` is a valid address space; called in process context.
+    fn memkit_rmem_zap(mapping: *mut c_void, pgoff: u64);
+    /// Copies page `src` to page `dst`.
+    ///
+    /// # Safety
+    ///
+    /// Both are valid pages the caller holds references to; nothing else writes `dst`.
+    fn memkit_copy_highpage(dst: *mut c_void, src: *mut c_void);
+    fn memkit_rmem_wq_create() -> *mut c_void;
+    /// Whether the current task has a fatal signal pending.
+    fn memkit_fatal_signal_pending() -> bool;
+    /// # Safety
+    ///
+    /// `wq` came from [`memkit_rmem_wq_create`] and is not used afterwards.
+    fn memkit_rmem_wq_destroy(wq: *mut c_void);
+    /// The address space of `file`'s mappings.
+    ///
+    /// # Safety
+    ///
+    /// `file` is a valid file.
+    fn memkit_file_mapping(file: *mut c_void) -> *mut c_void;
+    /// Tests and clears `PG_dirty` of `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to.
+    fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
+}
+
+/// The module's workqueue for request completions (drained when the module goes).
+static WQ: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The module-wide part of remote memory: the workqueue. Created before the device
+/// is registered, destroyed (after draining) once it is gone.
+pub(crate) struct Registration;
+
+impl Registration {
+    pub(crate) fn new() -> Result<Registration> {
+        // SAFETY: no precondition.
+        let wq = unsafe { memkit_rmem_wq_create() };
+        if wq.is_null() {
+            return Err(ENOMEM);
+        }
+        WQ.store(wq, Ordering::Release);
+        Ok(Registration)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let wq = WQ.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !wq.is_null() {
+            // SAFETY: `wq` came from `memkit_rmem_wq_create`; the device is gone, so
+            // no file, timer or work item can queue to it any more.
+            unsafe { memkit_rmem_wq_destroy(wq) };
+        }
+    }
+}
+
+/// The workqueue, valid from before the device exists to after it is gone.
+fn queue() -> &'static Queue {
+    // SAFETY: `WQ` is set before the device is registered and cleared only after it
+    // is deregistered and every file, hence every region and request, is gone.
+    unsafe { Queue::from_raw(WQ.load(Ordering::Acquire).cast()) }
+}
+
+/// Monotonic time in ns.
+fn now_ns() -> u64 {
+    // SAFETY: no precondition; callable from any context.
+    let t = unsafe { bindings::ktime_get() };
+    u64::try_from(t).unwrap_or(0)
+}
+
+/// Counters of one region, or of the module.
+#[derive(Default)]
+struct Counters {
+    regions: AtomicU64,
+    faults_sync: AtomicU64,
+    faults_local: AtomicU64,
+    faults_wait: AtomicU64,
+    prefetches: AtomicU64,
+    installed: AtomicU64,
+    hits: AtomicU64,
+    late: AtomicU64,
+    wasted: AtomicU64,
+    evictions: AtomicU64,
+    writebacks: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    lat_hist: [AtomicU64; abi::RMEM_LAT_BUCKETS],
+}
+
+impl Counters {
+    const fn new() -> Counters {
+        Counters {
+            regions: AtomicU64::new(0),
+            faults_sync: AtomicU64::new(0),
+            faults_local: AtomicU64::new(0),
+            faults_wait: AtomicU64::new(0),
+            prefetches: AtomicU64::new(0),
+            installed: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            wasted: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            writebacks: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            lat_hist: [const { AtomicU64::new(0) }; abi::RMEM_LAT_BUCKETS],
+        }
+    }
+
+    fn snapshot(&self, out: &mut abi::RmemStats) {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.faults_sync = r(&self.faults_sync);
+        out.faults_local = r(&self.faults_local);
+        out.faults_wait = r(&self.faults_wait);
+        out.prefetches = r(&self.prefetches);
+        out.installed = r(&self.installed);
+        out.hits = r(&self.hits);
+        out.late = r(&self.late);
+        out.wasted = r(&self.wasted);
+        out.evictions = r(&self.evictions);
+        out.writebacks = r(&self.writebacks);
+        out.bytes_in = r(&self.bytes_in);
+        out.bytes_out = r(&self.bytes_out);
+        for (o, c) in out.lat_hist.iter_mut().zip(self.lat_hist.iter()) {
+            *o = r(c);
+        }
+    }
+}
+
+/// The module's totals, over every region, closed ones too.
+static GLOBAL: Counters = Counters::new();
+
+/// Adds `n` to a counter of `region` and to the module's.
+fn bump(region: &Counters, field: fn(&Counters) -> &AtomicU64, n: u64) {
+    field(region).fetch_add(n, Ordering::Relaxed);
+    field(&GLOBAL).fetch_add(n, Ordering::Relaxed);
+}
+
+/// `Req::state`: in flight.
+const PENDING: u32 = 0;
+/// Arrived before its deadline (or had none).
+const ARRIVED: u32 = 1;
+/// The deadline came first; the data is still in flight.
+const LATE: u32 = 2;
+/// Arrived after its deadline.
+const LATE_ARRIVED: u32 = 3;
+
+/// One fetch in flight.
+#[pin_data]
+struct Req {
+    #[pin]
+    timer: HrTimer<Req>,
+    #[pin]
+    work: Work<Req>,
+    region: Arc<Region>,
+    /// Region page.
+    idx: u64,
+    /// A prefetch (else a fault's synchronous fetch).
+    prefetch: bool,
+    issued_ns: u64,
+    /// When the data is there (emulated backend).
+    arrive_ns: u64,
+    /// Absolute deadline, 0: none.
+    deadline_ns: u64,
+    state: AtomicU32,
+    /// A fault waits for this page: keep it, and let the fault map it.
+    wanted: AtomicBool,
+    /// The late counter was bumped.
+    counted_late: AtomicBool,
+    /// Where to install a prefetch: the faulting process and the address.
+    mm: Option<ARef<Mm>>,
+    addr: usize,
+}
+
+impl_has_hr_timer! {
+    impl HasHrTimer<Self> for Req {
+        mode: RelativeMode<Monotonic>, field: self.timer
+    }
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Req { self.work }
+}
+
+impl HrTimerCallback for Req {
+    type Pointer<'a> = Arc<Self>;
+
+    fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        // The emulated link fixed the arrival time at issue, so which came first is
+        // decided by the two times, not by when this callback got to run.
+        let deadline_first = this.deadline_ns != 0 && this.deadline_ns < this.arrive_ns;
+        let now = now_ns();
+        let restart = if deadline_first
+            && this
+                .state
+                .compare_exchange(PENDING, LATE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            && now < this.arrive_ns
+        {
+            // Late; the timer (which expired at the deadline) comes back at the
+            // arrival.
+            let gap = this.arrive_ns - this.deadline_ns;
+            ctx.forward(
+                HrTimerInstant::<Self>::now(),
+                Delta::from_nanos(i64::try_from(gap).unwrap_or(i64::MAX)),
+            );
+            HrTimerRestart::Restart
+        } else {
+            let _ =
+                this.state
+                    .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
+            let _ = this.state.compare_exchange(
+                LATE,
+                LATE_ARRIVED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            HrTimerRestart::NoRestart
+        };
+        // Already queued: the work reads the newest state when it runs.
+        let _ = queue().enqueue(Arc::<Req>::from(this));
+        restart
+    }
+}
+
+impl WorkItem for Req {
+    type Pointer = Arc<Req>;
+
+    fn run(this: Arc<Req>) {
+        this.region.complete(&this);
+    }
+}
+
+/// `Slot::Local` flags: a prefetch brought the page.
+const PREFETCHED: u8 = 1 << 0;
+/// A prefetched page was found used (counted as a hit).
+const USED: u8 = 1 << 1;
+/// Mapped by a fault since the clock last passed.
+const REFERENCED: u8 = 1 << 2;
+
+/// The state of one region page.
+enum Slot {
+    /// Only in the backend.
+    Remote,
+    /// A fetch in flight into `page`.
+    Fetching {
+        req: Arc<Req>,
+        /// Cancels the request's timer when dropped.
+        _timer: ArcHrTimerHandle<Req>,
+        page: Page,
+    },
+    /// Local (and, if the last fetch wrote it back, also in the backend).
+    Local { page: Page, flags: u8 },
+}
+
+/// The address space a region's mappings live in.
+struct Mapping(NonNull<c_void>);
+
+// SAFETY: the address space belongs to the inode of the file the region was
+// configured on; the file owns the region, so the pointer stays valid for the
+// region's lifetime, from any thread. The kernel functions it is passed to lock.
+unsafe impl Send for Mapping {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Mapping {}
+
+/// A region's mutable state.
+struct Inner {
+    slots: VVec<Slot>,
+    /// The emulated backend's store (a page never written back reads as zeros).
+    store: VVec<Option<Page>>,
+    /// Per page: fault counts and accessed bits, decaying (`pure::rmem`).
+    history: VVec<u8>,
+    /// Pages local or being fetched (a fetch reserves its page).
+    resident: u64,
+    /// Local pages, for the clock.
+    local: VVec<u64>,
+    hand: u64,
+    link: Link,
+    planner: Planner,
+    /// Prefetched pages found used since the last sync fault.
+    hits_since: u32,
+    /// The pages the last sync fault prefetched (`batch_len` of them).
+    batch: [u64; MAX_CANDIDATES],
+    batch_len: usize,
+    /// The region's file is gone: no new request.
+    dead: bool,
+}
+
+/// A remote-memory region.
+#[pin_data]
+struct Region {
+    cfg: Config,
+    /// Page offset of page 0 in the file's address space.
+    base: u64,
+    mapping: Mapping,
+    #[pin]
+    inner: Mutex<Inner>,
+    /// Notified when a page becomes local or a fetch ends.
+    #[pin]
+    changed: CondVar,
+    stats: Counters,
+}
+
+/// Region ids, for the page-offset windows (as `ckpt`); 0 is never used.
+static NEXT_REGION: AtomicU64 = AtomicU64::new(1);
+/// Page-offset bits of a region's window: room for `RMEM_MAX_BYTES`.
+const WINDOW_SHIFT: u32 = 20;
+const _: () = assert!(abi::RMEM_MAX_BYTES / logic::PAGE_SIZE <= 1 << WINDOW_SHIFT);
+/// Ids stay below this, so that `mmap_offset` fits in a signed `off_t`.
+const MAX_REGION_ID: u64 = 1 << (63 - WINDOW_SHIFT - 12);
+
+/// The faulting VMA, as the fault path sees it (mmap lock held).
+struct Vma {
+    ptr: *mut c_void,
+    /// Region pages `[lo, hi)` are mapped at `start + (page - lo) * 4096`.
+    start: usize,
+    lo: u64,
+    hi: u64,
+}
+
+impl Vma {
+    fn addr_of(&self, idx: u64) -> Option<usize> {
+        if idx < self.lo || idx >= self.hi {
+            return None;
+        }
+        let off = usize::try_from((idx - self.lo) << 12).ok()?;
+        self.start.checked_add(off)
+    }
+
+    fn vpn_of(&self, idx: u64) -> Option<u64> {
+        self.addr_of(idx).map(|a| (a >> 12) as u64)
+    }
+
+    fn idx_of(&self, vpn: u64) -> Option<u64> {
+        let first = (self.start >> 12) as u64;
+        let idx = vpn.checked_sub(first)?.checked_add(self.lo)?;
+        (idx < self.hi).then_some(idx)
+    }
+}
+
+/// A page's address as a C pointer.
+fn pg(page: &Page) -> *mut c_void {
+    page.as_ptr().cast()
+}
+
+impl Region {
+    fn new(cfg: Config, mapping: Mapping) -> Result<Arc<Region>> {
+        let id = NEXT_REGION.fetch_add(1, Ordering::Relaxed);
+        if id >= MAX_REGION_ID {
+            return Err(ENOSPC);
+        }
+        let n = usize::try_from(cfg.pages)?;
+        let mut slots = VVec::with_capacity(n, GFP_KERNEL)?;
+        let mut store = VVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(Slot::Remote, GFP_KERNEL)?;
+            store.push(None, GFP_KERNEL)?;
+        }
+        let inner = Inner {
+            slots,
+            store,
+            history: VVec::from_elem(0, n, GFP_KERNEL)?,
+            resident: 0,
+            local: VVec::with_capacity(usize::try_from(cfg.budget)?, GFP_KERNEL)?,
+            hand: 0,
+            link: Link::new(cfg.lat_base_ns, cfg.lat_page_ns, cfg.max_inflight),
+            planner: Planner::new(),
+            hits_since: 0,
+            batch: [0; MAX_CANDIDATES],
+            batch_len: 0,
+            dead: false,
+        };
+        let region = Arc::pin_init(
+            try_pin_init!(Region {
+                cfg,
+                base: id << WINDOW_SHIFT,
+                mapping,
+                inner <- new_mutex!(inner),
+                changed <- new_condvar!(),
+                stats: Counters::new(),
+            }),
+            GFP_KERNEL,
+        )?;
+        bump(&region.stats, |c| &c.regions, 1);
+        Ok(region)
+    }
+
+    /// The faulting VMA's geometry.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is a valid VMA of this region whose mm's mmap lock the caller holds.
+    unsafe fn vma(&self, vma: *mut c_void) -> Result<Vma> {
+        // SAFETY: the caller holds the mmap lock of a valid VMA.
+        let vref = unsafe { kernel::mm::virt::VmaRef::from_raw(vma.cast()) };
+        // SAFETY: as above.
+        let pgoff = unsafe { memkit_vma_pgoff(vma) };
+        let pages = ((vref.end() - vref.start()) >> 12) as u64;
+        let lo = pgoff.checked_sub(self.base).ok_or(EFAULT)?;
+        let hi = lo.checked_add(pages).ok_or(EFAULT)?.min(self.cfg.pages);
+        Ok(Vma {
+            ptr: vma,
+            start: vref.start(),
+            lo,
+            hi,
+        })
+    }
+
+    /// Starts a fetch of page `idx` into a new page (the caller made room).
+    fn issue(
+        this: ArcBorrow<'_, Region>,
+        g: &mut Inner,
+        idx: u64,
+        prefetch: bool,
+        mm: Option<ARef<Mm>>,
+        addr: usize,
+    ) -> Result {
+        let i = usize::try_from(idx)?;
+        let page = Page::alloc_page(GFP_KERNEL)?;
+        let now = now_ns();
+        let arrive_ns = g.link.issue(now);
+        let deadline_ns = if prefetch && this.cfg.deadline_ns != 0 {
+            now.saturating_add(this.cfg.deadline_ns)
+        } else {
+            0
+        };
+        let req = Arc::pin_init(
+            pin_init!(Req {
+                timer <- HrTimer::new(),
+                work <- new_work!("memkit_rmem::Req::work"),
+                region: this.into(),
+                idx,
+                prefetch,
+                issued_ns: now,
+                arrive_ns,
+                deadline_ns,
+                state: AtomicU32::new(PENDING),
+                wanted: AtomicBool::new(false),
+                counted_late: AtomicBool::new(false),
+                mm,
+                addr,
+            }),
+            GFP_KERNEL,
+        )?;
+        let fire = if deadline_ns != 0 && deadline_ns < arrive_ns {
+            deadline_ns
+        } else {
+            arrive_ns
+        };
+        let delay = i64::try_from(fire.saturating_sub(now)).unwrap_or(i64::MAX);
+        let handle = req.clone().start(Delta::from_nanos(delay));
+        let slot = g.slots.get_mut(i).ok_or(EFAULT)?;
+        *slot = Slot::Fetching {
+            req,
+            _timer: handle,
+            page,
+        };
+        g.resident += 1;
+        Ok(())
+    }
+
+    /// Evicts one local page other than `keep` (clock over the referenced flags and
+    /// the accessed bits of the faulting VMA's PTEs). Returns whether one went.
+    fn evict_one(&self, g: &mut Inner, vma: &Vma, keep: u64) -> bool {
+        let Inner {
+            slots,
+            local,
+            hand,
+            store,
+            history,
+            ..
+        } = g;
+        let n = local.len() as u64;
+        let stats = &self.stats;
+        let pick = logic::clock_pick(hand, n, |i| {
+            let Some(&idx) = local.get(i as usize) else {
+                return Probe::Skip;
+            };
+            if idx == keep {
+                return Probe::Skip;
+            }
+            let Some(Slot::Local { page, flags }) = slots.get_mut(idx as usize) else {
+                return Probe::Skip;
+            };
+            // One second chance for either kind of reference: the flag a fault
+            // sets, or the accessed bit of the PTE in the faulting VMA (cleared).
+            let flagged = *flags & REFERENCED != 0;
+            *flags &= !REFERENCED;
+            let young = vma.addr_of(idx).is_some_and(|addr| {
+                // SAFETY: the fault holds the mmap lock of the valid VMA `vma.ptr`;
+                // `addr` lies in it; the slot holds a reference to `page`.
+                unsafe { memkit_rmem_pte_young(vma.ptr, addr, pg(page), true) == 1 }
+            });
+            if young && *flags & (PREFETCHED | USED) == PREFETCHED {
+                *flags |= USED;
+                bump(stats, |c| &c.hits, 1);
+            }
+            if flagged || young {
+                Probe::Referenced
+            } else {
+                Probe::Victim
+            }
+        });
+        // Two passes clear every reference, so the clock finds a victim unless
+        // every page is in use by this fault or touched again meanwhile by other
+        // threads: then the first evictable page goes.
+        let pick = pick.or_else(|| {
+            local
+                .iter()
+                .position(|&idx| {
+                    idx != keep && matches!(slots.get(idx as usize), Some(Slot::Local { .. }))
+                })
+                .map(|p| p as u64)
+        });
+        let Some(pos) = pick else {
+            return false;
+        };
+        let pos = pos as usize;
+        let Some(idx) = local.get(pos).copied() else {
+            return false;
+        };
+        // Swap-remove `pos`.
+        if let Some(last) = local.pop() {
+            if let Some(p) = local.get_mut(pos) {
+                *p = last;
+            }
+        }
+        let i = idx as usize;
+        let Some(slot) = slots.get_mut(i) else {
+            return false;
+        };
+        let Slot::Local { page, flags } = core::mem::replace(slot, Slot::Remote) else {
+            return false;
+        };
+        // SAFETY: the mapping is valid (see `Mapping`); process context.
+        unsafe { memkit_rmem_zap(self.mapping.0.as_ptr(), self.base + idx) };
+        // No PTE maps the page now: a dirty one moved its bit to PG_dirty.
+        // SAFETY: the page is valid and ours.
+        if unsafe { memkit_page_test_clear_dirty(pg(&page)) } {
+            if let Some(dst) = store.get_mut(i) {
+                if dst.is_none() {
+                    match Page::alloc_page(GFP_KERNEL) {
+                        Ok(p) => *dst = Some(p),
+                        Err(_) => {
+                            // Keep the page local rather than lose the data.
+                            *slot = Slot::Local { page, flags };
+                            let _ = local.push(idx, GFP_KERNEL);
+                            return false;
+                        }
+                    }
+                }
+                if let Some(d) = dst {
+                    // SAFETY: both pages are valid and ours; nothing else writes
+                    // the store page (region lock held).
+                    unsafe { memkit_copy_highpage(pg(d), pg(&page)) };
+                }
+            }
+            bump(stats, |c| &c.writebacks, 1);
+            bump(stats, |c| &c.bytes_out, logic::PAGE_SIZE);
+        }
+        if flags & (PREFETCHED | USED) == PREFETCHED {
+            bump(stats, |c| &c.wasted, 1);
+        }
+        if let Some(h) = history.get_mut(i) {
+            *h = logic::history_on_evict(*h, flags & (USED | REFERENCED) != 0);
+        }
+        bump(stats, |c| &c.evictions, 1);
+        g.resident -= 1;
+        true
+    }
+
+    /// Counts the prefetched pages of the last batch that were used (accessed bit of
+    /// their PTE in the faulting VMA): the hits the adaptive policies grow on.
+    fn count_batch_hits(&self, g: &mut Inner, vma: &Vma) {
+        let (batch, n) = (g.batch, core::mem::take(&mut g.batch_len));
+        for &idx in batch.iter().take(n) {
+            let Some(Slot::Local { page, flags }) = g.slots.get_mut(idx as usize) else {
+                continue;
+            };
+            if *flags & (PREFETCHED | USED) != PREFETCHED {
+                continue;
+            }
+            let Some(addr) = vma.addr_of(idx) else {
+                continue;
+            };
+            // SAFETY: mmap lock held, `addr` in the VMA, the slot holds the page.
+            if unsafe { memkit_rmem_pte_young(vma.ptr, addr, pg(page), false) } == 1 {
+                *flags |= USED;
+                bump(&self.stats, |c| &c.hits, 1);
+                g.hits_since = g.hits_since.saturating_add(1);
+            }
+        }
+    }
+
+    /// Reads the PTEs of the candidates: bit `i` set if candidate `i`'s PTE is present.
+    fn present(vma: &Vma, cands: &[u64]) -> u64 {
+        let (Some(&min), Some(&max)) = (cands.iter().min(), cands.iter().max()) else {
+            return 0;
+        };
+        let mut mask = 0u64;
+        let scan = |first: u64, n: u32| -> (u64, u64) {
+            let (mut p, mut y) = (0u64, 0u64);
+            let Ok(addr) = usize::try_from(first << 12) else {
+                return (u64::MAX, 0);
+            };
+            // SAFETY: the fault holds the mmap lock of the valid VMA; the planner
+            // keeps candidates inside it.
+            let err = unsafe { memkit_rmem_pte_scan(vma.ptr, addr, n, &mut p, &mut y) };
+            if err != 0 {
+                // Unreadable: treat as present, so nothing is fetched for it.
+                return (u64::MAX, 0);
+            }
+            (p, y)
+        };
+        if max - min < 64 {
+            let (p, _) = scan(min, (max - min + 1) as u32);
+            for (i, &c) in cands.iter().enumerate() {
+                if p & (1u64 << (c - min)) != 0 {
+                    mask |= 1 << i;
+                }
+            }
+        } else {
+            for (i, &c) in cands.iter().enumerate() {
+                if scan(c, 1).0 & 1 != 0 {
+                    mask |= 1 << i;
+                }
+            }
+        }
+        mask
+    }
+
+    /// The prefetch of a synchronous fault at `addr`: plan, read the PTEs, fetch
+    /// the pages whose PTE is not present.
+    fn prefetch(this: ArcBorrow<'_, Region>, g: &mut Inner, vma: &Vma, addr: usize, idx: u64) {
+        let cfg = &this.cfg;
+        if cfg.policy == logic::Policy::None || cfg.degree == 0 {
+            return;
+        }
+        let (Some(lo), Some(last)) = (vma.vpn_of(vma.lo), vma.vpn_of(vma.hi.saturating_sub(1)))
+        else {
+            return;
+        };
+        this.count_batch_hits(g, vma);
+        let f = Fault {
+            vpn: (addr >> 12) as u64,
+            lo,
+            hi: last + 1,
+            hits: core::mem::take(&mut g.hits_since),
+        };
+        let mut out = [0u64; MAX_CANDIDATES];
+        let n = {
+            let Inner {
+                planner, history, ..
+            } = &mut *g;
+            let hist = |vpn: u64| {
+                vma.idx_of(vpn)
+                    .and_then(|i| history.get(i as usize))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            planner.plan(cfg.policy, cfg.degree, &f, hist, &mut out)
+        };
+        let cands = out.get(..n).unwrap_or(&[]);
+        let present = Self::present(vma, cands);
+        // SAFETY: the fault holds the mmap lock of the valid VMA.
+        let vref = unsafe { kernel::mm::virt::VmaRef::from_raw(vma.ptr.cast()) };
+        let mm: ARef<Mm> = ARef::from(&**vref.mm());
+        for (i, &vpn) in cands.iter().enumerate() {
+            if present & (1 << i) != 0 {
+                continue;
+            }
+            let Some(c) = vma.idx_of(vpn) else {
+                continue;
+            };
+            let Ok(caddr) = usize::try_from(vpn << 12) else {
+                continue;
+            };
+            match g.slots.get_mut(c as usize) {
+                Some(Slot::Remote) => {
+                    if g.resident >= cfg.budget && !this.evict_one(g, vma, idx) {
+                        break;
+                    }
+                    if Self::issue(this, g, c, true, Some(mm.clone()), caddr).is_err() {
+                        break;
+                    }
+                    bump(&this.stats, |c| &c.prefetches, 1);
+                    if let Some(b) = g.batch.get_mut(g.batch_len) {
+                        *b = c;
+                        g.batch_len += 1;
+                    }
+                }
+                Some(Slot::Local { page, .. }) => {
+                    // Local but not mapped here (a late copy, or mapped elsewhere):
+                    // map it now.
+                    // SAFETY: mmap lock held, `caddr` in the VMA, the slot holds
+                    // the page.
+                    let _ = unsafe { memkit_rmem_insert(vma.ptr, caddr, pg(page)) };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The fault of region page `pgoff - base` at `addr` of `vma`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` is a valid VMA of this region whose mm's mmap lock the caller holds.
+    unsafe fn fault(
+        this: ArcBorrow<'_, Region>,
+        vma: *mut c_void,
+        addr: usize,
+        pgoff: u64,
+    ) -> Result {
+        let idx = pgoff
+            .checked_sub(this.base)
+            .filter(|&i| i < this.cfg.pages)
+            .ok_or(EFAULT)?;
+        let i = usize::try_from(idx)?;
+        // SAFETY: the caller's guarantee.
+        let vma = unsafe { this.vma(vma) }?;
+        let mut g = this.inner.lock();
+        let (mut waited, mut fetched) = (false, false);
+        loop {
+            if g.dead {
+                return Err(EFAULT);
+            }
+            match g.slots.get_mut(i).ok_or(EFAULT)? {
+                Slot::Local { page, flags } => {
+                    // SAFETY: mmap lock held, `addr` in the VMA, the slot holds
+                    // the page.
+                    let err = unsafe { memkit_rmem_insert(vma.ptr, addr, pg(page)) };
+                    if err != 0 && err != -(bindings::EBUSY as c_int) {
+                        return Err(Error::from_errno(err));
+                    }
+                    *flags |= REFERENCED;
+                    if *flags & (PREFETCHED | USED) == PREFETCHED {
+                        *flags |= USED;
+                        bump(&this.stats, |c| &c.hits, 1);
+                        g.hits_since = g.hits_since.saturating_add(1);
+                    }
+                    if !waited && !fetched {
+                        bump(&this.stats, |c| &c.faults_local, 1);
+                    }
+                    return Ok(());
+                }
+                Slot::Fetching { req, .. } => {
+                    req.wanted.store(true, Ordering::Release);
+                    if !waited && !fetched {
+                        bump(&this.stats, |c| &c.faults_wait, 1);
+                        waited = true;
+                    }
+                }
+                Slot::Remote => {
+                    if g.resident >= this.cfg.budget {
+                        if !this.evict_one(&mut g, &vma, idx) {
+                            // Every local page is in flight: wait for one to land.
+                            this.wait(&mut g)?;
+                        }
+                        continue;
+                    }
+                    Self::issue(this, &mut g, idx, false, None, addr)?;
+                    bump(&this.stats, |c| &c.faults_sync, 1);
+                    fetched = true;
+                    if let Some(h) = g.history.get_mut(i) {
+                        *h = logic::history_on_fault(*h);
+                    }
+                    Self::prefetch(this, &mut g, &vma, addr, idx);
+                }
+            }
+            this.wait(&mut g)?;
+        }
+    }
+
+    /// Waits for a change (a fetch landing or ending), in a fault. A task being
+    /// killed stops waiting (`EINTR`, the fault gives `SIGBUS` to a dying task);
+    /// other signals do not end the wait, which every fetch in flight bounds.
+    fn wait(&self, g: &mut MutexGuard<'_, Inner>) -> Result {
+        if current!().signal_pending() {
+            // SAFETY: no precondition.
+            if unsafe { memkit_fatal_signal_pending() } {
+                return Err(EINTR);
+            }
+            // An interruptible sleep would return at once until the signal is
+            // delivered, after the fault.
+            self.changed.wait(g);
+        } else {
+            let _ = self
+                .changed
+                .wait_interruptible_timeout(g, msecs_to_jiffies(10));
+        }
+        Ok(())
+    }
+
+    /// A request's timer fired (work item, process context).
+    fn complete(&self, req: &Arc<Req>) {
+        let st = req.state.load(Ordering::Acquire);
+        if st == PENDING {
+            return;
+        }
+        if (st == LATE || st == LATE_ARRIVED) && !req.counted_late.swap(true, Ordering::AcqRel) {
+            bump(&self.stats, |c| &c.late, 1);
+        }
+        if st == LATE {
+            // Nothing maps it from this prefetch; the data is still in flight.
+            return;
+        }
+        let install = st == ARRIVED && req.prefetch && !req.wanted.load(Ordering::Acquire);
+        let mmu = if install {
+            req.mm.as_ref().and_then(|mm| mm.mmget_not_zero())
+        } else {
+            None
+        };
+        // Never block on the mmap lock here: a fault holding it may be waiting for
+        // this very work (see the module documentation).
+        let mmap = mmu.as_ref().and_then(|m| m.mmap_read_trylock());
+        let mut g = self.inner.lock();
+        let i = req.idx as usize;
+        let ours =
+            matches!(g.slots.get(i), Some(Slot::Fetching { req: r, .. }) if Arc::ptr_eq(r, req));
+        if !ours {
+            return;
+        }
+        let Some(slot) = g.slots.get_mut(i) else {
+            return;
+        };
+        let Slot::Fetching { page, .. } = core::mem::replace(slot, Slot::Remote) else {
+            return;
+        };
+        bump(&self.stats, |c| &c.bytes_in, logic::PAGE_SIZE);
+        let lat = now_ns().saturating_sub(req.issued_ns);
+        if let Some(b) = self.stats.lat_hist.get(logic::lat_bucket(lat)) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(b) = GLOBAL.lat_hist.get(logic::lat_bucket(lat)) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        if st == LATE_ARRIVED && !self.cfg.keep_late && !req.wanted.load(Ordering::Acquire) {
+            g.resident -= 1;
+            bump(&self.stats, |c| &c.wasted, 1);
+            drop(page);
+            self.changed.notify_all();
+            return;
+        }
+        match g.store.get(i) {
+            // SAFETY: both pages are valid and ours; nothing else writes `page`.
+            Some(Some(src)) => unsafe { memkit_copy_highpage(pg(&page), pg(src)) },
+            _ => {
+                // SAFETY: the page is ours and nothing else accesses it.
+                let _ = unsafe { page.fill_zero_raw(0, logic::PAGE_SIZE as usize) };
+            }
+        }
+        let flags = if req.prefetch { PREFETCHED } else { 0 };
+        if let Some(vref) = mmap.as_ref().and_then(|m| m.vma_lookup(req.addr)) {
+            let vp: *mut c_void = vref.as_ptr().cast();
+            // SAFETY: the mmap lock is held (trylock above) and `vp` is a VMA of
+            // that mm.
+            let mapped = unsafe { memkit_rmem_vma_is(vp, core::ptr::from_ref(self).cast()) } && {
+                // SAFETY: as above.
+                let pgoff = unsafe { memkit_vma_pgoff(vp) };
+                let off = ((req.addr - vref.start()) >> 12) as u64;
+                pgoff.checked_add(off) == Some(self.base + req.idx)
+            };
+            // SAFETY: as above; `req.addr` lies in the VMA; the page is ours.
+            if mapped && unsafe { memkit_rmem_insert(vp, req.addr, pg(&page)) } == 0 {
+                // Installed with the accessed bit clear, so that the first use
+                // sets it: that is how a hit is told from a waste.
+                // SAFETY: as above.
+                let _ = unsafe { memkit_rmem_pte_young(vp, req.addr, pg(&page), true) };
+                bump(&self.stats, |c| &c.installed, 1);
+            }
+        }
+        let _ = g.local.push(req.idx, GFP_KERNEL);
+        if let Some(slot) = g.slots.get_mut(i) {
+            *slot = Slot::Local { page, flags };
+        }
+        self.changed.notify_all();
+    }
+
+    /// The file is going: cancel every request (their timers first) and refuse new
+    /// ones. Queued work items find their slot gone and do nothing.
+    fn shut_down(&self) {
+        let mut g = self.inner.lock();
+        g.dead = true;
+        for slot in g.slots.iter_mut() {
+            if matches!(slot, Slot::Fetching { .. }) {
+                // Drops the timer handle (cancels the timer, waiting for a
+                // running callback, which takes no lock) and the request.
+                *slot = Slot::Remote;
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    fn stats(&self, out: &mut abi::RmemStats) {
+        self.stats.snapshot(out);
+        out.bytes = self.cfg.pages * logic::PAGE_SIZE;
+        out.budget = self.cfg.budget;
+        out.local = self.inner.lock().local.len() as u64;
+    }
+}
+
+/// Called by the C fault handler (`rmem_edge.c`): maps the page of `region` at page
+/// offset `pgoff` at `addr`. Returns 0 or a negative errno.
+///
+/// # Safety
+///
+/// `region` is the `vm_private_data` [`RmemDevice::mmap`] set, so a live region (the
+/// VMA holds the file, which holds the region); `vma` is the faulting VMA, whose mm's
+/// mmap lock the caller holds.
+#[no_mangle]
+unsafe extern "C" fn memkit_rmem_fault(
+    region: *const c_void,
+    vma: *mut c_void,
+    addr: usize,
+    pgoff: u64,
+) -> c_int {
+    // SAFETY: `region` came from `Arc::as_ptr` of a region the file keeps alive.
+    let this = unsafe { ArcBorrow::from_raw(region.cast::<Region>()) };
+    // SAFETY: the caller's guarantee.
+    match unsafe { Region::fault(this, vma, addr, pgoff) } {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The state of one open file of `/dev/memkit-rmem`: its region, once configured.
+#[pin_data(PinnedDrop)]
+pub(crate) struct RmemDevice {
+    #[pin]
+    region: Mutex<Option<Arc<Region>>>,
+}
+
+#[pinned_drop]
+impl PinnedDrop for RmemDevice {
+    fn drop(self: Pin<&mut Self>) {
+        if let Some(r) = self.region.lock().take() {
+            r.shut_down();
+        }
+    }
+}
+
+impl RmemDevice {
+    fn configure(&self, file: &File, arg: usize) -> Result<isize> {
+        let mut req = uapi::read::<abi::RmemConfig>(arg)?;
+        let cfg = logic::check_config(&req).map_err(|e| Error::from_errno(-e))?;
+        if cfg.backend == logic::Backend::Agent {
+            pr_err!("rmem: the agent backend is not available yet\n");
+            return Err(EOPNOTSUPP);
+        }
+        if self.region.lock().is_some() {
+            return Err(EEXIST);
+        }
+        // SAFETY: `file` is a valid file.
+        let mapping = unsafe { memkit_file_mapping(file.as_ptr().cast()) };
+        let mapping = Mapping(NonNull::new(mapping).ok_or(EINVAL)?);
+        let region = Region::new(cfg, mapping)?;
+        req.mmap_offset = region.base << 12;
+        // Written back before the region is kept (a bad pointer leaves no region).
+        uapi::write(arg, req.size, &req)?;
+        let mut guard = self.region.lock();
+        if guard.is_some() {
+            return Err(EEXIST);
+        }
+        *guard = Some(region);
+        Ok(0)
+    }
+
+    fn stats(&self, arg: usize) -> Result<isize> {
+        let req = uapi::read::<abi::RmemStats>(arg)?;
+        let mut out = abi::RmemStats {
+            size: req.size,
+            flags: req.flags,
+            ..Default::default()
+        };
+        if req.flags & abi::RMEM_STATS_GLOBAL != 0 {
+            GLOBAL.snapshot(&mut out);
+            out.bytes = GLOBAL.regions.load(Ordering::Relaxed);
+        } else {
+            let region = self.region.lock().clone().ok_or(EINVAL)?;
+            region.stats(&mut out);
+        }
+        uapi::write(arg, req.size, &out)?;
+        Ok(0)
+    }
+}
 
 #[vtable]
 impl MiscDevice for RmemDevice {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(RmemDevice, GFP_KERNEL)?)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(RmemDevice {
+                region <- new_mutex!(None),
+            }),
+            GFP_KERNEL,
+        )
     }
 
-    fn ioctl(_me: &RmemDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn mmap(me: Pin<&RmemDevice>, _file: &File, vma: &VmaNew) -> Result {
+        let guard = me.region.lock();
+        let r = guard.as_ref().ok_or(EINVAL)?;
+        if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `vma` is a valid VMA being set up.
+        let pgoff = unsafe { memkit_vma_pgoff(vma.as_ptr().cast()) };
+        let len = ((vma.end() - vma.start()) >> 12) as u64;
+        let end = pgoff.checked_add(len).ok_or(EINVAL)?;
+        if pgoff < r.base || end > r.base + r.cfg.pages {
+            return Err(EINVAL);
+        }
+        vma.set_dontexpand();
+        vma.set_mixedmap();
+        // SAFETY: `vma` is being set up by mmap; the region lives as long as the
+        // file, which every VMA of it holds.
+        unsafe { memkit_rmem_vma_init(vma.as_ptr().cast(), Arc::as_ptr(r).cast()) };
+        Ok(())
+    }
+
+    fn ioctl(me: Pin<&RmemDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => crate::uapi::version(arg, abi::DEV_RMEM, 0),
+            Some(abi::Command::Version) => {
+                crate::uapi::version(arg, abi::DEV_RMEM, abi::FEAT_RMEM_PREFETCH)
+            }
+            Some(abi::Command::RmemConfigure) => me.configure(file, arg),
+            Some(abi::Command::RmemStats) => me.stats(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -11,3 +11,4 @@ pub mod abi;
 pub mod ckpt;
 pub mod crc32c;
 pub mod journal;
+pub mod rmem;

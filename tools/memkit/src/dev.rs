@@ -543,6 +543,28 @@ impl Device {
         Ok((buf, out.diffed))
     }
 
+    /// `MEMKIT_IOC_RMEM_CONFIGURE` with `cfg` (its `size` is set here): the mmap
+    /// offset of the region, which [`CkptMap::new`] maps like a checkpoint region.
+    pub fn rmem_configure(&self, cfg: &abi::RmemConfig) -> io::Result<u64> {
+        let req = abi::RmemConfig {
+            size: abi::RmemConfig::SIZE as u32,
+            ..*cfg
+        };
+        Ok(self.call(abi::IOC_RMEM_CONFIGURE, &req)?.mmap_offset)
+    }
+
+    /// `MEMKIT_IOC_RMEM_STATS`: the file's region's counters, or the module's totals.
+    pub fn rmem_stats(&self, global: bool) -> io::Result<abi::RmemStats> {
+        self.call(
+            abi::IOC_RMEM_STATS,
+            &abi::RmemStats {
+                size: abi::RmemStats::SIZE as u32,
+                flags: if global { abi::RMEM_STATS_GLOBAL } else { 0 },
+                ..Default::default()
+            },
+        )
+    }
+
     /// `MEMKIT_IOC_CKPT_STATS`.
     pub fn ckpt_stats(&self) -> io::Result<abi::CkptStats> {
         let size = abi::CkptStats::SIZE as u32;
@@ -570,7 +592,7 @@ fn ckpt_pages_checked(count: u64) -> io::Result<u64> {
     }
 }
 
-/// A mapping of (part of) a checkpoint region, unmapped on drop.
+/// A mapping of (part of) a checkpoint or remote-memory region, unmapped on drop.
 ///
 /// It does not borrow the [`Device`]: the mapping keeps the region alive after the
 /// file is closed. Every access goes through 64-bit atomics (the memory is shared

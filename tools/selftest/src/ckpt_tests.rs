@@ -111,10 +111,10 @@ fn pattern(p: u64, seed: u8) -> Vec<u8> {
 }
 
 /// xorshift64: the tests' random numbers (no dependency needed).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;

@@ -12,6 +12,7 @@ mod journal_tests;
 mod ktap;
 mod module_tests;
 mod replica_tests;
+mod rmem_tests;
 
 use ktap::{Case, Options};
 use std::process::ExitCode;
@@ -93,6 +94,30 @@ const CASES: &[Case] = &[
     Case {
         name: "journal_attach_errors",
         run: journal_tests::journal_attach_errors,
+    },
+    Case {
+        name: "rmem_config_rejected",
+        run: rmem_tests::rmem_config_rejected,
+    },
+    Case {
+        name: "rmem_integrity_small_budget",
+        run: rmem_tests::rmem_integrity_small_budget,
+    },
+    Case {
+        name: "rmem_threads_fault_same_pages",
+        run: rmem_tests::rmem_threads_fault_same_pages,
+    },
+    Case {
+        name: "rmem_ptline_prefetch_cuts_scan_faults",
+        run: rmem_tests::rmem_ptline_prefetch_cuts_scan_faults,
+    },
+    Case {
+        name: "rmem_deadline_leaves_late_pages_not_present",
+        run: rmem_tests::rmem_deadline_leaves_late_pages_not_present,
+    },
+    Case {
+        name: "rmem_exit_and_unmap_with_fetches_in_flight",
+        run: rmem_tests::rmem_exit_and_unmap_with_fetches_in_flight,
     },
     Case {
         name: "ckpt_create_and_map",
