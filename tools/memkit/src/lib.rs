@@ -10,5 +10,6 @@ pub mod replica;
 pub mod stream;
 pub mod target;
 pub mod track;
+pub mod workload;
 
 pub use memkit_core as core;

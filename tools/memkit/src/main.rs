@@ -4,6 +4,7 @@ mod ckpt;
 mod image;
 mod journal;
 mod pmem_file;
+mod rmem;
 
 use clap::{Parser, Subcommand};
 use memkit::dev::{feature_names, Device, DeviceKind};
@@ -38,6 +39,11 @@ enum Cmd {
     Ckpt {
         #[command(subcommand)]
         cmd: ckpt::CkptCmd,
+    },
+    /// Remote-memory regions: run an access pattern, read the counters.
+    Rmem {
+        #[command(subcommand)]
+        cmd: rmem::RmemCmd,
     },
 }
 
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Journal { cmd } => journal::run(cmd, cli.json),
         Cmd::Ckpt { cmd } => ckpt::run(cmd, cli.json),
+        Cmd::Rmem { cmd } => rmem::run(cmd, cli.json),
         Cmd::Version { device } => {
             let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
             let reports = version(&kinds);

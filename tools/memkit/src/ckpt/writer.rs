@@ -7,6 +7,7 @@
 //! address, bytes — once the memory is mapped and every page written once.
 
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
+use memkit::workload::{Rng, Zipf};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -70,57 +71,6 @@ struct Ready {
     memory: &'static str,
 }
 
-/// splitmix64: a small, good generator.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next value.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, n)` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Zipf ranks over `n` items by inverse CDF, mapped to scattered pages.
-pub struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    /// The distribution over `n` items with exponent `s`.
-    pub fn new(n: u64, s: f64) -> Zipf {
-        let mut acc = 0.0;
-        let mut cdf: Vec<f64> = (1..=n)
-            .map(|k| {
-                acc += 1.0 / (k as f64).powf(s);
-                acc
-            })
-            .collect();
-        cdf.iter_mut().for_each(|c| *c /= acc);
-        Zipf { cdf }
-    }
-
-    /// A page: rank from the distribution, scattered by an odd multiplier.
-    pub fn sample(&self, rng: &mut Rng) -> u64 {
-        let u = rng.unit();
-        let rank = self.cdf.partition_point(|&c| c < u) as u64;
-        let n = self.cdf.len() as u64;
-        rank.wrapping_mul(0x9e37_79b9_7f4a_7c15 | 1) % n
-    }
-}
 
 fn memory(o: &WriterOpts) -> Result<(CkptMap, &'static str), String> {
     if let Ok(fd) = std::env::var("MEMKIT_CKPT_FD") {
