@@ -53,6 +53,8 @@ int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct
 int memkit_rmem_insert(struct vm_area_struct *vma, unsigned long addr, struct page *page);
 void memkit_rmem_zap(struct address_space *mapping, u64 pgoff);
 void memkit_copy_highpage(struct page *dst, struct page *src);
+struct kiocb;
+bool memkit_kiocb_nowait(struct kiocb *kiocb);
 bool memkit_fatal_signal_pending(void);
 struct workqueue_struct *memkit_rmem_wq_create(void);
 void memkit_rmem_wq_destroy(struct workqueue_struct *wq);

@@ -45,7 +45,8 @@ use core::{
 };
 use kernel::{
     bindings,
-    fs::File,
+    fs::{File, Kiocb},
+    iov::{IovIterDest, IovIterSource},
     impl_has_hr_timer, impl_has_work,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
     mm::{virt::VmaNew, Mm},
@@ -140,6 +141,19 @@ extern "C" {
     ///
     /// `file` is a valid file.
     fn memkit_file_mapping(file: *mut c_void) -> *mut c_void;
+    /// Copies `page` to `dst`: 4096 bytes.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to; `dst` is valid for
+    /// 4096 bytes of writes.
+    fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
+    /// Whether a read or write of `kiocb` must not block (`O_NONBLOCK`, `RWF_NOWAIT`).
+    ///
+    /// # Safety
+    ///
+    /// `kiocb` is the valid kiocb of the current call.
+    fn memkit_kiocb_nowait(kiocb: *mut c_void) -> bool;
     /// Tests and clears `PG_dirty` of `page`.
     ///
     /// # Safety
@@ -279,10 +293,15 @@ struct Req {
     region: Arc<Region>,
     /// Region page.
     idx: u64,
+    /// The request's id (agent messages name it).
+    id: u64,
+    /// The agent answered with an error: the faults waiting for it fail.
+    failed: AtomicBool,
     /// A prefetch (else a fault's synchronous fetch).
     prefetch: bool,
     issued_ns: u64,
-    /// When the data is there (emulated backend).
+    /// When the data is there (emulated backend; `u64::MAX` for the agent, whose
+    /// reply is the arrival).
     arrive_ns: u64,
     /// Absolute deadline, 0: none.
     deadline_ns: u64,
@@ -320,9 +339,10 @@ impl HrTimerCallback for Req {
                 .compare_exchange(PENDING, LATE, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             && now < this.arrive_ns
+            && this.arrive_ns != u64::MAX
         {
             // Late; the timer (which expired at the deadline) comes back at the
-            // arrival.
+            // emulated arrival. (An agent's late reply arrives through `write`.)
             let gap = this.arrive_ns - this.deadline_ns;
             ctx.forward(
                 HrTimerInstant::<Self>::now(),
@@ -330,15 +350,20 @@ impl HrTimerCallback for Req {
             );
             HrTimerRestart::Restart
         } else {
-            let _ =
-                this.state
-                    .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
-            let _ = this.state.compare_exchange(
-                LATE,
-                LATE_ARRIVED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            if this.arrive_ns != u64::MAX {
+                let _ = this.state.compare_exchange(
+                    PENDING,
+                    ARRIVED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                let _ = this.state.compare_exchange(
+                    LATE,
+                    LATE_ARRIVED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
             HrTimerRestart::NoRestart
         };
         // Already queued: the work reads the newest state when it runs.
@@ -369,10 +394,14 @@ enum Slot {
     /// A fetch in flight into `page`.
     Fetching {
         req: Arc<Req>,
-        /// Cancels the request's timer when dropped.
-        _timer: ArcHrTimerHandle<Req>,
+        /// Cancels the request's timer when dropped (an agent's fetch without a
+        /// deadline has none).
+        _timer: Option<ArcHrTimerHandle<Req>>,
         page: Page,
     },
+    /// Evicted dirty, being written back by the agent (write-back `id`); a fault
+    /// takes it back.
+    WritingBack { page: Page, id: u64 },
     /// Local (and, if the last fetch wrote it back, also in the backend).
     Local { page: Page, flags: u8 },
 }
@@ -408,6 +437,20 @@ struct Inner {
     batch_len: usize,
     /// The region's file is gone: no new request.
     dead: bool,
+    /// Agent backend: requests not answered yet, oldest first.
+    agent: KVec<AgentReq>,
+    /// The next request id.
+    next_id: u64,
+}
+
+/// A request of the agent backend.
+#[derive(Clone, Copy)]
+struct AgentReq {
+    id: u64,
+    kind: u32,
+    idx: u64,
+    /// The agent has read it.
+    read: bool,
 }
 
 /// A remote-memory region.
@@ -419,9 +462,13 @@ struct Region {
     mapping: Mapping,
     #[pin]
     inner: Mutex<Inner>,
-    /// Notified when a page becomes local or a fetch ends.
+    /// Notified when a page becomes local, a fetch ends or an agent request is
+    /// queued.
     #[pin]
     changed: CondVar,
+    /// Serializes the agent's reads.
+    #[pin]
+    agent_reader: Mutex<()>,
     stats: Counters,
 }
 
@@ -462,6 +509,32 @@ impl Vma {
     }
 }
 
+/// What an eviction did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Evicted {
+    /// A page went: there is room.
+    Freed,
+    /// A dirty page is being written back by the agent: room once it answers.
+    WritingBack,
+    /// Nothing could be evicted.
+    Nothing,
+}
+
+/// Copies `page` into the emulated store's page `i` (allocated at the first
+/// write-back).
+fn store_page(store: &mut VVec<Option<Page>>, i: usize, page: &Page) -> Result {
+    let dst = store.get_mut(i).ok_or(EFAULT)?;
+    if dst.is_none() {
+        *dst = Some(Page::alloc_page(GFP_KERNEL)?);
+    }
+    if let Some(d) = dst {
+        // SAFETY: both pages are valid and ours; nothing else writes the store page
+        // (region lock held).
+        unsafe { memkit_copy_highpage(pg(d), pg(page)) };
+    }
+    Ok(())
+}
+
 /// A page's address as a C pointer.
 fn pg(page: &Page) -> *mut c_void {
     page.as_ptr().cast()
@@ -493,6 +566,8 @@ impl Region {
             batch: [0; MAX_CANDIDATES],
             batch_len: 0,
             dead: false,
+            agent: KVec::new(),
+            next_id: 1,
         };
         let region = Arc::pin_init(
             try_pin_init!(Region {
@@ -501,6 +576,7 @@ impl Region {
                 mapping,
                 inner <- new_mutex!(inner),
                 changed <- new_condvar!(),
+                agent_reader <- new_mutex!(()),
                 stats: Counters::new(),
             }),
             GFP_KERNEL,
@@ -542,7 +618,21 @@ impl Region {
         let i = usize::try_from(idx)?;
         let page = Page::alloc_page(GFP_KERNEL)?;
         let now = now_ns();
-        let arrive_ns = g.link.issue(now);
+        let agent = this.cfg.backend == logic::Backend::Agent;
+        let arrive_ns = if agent { u64::MAX } else { g.link.issue(now) };
+        let id = g.next_id;
+        if agent {
+            g.agent.push(
+                AgentReq {
+                    id,
+                    kind: abi::RMEM_MSG_FETCH,
+                    idx,
+                    read: false,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        g.next_id += 1;
         let deadline_ns = if prefetch && this.cfg.deadline_ns != 0 {
             now.saturating_add(this.cfg.deadline_ns)
         } else {
@@ -554,6 +644,8 @@ impl Region {
                 work <- new_work!("memkit_rmem::Req::work"),
                 region: this.into(),
                 idx,
+                id,
+                failed: AtomicBool::new(false),
                 prefetch,
                 issued_ns: now,
                 arrive_ns,
@@ -571,8 +663,13 @@ impl Region {
         } else {
             arrive_ns
         };
-        let delay = i64::try_from(fire.saturating_sub(now)).unwrap_or(i64::MAX);
-        let handle = req.clone().start(Delta::from_nanos(delay));
+        let handle = (fire != u64::MAX).then(|| {
+            let delay = i64::try_from(fire.saturating_sub(now)).unwrap_or(i64::MAX);
+            req.clone().start(Delta::from_nanos(delay))
+        });
+        if agent {
+            this.changed.notify_all();
+        }
         let slot = g.slots.get_mut(i).ok_or(EFAULT)?;
         *slot = Slot::Fetching {
             req,
@@ -584,14 +681,16 @@ impl Region {
     }
 
     /// Evicts one local page other than `keep` (clock over the referenced flags and
-    /// the accessed bits of the faulting VMA's PTEs). Returns whether one went.
-    fn evict_one(&self, g: &mut Inner, vma: &Vma, keep: u64) -> bool {
+    /// the accessed bits of the faulting VMA's PTEs).
+    fn evict_one(&self, g: &mut Inner, vma: &Vma, keep: u64) -> Evicted {
         let Inner {
             slots,
             local,
             hand,
             store,
             history,
+            agent,
+            next_id,
             ..
         } = g;
         let n = local.len() as u64;
@@ -637,11 +736,11 @@ impl Region {
                 .map(|p| p as u64)
         });
         let Some(pos) = pick else {
-            return false;
+            return Evicted::Nothing;
         };
         let pos = pos as usize;
         let Some(idx) = local.get(pos).copied() else {
-            return false;
+            return Evicted::Nothing;
         };
         // Swap-remove `pos`.
         if let Some(last) = local.pop() {
@@ -651,34 +750,40 @@ impl Region {
         }
         let i = idx as usize;
         let Some(slot) = slots.get_mut(i) else {
-            return false;
+            return Evicted::Nothing;
         };
         let Slot::Local { page, flags } = core::mem::replace(slot, Slot::Remote) else {
-            return false;
+            return Evicted::Nothing;
         };
         // SAFETY: the mapping is valid (see `Mapping`); process context.
         unsafe { memkit_rmem_zap(self.mapping.0.as_ptr(), self.base + idx) };
         // No PTE maps the page now: a dirty one moved its bit to PG_dirty.
         // SAFETY: the page is valid and ours.
-        if unsafe { memkit_page_test_clear_dirty(pg(&page)) } {
-            if let Some(dst) = store.get_mut(i) {
-                if dst.is_none() {
-                    match Page::alloc_page(GFP_KERNEL) {
-                        Ok(p) => *dst = Some(p),
-                        Err(_) => {
-                            // Keep the page local rather than lose the data.
-                            *slot = Slot::Local { page, flags };
-                            let _ = local.push(idx, GFP_KERNEL);
-                            return false;
-                        }
-                    }
-                }
-                if let Some(d) = dst {
-                    // SAFETY: both pages are valid and ours; nothing else writes
-                    // the store page (region lock held).
-                    unsafe { memkit_copy_highpage(pg(d), pg(&page)) };
-                }
+        let dirty = unsafe { memkit_page_test_clear_dirty(pg(&page)) };
+        let stored = if !dirty {
+            Ok(false)
+        } else if self.cfg.backend == logic::Backend::Agent {
+            // The agent stores it; the page stays (and counts) until it answers.
+            let msg = AgentReq {
+                id: *next_id,
+                kind: abi::RMEM_MSG_WRITEBACK,
+                idx,
+                read: false,
+            };
+            agent.push(msg, GFP_KERNEL).map(|()| true).map_err(Error::from)
+        } else {
+            store_page(store, i, &page).map(|()| false)
+        };
+        let writing_back = match stored {
+            Ok(w) => w,
+            Err(_) => {
+                // Keep the page local rather than lose its data.
+                *slot = Slot::Local { page, flags };
+                let _ = local.push(idx, GFP_KERNEL);
+                return Evicted::Nothing;
             }
+        };
+        if dirty {
             bump(stats, |c| &c.writebacks, 1);
             bump(stats, |c| &c.bytes_out, logic::PAGE_SIZE);
         }
@@ -689,8 +794,14 @@ impl Region {
             *h = logic::history_on_evict(*h, flags & (USED | REFERENCED) != 0);
         }
         bump(stats, |c| &c.evictions, 1);
+        if writing_back {
+            *slot = Slot::WritingBack { page, id: *next_id };
+            *next_id += 1;
+            self.changed.notify_all();
+            return Evicted::WritingBack;
+        }
         g.resident -= 1;
-        true
+        Evicted::Freed
     }
 
     /// Counts the prefetched pages of the last batch that were used (accessed bit of
@@ -801,7 +912,7 @@ impl Region {
             };
             match g.slots.get_mut(c as usize) {
                 Some(Slot::Remote) => {
-                    if g.resident >= cfg.budget && !this.evict_one(g, vma, idx) {
+                    if g.resident >= cfg.budget && this.evict_one(g, vma, idx) != Evicted::Freed {
                         break;
                     }
                     if Self::issue(this, g, c, true, Some(mm.clone()), caddr).is_err() {
@@ -845,9 +956,30 @@ impl Region {
         let vma = unsafe { this.vma(vma) }?;
         let mut g = this.inner.lock();
         let (mut waited, mut fetched) = (false, false);
+        // The fetch this fault waits for: the agent may fail it.
+        let mut awaited: Option<Arc<Req>> = None;
         loop {
             if g.dead {
                 return Err(EFAULT);
+            }
+            if awaited
+                .as_ref()
+                .is_some_and(|r| r.failed.load(Ordering::Acquire))
+            {
+                return Err(EIO);
+            }
+            let slot = g.slots.get_mut(i).ok_or(EFAULT)?;
+            if let Slot::WritingBack { .. } = slot {
+                // Evicted but still here: take it back (the agent's write-back
+                // goes on and is ignored when it answers).
+                if let Slot::WritingBack { page, .. } = core::mem::replace(slot, Slot::Remote) {
+                    *slot = Slot::Local {
+                        page,
+                        flags: REFERENCED,
+                    };
+                    g.local.push(idx, GFP_KERNEL)?;
+                }
+                continue;
             }
             match g.slots.get_mut(i).ok_or(EFAULT)? {
                 Slot::Local { page, flags } => {
@@ -868,8 +1000,10 @@ impl Region {
                     }
                     return Ok(());
                 }
+                Slot::WritingBack { .. } => {}
                 Slot::Fetching { req, .. } => {
                     req.wanted.store(true, Ordering::Release);
+                    awaited = Some(req.clone());
                     if !waited && !fetched {
                         bump(&this.stats, |c| &c.faults_wait, 1);
                         waited = true;
@@ -877,13 +1011,17 @@ impl Region {
                 }
                 Slot::Remote => {
                     if g.resident >= this.cfg.budget {
-                        if !this.evict_one(&mut g, &vma, idx) {
-                            // Every local page is in flight: wait for one to land.
+                        if this.evict_one(&mut g, &vma, idx) != Evicted::Freed {
+                            // Every local page is in flight, or the victim is being
+                            // written back: wait for a change.
                             this.wait(&mut g)?;
                         }
                         continue;
                     }
                     Self::issue(this, &mut g, idx, false, None, addr)?;
+                    if let Some(Slot::Fetching { req, .. }) = g.slots.get(i) {
+                        awaited = Some(req.clone());
+                    }
                     bump(&this.stats, |c| &c.faults_sync, 1);
                     fetched = true;
                     if let Some(h) = g.history.get_mut(i) {
@@ -966,14 +1104,17 @@ impl Region {
             self.changed.notify_all();
             return;
         }
-        match g.store.get(i) {
-            // SAFETY: both pages are valid and ours; nothing else writes `page`.
-            Some(Some(src)) => unsafe { memkit_copy_highpage(pg(&page), pg(src)) },
-            _ => {
-                // SAFETY: the page is ours and nothing else accesses it.
-                let _ = unsafe { page.fill_zero_raw(0, logic::PAGE_SIZE as usize) };
+        if self.cfg.backend == logic::Backend::Emulated {
+            match g.store.get(i) {
+                // SAFETY: both pages are valid and ours; nothing else writes `page`.
+                Some(Some(src)) => unsafe { memkit_copy_highpage(pg(&page), pg(src)) },
+                _ => {
+                    // SAFETY: the page is ours and nothing else accesses it.
+                    let _ = unsafe { page.fill_zero_raw(0, logic::PAGE_SIZE as usize) };
+                }
             }
         }
+        // (The agent's reply already filled the page.)
         let flags = if req.prefetch { PREFETCHED } else { 0 };
         if let Some(vref) = mmap.as_ref().and_then(|m| m.vma_lookup(req.addr)) {
             let vp: *mut c_void = vref.as_ptr().cast();
@@ -1006,6 +1147,7 @@ impl Region {
     fn shut_down(&self) {
         let mut g = self.inner.lock();
         g.dead = true;
+        g.agent.clear();
         for slot in g.slots.iter_mut() {
             if matches!(slot, Slot::Fetching { .. }) {
                 // Drops the timer handle (cancels the timer, waiting for a
@@ -1014,6 +1156,188 @@ impl Region {
             }
         }
         self.changed.notify_all();
+    }
+
+    /// `read` of an agent-backed region's file: the oldest requests not read yet, as
+    /// many whole messages as fit (a write-back carries its page).
+    fn agent_read(&self, iov: &mut IovIterDest<'_>, nowait: bool) -> Result<usize> {
+        const HDR: usize = <abi::RmemMsg as abi::UapiStruct>::SIZE;
+        const PAGE: usize = logic::PAGE_SIZE as usize;
+        let room = iov.len();
+        if room < HDR {
+            return Err(EINVAL);
+        }
+        // One reader at a time, so that a request goes to exactly one of them.
+        let _reader = self.agent_reader.lock();
+        let mut buf = KVec::<u8>::new();
+        let mut ids = KVec::<u64>::new();
+        {
+            let mut g = self.inner.lock();
+            while !g.agent.iter().any(|r| !r.read) {
+                if g.dead {
+                    return Ok(0);
+                }
+                if nowait {
+                    return Err(EAGAIN);
+                }
+                if self.changed.wait_interruptible(&mut g) {
+                    return Err(ERESTARTSYS);
+                }
+            }
+            let mut dropped = KVec::<u64>::new();
+            for r in g.agent.iter().filter(|r| !r.read) {
+                let wb = r.kind == abi::RMEM_MSG_WRITEBACK;
+                let need = HDR + if wb { PAGE } else { 0 };
+                if buf.len() + need > room {
+                    break;
+                }
+                let page = match g.slots.get(r.idx as usize) {
+                    Some(Slot::WritingBack { page, .. }) | Some(Slot::Local { page, .. }) => {
+                        Some(page)
+                    }
+                    _ => None,
+                };
+                if wb && page.is_none() {
+                    // The page went meanwhile (it is fetched again from the
+                    // agent, which has a newer write-back of it or none needed).
+                    dropped.push(r.id, GFP_KERNEL)?;
+                    continue;
+                }
+                let msg = abi::RmemMsg {
+                    id: r.id,
+                    kind: r.kind,
+                    page: r.idx,
+                    ..Default::default()
+                };
+                let mut hdr = [0u8; HDR];
+                abi::UapiStruct::encode(&msg, &mut hdr);
+                buf.extend_from_slice(&hdr, GFP_KERNEL)?;
+                if let (true, Some(page)) = (wb, page) {
+                    let at = buf.len();
+                    buf.resize(at + PAGE, 0, GFP_KERNEL)?;
+                    if let Some(dst) = buf.get_mut(at..) {
+                        // SAFETY: the slot holds the page; `dst` has 4096 bytes.
+                        unsafe { memkit_copy_page(dst.as_mut_ptr(), pg(page)) };
+                    }
+                }
+                ids.push(r.id, GFP_KERNEL)?;
+            }
+            g.agent.retain(|r| !dropped.contains(&r.id));
+        }
+        if iov.copy_to_iter(&buf) != buf.len() {
+            // Nothing is marked read: the requests go to the next read.
+            return Err(EFAULT);
+        }
+        let mut g = self.inner.lock();
+        for r in g.agent.iter_mut() {
+            if ids.contains(&r.id) {
+                r.read = true;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    /// `write` of an agent-backed region's file: one reply.
+    fn agent_write(&self, iov: &mut IovIterSource<'_>) -> Result<usize> {
+        const HDR: usize = <abi::RmemMsg as abi::UapiStruct>::SIZE;
+        const PAGE: usize = logic::PAGE_SIZE as usize;
+        let len = iov.len();
+        let mut hdr = [0u8; HDR];
+        if len < HDR || iov.copy_from_iter(&mut hdr) != HDR {
+            return Err(EINVAL);
+        }
+        let m: abi::RmemMsg = abi::UapiStruct::decode(&hdr);
+        abi::UapiStruct::check(&m).map_err(|e| Error::from_errno(-e.errno()))?;
+        let with_data = m.kind == abi::RMEM_MSG_FETCH && m.status == 0;
+        if len != HDR + if with_data { PAGE } else { 0 } {
+            return Err(EINVAL);
+        }
+        // The data goes into a new page first: no user copy under the region lock,
+        // and a malformed reply touches no page of the region.
+        let data = if with_data {
+            let mut tmp = KVec::<u8>::from_elem(0, PAGE, GFP_KERNEL)?;
+            if iov.copy_from_iter(&mut tmp) != PAGE {
+                return Err(EFAULT);
+            }
+            let page = Page::alloc_page(GFP_KERNEL)?;
+            // SAFETY: `tmp` has 4096 bytes; the page is new and ours.
+            unsafe { page.write_raw(tmp.as_ptr(), 0, PAGE)? };
+            Some(page)
+        } else {
+            None
+        };
+        let req = {
+            let mut g = self.inner.lock();
+            let pos = g
+                .agent
+                .iter()
+                .position(|r| r.id == m.id)
+                .ok_or(ENOENT)?;
+            let r = *g.agent.get(pos).ok_or(ENOENT)?;
+            if r.kind != m.kind || r.idx != m.page || !r.read {
+                return Err(EINVAL);
+            }
+            g.agent.remove(pos)?;
+            let i = r.idx as usize;
+            if r.kind == abi::RMEM_MSG_WRITEBACK {
+                let slot = g.slots.get_mut(i).ok_or(EINVAL)?;
+                if matches!(slot, Slot::WritingBack { id, .. } if *id == r.id) {
+                    if let Slot::WritingBack { page, .. } = core::mem::replace(slot, Slot::Remote)
+                    {
+                        if m.status == 0 {
+                            g.resident -= 1;
+                        } else {
+                            // Not stored: the page stays local.
+                            *slot = Slot::Local { page, flags: 0 };
+                            g.local.push(r.idx, GFP_KERNEL)?;
+                        }
+                    }
+                }
+                self.changed.notify_all();
+                return Ok(len);
+            }
+            let slot = g.slots.get_mut(i).ok_or(EINVAL)?;
+            let Slot::Fetching { req, page, .. } = slot else {
+                return Err(ENOENT);
+            };
+            if req.id != r.id {
+                return Err(ENOENT);
+            }
+            let req = req.clone();
+            match data {
+                Some(d) => *page = d,
+                None => {
+                    // The agent could not fetch it: the faults waiting fail.
+                    req.failed.store(true, Ordering::Release);
+                    *slot = Slot::Remote;
+                    g.resident -= 1;
+                    self.changed.notify_all();
+                    return Ok(len);
+                }
+            }
+            if req
+                .state
+                .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                let _ = req.state.compare_exchange(
+                    LATE,
+                    LATE_ARRIVED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+            req
+        };
+        let dropped = req.state.load(Ordering::Acquire) == LATE_ARRIVED
+            && !self.cfg.keep_late
+            && !req.wanted.load(Ordering::Acquire);
+        self.complete(&req);
+        if dropped {
+            // Past its deadline, and nobody keeps it: the data was dropped.
+            return Err(ETIME);
+        }
+        Ok(len)
     }
 
     fn stats(&self, out: &mut abi::RmemStats) {
@@ -1068,10 +1392,6 @@ impl RmemDevice {
     fn configure(&self, file: &File, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::RmemConfig>(arg)?;
         let cfg = logic::check_config(&req).map_err(|e| Error::from_errno(-e))?;
-        if cfg.backend == logic::Backend::Agent {
-            pr_err!("rmem: the agent backend is not available yet\n");
-            return Err(EOPNOTSUPP);
-        }
         if self.region.lock().is_some() {
             return Err(EEXIST);
         }
@@ -1088,6 +1408,15 @@ impl RmemDevice {
         }
         *guard = Some(region);
         Ok(0)
+    }
+
+    /// The file's region, if it is agent-backed (`read` and `write` serve only those).
+    fn agent_region(&self) -> Result<Arc<Region>> {
+        let region = self.region.lock().clone().ok_or(EINVAL)?;
+        if region.cfg.backend != logic::Backend::Agent {
+            return Err(EINVAL);
+        }
+        Ok(region)
     }
 
     fn stats(&self, arg: usize) -> Result<isize> {
@@ -1141,6 +1470,17 @@ impl MiscDevice for RmemDevice {
         // file, which every VMA of it holds.
         unsafe { memkit_rmem_vma_init(vma.as_ptr().cast(), Arc::as_ptr(r).cast()) };
         Ok(())
+    }
+
+    fn read_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let region = kiocb.file().agent_region()?;
+        // SAFETY: the kiocb of this call.
+        let nowait = unsafe { memkit_kiocb_nowait(kiocb.as_raw().cast()) };
+        region.agent_read(iov, nowait)
+    }
+
+    fn write_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
+        kiocb.file().agent_region()?.agent_write(iov)
     }
 
     fn ioctl(me: Pin<&RmemDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {

@@ -13,6 +13,7 @@
  * - vm_insert_page of a region page, unmap_mapping_range of one page of every
  *   mapping (eviction), copy_highpage, and the module's workqueue.
  */
+#include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/sched/signal.h>
@@ -145,6 +146,11 @@ void memkit_rmem_zap(struct address_space *mapping, u64 pgoff)
 void memkit_copy_highpage(struct page *dst, struct page *src)
 {
 	copy_highpage(dst, src);
+}
+
+bool memkit_kiocb_nowait(struct kiocb *kiocb)
+{
+	return (kiocb->ki_flags & IOCB_NOWAIT) || (kiocb->ki_filp->f_flags & O_NONBLOCK);
 }
 
 bool memkit_fatal_signal_pending(void)

@@ -598,6 +598,36 @@ uapi_struct! {
     }
 }
 
+/// `memkit_rmem_msg.kind`: fetch a page (request), its data (reply).
+pub const RMEM_MSG_FETCH: u32 = 1;
+/// `memkit_rmem_msg.kind`: store a page (request, with its data), done (reply).
+pub const RMEM_MSG_WRITEBACK: u32 = 2;
+
+uapi_struct! {
+    /// `struct memkit_rmem_msg`: a request `read` from an agent-backed region's file,
+    /// or the reply `write`n to it; followed by a page of data for a write-back
+    /// request and for a successful fetch reply.
+    pub struct RmemMsg (size 32, ver0 32) {
+        /// The request's id (never 0); a reply repeats it.
+        id: u64 = 0,
+        /// `RMEM_MSG_*`.
+        kind: u32 = 8,
+        /// Reply: 0, or a negative errno (the fetch failed).
+        status: u32 = 12,
+        /// Region page.
+        page: u64 = 16,
+        /// Must be 0.
+        pad: u64 = 24,
+    }
+    check(m) {
+        if m.pad != 0 {
+            Err(UapiError::NonZeroPad)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 uapi_struct! {
     /// `struct memkit_rmem_stats`.
     pub struct RmemStats (size 256, ver0 256) {

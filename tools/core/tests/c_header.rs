@@ -162,6 +162,11 @@ int main(void)
 #define R(f) OFF(memkit_rmem_config, f)
 	R(size); R(flags); R(bytes); R(budget); R(backend); R(policy); R(deadline_ns);
 	R(degree); R(max_inflight); R(lat_base_ns); R(lat_page_ns); R(mmap_offset);
+	P("MEMKIT_RMEM_MSG_FETCH", MEMKIT_RMEM_MSG_FETCH);
+	P("MEMKIT_RMEM_MSG_WRITEBACK", MEMKIT_RMEM_MSG_WRITEBACK);
+	P("sizeof.memkit_rmem_msg", sizeof(struct memkit_rmem_msg));
+	OFF(memkit_rmem_msg, id); OFF(memkit_rmem_msg, kind); OFF(memkit_rmem_msg, status);
+	OFF(memkit_rmem_msg, page); OFF(memkit_rmem_msg, __pad);
 	P("sizeof.memkit_rmem_stats", sizeof(struct memkit_rmem_stats));
 	P("MEMKIT_RMEM_STATS_SIZE_VER0", MEMKIT_RMEM_STATS_SIZE_VER0);
 #define RS(f) OFF(memkit_rmem_stats, f)
@@ -522,6 +527,10 @@ fn header_matches_rust_mirror() {
         ("sizeof.memkit_rmem_stats", abi::RmemStats::SIZE),
         ("MEMKIT_RMEM_STATS_SIZE_VER0", abi::RmemStats::SIZE_VER0),
         ("MEMKIT_RMEM_LAT_BUCKETS", abi::RMEM_LAT_BUCKETS),
+        ("MEMKIT_RMEM_MSG_FETCH", abi::RMEM_MSG_FETCH as usize),
+        ("MEMKIT_RMEM_MSG_WRITEBACK", abi::RMEM_MSG_WRITEBACK as usize),
+        ("sizeof.memkit_rmem_msg", abi::RmemMsg::SIZE),
+        ("memkit_rmem_msg.__pad", offset_of!(abi::RmemMsg, pad)),
     ]
     .into_iter()
     .chain(offsets!(
@@ -540,6 +549,7 @@ fn header_matches_rust_mirror() {
         lat_page_ns,
         mmap_offset
     ))
+    .chain(offsets!("memkit_rmem_msg", abi::RmemMsg, id, kind, status, page))
     .chain(offsets!(
         "memkit_rmem_stats",
         abi::RmemStats,

@@ -334,6 +334,33 @@ struct memkit_rmem_stats {
 };
 #define MEMKIT_RMEM_STATS_SIZE_VER0 256
 
+/*
+ * The agent backend: requests are read(2) from the region's file (blocking, or
+ * EAGAIN with O_NONBLOCK; as many whole messages as fit, at least one), each a
+ * struct memkit_rmem_msg followed, for a write-back, by the page's 4096 bytes.  A
+ * reply is one write(2) of a struct memkit_rmem_msg with the request's id, kind and
+ * page, followed by the page's 4096 bytes for a successful fetch.
+ */
+#define MEMKIT_RMEM_MSG_FETCH 1
+#define MEMKIT_RMEM_MSG_WRITEBACK 2
+
+/**
+ * struct memkit_rmem_msg - a request of an agent-backed region, or its reply.
+ * @id: the request's id (never 0); the reply repeats it.
+ * @kind: MEMKIT_RMEM_MSG_*.
+ * @status: reply: 0, or a negative errno (a fetch that failed: the fault that waits
+ *	for it gets SIGBUS).
+ * @page: the region page.
+ * @__pad: must be 0.
+ */
+struct memkit_rmem_msg {
+	__u64 id;
+	__u32 kind;
+	__u32 status;
+	__u64 page;
+	__u64 __pad;
+};
+
 #define MEMKIT_IOC_RMEM_CONFIGURE _IOWR(MEMKIT_IOC_MAGIC, 0x20, struct memkit_rmem_config)
 #define MEMKIT_IOC_RMEM_STATS _IOWR(MEMKIT_IOC_MAGIC, 0x21, struct memkit_rmem_stats)
 
@@ -622,6 +649,8 @@ _Static_assert(offsetof(struct memkit_ckpt_stats, pages_copied) == 56, "memkit_c
 _Static_assert(sizeof(struct memkit_rmem_config) == 72, "memkit_rmem_config size");
 _Static_assert(offsetof(struct memkit_rmem_config, deadline_ns) == 32, "memkit_rmem_config.deadline_ns");
 _Static_assert(offsetof(struct memkit_rmem_config, mmap_offset) == 64, "memkit_rmem_config.mmap_offset");
+_Static_assert(sizeof(struct memkit_rmem_msg) == 32, "memkit_rmem_msg size");
+_Static_assert(offsetof(struct memkit_rmem_msg, page) == 16, "memkit_rmem_msg.page");
 _Static_assert(sizeof(struct memkit_rmem_stats) == 256, "memkit_rmem_stats size");
 _Static_assert(offsetof(struct memkit_rmem_stats, lat_hist) == 128, "memkit_rmem_stats.lat_hist");
 #endif
