@@ -46,8 +46,8 @@ use core::{
 use kernel::{
     bindings,
     fs::{File, Kiocb},
-    iov::{IovIterDest, IovIterSource},
     impl_has_hr_timer, impl_has_work,
+    iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceRegistration},
     mm::{virt::VmaNew, Mm},
     new_condvar, new_mutex, new_work,
@@ -770,7 +770,10 @@ impl Region {
                 idx,
                 read: false,
             };
-            agent.push(msg, GFP_KERNEL).map(|()| true).map_err(Error::from)
+            agent
+                .push(msg, GFP_KERNEL)
+                .map(|()| true)
+                .map_err(Error::from)
         } else {
             store_page(store, i, &page).map(|()| false)
         };
@@ -1224,6 +1227,10 @@ impl Region {
             }
             g.agent.retain(|r| !dropped.contains(&r.id));
         }
+        if buf.is_empty() {
+            // The oldest request (a write-back and its page) does not fit.
+            return Err(EINVAL);
+        }
         if iov.copy_to_iter(&buf) != buf.len() {
             // Nothing is marked read: the requests go to the next read.
             return Err(EFAULT);
@@ -1268,11 +1275,7 @@ impl Region {
         };
         let req = {
             let mut g = self.inner.lock();
-            let pos = g
-                .agent
-                .iter()
-                .position(|r| r.id == m.id)
-                .ok_or(ENOENT)?;
+            let pos = g.agent.iter().position(|r| r.id == m.id).ok_or(ENOENT)?;
             let r = *g.agent.get(pos).ok_or(ENOENT)?;
             if r.kind != m.kind || r.idx != m.page || !r.read {
                 return Err(EINVAL);
@@ -1282,8 +1285,7 @@ impl Region {
             if r.kind == abi::RMEM_MSG_WRITEBACK {
                 let slot = g.slots.get_mut(i).ok_or(EINVAL)?;
                 if matches!(slot, Slot::WritingBack { id, .. } if *id == r.id) {
-                    if let Slot::WritingBack { page, .. } = core::mem::replace(slot, Slot::Remote)
-                    {
+                    if let Slot::WritingBack { page, .. } = core::mem::replace(slot, Slot::Remote) {
                         if m.status == 0 {
                             g.resident -= 1;
                         } else {
@@ -1465,6 +1467,8 @@ impl MiscDevice for RmemDevice {
             return Err(EINVAL);
         }
         vma.set_dontexpand();
+        // A core dump would read (and so fetch) every page of the region.
+        vma.set_dontdump();
         vma.set_mixedmap();
         // SAFETY: `vma` is being set up by mmap; the region lives as long as the
         // file, which every VMA of it holds.

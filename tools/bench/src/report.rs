@@ -11,12 +11,15 @@
 //!
 //! The checkpointer (`ckpt-rate/...`, `ckpt-precopy/...`, `ckpt-diff/...`): see
 //! [`run`].
+//!
+//! Remote memory (`rmem/LATus/PATTERN`): see [`rmem`].
 
+mod rmem;
 mod run;
 
 use crate::ckpt::{self, size_name};
 use crate::host::VARIANTS;
-use crate::sample::{CkptRunSample, CkptSample, Hist, Raw, Sample};
+use crate::sample::{CkptRunSample, CkptSample, Hist, Raw, RmemSample, Sample};
 use crate::workload::ALL;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -296,6 +299,13 @@ pub fn build(raw: &[Raw]) -> Report {
         .iter()
         .filter_map(|r| match r {
             Raw::CkptRun(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    let rmems: Vec<&RmemSample> = raw
+        .iter()
+        .filter_map(|r| match r {
+            Raw::Rmem(s) => Some(&**s),
             _ => None,
         })
         .collect();
@@ -667,6 +677,7 @@ pub fn build(raw: &[Raw]) -> Report {
     if !runs.is_empty() {
         b.table.push('\n');
     }
+    rmem::section(&mut b, &rmems, &mut targets);
 
     // Targets on the guest's numbers (virtio-pmem, the test device).
     for w in ALL {

@@ -528,7 +528,10 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_RMEM_STATS_SIZE_VER0", abi::RmemStats::SIZE_VER0),
         ("MEMKIT_RMEM_LAT_BUCKETS", abi::RMEM_LAT_BUCKETS),
         ("MEMKIT_RMEM_MSG_FETCH", abi::RMEM_MSG_FETCH as usize),
-        ("MEMKIT_RMEM_MSG_WRITEBACK", abi::RMEM_MSG_WRITEBACK as usize),
+        (
+            "MEMKIT_RMEM_MSG_WRITEBACK",
+            abi::RMEM_MSG_WRITEBACK as usize,
+        ),
         ("sizeof.memkit_rmem_msg", abi::RmemMsg::SIZE),
         ("memkit_rmem_msg.__pad", offset_of!(abi::RmemMsg, pad)),
     ]
@@ -549,7 +552,14 @@ fn header_matches_rust_mirror() {
         lat_page_ns,
         mmap_offset
     ))
-    .chain(offsets!("memkit_rmem_msg", abi::RmemMsg, id, kind, status, page))
+    .chain(offsets!(
+        "memkit_rmem_msg",
+        abi::RmemMsg,
+        id,
+        kind,
+        status,
+        page
+    ))
     .chain(offsets!(
         "memkit_rmem_stats",
         abi::RmemStats,

@@ -7,6 +7,7 @@
 pub mod dev;
 pub mod primary;
 pub mod replica;
+pub mod rmem_agent;
 pub mod stream;
 pub mod target;
 pub mod track;

@@ -4,6 +4,10 @@
 //!   access pattern over it and reports the time and what the prefetcher did
 //!   (`--anon`: the same program on anonymous memory, the swap peer of the
 //!   benchmark, reporting major faults and the kernel's swap readahead counters);
+//! - `memkit rmem server`: a TCP memory server for agent-backed regions;
+//! - `memkit rmem agent`: configures an agent-backed region, starts a program with it
+//!   (`MEMKIT_RMEM_FD`, `MEMKIT_RMEM_OFFSET`, `MEMKIT_RMEM_BYTES`) and serves the
+//!   region's requests from a server until the program exits;
 //! - `memkit rmem stats`: the module's totals over every region.
 
 use clap::{Args, Subcommand};
@@ -20,10 +24,33 @@ pub enum RmemCmd {
     Run(RunOpts),
     /// The module's counters, summed over every region so far.
     Stats,
+    /// A TCP memory server for agent-backed regions.
+    Server {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// Pages it serves (pages at or past it are refused).
+        #[arg(long, default_value_t = 1 << 20)]
+        pages: u64,
+    },
+    /// Start COMMAND with an agent-backed region and serve it from a server.
+    Agent(AgentOpts),
 }
 
 #[derive(Args)]
-pub struct RunOpts {
+pub struct AgentOpts {
+    /// The memory server.
+    #[arg(long)]
+    server: String,
+    #[command(flatten)]
+    region: RegionOpts,
+    /// The program (it finds the region in MEMKIT_RMEM_FD, _OFFSET, _BYTES).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct RegionOpts {
     /// Region pages.
     #[arg(long, default_value_t = 4096)]
     pages: u64,
@@ -42,15 +69,21 @@ pub struct RunOpts {
     /// Most requests in flight.
     #[arg(long, default_value_t = 64)]
     inflight: u32,
+    /// Keep late prefetches as local copies.
+    #[arg(long)]
+    keep_late: bool,
+}
+
+#[derive(Args)]
+pub struct RunOpts {
+    #[command(flatten)]
+    region: RegionOpts,
     /// Emulated latency of a request, µs.
     #[arg(long, default_value_t = 20)]
     lat_us: u64,
     /// Emulated transfer time per page, ns.
     #[arg(long, default_value_t = 1000)]
     page_ns: u64,
-    /// Keep late prefetches as local copies.
-    #[arg(long)]
-    keep_late: bool,
     /// seq, stride:K, random, zipf, chase.
     #[arg(long, default_value = "seq", value_parser = Pattern::parse)]
     pattern: Pattern,
@@ -66,6 +99,32 @@ pub struct RunOpts {
     /// the Linux peer).
     #[arg(long)]
     anon: bool,
+    /// The region `memkit rmem agent` passes (MEMKIT_RMEM_FD, _OFFSET, _BYTES)
+    /// instead of a new one.
+    #[arg(long, conflicts_with = "anon")]
+    inherit: bool,
+}
+
+impl RegionOpts {
+    fn config(&self, backend: u32, lat_base_ns: u64, lat_page_ns: u64) -> abi::RmemConfig {
+        abi::RmemConfig {
+            flags: if self.keep_late {
+                abi::RMEM_KEEP_LATE
+            } else {
+                0
+            },
+            bytes: self.pages * CKPT_PAGE_SIZE as u64,
+            budget: self.budget,
+            backend,
+            policy: self.policy.to_abi(),
+            deadline_ns: self.deadline_us * 1000,
+            degree: self.degree,
+            max_inflight: self.inflight,
+            lat_base_ns,
+            lat_page_ns,
+            ..Default::default()
+        }
+    }
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -126,13 +185,17 @@ fn majflt() -> u64 {
 }
 
 fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
-    let map = CkptMap::anonymous(o.pages as usize * CKPT_PAGE_SIZE)
+    let map = CkptMap::anonymous(o.region.pages as usize * CKPT_PAGE_SIZE)
         .map_err(|e| format!("mmap: {e}"))?;
     workload::prepare(&map, o.seed);
     let (v0, f0) = (vmstat(), majflt());
     let out = workload::run(&map, o.pattern, ops, o.write_every, o.seed)?;
     let (v1, f1) = (vmstat(), majflt());
-    let d = |k: &str| v1.get(k).unwrap_or(&0).saturating_sub(*v0.get(k).unwrap_or(&0));
+    let d = |k: &str| {
+        v1.get(k)
+            .unwrap_or(&0)
+            .saturating_sub(*v0.get(k).unwrap_or(&0))
+    };
     // Swap readahead: `swap_ra` pages read ahead, `swap_ra_hit` of them used.
     let (issued, hits) = (d("swap_ra"), d("swap_ra_hit"));
     let sync = f1 - f0;
@@ -140,8 +203,8 @@ fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         memory: "anon+swap",
         pattern: o.pattern.name(),
         policy: "linux-swap".into(),
-        pages: o.pages,
-        budget: o.budget,
+        pages: o.region.pages,
+        budget: o.region.budget,
         lat_us: o.lat_us,
         accesses: out.accesses,
         runtime_ns: out.elapsed_ns,
@@ -156,39 +219,65 @@ fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
     })
 }
 
-fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
-    let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
-    let cfg = abi::RmemConfig {
-        flags: if o.keep_late { abi::RMEM_KEEP_LATE } else { 0 },
-        bytes: o.pages * CKPT_PAGE_SIZE as u64,
-        budget: o.budget,
-        backend: abi::RMEM_BACKEND_EMULATED,
-        policy: o.policy.to_abi(),
-        deadline_ns: o.deadline_us * 1000,
-        degree: o.degree,
-        max_inflight: o.inflight,
-        lat_base_ns: o.lat_us * 1000,
-        lat_page_ns: o.page_ns,
-        ..Default::default()
+/// The region `memkit rmem agent` passed in the environment: its file and mapping.
+fn inherited() -> Result<(Device, CkptMap), String> {
+    let var = |k: &str| -> Result<u64, String> {
+        std::env::var(k)
+            .map_err(|_| format!("{k} is not set (run under `memkit rmem agent`)"))?
+            .parse()
+            .map_err(|e| format!("{k}: {e}"))
     };
-    let off = dev
-        .rmem_configure(&cfg)
-        .map_err(|e| format!("RMEM_CONFIGURE: {e}"))?;
-    let map = CkptMap::new(&dev, off, o.pages as usize * CKPT_PAGE_SIZE)
-        .map_err(|e| format!("mmap: {e}"))?;
+    let fd = i32::try_from(var("MEMKIT_RMEM_FD")?).map_err(|e| e.to_string())?;
+    // SAFETY: the agent passed this descriptor for us to own.
+    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let dev = Device::from_fd(owned, DeviceKind::Rmem).map_err(|e| format!("fd {fd}: {e}"))?;
+    let map = CkptMap::new(
+        &dev,
+        var("MEMKIT_RMEM_OFFSET")?,
+        var("MEMKIT_RMEM_BYTES")? as usize,
+    )
+    .map_err(|e| format!("mmap: {e}"))?;
+    Ok((dev, map))
+}
+
+fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
+    let (dev, map, pages) = if o.inherit {
+        let (dev, map) = inherited()?;
+        let pages = (map.len() / CKPT_PAGE_SIZE) as u64;
+        (dev, map, pages)
+    } else {
+        let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
+        let cfg = o
+            .region
+            .config(abi::RMEM_BACKEND_EMULATED, o.lat_us * 1000, o.page_ns);
+        let off = dev
+            .rmem_configure(&cfg)
+            .map_err(|e| format!("RMEM_CONFIGURE: {e}"))?;
+        let map = CkptMap::new(&dev, off, o.region.pages as usize * CKPT_PAGE_SIZE)
+            .map_err(|e| format!("mmap: {e}"))?;
+        (dev, map, o.region.pages)
+    };
     workload::prepare(&map, o.seed);
-    let s0 = dev.rmem_stats(false).map_err(|e| format!("RMEM_STATS: {e}"))?;
+    let s0 = dev
+        .rmem_stats(false)
+        .map_err(|e| format!("RMEM_STATS: {e}"))?;
     let out = workload::run(&map, o.pattern, ops, o.write_every, o.seed)?;
-    let s1 = dev.rmem_stats(false).map_err(|e| format!("RMEM_STATS: {e}"))?;
+    let s1 = dev
+        .rmem_stats(false)
+        .map_err(|e| format!("RMEM_STATS: {e}"))?;
     let d = |f: fn(&abi::RmemStats) -> u64| f(&s1) - f(&s0);
     let sync = d(|s| s.faults_sync) + d(|s| s.faults_wait);
     let (issued, hits) = (d(|s| s.prefetches), d(|s| s.hits));
     Ok(RunReport {
-        memory: "rmem",
+        memory: if o.inherit { "rmem-agent" } else { "rmem" },
         pattern: o.pattern.name(),
-        policy: o.policy.name().into(),
-        pages: o.pages,
-        budget: o.budget,
+        policy: if o.inherit {
+            std::env::var("MEMKIT_RMEM_POLICY").unwrap_or_else(|_| "?".into())
+        } else {
+            o.region.policy.name().into()
+        },
+        pages,
+        budget: s1.budget,
         lat_us: o.lat_us,
         accesses: out.accesses,
         runtime_ns: out.elapsed_ns,
@@ -201,6 +290,54 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         accuracy: ratio(hits, issued),
         coverage: ratio(hits, hits + sync),
     })
+}
+
+/// `memkit rmem agent`: the region, the program, the loop.
+fn agent(o: &AgentOpts) -> Result<(), String> {
+    use memkit::rmem_agent::{run_agent, AgentCounts, Client};
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut client =
+        Client::connect(&o.server).map_err(|e| format!("connect {}: {e}", o.server))?;
+    let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
+    let cfg = o.region.config(abi::RMEM_BACKEND_AGENT, 0, 0);
+    let off = dev
+        .rmem_configure(&cfg)
+        .map_err(|e| format!("RMEM_CONFIGURE: {e}"))?;
+    // The program gets its own open-file descriptor of the same file: dup without
+    // close-on-exec.
+    let fd = dev.as_fd().as_raw_fd();
+    // SAFETY: duplicates a descriptor we own.
+    let child_fd = unsafe { libc::fcntl(fd, libc::F_DUPFD, 3) };
+    if child_fd < 0 {
+        return Err(format!("dup: {}", std::io::Error::last_os_error()));
+    }
+    let mut child = std::process::Command::new(&o.command[0])
+        .args(&o.command[1..])
+        .env("MEMKIT_RMEM_FD", child_fd.to_string())
+        .env("MEMKIT_RMEM_OFFSET", off.to_string())
+        .env("MEMKIT_RMEM_BYTES", cfg.bytes.to_string())
+        .env("MEMKIT_RMEM_POLICY", o.region.policy.name())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", o.command[0]))?;
+    // SAFETY: the child has its copy; ours is not used.
+    unsafe { libc::close(child_fd) };
+    let serving = std::thread::spawn(move || {
+        let mut counts = AgentCounts::default();
+        let res = run_agent(&dev, &mut client, &mut counts);
+        (res, counts)
+    });
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    if serving.is_finished() {
+        if let Ok((Err(e), _)) = serving.join() {
+            return Err(format!("agent: {e}"));
+        }
+    }
+    // The loop blocks in read(2) on a region the program no longer uses: the
+    // process exit ends it.
+    if !status.success() {
+        return Err(format!("{} exited with {status}", o.command[0]));
+    }
+    Ok(())
 }
 
 fn print_stats(s: &abi::RmemStats, json: bool) {
@@ -254,7 +391,10 @@ fn print_stats(s: &abi::RmemStats, json: bool) {
         "evictions            {} ({} written back)",
         o.evictions, o.writebacks
     );
-    println!("bytes                {} in, {} out", o.bytes_in, o.bytes_out);
+    println!(
+        "bytes                {} in, {} out",
+        o.bytes_in, o.bytes_out
+    );
     let hist: Vec<String> = s
         .lat_hist
         .iter()
@@ -277,8 +417,20 @@ pub fn run(cmd: RmemCmd, json: bool) -> ExitCode {
             .and_then(|d| d.rmem_stats(true))
             .map(|s| print_stats(&s, json))
             .map_err(|e| format!("RMEM_STATS: {e}")),
+        RmemCmd::Server { listen, pages } => std::net::TcpListener::bind(&listen)
+            .and_then(|l| {
+                let addr = l.local_addr()?;
+                if json {
+                    println!("{}", serde_json::json!({ "listen": addr.to_string() }));
+                } else {
+                    println!("listening on {addr}");
+                }
+                memkit::rmem_agent::serve(l, pages)
+            })
+            .map_err(|e| format!("server on {listen}: {e}")),
+        RmemCmd::Agent(o) => agent(&o),
         RmemCmd::Run(o) => {
-            let ops = o.ops.unwrap_or(2 * o.pages);
+            let ops = o.ops.unwrap_or(2 * o.region.pages);
             let r = if o.anon {
                 run_anon(&o, ops)
             } else {

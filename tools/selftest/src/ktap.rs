@@ -4,6 +4,7 @@
 //! `ok`/`not ok`, `# SKIP`, diagnostics as `# ` lines, exit 0 / 1 (/ 4 if all skipped).
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -119,9 +120,12 @@ fn run_child(
     child_args: &[String],
 ) -> Result<(Option<i32>, String), String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    // Its own process group: a timeout kills the processes it forked too, which would
+    // otherwise keep its stdout open.
     let mut child = Command::new(exe)
         .args(child_args)
         .args(["--one", name])
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -137,6 +141,8 @@ fn run_child(
         match child.try_wait().map_err(|e| format!("wait: {e}"))? {
             Some(status) => break status,
             None if Instant::now() >= deadline => {
+                // SAFETY: kill(2) of the case's process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 child.kill().ok();
                 child.wait().ok();
                 let out = reader.join().unwrap_or_default();

@@ -120,6 +120,14 @@ const CASES: &[Case] = &[
         run: rmem_tests::rmem_exit_and_unmap_with_fetches_in_flight,
     },
     Case {
+        name: "rmem_agent_end_to_end",
+        run: rmem_tests::rmem_agent_end_to_end,
+    },
+    Case {
+        name: "rmem_agent_rejects_bad_replies",
+        run: rmem_tests::rmem_agent_rejects_bad_replies,
+    },
+    Case {
         name: "ckpt_create_and_map",
         run: ckpt_tests::ckpt_create_and_map,
     },

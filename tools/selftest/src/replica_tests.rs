@@ -22,7 +22,7 @@ fn subreaper() -> Result<(), String> {
     Ok(())
 }
 
-fn kill_and_reap(pid: i32) {
+pub(crate) fn kill_and_reap(pid: i32) {
     // SAFETY: kill(2) and waitpid(2) with a null status have no memory effects here.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
@@ -30,7 +30,7 @@ fn kill_and_reap(pid: i32) {
     }
 }
 
-fn memkit(args: &[&str]) -> Result<Value, String> {
+pub(crate) fn memkit(args: &[&str]) -> Result<Value, String> {
     // stderr to a file, not a pipe: a target `memkit ckpt run` leaves stopped
     // inherits it, and a pipe would not reach end-of-file while it lives.
     let err_path = format!("/tmp/memkit-stderr-{}", std::process::id());
@@ -65,7 +65,7 @@ fn memkit(args: &[&str]) -> Result<Value, String> {
 }
 
 /// A process printing one JSON line first (backup, writer), and that line.
-fn spawn_line(args: &[&str]) -> Result<(Child, Value), String> {
+pub(crate) fn spawn_line(args: &[&str]) -> Result<(Child, Value), String> {
     let mut c = Command::new("memkit")
         .args(args)
         .stdout(Stdio::piped())

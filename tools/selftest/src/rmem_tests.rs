@@ -531,3 +531,338 @@ pub fn rmem_exit_and_unmap_with_fetches_in_flight(_: &crate::Options) -> TestRes
     println!("4 rounds in {:?}", start.elapsed());
     Ok(Outcome::Pass)
 }
+
+pub fn rmem_agent_end_to_end(_: &crate::Options) -> TestResult {
+    use crate::replica_tests::{kill_and_reap, memkit, spawn_line};
+    let (server, v) = spawn_line(&[
+        "--json",
+        "rmem",
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--pages",
+        "128",
+    ])?;
+    let addr = v["listen"].as_str().ok_or("no listen address")?.to_string();
+    let res = (|| {
+        for policy in ["none", "ptline", "window"] {
+            // Every page written once through a budget of 16 (write-backs to the
+            // server), then read back in random order (fetches) with writes; every
+            // read checks the page's tag.
+            let v = memkit(&[
+                "rmem",
+                "agent",
+                "--server",
+                &addr,
+                "--pages",
+                "128",
+                "--budget",
+                "16",
+                "--policy",
+                policy,
+                "--deadline-us",
+                "20000",
+                "--",
+                "memkit",
+                "--json",
+                "rmem",
+                "run",
+                "--inherit",
+                "--pattern",
+                "random",
+                "--ops",
+                "300",
+                "--write-every",
+                "3",
+            ])?;
+            println!("{policy}: {v}");
+            if v["memory"] != "rmem-agent" || v["accesses"] != 300 || v["policy"] != policy {
+                return Err(format!("{policy}: unexpected report {v}"));
+            }
+            if v["evictions"].as_u64().unwrap_or(0) == 0
+                || v["sync_faults"].as_u64().unwrap_or(0) == 0
+            {
+                return Err(format!(
+                    "{policy}: no eviction or fetch through the agent: {v}"
+                ));
+            }
+        }
+        // A sequential scan prefetches through the agent.
+        let v = memkit(&[
+            "rmem",
+            "agent",
+            "--server",
+            &addr,
+            "--pages",
+            "128",
+            "--budget",
+            "64",
+            "--policy",
+            "ptline",
+            "--deadline-us",
+            "50000",
+            "--",
+            "memkit",
+            "--json",
+            "rmem",
+            "run",
+            "--inherit",
+            "--pattern",
+            "seq",
+            "--ops",
+            "128",
+        ])?;
+        println!("seq ptline: {v}");
+        if v["prefetches"].as_u64().unwrap_or(0) == 0 {
+            return Err(format!("no prefetch through the agent: {v}"));
+        }
+        Ok(())
+    })();
+    kill_and_reap(server.id() as i32);
+    res?;
+    Ok(Outcome::Pass)
+}
+
+/// Reads the next agent request from `dev`: one header per read (a write-back, which
+/// needs room for its page too, is refused with EINVAL).
+fn read_msg(dev: &Device) -> Result<abi::RmemMsg, std::io::Error> {
+    use memkit_core::abi::UapiStruct;
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut buf = [0u8; abi::RmemMsg::SIZE];
+    // SAFETY: reads into `buf`, valid for its length.
+    let n = unsafe { libc::read(dev.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n != buf.len() as isize {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(abi::RmemMsg::decode(&buf))
+}
+
+fn next_msg(dev: &Device) -> Result<abi::RmemMsg, String> {
+    read_msg(dev).map_err(|e| format!("agent read: {e}"))
+}
+
+/// Every request waiting to be read, without blocking.
+fn drain(dev: &Device) -> Result<Vec<abi::RmemMsg>, String> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = dev.as_fd().as_raw_fd();
+    // SAFETY: fcntl on our descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut out = Vec::new();
+    let res = loop {
+        match read_msg(dev) {
+            Ok(m) => out.push(m),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break Ok(out),
+            Err(e) => break Err(format!("non-blocking agent read: {e}")),
+        }
+    };
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+    res
+}
+
+/// Writes a reply; the errno if refused.
+fn reply(dev: &Device, m: &abi::RmemMsg, data: Option<&[u8]>) -> std::io::Result<()> {
+    use memkit_core::abi::UapiStruct;
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut out = vec![0u8; abi::RmemMsg::SIZE];
+    m.encode(&mut out);
+    out.extend_from_slice(data.unwrap_or(&[]));
+    // SAFETY: writes `out`, valid for its length.
+    let n = unsafe { libc::write(dev.as_fd().as_raw_fd(), out.as_ptr().cast(), out.len()) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+pub fn rmem_agent_rejects_bad_replies(_: &crate::Options) -> TestResult {
+    let cfg = abi::RmemConfig {
+        backend: abi::RMEM_BACKEND_AGENT,
+        lat_base_ns: 0,
+        lat_page_ns: 0,
+        deadline_ns: 2_000_000,
+        ..config(64, 32, abi::RMEM_POLICY_PTLINE)
+    };
+    let bad_lat = abi::RmemConfig {
+        lat_base_ns: 1000,
+        ..cfg
+    };
+    expect_errno(
+        "agent with a latency",
+        open()?.rmem_configure(&bad_lat),
+        libc::EINVAL,
+    )?;
+    let (dev, map) = region(&cfg)?;
+    // Nothing to read yet: O_NONBLOCK says so; a buffer below a message is refused.
+    // (drain reads with O_NONBLOCK until EAGAIN; any other error fails)
+    let early = drain(&dev)?;
+    if !early.is_empty() {
+        return Err(format!("requests before any access: {early:?}"));
+    }
+    {
+        use std::os::fd::{AsFd, AsRawFd};
+        let mut small = [0u8; 8];
+        // SAFETY: reads into `small`.
+        let n = unsafe { libc::read(dev.as_fd().as_raw_fd(), small.as_mut_ptr().cast(), 8) };
+        let e = std::io::Error::last_os_error().raw_os_error();
+        if n != -1 || e != Some(libc::EINVAL) {
+            return Err(format!("read of 8 bytes: {n} {e:?}, want EINVAL"));
+        }
+    }
+    let pattern: Vec<u8> = (0..PAGE).map(|i| (i * 7 + 3) as u8).collect();
+    // The first page whose PTE starts a PTE line: its fault prefetches the next 7.
+    let p0 = ((8 - (map.addr() >> 12) % 8) % 8) as usize;
+    let m0 = &map;
+    std::thread::scope(|s| -> Result<(), String> {
+        let toucher = s.spawn(move || m0.read_u64(p0 * PAGE + 8));
+        // The synchronous fetch comes first, then the line's prefetches.
+        let sync = next_msg(&dev)?;
+        if sync.page != p0 as u64 || sync.kind != abi::RMEM_MSG_FETCH {
+            return Err(format!("first request {sync:?}, want a fetch of page {p0}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let msgs = drain(&dev)?;
+        let pages: Vec<u64> = msgs.iter().map(|m| m.page).collect();
+        let want: Vec<u64> = (p0 as u64 + 1..p0 as u64 + 8).collect();
+        if pages != want {
+            return Err(format!("prefetches of pages {pages:?}, want {want:?}"));
+        }
+        let cases: Vec<(&str, abi::RmemMsg, Option<&[u8]>, i32)> = vec![
+            ("no data", sync, None, libc::EINVAL),
+            ("half a page", sync, Some(&pattern[..2048]), libc::EINVAL),
+            (
+                "unknown id",
+                abi::RmemMsg {
+                    id: sync.id + 1000,
+                    ..sync
+                },
+                Some(&pattern),
+                libc::ENOENT,
+            ),
+            (
+                "wrong page",
+                abi::RmemMsg {
+                    page: sync.page + 1,
+                    ..sync
+                },
+                Some(&pattern),
+                libc::EINVAL,
+            ),
+            (
+                "wrong kind",
+                abi::RmemMsg {
+                    kind: abi::RMEM_MSG_WRITEBACK,
+                    ..sync
+                },
+                None,
+                libc::EINVAL,
+            ),
+            (
+                "non-zero padding",
+                abi::RmemMsg { pad: 1, ..sync },
+                Some(&pattern),
+                libc::EINVAL,
+            ),
+        ];
+        for (what, m, data, errno) in cases {
+            expect_errno(&format!("reply with {what}"), reply(&dev, &m, data), errno)?;
+        }
+        reply(&dev, &sync, Some(&pattern)).map_err(|e| format!("good reply: {e}"))?;
+        expect_errno(
+            "second reply",
+            reply(&dev, &sync, Some(&pattern)),
+            libc::ENOENT,
+        )?;
+        let got = toucher.join().map_err(|_| "toucher panicked")?;
+        let want = u64::from_ne_bytes(pattern[8..16].try_into().unwrap());
+        if got != want {
+            return Err(format!("page {p0} reads {got:#x}, want {want:#x}"));
+        }
+        // The prefetches are past their 2 ms deadline now: a reply is refused and
+        // the data dropped; the page is fetched again on its access.
+        std::thread::sleep(Duration::from_millis(20));
+        let p3 = p0 as u64 + 3;
+        let late = *msgs
+            .iter()
+            .find(|m| m.page == p3)
+            .ok_or("no prefetch of page +3")?;
+        expect_errno(
+            "late reply",
+            reply(&dev, &late, Some(&pattern)),
+            libc::ETIME,
+        )?;
+        let toucher = s.spawn(move || m0.read_u64(p3 as usize * PAGE + 8));
+        let m = next_msg(&dev)?;
+        if m.page != p3 || m.kind != abi::RMEM_MSG_FETCH {
+            return Err(format!(
+                "after the dropped late reply: {m:?}, want a fetch of page {p3}"
+            ));
+        }
+        let zeros = vec![0u8; PAGE];
+        reply(&dev, &m, Some(&zeros)).map_err(|e| format!("reply for page {p3}: {e}"))?;
+        let got = toucher.join().map_err(|_| "toucher panicked")?;
+        if got != 0 {
+            return Err(format!(
+                "page {p3} reads {got:#x} after a dropped late reply, want 0"
+            ));
+        }
+        // Its fault prefetched the rest of the line again: left unanswered.
+        std::thread::sleep(Duration::from_millis(5));
+        drain(&dev)?;
+        Ok(())
+    })?;
+    // A fetch the agent fails: the access gets SIGBUS (in a child process).
+    let q = p0 + 16;
+    // SAFETY: the child only touches the mapping and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: a child that is never answered still ends.
+        unsafe { libc::alarm(60) };
+        let v = map.read_u64(q * PAGE);
+        // SAFETY: leaves the child.
+        unsafe { libc::_exit(if v == 0 { 0 } else { 1 }) };
+    }
+    // Every fetch of page q fails. (The child's first SIGBUS goes to the Rust
+    // runtime's handler, which restores the default action and returns: the access
+    // faults again, and that fetch fails too.)
+    let mut failed_fetches = 0;
+    let start = Instant::now();
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: polls the child forked above.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!(
+                "the child did not end after {failed_fetches} failed fetches"
+            ));
+        }
+        for m in drain(&dev)? {
+            if m.page == q as u64 && m.kind == abi::RMEM_MSG_FETCH {
+                let failed = abi::RmemMsg {
+                    status: (-libc::EIO) as u32,
+                    ..m
+                };
+                reply(&dev, &failed, None).map_err(|e| format!("failing reply: {e}"))?;
+                failed_fetches += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !libc::WIFSIGNALED(status) || libc::WTERMSIG(status) != libc::SIGBUS {
+        return Err(format!(
+            "child after {failed_fetches} failed fetches: status {status:#x}, want SIGBUS"
+        ));
+    }
+    let s = stats(&dev)?;
+    println!(
+        "sync {} wait {} prefetches {} late {} wasted {}",
+        s.faults_sync, s.faults_wait, s.prefetches, s.late, s.wasted
+    );
+    if s.late == 0 || s.wasted == 0 {
+        return Err(format!("late and dropped prefetches not counted: {s:?}"));
+    }
+    Ok(Outcome::Pass)
+}

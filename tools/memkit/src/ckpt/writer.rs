@@ -71,7 +71,6 @@ struct Ready {
     memory: &'static str,
 }
 
-
 fn memory(o: &WriterOpts) -> Result<(CkptMap, &'static str), String> {
     if let Ok(fd) = std::env::var("MEMKIT_CKPT_FD") {
         let fd: i32 = fd.parse().map_err(|_| "MEMKIT_CKPT_FD is not a number")?;
@@ -136,7 +135,7 @@ fn write_loop(map: &CkptMap, o: &WriterOpts, zipf: Option<&Zipf>, t: u64) {
             }
         };
         for w in (at..at + len).step_by(8) {
-            map.write_u64(w, rng.next());
+            map.write_u64(w, rng.next_u64());
         }
         done += 1;
     }

@@ -1,0 +1,80 @@
+# Guest job of `make bench` (scripts/bench.sh), step "rmem": the access-pattern
+# program (`memkit rmem run`) over a region 4x its local budget, per emulated latency,
+# pattern and prefetch policy; and the same program on anonymous memory in a memory
+# cgroup limited to the same budget, swapping to a RAM-backed null_blk device with the
+# same per-request latency (swap VMA readahead on: the Linux peer). One JSON line per
+# run ({"rmem": {...}}).
+# Runs under the busybox shell of the initramfs; the host prepends the settings:
+#   MEMKIT_BENCH_PAGES     region pages (the budget is a quarter)
+#   MEMKIT_BENCH_LATS      emulated latencies, µs, e.g. 20,100
+#   MEMKIT_BENCH_PATTERNS  e.g. seq,stride:2,stride:4,stride:16,random,zipf,chase
+#   MEMKIT_BENCH_POLICIES  e.g. none,ptline,ptline-history,window,trend
+#   MEMKIT_BENCH_PASSES    accesses = passes x pages
+set -u
+pages=${MEMKIT_BENCH_PAGES:-16384}
+lats=${MEMKIT_BENCH_LATS:-20,100}
+patterns=${MEMKIT_BENCH_PATTERNS:-seq,stride:2,stride:4,stride:16,random,zipf,chase}
+policies=${MEMKIT_BENCH_POLICIES:-none,ptline,ptline-history,window,trend}
+passes=${MEMKIT_BENCH_PASSES:-2}
+budget=$((pages / 4))
+ops=$((pages * passes))
+# The peer's window: Linux swap VMA readahead reads at most 2^page-cluster pages
+# (8 by default); memkit's degree is set to the same: 7 prefetches + the fault.
+degree=7
+
+echo "bench: Linux $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo)"
+echo "bench: rmem: $pages pages, budget $budget, $ops accesses per run, latencies $lats us"
+echo "bench: swap: vma_ra_enabled=$(cat /sys/kernel/mm/swap/vma_ra_enabled) page-cluster=$(cat /proc/sys/vm/page-cluster)"
+if ! insmod /lib/memkit/memkit.ko; then
+	echo "bench: ERROR: loading memkit.ko failed"
+	exit 1
+fi
+fail=0
+mkdir -p /sys/kernel/config /sys/fs/cgroup
+mount -t configfs none /sys/kernel/config || fail=1
+mount -t cgroup2 none /sys/fs/cgroup || fail=1
+echo +memory >/sys/fs/cgroup/cgroup.subtree_control || fail=1
+cg=/sys/fs/cgroup/peer
+mkdir -p $cg
+
+# What the program itself costs the cgroup (binary, stack, heap) with a 1-page
+# region: added to the peer's limit so that both get `budget` pages for data.
+echo max >$cg/memory.max
+sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json rmem run --anon --pages 1 --budget 1 --ops 1 >/dev/null" || fail=1
+slack=$(cat $cg/memory.peak)
+limit=$((budget * 4096 + slack))
+echo "bench: peer cgroup: memory.max = $budget pages + $slack bytes of the program's own"
+
+for lat in $(echo "$lats" | tr , ' '); do
+	# A RAM-backed null_blk swap device completing every request after `lat` µs.
+	nb=/sys/kernel/config/nullb/swap$lat
+	mkdir $nb || fail=1
+	echo 1 >$nb/memory_backed
+	echo 2 >$nb/irqmode
+	echo $((lat * 1000)) >$nb/completion_nsec
+	echo $(((pages * 4096 * 2) / 1048576 + 16)) >$nb/size
+	echo 4096 >$nb/blocksize
+	echo 1 >$nb/power || fail=1
+	dev=/dev/swap$lat
+	[ -b $dev ] || { echo "bench: ERROR: no $dev"; fail=1; continue; }
+	mkswap $dev >/dev/null && swapon $dev || fail=1
+	for pat in $(echo "$patterns" | tr , ' '); do
+		echo max >$cg/memory.swap.max
+		echo $limit >$cg/memory.max
+		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json rmem run --anon --pages $pages --budget $budget --lat-us $lat --pattern $pat --ops $ops")
+		[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
+		echo max >$cg/memory.max
+		for pol in $(echo "$policies" | tr , ' '); do
+			line=$(memkit --json rmem run --pages $pages --budget $budget --policy $pol \
+				--degree $degree --lat-us $lat --page-ns 0 --deadline-us $((lat * 10)) \
+				--inflight 64 --pattern $pat --ops $ops)
+			[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
+		done
+	done
+	swapoff $dev || fail=1
+	echo 0 >$nb/power
+	rmdir $nb
+done
+memkit rmem stats
+rmmod memkit || fail=1
+exit $fail

@@ -1,0 +1,593 @@
+//! Remote memory (`memkit rmem run`, guest job `bench-rmem`): the access program on a
+//! memkit region with each prefetch policy, against the same program on anonymous
+//! memory + swap (`linux-swap`: a memory cgroup limited to the same budget, swapping
+//! to a RAM-backed null_blk with the same per-request latency, swap VMA readahead
+//! on), per emulated latency and access pattern.
+//!
+//! One run per (latency, pattern, policy) per boot; with several boots every figure
+//! is the median over the runs (`runtime_ms` and `wasted_frac` per run first). The
+//! ratios against `linux-swap` (same pattern and latency) are of those medians: the
+//! runs are not paired. The peer's `late` and `wasted` are not measured (the guest
+//! reports 0): no lines for them, `-` in the table.
+
+use super::{columns, env_summary, median, Builder};
+use crate::sample::RmemSample;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Patterns in table order (others after them, by name).
+const PATTERNS: [&str; 7] = [
+    "seq",
+    "stride:2",
+    "stride:4",
+    "stride:16",
+    "random",
+    "zipf",
+    "chase",
+];
+
+/// The Linux peer's policy: the baseline of the ratios.
+const PEER: &str = "linux-swap";
+
+/// Variants in table order (others after them, by name).
+const POLICIES: [&str; 6] = [PEER, "none", "ptline", "ptline-history", "window", "trend"];
+
+/// The policy whose targets are checked.
+const TARGET: &str = "ptline";
+
+/// Position in `known`, then the name: the sort key of a pattern or a variant.
+fn order(known: &[&str], x: &str) -> (usize, String) {
+    let i = known.iter().position(|k| *k == x).unwrap_or(known.len());
+    (i, x.to_string())
+}
+
+/// The variant of a run: its policy (`policy@memory` for a memory other than a
+/// region or the peer's, such as `rmem-agent`, so that it is not mixed with them).
+fn variant(x: &RmemSample) -> String {
+    match x.memory.as_str() {
+        "rmem" | "anon+swap" => x.policy.clone(),
+        m => format!("{}@{m}", x.policy),
+    }
+}
+
+/// `wasted / (sync_faults + prefetches)`: the share of fetches wasted.
+fn wasted_frac(x: &RmemSample) -> f64 {
+    match x.sync_faults + x.prefetches {
+        0 => f64::NAN,
+        n => x.wasted as f64 / n as f64,
+    }
+}
+
+/// The medians of one (latency, pattern, variant) over its runs.
+#[derive(Clone, Debug)]
+struct Med {
+    runs: usize,
+    /// Late and wasted measured (a region, not the peer).
+    measured: bool,
+    runtime_ms: f64,
+    sync_faults: f64,
+    prefetches: f64,
+    hits: f64,
+    late: f64,
+    wasted: f64,
+    evictions: f64,
+    accuracy: f64,
+    coverage: f64,
+    wasted_frac: f64,
+}
+
+fn medians(xs: &[&RmemSample]) -> Med {
+    // The median of the finite values (`NaN` if none).
+    let m = |f: fn(&RmemSample) -> f64| {
+        median(
+            &mut xs
+                .iter()
+                .map(|x| f(x))
+                .filter(|v| v.is_finite())
+                .collect::<Vec<_>>(),
+        )
+    };
+    Med {
+        runs: xs.len(),
+        measured: xs.iter().all(|x| x.memory != "anon+swap"),
+        runtime_ms: m(|x| x.runtime_ns as f64 / 1e6),
+        sync_faults: m(|x| x.sync_faults as f64),
+        prefetches: m(|x| x.prefetches as f64),
+        hits: m(|x| x.hits as f64),
+        late: m(|x| x.late as f64),
+        wasted: m(|x| x.wasted as f64),
+        evictions: m(|x| x.evictions as f64),
+        accuracy: m(|x| x.accuracy),
+        coverage: m(|x| x.coverage),
+        wasted_frac: m(wasted_frac),
+    }
+}
+
+/// `peer / x`: infinite if only `x` is 0, `NaN` if both are.
+fn ratio(peer: f64, x: f64) -> f64 {
+    if x == 0.0 {
+        if peer == 0.0 {
+            f64::NAN
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        peer / x
+    }
+}
+
+/// `2.00x`, `inf`, or `-` (undefined).
+fn fmt_x(r: f64) -> String {
+    if r.is_nan() {
+        "-".into()
+    } else if r.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+/// A count (a median of two may end in .5).
+fn fmt_n(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn fmt_pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", x * 100.0)
+    } else {
+        "-".into()
+    }
+}
+
+fn fmt_ms(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+type Key = (u64, (usize, String), (usize, String));
+
+/// The remote-memory results: per latency a table, lines, the `ptline` targets.
+pub(super) fn section(
+    b: &mut Builder,
+    runs: &[&RmemSample],
+    targets: &mut Vec<(String, String, bool)>,
+) {
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        b.table,
+        "Remote memory: memkit rmem run on a region (emulated fetch latency) per prefetch \
+         policy vs the same program on anonymous memory + swap (linux-swap: memory cgroup \
+         at the same budget, RAM-backed null_blk at the same latency, VMA readahead)"
+    );
+    let facts: Vec<BTreeMap<String, String>> = runs
+        .iter()
+        .map(|x| {
+            [
+                ("pages", x.pages),
+                ("budget", x.budget),
+                ("accesses", x.accesses),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        })
+        .collect();
+    let refs: Vec<&BTreeMap<String, String>> = facts.iter().collect();
+    let _ = writeln!(
+        b.table,
+        "  {}; {} runs",
+        env_summary(&refs, &["pages", "budget", "accesses"]),
+        runs.len()
+    );
+    let mut g: BTreeMap<Key, Vec<&RmemSample>> = BTreeMap::new();
+    for x in runs {
+        g.entry((
+            x.lat_us,
+            order(&PATTERNS, &x.pattern),
+            order(&POLICIES, &variant(x)),
+        ))
+        .or_default()
+        .push(x);
+    }
+    let meds: BTreeMap<&Key, Med> = g.iter().map(|(k, xs)| (k, medians(xs))).collect();
+    let mut lats: Vec<u64> = g.keys().map(|k| k.0).collect();
+    lats.dedup();
+    for lat in lats {
+        let _ = writeln!(b.table, "\n  {lat} us per fetch");
+        let mut rows = vec![[
+            "pattern",
+            "variant",
+            "runtime ms",
+            "sync faults",
+            "prefetches",
+            "hits",
+            "accuracy",
+            "coverage",
+            "late",
+            "wasted",
+            "swap/x sync faults",
+            "speedup",
+            "runs",
+        ]
+        .map(String::from)
+        .to_vec()];
+        let mut patterns: Vec<&(usize, String)> =
+            meds.keys().filter(|k| k.0 == lat).map(|k| &k.1).collect();
+        patterns.dedup();
+        let mut fewest = Vec::new();
+        for pk in patterns {
+            let pattern = &pk.1;
+            let bench = format!("rmem/{lat}us/{pattern}");
+            let of: Vec<(&str, &Med)> = meds
+                .iter()
+                .filter(|(k, _)| k.0 == lat && &k.1 == pk)
+                .map(|(k, m)| (k.2 .1.as_str(), m))
+                .collect();
+            let peer = of.iter().find(|v| v.0 == PEER).map(|v| v.1);
+            for &(v, m) in &of {
+                b.push(&bench, v, "runtime_ms", m.runtime_ms, "ms");
+                b.push(&bench, v, "sync_faults", m.sync_faults, "faults");
+                b.push(&bench, v, "prefetches", m.prefetches, "pages");
+                b.push(&bench, v, "hits", m.hits, "pages");
+                b.push(&bench, v, "accuracy", m.accuracy, "fraction");
+                b.push(&bench, v, "coverage", m.coverage, "fraction");
+                if m.measured {
+                    b.push(&bench, v, "late", m.late, "pages");
+                    b.push(&bench, v, "wasted", m.wasted, "pages");
+                    b.push(&bench, v, "wasted_frac", m.wasted_frac, "fraction");
+                }
+                b.push(&bench, v, "evictions", m.evictions, "pages");
+                b.push(&bench, v, "runs", m.runs as f64, "count");
+                let (fr, sp) = match peer {
+                    Some(p) if v != PEER => {
+                        let fr = ratio(p.sync_faults, m.sync_faults);
+                        let sp = p.runtime_ms / m.runtime_ms;
+                        let vs = format!("{PEER}/{v}");
+                        b.push(&bench, &vs, "sync_fault_ratio", fr, "x");
+                        b.push(&bench, &vs, "speedup", sp, "x");
+                        (fmt_x(fr), fmt_x(sp))
+                    }
+                    _ => (String::new(), String::new()),
+                };
+                let unmeasured = |x: f64| {
+                    if m.measured {
+                        fmt_n(x)
+                    } else {
+                        "-".into()
+                    }
+                };
+                rows.push(vec![
+                    pattern.clone(),
+                    v.into(),
+                    fmt_ms(m.runtime_ms),
+                    fmt_n(m.sync_faults),
+                    fmt_n(m.prefetches),
+                    fmt_n(m.hits),
+                    fmt_pct(m.accuracy),
+                    fmt_pct(m.coverage),
+                    unmeasured(m.late),
+                    unmeasured(m.wasted),
+                    fr,
+                    sp,
+                    m.runs.to_string(),
+                ]);
+            }
+            let least = of
+                .iter()
+                .map(|v| v.1.sync_faults)
+                .filter(|x| x.is_finite())
+                .fold(f64::INFINITY, f64::min);
+            if least.is_finite() {
+                let who: Vec<&str> = of
+                    .iter()
+                    .filter(|v| v.1.sync_faults == least)
+                    .map(|v| v.0)
+                    .collect();
+                fewest.push(format!("{pattern} {} ({})", who.join("="), fmt_n(least)));
+            }
+            if let Some(t) = of.iter().find(|v| v.0 == TARGET).map(|v| v.1) {
+                pattern_targets(targets, lat, pattern, t, peer);
+            }
+        }
+        b.table.push_str(&columns(&rows));
+        let _ = writeln!(b.table, "  fewest sync faults: {}", fewest.join(", "));
+    }
+    let _ = writeln!(
+        b.table,
+        "  medians over runs; accuracy: hits / prefetches; coverage: hits / (hits + sync \
+         faults); swap/x sync faults: {PEER}'s sync faults / the row's; speedup: {PEER}'s \
+         runtime / the row's; {PEER}: sync faults = major faults, prefetches = swap_ra, \
+         hits = swap_ra_hit, late and wasted not measured\n"
+    );
+}
+
+/// The issue's targets for [`TARGET`] on one pattern at one latency.
+fn pattern_targets(
+    targets: &mut Vec<(String, String, bool)>,
+    lat: u64,
+    pattern: &str,
+    t: &Med,
+    peer: Option<&Med>,
+) {
+    let at = format!("{pattern}, {lat} us");
+    if pattern.starts_with("stride:") {
+        if let Some(p) = peer {
+            let fr = ratio(p.sync_faults, t.sync_faults);
+            targets.push((
+                format!("rmem {TARGET} >= 2x fewer sync faults than {PEER}, {at}"),
+                format!(
+                    "{} ({} vs {})",
+                    fmt_x(fr),
+                    fmt_n(t.sync_faults),
+                    fmt_n(p.sync_faults)
+                ),
+                fr >= 2.0,
+            ));
+            let sp = p.runtime_ms / t.runtime_ms;
+            targets.push((
+                format!("rmem {TARGET} >= 1.5x faster than {PEER}, {at}"),
+                format!(
+                    "{} ({} vs {} ms)",
+                    fmt_x(sp),
+                    fmt_ms(t.runtime_ms),
+                    fmt_ms(p.runtime_ms)
+                ),
+                sp >= 1.5,
+            ));
+        }
+    } else if pattern == "seq" {
+        targets.push((
+            format!("rmem {TARGET} >= 90% accuracy, {at}"),
+            format!(
+                "{} ({} hits of {} prefetches)",
+                fmt_pct(t.accuracy),
+                fmt_n(t.hits),
+                fmt_n(t.prefetches)
+            ),
+            t.accuracy >= 0.9,
+        ));
+        targets.push((
+            format!("rmem {TARGET} >= 95% coverage, {at}"),
+            format!(
+                "{} ({} hits, {} sync faults)",
+                fmt_pct(t.coverage),
+                fmt_n(t.hits),
+                fmt_n(t.sync_faults)
+            ),
+            t.coverage >= 0.95,
+        ));
+    } else if pattern == "random" {
+        targets.push((
+            format!("rmem {TARGET} <= 5% of fetches wasted, {at}"),
+            format!(
+                "{} ({} wasted of {} sync faults + {} prefetches)",
+                fmt_pct(t.wasted_frac),
+                fmt_n(t.wasted),
+                fmt_n(t.sync_faults),
+                fmt_n(t.prefetches)
+            ),
+            t.wasted_frac <= 0.05,
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build, parse};
+
+    /// A raw line as the guest job prints it.
+    fn line(memory: &str, pattern: &str, policy: &str, lat: u64, n: [u64; 7]) -> String {
+        let [runtime_ns, sync, pf, hits, late, wasted, ev] = n;
+        let acc = if pf == 0 {
+            0.0
+        } else {
+            hits as f64 / pf as f64
+        };
+        let cov = if hits + sync == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + sync) as f64
+        };
+        format!(
+            r#"{{"rmem":{{"memory":"{memory}","pattern":"{pattern}","policy":"{policy}","pages":16384,"budget":4096,"lat_us":{lat},"accesses":32768,"runtime_ns":{runtime_ns},"sync_faults":{sync},"prefetches":{pf},"hits":{hits},"late":{late},"wasted":{wasted},"evictions":{ev},"accuracy":{acc},"coverage":{cov}}}}}"#
+        )
+    }
+
+    fn swap(pattern: &str, lat: u64, runtime_ms: u64, sync: u64) -> String {
+        line(
+            "anon+swap",
+            pattern,
+            "linux-swap",
+            lat,
+            [runtime_ms * 1_000_000, sync, 100, 50, 0, 0, 7],
+        )
+    }
+
+    fn region(pattern: &str, policy: &str, lat: u64, n: [u64; 7]) -> String {
+        line("rmem", pattern, policy, lat, n)
+    }
+
+    #[test]
+    fn ratios_medians_and_targets() {
+        let text = [
+            "bench: rmem: 16384 pages".to_string(),
+            // The guest console's line ends.
+            format!("{}\r", swap("stride:4", 20, 40, 1000)),
+            format!(
+                "{}\r",
+                region(
+                    "stride:4",
+                    "ptline",
+                    20,
+                    [10_000_000, 200, 800, 780, 3, 20, 9]
+                )
+            ),
+            region("stride:4", "none", 20, [80_000_000, 4000, 0, 0, 0, 0, 9]),
+            // Two boots of stride:16: medians 30 ms and 600 faults (peer), and
+            // 25 ms, 400 faults (ptline).
+            swap("stride:16", 20, 20, 500),
+            swap("stride:16", 20, 40, 700),
+            region("stride:16", "ptline", 20, [20_000_000, 300, 10, 5, 0, 1, 0]),
+            region("stride:16", "ptline", 20, [30_000_000, 500, 10, 5, 0, 1, 0]),
+            swap("seq", 20, 10, 100),
+            region("seq", "ptline", 20, [5_000_000, 10, 1000, 950, 0, 50, 0]),
+            region("seq", "window", 20, [5_000_000, 0, 1000, 1000, 0, 0, 0]),
+            swap("random", 20, 10, 100),
+            region("random", "ptline", 20, [5_000_000, 900, 100, 10, 0, 60, 0]),
+            swap("random", 100, 10, 100),
+            region("random", "ptline", 100, [5_000_000, 980, 20, 10, 0, 40, 0]),
+        ]
+        .join("\n");
+        let (raw, bad) = parse(&text);
+        assert_eq!((raw.len(), bad), (14, 0));
+        let r = build(&raw);
+        let get = |b: &str, v: &str, m: &str| {
+            r.lines
+                .iter()
+                .find(|l| l.bench == b && l.variant == v && l.metric == m)
+                .map(|l| l.value)
+        };
+        assert_eq!(
+            get("rmem/20us/stride:4", "ptline", "runtime_ms"),
+            Some(10.0)
+        );
+        assert_eq!(
+            get("rmem/20us/stride:4", "ptline", "accuracy"),
+            Some(780.0 / 800.0)
+        );
+        assert_eq!(
+            get("rmem/20us/stride:4", "ptline", "wasted_frac"),
+            Some(0.02)
+        );
+        assert_eq!(
+            get(
+                "rmem/20us/stride:4",
+                "linux-swap/ptline",
+                "sync_fault_ratio"
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            get("rmem/20us/stride:4", "linux-swap/ptline", "speedup"),
+            Some(4.0)
+        );
+        assert_eq!(
+            get("rmem/20us/stride:4", "linux-swap/none", "speedup"),
+            Some(0.5)
+        );
+        // The peer's late and wasted are not measured; no ratio against itself.
+        assert_eq!(get("rmem/20us/stride:4", "linux-swap", "wasted"), None);
+        assert_eq!(
+            get("rmem/20us/stride:4", "linux-swap", "evictions"),
+            Some(7.0)
+        );
+        assert!(!r.lines.iter().any(|l| l.variant == "linux-swap/linux-swap"));
+        assert_eq!(
+            get("rmem/20us/stride:16", "linux-swap", "runtime_ms"),
+            Some(30.0)
+        );
+        assert_eq!(get("rmem/20us/stride:16", "ptline", "runs"), Some(2.0));
+        assert_eq!(
+            get(
+                "rmem/20us/stride:16",
+                "linux-swap/ptline",
+                "sync_fault_ratio"
+            ),
+            Some(1.5)
+        );
+        assert_eq!(
+            get("rmem/20us/stride:16", "linux-swap/ptline", "speedup"),
+            Some(1.2)
+        );
+        // No sync faults against the peer's 100: infinite, no line, `inf` in the table.
+        assert_eq!(
+            get("rmem/20us/seq", "linux-swap/window", "sync_fault_ratio"),
+            None
+        );
+        assert_eq!(
+            get("rmem/20us/seq", "linux-swap/window", "speedup"),
+            Some(2.0)
+        );
+        assert!(r.table.contains("inf"), "{}", r.table);
+        assert!(
+            r.table.contains(
+                "fewest sync faults: seq window (0), stride:4 ptline (200), \
+                 stride:16 ptline (400), random linux-swap (100)"
+            ),
+            "{}",
+            r.table
+        );
+        let met = |name: &str| {
+            r.lines
+                .iter()
+                .find(|l| l.bench == "target" && l.variant.starts_with(name))
+                .map(|l| l.value)
+        };
+        assert_eq!(
+            met("rmem ptline >= 2x fewer sync faults than linux-swap, stride:4, 20 us"),
+            Some(1.0)
+        );
+        assert_eq!(
+            met("rmem ptline >= 1.5x faster than linux-swap, stride:4, 20 us"),
+            Some(1.0)
+        );
+        assert_eq!(
+            met("rmem ptline >= 2x fewer sync faults than linux-swap, stride:16, 20 us"),
+            Some(0.0)
+        );
+        assert_eq!(
+            met("rmem ptline >= 1.5x faster than linux-swap, stride:16, 20 us"),
+            Some(0.0)
+        );
+        assert_eq!(met("rmem ptline >= 90% accuracy, seq, 20 us"), Some(1.0));
+        // 950 / (950 + 10).
+        assert_eq!(met("rmem ptline >= 95% coverage, seq, 20 us"), Some(1.0));
+        // 60 / (900 + 100) and 40 / (980 + 20).
+        assert_eq!(
+            met("rmem ptline <= 5% of fetches wasted, random, 20 us"),
+            Some(0.0)
+        );
+        assert_eq!(
+            met("rmem ptline <= 5% of fetches wasted, random, 100 us"),
+            Some(1.0)
+        );
+        assert!(
+            r.table
+                .contains("6.0% (60 wasted of 900 sync faults + 100 prefetches)"),
+            "{}",
+            r.table
+        );
+        assert!(r.table.contains("5.00x (200 vs 1000)"), "{}", r.table);
+        // The 20 us table before the 100 us one; the peer first in a pattern.
+        let (t20, t100) = (
+            r.table.find("20 us per fetch"),
+            r.table.find("100 us per fetch"),
+        );
+        assert!(t20.unwrap() < t100.unwrap(), "{}", r.table);
+        let row = |s: &str| r.table.find(s).unwrap();
+        assert!(
+            row("stride:4   linux-swap") < row("stride:4   none"),
+            "{}",
+            r.table
+        );
+        assert!(
+            row("stride:4   none") < row("stride:4   ptline"),
+            "{}",
+            r.table
+        );
+    }
+}
