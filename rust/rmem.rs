@@ -44,7 +44,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering},
 };
 use kernel::{
-    bindings,
+    bindings, debugfs,
     fs::{File, Kiocb},
     impl_has_hr_timer, impl_has_work,
     iov::{IovIterDest, IovIterSource},
@@ -165,19 +165,62 @@ extern "C" {
 /// The module's workqueue for request completions (drained when the module goes).
 static WQ: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
-/// The module-wide part of remote memory: the workqueue. Created before the device
-/// is registered, destroyed (after draining) once it is gone.
-pub(crate) struct Registration;
+/// The module-wide part of remote memory: the workqueue, and the debugfs file
+/// `memkit/rmem` with the module's counters. Created before the device is
+/// registered, destroyed (the workqueue after draining) once it is gone.
+pub(crate) struct Registration {
+    _stats: Pin<KBox<debugfs::File<GlobalStats>>>,
+    _dir: debugfs::Dir,
+}
 
 impl Registration {
     pub(crate) fn new() -> Result<Registration> {
+        let dir = debugfs::Dir::new(c"memkit");
+        let stats = KBox::pin_init(dir.read_only_file(c"rmem", GlobalStats), GFP_KERNEL)?;
         // SAFETY: no precondition.
         let wq = unsafe { memkit_rmem_wq_create() };
         if wq.is_null() {
             return Err(ENOMEM);
         }
         WQ.store(wq, Ordering::Release);
-        Ok(Registration)
+        Ok(Registration {
+            _stats: stats,
+            _dir: dir,
+        })
+    }
+}
+
+/// The contents of `/sys/kernel/debug/memkit/rmem`: the module's counters, one
+/// `name value` per line.
+struct GlobalStats;
+
+impl core::fmt::Debug for GlobalStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut s = abi::RmemStats::default();
+        GLOBAL.snapshot(&mut s);
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        writeln!(f, "regions {}", r(&GLOBAL.regions))?;
+        for (name, v) in [
+            ("faults_sync", s.faults_sync),
+            ("faults_local", s.faults_local),
+            ("faults_wait", s.faults_wait),
+            ("prefetches", s.prefetches),
+            ("installed", s.installed),
+            ("hits", s.hits),
+            ("late", s.late),
+            ("wasted", s.wasted),
+            ("evictions", s.evictions),
+            ("writebacks", s.writebacks),
+            ("bytes_in", s.bytes_in),
+            ("bytes_out", s.bytes_out),
+        ] {
+            writeln!(f, "{name} {v}")?;
+        }
+        write!(f, "lat_hist_us_log2")?;
+        for n in s.lat_hist {
+            write!(f, " {n}")?;
+        }
+        writeln!(f)
     }
 }
 

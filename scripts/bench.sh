@@ -16,13 +16,19 @@
 #           memkit CLI — checkpoints per second on 64 MiB at 1 % dirty (memkit region
 #           and soft-dirty), time stopped with and without pre-copy (uniform and Zipf
 #           writes), bytes sent with and without diffs (sparse and dense writes)
+#   rmem    a fourth boot (-m 2G): `memkit rmem run`, an access-pattern program over a
+#           region 4x its local budget — sequential, strided 2/4/16, uniform random,
+#           Zipf, pointer chase — at two emulated latencies, per prefetch policy; and
+#           the Linux peer in the same boot: the same program on anonymous memory in a
+#           memory cgroup limited to the budget, swapping to a RAM-backed null_blk
+#           with the same per-request latency (swap VMA readahead on)
 #
 # Results: build/bench/results.jsonl (one {"bench","variant","metric","value","unit"}
 # per line), the table on stdout and in build/bench/table.txt, the raw measurements
-# in build/bench/*.raw.  Documentation/journal.rst and Documentation/ckpt.rst
+# in build/bench/*.raw.  Documentation/journal.rst, ckpt.rst and rmem.rst
 # ("Benchmarks") explain them.
 #
-# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap, ckpt; ckpt-collect or
+# MEMKIT_BENCH_SKIP=guest,memmap (any of host, guest, memmap, ckpt, rmem; ckpt-collect or
 # ckpt-run skip half of the ckpt boot) skips parts; MEMKIT_BENCH_QUICK=1 runs
 # everything briefly (a smoke test: numbers too noisy to use);
 # MEMKIT_BENCH_CKPT_RUN_ARGS adds options to memkit-bench ckpt-run.
@@ -38,10 +44,12 @@ if [ "${MEMKIT_BENCH_QUICK:-0}" = 1 ]; then
 	host_secs=0.1 host_rounds=2 guest_secs=0.3 guest_rounds=1
 	ckpt_sizes=64M,256M ckpt_rounds=1 ckpt_iters=2
 	ckpt_run_args="--rate-calib-count 6 --rate-calib-interval-ms 500 --rate-count 10 --rate-warmup 4 --precopy-count 8 --precopy-rounds 1 --diff-count 8 --diff-warmup 2"
+	rmem_settings="MEMKIT_BENCH_PAGES=1024 MEMKIT_BENCH_LATS=20 MEMKIT_BENCH_PATTERNS=seq,stride:4,random MEMKIT_BENCH_POLICIES=none,ptline MEMKIT_BENCH_PASSES=1"
 else
 	host_secs=0.5 host_rounds=5 guest_secs=2 guest_rounds=3
 	ckpt_sizes=64M,256M,1G ckpt_rounds=3 ckpt_iters=5
 	ckpt_run_args=""
+	rmem_settings="MEMKIT_BENCH_PAGES=2048 MEMKIT_BENCH_LATS=20,100 MEMKIT_BENCH_PASSES=1"
 fi
 ckpt_run_args="$ckpt_run_args ${MEMKIT_BENCH_CKPT_RUN_ARGS:-}"
 failed=()
@@ -86,7 +94,8 @@ guest_boot() {
 	return "$rc"
 }
 
-if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,* ]]; then
+if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,* ]] ||
+	[[ $skip != *,rmem,* ]]; then
 	kdir=$(scripts/build.sh kdir) || die "the test kernel is not available"
 	ko=$(scripts/build.sh module) || die "building memkit.ko failed"
 	step "packing the bench initramfs"
@@ -123,6 +132,12 @@ if [[ $skip != *,ckpt,* ]] && { [[ $skip != *,ckpt-collect,* ]] || [[ $skip != *
 	guest_boot --job selftests/jobs/bench-ckpt.sh --mem 3G ckpt "$out/guest-ckpt" \
 		"MEMKIT_BENCH_SIZES=$ckpt_sizes MEMKIT_BENCH_DIRTY=0.1,1,10 MEMKIT_BENCH_ROUNDS=$ckpt_rounds MEMKIT_BENCH_ITERS=$ckpt_iters MEMKIT_BENCH_COLLECT=$collect MEMKIT_BENCH_RUN=$run MEMKIT_BENCH_RUN_ARGS='$ckpt_run_args'" ||
 		failed+=(ckpt)
+fi
+
+if [[ $skip != *,rmem,* ]]; then
+	step "guest: remote memory — access patterns per policy and latency, against Linux swap on null_blk in a memory cgroup"
+	guest_boot --job selftests/jobs/bench-rmem.sh --mem 2G rmem "$out/guest-rmem" "$rmem_settings" \
+		--append null_blk.nr_devices=0 || failed+=(rmem)
 fi
 
 step "results"

@@ -1,5 +1,6 @@
 # Guest job of `make run`, first boot: what memkit does (journal, checkpoint tracking,
-# a checkpointed program verified against its replica), then a journal under load
+# a checkpointed program verified against its replica, a scan of a remote-memory
+# region with and without prefetch, a region served over TCP), then a journal under load
 # that the host kills (scripts/demo.sh).
 set -u
 say() { printf '\n$ %s\n' "$*"; }
@@ -33,5 +34,18 @@ pid=$(sed -n 's/.* of process \([0-9]*\) .*/\1/p' /tmp/run.txt)
 say "memkit ckpt verify --pid $pid --dir /tmp/replica   # the stopped writer vs the replica, byte for byte"
 memkit ckpt verify --pid "$pid" --dir /tmp/replica || exit 1
 kill -9 "$pid"
+say "memkit rmem run --pages 512 --budget 128 --policy none --pattern seq   # remote memory: a scan, every page a sync fault"
+memkit rmem run --pages 512 --budget 128 --policy none --pattern seq --ops 512 || exit 1
+say "memkit rmem run --pages 512 --budget 128 --policy ptline --pattern seq   # the same scan, prefetching each fault's PTE line"
+memkit rmem run --pages 512 --budget 128 --policy ptline --pattern seq --ops 512 || exit 1
+say "memkit rmem server --listen 127.0.0.1:7071 & memkit rmem agent --server 127.0.0.1:7071 --policy window -- memkit rmem run --inherit --pattern random   # pages from a TCP memory server"
+memkit rmem server --listen 127.0.0.1:7071 --pages 512 >/dev/null 2>&1 &
+srv=$!
+sleep 1
+memkit rmem agent --server 127.0.0.1:7071 --pages 512 --budget 64 --policy window -- \
+	memkit rmem run --inherit --pattern random --ops 200 --write-every 4 || exit 1
+{ kill "$srv" && wait "$srv"; } 2>/dev/null
+say "memkit rmem stats"
+memkit rmem stats
 say "memkit-selftest --journal-crash-run 2 4   # two writers, 4 slots each, until the host kills the VM"
 exec memkit-selftest --journal-crash-run 2 4 | awk '/^ACK/ { n++; if (n % 100 == 0) print "  ... " n " transactions acknowledged, last: " $0; fflush(); next } { print; fflush() }'

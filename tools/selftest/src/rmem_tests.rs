@@ -523,6 +523,22 @@ pub fn rmem_exit_and_unmap_with_fetches_in_flight(_: &crate::Options) -> TestRes
     if g.prefetches == 0 {
         return Err(format!("no prefetch was ever issued: {g:?}"));
     }
+    // The debugfs file shows the same totals.
+    let text = std::fs::read_to_string("/sys/kernel/debug/memkit/rmem")
+        .map_err(|e| format!("/sys/kernel/debug/memkit/rmem: {e}"))?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    match field("prefetches") {
+        Some(n) if n >= g.prefetches => {}
+        other => {
+            return Err(format!(
+                "debugfs prefetches {other:?}, the stats ioctl said {}:\n{text}",
+                g.prefetches
+            ))
+        }
+    }
     let (_dev, map) = region(&config(16, 4, abi::RMEM_POLICY_PTLINE))?;
     map.write_u64(0, 3);
     if map.read_u64(0) != 3 {
