@@ -55,6 +55,7 @@ use kernel::{
     prelude::*,
     sync::{aref::ARef, Arc, ArcBorrow, CondVar, Mutex, MutexGuard},
     time::{
+        delay::fsleep,
         hrtimer::{
             ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerInstant,
             HrTimerPointer, HrTimerRestart, RelativeMode,
@@ -706,7 +707,10 @@ impl Region {
         } else {
             arrive_ns
         };
-        let handle = (fire != u64::MAX).then(|| {
+        // The emulated backend's synchronous fetch completes in the fault itself
+        // (`Region::fault`), not through a timer and a work item.
+        let inline = !agent && !prefetch;
+        let handle = (fire != u64::MAX && !inline).then(|| {
             let delay = i64::try_from(fire.saturating_sub(now)).unwrap_or(i64::MAX);
             req.clone().start(Delta::from_nanos(delay))
         });
@@ -1074,6 +1078,56 @@ impl Region {
                         *h = logic::history_on_fault(*h);
                     }
                     Self::prefetch(this, &mut g, &vma, addr, idx);
+                    if this.cfg.backend == logic::Backend::Emulated {
+                        if let Some(req) = awaited.clone() {
+                            // Sleep until the arrival time the link model gave the
+                            // fetch, then complete it here.
+                            let left = req.arrive_ns.saturating_sub(now_ns());
+                            drop(g);
+                            fsleep(Delta::from_nanos(i64::try_from(left).unwrap_or(i64::MAX)));
+                            let _ = req.state.compare_exchange(
+                                PENDING,
+                                ARRIVED,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
+                            this.complete(&req);
+                            // The prefetches that have arrived meanwhile are
+                            // installed here too, under this fault's mmap lock.
+                            let now = now_ns();
+                            let mut ready = KVec::new();
+                            g = this.inner.lock();
+                            for &b in g.batch.iter().take(g.batch_len) {
+                                if let Some(Slot::Fetching { req: r, .. }) = g.slots.get(b as usize)
+                                {
+                                    let in_time =
+                                        r.deadline_ns == 0 || r.arrive_ns <= r.deadline_ns;
+                                    // Its timer may have fired already: then its
+                                    // work item finds the slot taken and stops.
+                                    let arrived = r.arrive_ns <= now
+                                        && in_time
+                                        && (r.state.load(Ordering::Acquire) == ARRIVED
+                                            || r.state
+                                                .compare_exchange(
+                                                    PENDING,
+                                                    ARRIVED,
+                                                    Ordering::AcqRel,
+                                                    Ordering::Acquire,
+                                                )
+                                                .is_ok());
+                                    if arrived {
+                                        ready.push(r.clone(), GFP_KERNEL)?;
+                                    }
+                                }
+                            }
+                            drop(g);
+                            for r in ready.iter() {
+                                this.complete_in(r, Some(&vma));
+                            }
+                            g = this.inner.lock();
+                            continue;
+                        }
+                    }
                 }
             }
             this.wait(&mut g)?;
@@ -1102,6 +1156,13 @@ impl Region {
 
     /// A request's timer fired (work item, process context).
     fn complete(&self, req: &Arc<Req>) {
+        self.complete_in(req, None);
+    }
+
+    /// Completes `req`; a prefetch that arrived in time is installed in `here`, the
+    /// faulting VMA whose mmap lock the caller holds, if given, else looked up with a
+    /// trylock of its process's mmap lock.
+    fn complete_in(&self, req: &Arc<Req>, here: Option<&Vma>) {
         let st = req.state.load(Ordering::Acquire);
         if st == PENDING {
             return;
@@ -1114,7 +1175,7 @@ impl Region {
             return;
         }
         let install = st == ARRIVED && req.prefetch && !req.wanted.load(Ordering::Acquire);
-        let mmu = if install {
+        let mmu = if install && here.is_none() {
             req.mm.as_ref().and_then(|mm| mm.mmget_not_zero())
         } else {
             None
@@ -1162,7 +1223,17 @@ impl Region {
         }
         // (The agent's reply already filled the page.)
         let flags = if req.prefetch { PREFETCHED } else { 0 };
-        if let Some(vref) = mmap.as_ref().and_then(|m| m.vma_lookup(req.addr)) {
+        if let (true, Some(vma)) = (install, here) {
+            if vma.addr_of(req.idx) == Some(req.addr) {
+                // SAFETY: the caller holds the mmap lock of `vma`, which maps the
+                // page at `req.addr`; the page is ours.
+                if unsafe { memkit_rmem_insert(vma.ptr, req.addr, pg(&page)) } == 0 {
+                    // SAFETY: as above.
+                    let _ = unsafe { memkit_rmem_pte_young(vma.ptr, req.addr, pg(&page), true) };
+                    bump(&self.stats, |c| &c.installed, 1);
+                }
+            }
+        } else if let Some(vref) = mmap.as_ref().and_then(|m| m.vma_lookup(req.addr)) {
             let vp: *mut c_void = vref.as_ptr().cast();
             // SAFETY: the mmap lock is held (trylock above) and `vp` is a VMA of
             // that mm.
