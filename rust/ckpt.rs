@@ -628,19 +628,7 @@ impl MiscDevice for CkptDevice {
     fn mmap(me: Pin<&CkptDevice>, _file: &File, vma: &VmaNew) -> Result {
         let guard = me.region.lock();
         let r = guard.as_ref().ok_or(EINVAL)?;
-        if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
-            return Err(EINVAL);
-        }
-        // SAFETY: `vma` is a valid VMA being set up; reading its page offset races
-        // with nothing.
-        let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff } as u64;
-        let len = ((vma.end() - vma.start()) / 4096) as u64;
-        let end = pgoff.checked_add(len).ok_or(EINVAL)?;
-        if pgoff < r.base || end > r.base + r.pages {
-            return Err(EINVAL);
-        }
-        vma.set_dontexpand();
-        vma.set_mixedmap();
+        crate::edge::map_region_window(vma, r.base, r.pages)?;
         // SAFETY: `vma` is being set up by mmap; `me` is pinned and lives as long as
         // the file, which every VMA of it holds.
         unsafe {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Small kernel services with no Rust abstraction in 7.3, implemented in `helpers.c`:
-//! string module parameters, `capable(CAP_SYS_ADMIN)`, random bytes.
+//! string module parameters, `capable(CAP_SYS_ADMIN)`, random bytes; and the mmap
+//! checks the checkpoint and remote-memory regions share.
 
 use core::ffi::c_void;
 use kernel::ffi::c_char;
@@ -49,4 +50,29 @@ pub(crate) fn capable_sys_admin() -> bool {
 pub(crate) fn random(buf: &mut [u8]) {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
     unsafe { memkit_random(buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+/// The mmap of a region whose page offsets are the window `[base, base + pages)` of
+/// its file: refuses a private mapping or one that leaves the window (`EINVAL`), and
+/// sets the VMA up for `vm_insert_page` from the fault (`VM_MIXEDMAP`) without ever
+/// growing (`VM_DONTEXPAND`).
+pub(crate) fn map_region_window(
+    vma: &kernel::mm::virt::VmaNew,
+    base: u64,
+    pages: u64,
+) -> Result {
+    if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
+        return Err(EINVAL);
+    }
+    // SAFETY: `vma` is a valid VMA being set up; reading its page offset races with
+    // nothing.
+    let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff } as u64;
+    let len = ((vma.end() - vma.start()) >> 12) as u64;
+    let end = pgoff.checked_add(len).ok_or(EINVAL)?;
+    if pgoff < base || end > base.checked_add(pages).ok_or(EINVAL)? {
+        return Err(EINVAL);
+    }
+    vma.set_dontexpand();
+    vma.set_mixedmap();
+    Ok(())
 }

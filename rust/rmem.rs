@@ -1570,20 +1570,9 @@ impl MiscDevice for RmemDevice {
     fn mmap(me: Pin<&RmemDevice>, _file: &File, vma: &VmaNew) -> Result {
         let guard = me.region.lock();
         let r = guard.as_ref().ok_or(EINVAL)?;
-        if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
-            return Err(EINVAL);
-        }
-        // SAFETY: `vma` is a valid VMA being set up.
-        let pgoff = unsafe { memkit_vma_pgoff(vma.as_ptr().cast()) };
-        let len = ((vma.end() - vma.start()) >> 12) as u64;
-        let end = pgoff.checked_add(len).ok_or(EINVAL)?;
-        if pgoff < r.base || end > r.base + r.cfg.pages {
-            return Err(EINVAL);
-        }
-        vma.set_dontexpand();
+        crate::edge::map_region_window(vma, r.base, r.cfg.pages)?;
         // A core dump would read (and so fetch) every page of the region.
         vma.set_dontdump();
-        vma.set_mixedmap();
         // SAFETY: `vma` is being set up by mmap; the region lives as long as the
         // file, which every VMA of it holds.
         unsafe { memkit_rmem_vma_init(vma.as_ptr().cast(), Arc::as_ptr(r).cast()) };

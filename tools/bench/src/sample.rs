@@ -206,49 +206,9 @@ impl CkptRunSample {
     }
 }
 
-/// One run of the remote-memory access program (`memkit rmem run`, guest job
-/// `bench-rmem`): one pattern, one prefetch policy, one emulated latency. The Linux
-/// peer (`memory` `anon+swap`, `policy` `linux-swap`) runs the same program on
-/// anonymous memory in a memory cgroup limited to the same budget, swapping to a
-/// RAM-backed null_blk with the same per-request latency (swap VMA readahead on).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RmemSample {
-    /// `rmem` (a memkit region) or `anon+swap` (the Linux peer).
-    pub memory: String,
-    /// Access pattern: `seq`, `stride:N`, `random`, `zipf`, `chase`.
-    pub pattern: String,
-    /// Prefetch policy: `none`, `ptline`, `ptline-history`, `window`, `trend`, or
-    /// `linux-swap` for the peer.
-    pub policy: String,
-    /// Pages of the region.
-    pub pages: u64,
-    /// Pages it may keep local.
-    pub budget: u64,
-    /// Emulated latency of one remote fetch (the peer: of one swap request),
-    /// microseconds.
-    pub lat_us: u64,
-    /// Accesses the program made.
-    pub accesses: u64,
-    /// Nanoseconds the accesses took (wall clock).
-    pub runtime_ns: u64,
-    /// Faults that waited for a fetch: the region's synchronous fetches plus waits
-    /// for a fetch in flight; the peer: major faults.
-    pub sync_faults: u64,
-    /// Pages fetched ahead; the peer: `swap_ra`.
-    pub prefetches: u64,
-    /// Prefetched pages then accessed; the peer: `swap_ra_hit`.
-    pub hits: u64,
-    /// Prefetches that arrived after the access (a wait); the peer: 0, not measured.
-    pub late: u64,
-    /// Prefetched pages evicted unused; the peer: 0, not measured.
-    pub wasted: u64,
-    /// Pages evicted; the peer: `pswpout`.
-    pub evictions: u64,
-    /// `hits / prefetches` (0 without prefetches).
-    pub accuracy: f64,
-    /// `hits / (hits + sync_faults)` (0 without either).
-    pub coverage: f64,
-}
+/// One run of the remote-memory access program: the JSON line `memkit rmem run`
+/// prints (guest job `bench-rmem`), read back with the same type.
+pub use memkit::workload::RunReport as RmemSample;
 
 /// One line of raw output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

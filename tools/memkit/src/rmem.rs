@@ -12,7 +12,7 @@
 
 use clap::{Args, Subcommand};
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
-use memkit::workload::{self, Pattern};
+use memkit::workload::{self, Pattern, RunReport};
 use memkit_core::abi;
 use memkit_core::rmem::Policy;
 use serde::Serialize;
@@ -132,30 +132,6 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
         .ok_or_else(|| format!("unknown policy {s:?}: none, ptline, ptline-history, window, trend"))
 }
 
-/// One run's report: the JSON line of the benchmark.
-#[derive(Serialize, Default)]
-pub struct RunReport {
-    pub memory: &'static str,
-    pub pattern: String,
-    pub policy: String,
-    pub pages: u64,
-    pub budget: u64,
-    pub lat_us: u64,
-    pub accesses: u64,
-    pub runtime_ns: u64,
-    /// Faults that waited for a fetch: region sync fetches + waits, or major faults.
-    pub sync_faults: u64,
-    pub prefetches: u64,
-    pub hits: u64,
-    pub late: u64,
-    pub wasted: u64,
-    pub evictions: u64,
-    /// hits / prefetches.
-    pub accuracy: f64,
-    /// hits / (hits + sync faults).
-    pub coverage: f64,
-}
-
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
@@ -200,7 +176,7 @@ fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
     let (issued, hits) = (d("swap_ra"), d("swap_ra_hit"));
     let sync = f1 - f0;
     Ok(RunReport {
-        memory: "anon+swap",
+        memory: "anon+swap".into(),
         pattern: o.pattern.name(),
         policy: "linux-swap".into(),
         pages: o.region.pages,
@@ -269,7 +245,7 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
     let sync = d(|s| s.faults_sync) + d(|s| s.faults_wait);
     let (issued, hits) = (d(|s| s.prefetches), d(|s| s.hits));
     Ok(RunReport {
-        memory: if o.inherit { "rmem-agent" } else { "rmem" },
+        memory: if o.inherit { "rmem-agent" } else { "rmem" }.into(),
         pattern: o.pattern.name(),
         policy: if o.inherit {
             std::env::var("MEMKIT_RMEM_POLICY").unwrap_or_else(|_| "?".into())
