@@ -56,11 +56,7 @@ pub(crate) fn random(buf: &mut [u8]) {
 /// its file: refuses a private mapping or one that leaves the window (`EINVAL`), and
 /// sets the VMA up for `vm_insert_page` from the fault (`VM_MIXEDMAP`) without ever
 /// growing (`VM_DONTEXPAND`).
-pub(crate) fn map_region_window(
-    vma: &kernel::mm::virt::VmaNew,
-    base: u64,
-    pages: u64,
-) -> Result {
+pub(crate) fn map_region_window(vma: &kernel::mm::virt::VmaNew, base: u64, pages: u64) -> Result {
     if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
         return Err(EINVAL);
     }
