@@ -53,7 +53,7 @@ use kernel::{
     new_condvar, new_mutex, new_work,
     page::Page,
     prelude::*,
-    sync::{aref::ARef, Arc, ArcBorrow, CondVar, Mutex, MutexGuard},
+    sync::{aref::ARef, Arc, ArcBorrow, CondVar, Mutex, MutexGuard, UniqueArc},
     time::{
         delay::fsleep,
         hrtimer::{
@@ -420,7 +420,9 @@ impl WorkItem for Req {
     type Pointer = Arc<Req>;
 
     fn run(this: Arc<Req>) {
-        this.region.complete(&this);
+        let region = this.region.clone();
+        region.complete(&this);
+        region.recycle(this);
     }
 }
 
@@ -485,7 +487,14 @@ struct Inner {
     agent: KVec<AgentReq>,
     /// The next request id.
     next_id: u64,
+    /// Finished requests kept for reuse (at most `REQ_POOL`; capacity reserved):
+    /// a request costs no allocation in the fault path once the pool is warm.
+    free: KVec<Pin<UniqueArc<Req>>>,
 }
+
+/// Finished requests a region keeps for reuse: a fault's fetch and its prefetches
+/// (`MAX_CANDIDATES`) several times over.
+const REQ_POOL: usize = 4 * (MAX_CANDIDATES + 1);
 
 /// A request of the agent backend.
 #[derive(Clone, Copy)]
@@ -612,6 +621,7 @@ impl Region {
             dead: false,
             agent: KVec::new(),
             next_id: 1,
+            free: KVec::with_capacity(REQ_POOL, GFP_KERNEL)?,
         };
         let region = Arc::pin_init(
             try_pin_init!(Region {
@@ -682,26 +692,45 @@ impl Region {
         } else {
             0
         };
-        let req = Arc::pin_init(
-            pin_init!(Req {
-                timer <- HrTimer::new(),
-                work <- new_work!("memkit_rmem::Req::work"),
-                region: this.into(),
-                idx,
-                id,
-                failed: AtomicBool::new(false),
-                prefetch,
-                issued_ns: now,
-                arrive_ns,
-                deadline_ns,
-                state: AtomicU32::new(PENDING),
-                wanted: AtomicBool::new(false),
-                counted_late: AtomicBool::new(false),
-                mm,
-                addr,
-            }),
-            GFP_KERNEL,
-        )?;
+        let mut fresh = match g.free.pop() {
+            Some(r) => r,
+            None => UniqueArc::pin_init(
+                pin_init!(Req {
+                    timer <- HrTimer::new(),
+                    work <- new_work!("memkit_rmem::Req::work"),
+                    region: this.into(),
+                    idx: 0,
+                    id: 0,
+                    failed: AtomicBool::new(false),
+                    prefetch: false,
+                    issued_ns: 0,
+                    arrive_ns: 0,
+                    deadline_ns: 0,
+                    state: AtomicU32::new(PENDING),
+                    wanted: AtomicBool::new(false),
+                    counted_late: AtomicBool::new(false),
+                    mm: None,
+                    addr: 0,
+                }),
+                GFP_KERNEL,
+            )?,
+        };
+        // Unique: neither its timer nor its work item is pending (they hold a
+        // reference while they are), so every field may be set.
+        let r = fresh.as_mut().project();
+        *r.idx = idx;
+        *r.id = id;
+        *r.failed.get_mut() = false;
+        *r.prefetch = prefetch;
+        *r.issued_ns = now;
+        *r.arrive_ns = arrive_ns;
+        *r.deadline_ns = deadline_ns;
+        *r.state.get_mut() = PENDING;
+        *r.wanted.get_mut() = false;
+        *r.counted_late.get_mut() = false;
+        *r.mm = mm;
+        *r.addr = addr;
+        let req = Arc::from(fresh);
         let fire = if deadline_ns != 0 && deadline_ns < arrive_ns {
             deadline_ns
         } else {
@@ -1001,13 +1030,29 @@ impl Region {
             .checked_sub(this.base)
             .filter(|&i| i < this.cfg.pages)
             .ok_or(EFAULT)?;
-        let i = usize::try_from(idx)?;
         // SAFETY: the caller's guarantee.
         let vma = unsafe { this.vma(vma) }?;
+        // The fetch this fault waits for: the agent may fail it.
+        let mut awaited = None;
+        let ret = Self::fault_in(this, &vma, idx, addr, &mut awaited);
+        if let Some(req) = awaited {
+            this.recycle(req);
+        }
+        ret
+    }
+
+    /// The body of `fault`: `awaited` is the fetch it waits for, recycled by the
+    /// caller.
+    fn fault_in(
+        this: ArcBorrow<'_, Region>,
+        vma: &Vma,
+        idx: u64,
+        addr: usize,
+        awaited: &mut Option<Arc<Req>>,
+    ) -> Result {
+        let i = usize::try_from(idx)?;
         let mut g = this.inner.lock();
         let (mut waited, mut fetched) = (false, false);
-        // The fetch this fault waits for: the agent may fail it.
-        let mut awaited: Option<Arc<Req>> = None;
         loop {
             if g.dead {
                 return Err(EFAULT);
@@ -1053,7 +1098,7 @@ impl Region {
                 Slot::WritingBack { .. } => {}
                 Slot::Fetching { req, .. } => {
                     req.wanted.store(true, Ordering::Release);
-                    awaited = Some(req.clone());
+                    *awaited = Some(req.clone());
                     if !waited && !fetched {
                         bump(&this.stats, |c| &c.faults_wait, 1);
                         waited = true;
@@ -1061,7 +1106,7 @@ impl Region {
                 }
                 Slot::Remote => {
                     if g.resident >= this.cfg.budget {
-                        if this.evict_one(&mut g, &vma, idx) != Evicted::Freed {
+                        if this.evict_one(&mut g, vma, idx) != Evicted::Freed {
                             // Every local page is in flight, or the victim is being
                             // written back: wait for a change.
                             this.wait(&mut g)?;
@@ -1070,61 +1115,17 @@ impl Region {
                     }
                     Self::issue(this, &mut g, idx, false, None, addr)?;
                     if let Some(Slot::Fetching { req, .. }) = g.slots.get(i) {
-                        awaited = Some(req.clone());
+                        *awaited = Some(req.clone());
                     }
                     bump(&this.stats, |c| &c.faults_sync, 1);
                     fetched = true;
                     if let Some(h) = g.history.get_mut(i) {
                         *h = logic::history_on_fault(*h);
                     }
-                    Self::prefetch(this, &mut g, &vma, addr, idx);
+                    Self::prefetch(this, &mut g, vma, addr, idx);
                     if this.cfg.backend == logic::Backend::Emulated {
-                        if let Some(req) = awaited.clone() {
-                            // Sleep until the arrival time the link model gave the
-                            // fetch, then complete it here.
-                            let left = req.arrive_ns.saturating_sub(now_ns());
-                            drop(g);
-                            fsleep(Delta::from_nanos(i64::try_from(left).unwrap_or(i64::MAX)));
-                            let _ = req.state.compare_exchange(
-                                PENDING,
-                                ARRIVED,
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            );
-                            this.complete(&req);
-                            // The prefetches that have arrived meanwhile are
-                            // installed here too, under this fault's mmap lock.
-                            let now = now_ns();
-                            let mut ready = KVec::new();
-                            g = this.inner.lock();
-                            for &b in g.batch.iter().take(g.batch_len) {
-                                if let Some(Slot::Fetching { req: r, .. }) = g.slots.get(b as usize)
-                                {
-                                    let in_time =
-                                        r.deadline_ns == 0 || r.arrive_ns <= r.deadline_ns;
-                                    // Its timer may have fired already: then its
-                                    // work item finds the slot taken and stops.
-                                    let arrived = r.arrive_ns <= now
-                                        && in_time
-                                        && (r.state.load(Ordering::Acquire) == ARRIVED
-                                            || r.state
-                                                .compare_exchange(
-                                                    PENDING,
-                                                    ARRIVED,
-                                                    Ordering::AcqRel,
-                                                    Ordering::Acquire,
-                                                )
-                                                .is_ok());
-                                    if arrived {
-                                        ready.push(r.clone(), GFP_KERNEL)?;
-                                    }
-                                }
-                            }
-                            drop(g);
-                            for r in ready.iter() {
-                                this.complete_in(r, Some(&vma));
-                            }
-                            g = this.inner.lock();
+                        if let Some(req) = awaited.as_ref() {
+                            g = this.complete_sync(g, req, vma);
                             continue;
                         }
                     }
@@ -1132,6 +1133,52 @@ impl Region {
             }
             this.wait(&mut g)?;
         }
+    }
+
+    /// The emulated backend's synchronous fetch `req`, completed in the fault that
+    /// issued it (no timer, no work item): sleep until the arrival time the link model
+    /// gave it, complete it, and install the prefetches of the fault's batch that
+    /// have arrived meanwhile, under the fault's mmap lock (`vma`). Their timers are
+    /// cancelled as their slots change; one that fired already queued a work item
+    /// that finds its slot taken.
+    fn complete_sync<'a>(
+        &'a self,
+        g: MutexGuard<'a, Inner>,
+        req: &Arc<Req>,
+        vma: &Vma,
+    ) -> MutexGuard<'a, Inner> {
+        let left = req.arrive_ns.saturating_sub(now_ns());
+        drop(g);
+        fsleep(Delta::from_nanos(i64::try_from(left).unwrap_or(i64::MAX)));
+        let _ = req
+            .state
+            .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
+        self.complete(req);
+        let now = now_ns();
+        let mut ready: [Option<Arc<Req>>; MAX_CANDIDATES] = [const { None }; MAX_CANDIDATES];
+        {
+            let g = self.inner.lock();
+            for (&b, out) in g.batch.iter().take(g.batch_len).zip(ready.iter_mut()) {
+                let Some(Slot::Fetching { req: r, .. }) = g.slots.get(b as usize) else {
+                    continue;
+                };
+                let in_time = r.deadline_ns == 0 || r.arrive_ns <= r.deadline_ns;
+                let arrived = r.arrive_ns <= now
+                    && in_time
+                    && (r.state.load(Ordering::Acquire) == ARRIVED
+                        || r.state
+                            .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok());
+                if arrived {
+                    *out = Some(r.clone());
+                }
+            }
+        }
+        for r in ready.into_iter().flatten() {
+            self.complete_in(&r, Some(vma));
+            self.recycle(r);
+        }
+        self.inner.lock()
     }
 
     /// Waits for a change (a fetch landing or ending), in a fault. A task being
@@ -1259,12 +1306,31 @@ impl Region {
         self.changed.notify_all();
     }
 
+    /// Drops a reference to a finished request; the last one (neither timer nor
+    /// work item pending, no slot, no fault) goes back to the pool. The caller does
+    /// not hold the region lock.
+    fn recycle(&self, req: Arc<Req>) {
+        let Some(mut r) = Arc::into_unique_or_drop(req) else {
+            return;
+        };
+        // Not kept alive by a pooled request.
+        *r.as_mut().project().mm = None;
+        let mut g = self.inner.lock();
+        if !g.dead && g.free.len() < REQ_POOL {
+            // Within the reserved capacity: no allocation, cannot fail.
+            let _ = g.free.push(r, GFP_KERNEL);
+        }
+        // Otherwise dropped after the unlock (it holds a region reference).
+    }
+
     /// The file is going: cancel every request (their timers first) and refuse new
     /// ones. Queued work items find their slot gone and do nothing.
     fn shut_down(&self) {
         let mut g = self.inner.lock();
         g.dead = true;
         g.agent.clear();
+        // The pooled requests hold region references: let them go (after the unlock).
+        let pool = core::mem::take(&mut g.free);
         for slot in g.slots.iter_mut() {
             if matches!(slot, Slot::Fetching { .. }) {
                 // Drops the timer handle (cancels the timer, waiting for a
@@ -1273,6 +1339,8 @@ impl Region {
             }
         }
         self.changed.notify_all();
+        drop(g);
+        drop(pool);
     }
 
     /// `read` of an agent-backed region's file: the oldest requests not read yet, as
@@ -1449,6 +1517,7 @@ impl Region {
             && !self.cfg.keep_late
             && !req.wanted.load(Ordering::Acquire);
         self.complete(&req);
+        self.recycle(req);
         if dropped {
             // Past its deadline, and nobody keeps it: the data was dropped.
             return Err(ETIME);
