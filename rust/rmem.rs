@@ -16,17 +16,20 @@
 //! 4. sleeps until its own page is local, and maps it.
 //!
 //! A prefetch that arrives before its deadline is installed in the faulting
-//! process's page table by a work item (mmap lock taken with a trylock, VMA looked
-//! up and checked again, region lock, `vm_insert_page`). One whose deadline comes
-//! first is *late*: nothing maps it from that prefetch; its data is kept as a local
-//! copy (`KEEP_LATE`) or dropped when it arrives, and the next access faults and finds
-//! or fetches it.
+//! process's page table: by the fault itself if it arrived while the fault waited
+//! for its own page (emulated backend), else by a work item (mmap lock taken with a
+//! trylock, VMA looked up and checked again, region lock, `vm_insert_page`). One
+//! whose deadline comes first is *late*: nothing maps it from that prefetch; its data
+//! is kept as a local copy (`KEEP_LATE`) or dropped when it arrives, and the next
+//! access faults and finds or fetches it.
 //!
-//! Requests (`Req`) carry one hrtimer each. With the emulated backend it fires at
-//! the deadline or at the arrival time the link model computed, whichever is first
-//! (and again at the arrival if the deadline came first); the callback only moves
-//! the request's state with a compare-and-swap and queues the request's work item,
-//! which does everything else in process context.
+//! Requests (`Req`, pooled per region) carry one hrtimer each. It fires at the
+//! deadline or at the arrival, whichever is first (and again at the arrival if the
+//! deadline came first); the callback only moves the request's state with a
+//! compare-and-swap and queues the request's work item, which does everything else
+//! in process context. The emulated link fixes each arrival time at issue, so its
+//! fault completes its synchronous fetch and the prefetches that arrived in time
+//! itself, and arms the timers of the others only when it is done (`Pending`).
 //!
 //! Lock order: `mmap_lock` → region mutex → `i_mmap_rwsem` / PTE locks. The work
 //! item never blocks on `mmap_lock` (a fault holding it may be waiting for that very
@@ -359,6 +362,48 @@ struct Req {
     addr: usize,
 }
 
+impl Req {
+    /// Starts the timer for the first of the deadline and the arrival (none for an
+    /// agent's fetch without a deadline: its reply is the arrival); one already due
+    /// fires at once.
+    fn arm(self: &Arc<Self>, now: u64) -> Option<ArcHrTimerHandle<Req>> {
+        let fire = if self.deadline_ns != 0 && self.deadline_ns < self.arrive_ns {
+            self.deadline_ns
+        } else {
+            self.arrive_ns
+        };
+        (fire != u64::MAX).then(|| {
+            let delay = i64::try_from(fire.saturating_sub(now)).unwrap_or(i64::MAX);
+            self.clone().start(Delta::from_nanos(delay))
+        })
+    }
+}
+
+/// What a fault settles when it ends, however it ends: the fetch it waits for
+/// (recycled) and the emulated prefetches it issued and has not armed yet (armed).
+struct Pending {
+    awaited: Option<Arc<Req>>,
+    /// (page, request id)
+    deferred: [(u64, u64); MAX_CANDIDATES],
+    n: usize,
+}
+
+impl Pending {
+    const fn new() -> Pending {
+        Pending {
+            awaited: None,
+            deferred: [(0, 0); MAX_CANDIDATES],
+            n: 0,
+        }
+    }
+
+    /// The prefetches not armed yet, forgotten.
+    fn take_deferred(&mut self) -> &[(u64, u64)] {
+        let n = core::mem::take(&mut self.n);
+        self.deferred.get(..n).unwrap_or(&[])
+    }
+}
+
 impl_has_hr_timer! {
     impl HasHrTimer<Self> for Req {
         mode: RelativeMode<Monotonic>, field: self.timer
@@ -440,9 +485,10 @@ enum Slot {
     /// A fetch in flight into `page`.
     Fetching {
         req: Arc<Req>,
-        /// Cancels the request's timer when dropped (an agent's fetch without a
-        /// deadline has none).
-        _timer: Option<ArcHrTimerHandle<Req>>,
+        /// Cancels the request's timer when dropped. None: an agent's fetch
+        /// without a deadline, an emulated synchronous fetch (its fault completes
+        /// it), or an emulated prefetch not armed yet (see `Deferred`).
+        timer: Option<ArcHrTimerHandle<Req>>,
         page: Page,
     },
     /// Evicted dirty, being written back by the agent (write-back `id`); a fault
@@ -668,7 +714,7 @@ impl Region {
         prefetch: bool,
         mm: Option<ARef<Mm>>,
         addr: usize,
-    ) -> Result {
+    ) -> Result<u64> {
         let i = usize::try_from(idx)?;
         let page = Page::alloc_page(GFP_KERNEL)?;
         let now = now_ns();
@@ -731,29 +777,17 @@ impl Region {
         *r.mm = mm;
         *r.addr = addr;
         let req = Arc::from(fresh);
-        let fire = if deadline_ns != 0 && deadline_ns < arrive_ns {
-            deadline_ns
-        } else {
-            arrive_ns
-        };
-        // The emulated backend's synchronous fetch completes in the fault itself
-        // (`Region::fault`), not through a timer and a work item.
-        let inline = !agent && !prefetch;
-        let handle = (fire != u64::MAX && !inline).then(|| {
-            let delay = i64::try_from(fire.saturating_sub(now)).unwrap_or(i64::MAX);
-            req.clone().start(Delta::from_nanos(delay))
-        });
+        // The emulated backend's requests get no timer here: its synchronous fetch
+        // completes in the fault itself, and so do the prefetches that arrive while
+        // the fault waits; the fault arms the others (`Region::arm`).
+        let timer = if agent { req.arm(now) } else { None };
         if agent {
             this.changed.notify_all();
         }
         let slot = g.slots.get_mut(i).ok_or(EFAULT)?;
-        *slot = Slot::Fetching {
-            req,
-            _timer: handle,
-            page,
-        };
+        *slot = Slot::Fetching { req, timer, page };
         g.resident += 1;
-        Ok(())
+        Ok(id)
     }
 
     /// Evicts one local page other than `keep` (clock over the referenced flags and
@@ -945,7 +979,14 @@ impl Region {
 
     /// The prefetch of a synchronous fault at `addr`: plan, read the PTEs, fetch
     /// the pages whose PTE is not present.
-    fn prefetch(this: ArcBorrow<'_, Region>, g: &mut Inner, vma: &Vma, addr: usize, idx: u64) {
+    fn prefetch(
+        this: ArcBorrow<'_, Region>,
+        g: &mut Inner,
+        vma: &Vma,
+        addr: usize,
+        idx: u64,
+        pending: &mut Pending,
+    ) {
         let cfg = &this.cfg;
         if cfg.policy == logic::Policy::None || cfg.degree == 0 {
             return;
@@ -994,10 +1035,19 @@ impl Region {
                     if g.resident >= cfg.budget && this.evict_one(g, vma, idx) != Evicted::Freed {
                         break;
                     }
-                    if Self::issue(this, g, c, true, Some(mm.clone()), caddr).is_err() {
+                    let Ok(id) = Self::issue(this, g, c, true, Some(mm.clone()), caddr) else {
                         break;
-                    }
+                    };
                     bump(&this.stats, |c| &c.prefetches, 1);
+                    if this.cfg.backend == logic::Backend::Emulated {
+                        match pending.deferred.get_mut(pending.n) {
+                            Some(d) => {
+                                *d = (c, id);
+                                pending.n += 1;
+                            }
+                            None => this.arm(g, &[(c, id)], now_ns()),
+                        }
+                    }
                     if let Some(b) = g.batch.get_mut(g.batch_len) {
                         *b = c;
                         g.batch_len += 1;
@@ -1032,23 +1082,38 @@ impl Region {
             .ok_or(EFAULT)?;
         // SAFETY: the caller's guarantee.
         let vma = unsafe { this.vma(vma) }?;
-        // The fetch this fault waits for: the agent may fail it.
-        let mut awaited = None;
-        let ret = Self::fault_in(this, &vma, idx, addr, &mut awaited);
-        if let Some(req) = awaited {
+        let mut pending = Pending::new();
+        let ret = Self::fault_in(this, &vma, idx, addr, &mut pending);
+        if pending.n != 0 {
+            // Left by an error or a dying task: their timers end them.
+            let mut g = this.inner.lock();
+            this.arm(&mut g, pending.take_deferred(), now_ns());
+        }
+        if let Some(req) = pending.awaited.take() {
             this.recycle(req);
         }
         ret
     }
 
-    /// The body of `fault`: `awaited` is the fetch it waits for, recycled by the
-    /// caller.
+    /// Arms the timers of the emulated prefetches `reqs` (page, request id) that are
+    /// still in flight without one.
+    fn arm(&self, g: &mut Inner, reqs: &[(u64, u64)], now: u64) {
+        for &(idx, id) in reqs {
+            if let Some(Slot::Fetching { req, timer, .. }) = g.slots.get_mut(idx as usize) {
+                if timer.is_none() && req.id == id {
+                    *timer = req.arm(now);
+                }
+            }
+        }
+    }
+
+    /// The body of `fault`; `pending` is settled by the caller.
     fn fault_in(
         this: ArcBorrow<'_, Region>,
         vma: &Vma,
         idx: u64,
         addr: usize,
-        awaited: &mut Option<Arc<Req>>,
+        pending: &mut Pending,
     ) -> Result {
         let i = usize::try_from(idx)?;
         let mut g = this.inner.lock();
@@ -1057,7 +1122,8 @@ impl Region {
             if g.dead {
                 return Err(EFAULT);
             }
-            if awaited
+            if pending
+                .awaited
                 .as_ref()
                 .is_some_and(|r| r.failed.load(Ordering::Acquire))
             {
@@ -1098,7 +1164,7 @@ impl Region {
                 Slot::WritingBack { .. } => {}
                 Slot::Fetching { req, .. } => {
                     req.wanted.store(true, Ordering::Release);
-                    *awaited = Some(req.clone());
+                    pending.awaited = Some(req.clone());
                     if !waited && !fetched {
                         bump(&this.stats, |c| &c.faults_wait, 1);
                         waited = true;
@@ -1115,19 +1181,17 @@ impl Region {
                     }
                     Self::issue(this, &mut g, idx, false, None, addr)?;
                     if let Some(Slot::Fetching { req, .. }) = g.slots.get(i) {
-                        *awaited = Some(req.clone());
+                        pending.awaited = Some(req.clone());
                     }
                     bump(&this.stats, |c| &c.faults_sync, 1);
                     fetched = true;
                     if let Some(h) = g.history.get_mut(i) {
                         *h = logic::history_on_fault(*h);
                     }
-                    Self::prefetch(this, &mut g, vma, addr, idx);
+                    Self::prefetch(this, &mut g, vma, addr, idx, pending);
                     if this.cfg.backend == logic::Backend::Emulated {
-                        if let Some(req) = awaited.as_ref() {
-                            g = this.complete_sync(g, req, vma);
-                            continue;
-                        }
+                        g = this.complete_sync(g, vma, pending);
+                        continue;
                     }
                 }
             }
@@ -1135,45 +1199,47 @@ impl Region {
         }
     }
 
-    /// The emulated backend's synchronous fetch `req`, completed in the fault that
-    /// issued it (no timer, no work item): sleep until the arrival time the link model
-    /// gave it, complete it, and install the prefetches of the fault's batch that
-    /// have arrived meanwhile, under the fault's mmap lock (`vma`). Their timers are
-    /// cancelled as their slots change; one that fired already queued a work item
-    /// that finds its slot taken.
+    /// The emulated backend's synchronous fetch (`pending.awaited`), completed in
+    /// the fault that issued it (no timer, no work item): sleep until the arrival
+    /// time the link model gave it, complete it, install the fault's prefetches that
+    /// have arrived meanwhile under the fault's mmap lock (`vma`), and arm the
+    /// timers of the others.
     fn complete_sync<'a>(
         &'a self,
         g: MutexGuard<'a, Inner>,
-        req: &Arc<Req>,
         vma: &Vma,
+        pending: &mut Pending,
     ) -> MutexGuard<'a, Inner> {
-        let left = req.arrive_ns.saturating_sub(now_ns());
-        drop(g);
-        fsleep(Delta::from_nanos(i64::try_from(left).unwrap_or(i64::MAX)));
-        let _ = req
-            .state
-            .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
-        self.complete(req);
+        if let Some(req) = pending.awaited.as_ref() {
+            let left = req.arrive_ns.saturating_sub(now_ns());
+            drop(g);
+            fsleep(Delta::from_nanos(i64::try_from(left).unwrap_or(i64::MAX)));
+            let _ =
+                req.state
+                    .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
+            self.complete(req);
+        } else {
+            drop(g);
+        }
         let now = now_ns();
         let mut ready: [Option<Arc<Req>>; MAX_CANDIDATES] = [const { None }; MAX_CANDIDATES];
-        {
-            let g = self.inner.lock();
-            for (&b, out) in g.batch.iter().take(g.batch_len).zip(ready.iter_mut()) {
-                let Some(Slot::Fetching { req: r, .. }) = g.slots.get(b as usize) else {
-                    continue;
-                };
-                let in_time = r.deadline_ns == 0 || r.arrive_ns <= r.deadline_ns;
-                let arrived = r.arrive_ns <= now
-                    && in_time
-                    && (r.state.load(Ordering::Acquire) == ARRIVED
-                        || r.state
-                            .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire)
-                            .is_ok());
-                if arrived {
-                    *out = Some(r.clone());
-                }
+        let mut g = self.inner.lock();
+        let deferred = pending.take_deferred();
+        for (&(b, id), out) in deferred.iter().zip(ready.iter_mut()) {
+            let Some(Slot::Fetching { req: r, timer, .. }) = g.slots.get(b as usize) else {
+                continue;
+            };
+            // The deadline decides by the two times, as the timer would.
+            let in_time = r.deadline_ns == 0 || r.arrive_ns <= r.deadline_ns;
+            if timer.is_none() && r.id == id && r.arrive_ns <= now && in_time {
+                // No timer: nothing else moves its state.
+                r.state.store(ARRIVED, Ordering::Release);
+                *out = Some(r.clone());
+            } else {
+                self.arm(&mut g, &[(b, id)], now);
             }
         }
+        drop(g);
         for r in ready.into_iter().flatten() {
             self.complete_in(&r, Some(vma));
             self.recycle(r);
