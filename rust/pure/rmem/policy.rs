@@ -148,16 +148,43 @@ impl Planner {
             .copied()
     }
 
+    fn push_delta(&mut self, d: i64) {
+        if let Some(slot) = self.deltas.get_mut(self.next) {
+            *slot = d;
+            self.next = (self.next + 1) % DELTAS;
+            self.len = (self.len + 1).min(DELTAS);
+        }
+    }
+
     /// Records a fault at `vpn`: its delta from the previous one, and `vpn` as last.
     fn record(&mut self, vpn: u64) {
         if let Some(last) = self.last {
-            if let Some(slot) = self.deltas.get_mut(self.next) {
-                *slot = delta(vpn, last);
-                self.next = (self.next + 1) % DELTAS;
-                self.len = (self.len + 1).min(DELTAS);
-            }
+            self.push_delta(delta(vpn, last));
         }
         self.last = Some(vpn);
+    }
+
+    /// Records a fault of the trend policy at `vpn`. The prefetched pages used since
+    /// the previous fault (`hits`, at most the last window, which lay along the
+    /// trend `d`) were accesses that did not fault: they are recorded first, as
+    /// deltas of `d` from the previous fault, which is how Leap sees them (in the
+    /// swap cache a prefetched page still takes a minor fault; here it is mapped).
+    /// Without them a working prefetch would hide the stride it follows: the fault
+    /// deltas would grow with the window.
+    fn record_along_trend(&mut self, vpn: u64, hits: u32) {
+        if let (Some(d), Some(mut last)) = (self.trend().filter(|&d| d != 0), self.last) {
+            for _ in 0..u64::from(hits).min(self.window) {
+                match last.checked_add_signed(d) {
+                    Some(next) => {
+                        self.push_delta(d);
+                        last = next;
+                    }
+                    None => break,
+                }
+            }
+            self.last = Some(last);
+        }
+        self.record(vpn);
     }
 
     /// The majority delta (more than half) of the newest `w` deltas, if any.
@@ -218,7 +245,9 @@ impl Planner {
     /// - [`Policy::Trend`] plans along Leap's majority trend `d` of the recent fault
     ///   deltas: `vpn + d`, `vpn + 2d`, … for `hits + 1` rounded up to a power of two
     ///   pages (capped at `degree`, at least half the previous window), stopping at
-    ///   the first outside `[lo, hi)`; nothing without a non-zero trend.
+    ///   the first outside `[lo, hi)`; nothing without a non-zero trend. The `hits`
+    ///   since the previous fault count as accesses along the trend (see
+    ///   `record_along_trend`).
     pub fn plan(
         &mut self,
         policy: Policy,
@@ -228,7 +257,10 @@ impl Planner {
         out: &mut [u64; MAX_CANDIDATES],
     ) -> usize {
         let prev = self.last;
-        self.record(f.vpn);
+        match policy {
+            Policy::Trend => self.record_along_trend(f.vpn, f.hits),
+            _ => self.record(f.vpn),
+        }
         let cap = usize::try_from(degree)
             .unwrap_or(MAX_CANDIDATES)
             .min(MAX_CANDIDATES);
@@ -550,13 +582,20 @@ mod tests {
         assert!(plan(&mut pl, p, 8, f(103, 0)).is_empty());
         // Two deltas of 3: a trend; no hits: one page.
         assert_eq!(plan(&mut pl, p, 8, f(106, 0)), [109]);
-        // Hits grow the window: 1 + 1 -> 2, 3 + 1 -> 4, capped at the degree.
-        assert_eq!(plan(&mut pl, p, 8, f(109, 1)), [112, 115]);
-        assert_eq!(plan(&mut pl, p, 8, f(112, 3)), [115, 118, 121, 124]);
-        assert_eq!(plan(&mut pl, p, 5, f(115, 40)), [118, 121, 124, 127, 130]);
+        // 109 was used, so the next fault is at 112, 3 after it (not 6 after 106):
+        // the trend holds and hits grow the window: 1 + 1 -> 2, then 2 + 1 -> 4,
+        // capped at the degree.
+        assert_eq!(plan(&mut pl, p, 8, f(112, 1)), [115, 118]);
+        assert_eq!(plan(&mut pl, p, 8, f(121, 2)), [124, 127, 130, 133]);
+        assert_eq!(plan(&mut pl, p, 5, f(136, 4)), [139, 142, 145, 148, 151]);
+        // Hits count for at most the last window.
+        assert_eq!(
+            plan(&mut pl, p, 8, f(154, 40)),
+            [157, 160, 163, 166, 169, 172, 175, 178]
+        );
         // One odd fault does not break the majority; the window halves at most.
-        assert_eq!(plan(&mut pl, p, 8, f(500, 0)), [503, 506]);
-        assert_eq!(plan(&mut pl, p, 8, f(503, 0)), [506]);
+        assert_eq!(plan(&mut pl, p, 8, f(500, 0)), [503, 506, 509, 512]);
+        assert_eq!(plan(&mut pl, p, 8, f(503, 0)), [506, 509]);
         // The trend stops at the VMA's end.
         let g = Fault {
             hi: 510,
