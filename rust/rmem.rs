@@ -487,7 +487,7 @@ enum Slot {
         req: Arc<Req>,
         /// Cancels the request's timer when dropped. None: an agent's fetch
         /// without a deadline, an emulated synchronous fetch (its fault completes
-        /// it), or an emulated prefetch not armed yet (see `Deferred`).
+        /// it), or an emulated prefetch not armed yet (see `Pending`).
         timer: Option<ArcHrTimerHandle<Req>>,
         page: Page,
     },
