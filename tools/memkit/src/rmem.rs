@@ -185,6 +185,7 @@ fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         accesses: out.accesses,
         runtime_ns: out.elapsed_ns,
         sync_faults: sync,
+        waits: 0,
         prefetches: issued,
         hits,
         late: 0,
@@ -242,7 +243,7 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         .rmem_stats(false)
         .map_err(|e| format!("RMEM_STATS: {e}"))?;
     let d = |f: fn(&abi::RmemStats) -> u64| f(&s1) - f(&s0);
-    let sync = d(|s| s.faults_sync) + d(|s| s.faults_wait);
+    let (sync, waits) = (d(|s| s.faults_sync), d(|s| s.faults_wait));
     let (issued, hits) = (d(|s| s.prefetches), d(|s| s.hits));
     Ok(RunReport {
         memory: if o.inherit { "rmem-agent" } else { "rmem" }.into(),
@@ -258,6 +259,7 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         accesses: out.accesses,
         runtime_ns: out.elapsed_ns,
         sync_faults: sync,
+        waits,
         prefetches: issued,
         hits,
         late: d(|s| s.late),
@@ -417,13 +419,14 @@ pub fn run(cmd: RmemCmd, json: bool) -> ExitCode {
                     println!("{}", serde_json::to_string(&r).expect("serialisable"));
                 } else {
                     println!(
-                        "{} {} policy {}: {} accesses in {:.1} ms; {} sync faults, {} prefetches, {} hits (accuracy {:.2}, coverage {:.2}), {} late, {} wasted, {} evictions",
+                        "{} {} policy {}: {} accesses in {:.1} ms; {} sync faults, {} waits, {} prefetches, {} hits (accuracy {:.2}, coverage {:.2}), {} late, {} wasted, {} evictions",
                         r.memory,
                         r.pattern,
                         r.policy,
                         r.accesses,
                         r.runtime_ns as f64 / 1e6,
                         r.sync_faults,
+                        r.waits,
                         r.prefetches,
                         r.hits,
                         r.accuracy,

@@ -219,14 +219,21 @@ pub struct RunReport {
     pub accesses: u64,
     /// Nanoseconds the accesses took (wall clock).
     pub runtime_ns: u64,
-    /// Faults that waited for a fetch: the region's synchronous fetches plus waits
-    /// for a fetch in flight; the peer: major faults.
+    /// Faults that started a fetch and waited for it (the region's synchronous
+    /// fetches); the peer: major faults, which are the same thing (a swap-in this
+    /// fault had to start).
     pub sync_faults: u64,
+    /// Faults that found their page already being fetched (a prefetch not arrived
+    /// yet) and waited for it; the peer: 0, not measured (a fault on a swap-cache
+    /// page still being read is a minor fault there).
+    #[serde(default)]
+    pub waits: u64,
     /// Pages fetched ahead; the peer: `swap_ra`.
     pub prefetches: u64,
     /// Prefetched pages then accessed; the peer: `swap_ra_hit`.
     pub hits: u64,
-    /// Prefetches that arrived after the access (a wait); the peer: 0, not measured.
+    /// Prefetches whose deadline came before their data (not mapped from the
+    /// prefetch); the peer: 0, not measured.
     pub late: u64,
     /// Prefetched pages evicted unused; the peer: 0, not measured.
     pub wasted: u64,

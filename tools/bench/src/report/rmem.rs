@@ -7,7 +7,7 @@
 //! One run per (latency, pattern, policy) per boot; with several boots every figure
 //! is the median over the runs (`runtime_ms` and `wasted_frac` per run first). The
 //! ratios against `linux-swap` (same pattern and latency) are of those medians: the
-//! runs are not paired. The peer's `late` and `wasted` are not measured (the guest
+//! runs are not paired. The peer's `waits`, `late` and `wasted` are not measured (the guest
 //! reports 0): no lines for them, `-` in the table.
 
 use super::{columns, env_summary, median, Builder};
@@ -66,6 +66,7 @@ struct Med {
     measured: bool,
     runtime_ms: f64,
     sync_faults: f64,
+    waits: f64,
     prefetches: f64,
     hits: f64,
     late: f64,
@@ -92,6 +93,7 @@ fn medians(xs: &[&RmemSample]) -> Med {
         measured: xs.iter().all(|x| x.memory != "anon+swap"),
         runtime_ms: m(|x| x.runtime_ns as f64 / 1e6),
         sync_faults: m(|x| x.sync_faults as f64),
+        waits: m(|x| x.waits as f64),
         prefetches: m(|x| x.prefetches as f64),
         hits: m(|x| x.hits as f64),
         late: m(|x| x.late as f64),
@@ -213,6 +215,7 @@ pub(super) fn section(
             "variant",
             "runtime ms",
             "sync faults",
+            "waits",
             "prefetches",
             "hits",
             "accuracy",
@@ -246,6 +249,7 @@ pub(super) fn section(
                 b.push(&bench, v, "accuracy", m.accuracy, "fraction");
                 b.push(&bench, v, "coverage", m.coverage, "fraction");
                 if m.measured {
+                    b.push(&bench, v, "waits", m.waits, "faults");
                     b.push(&bench, v, "late", m.late, "pages");
                     b.push(&bench, v, "wasted", m.wasted, "pages");
                     b.push(&bench, v, "wasted_frac", m.wasted_frac, "fraction");
@@ -275,6 +279,7 @@ pub(super) fn section(
                     v.into(),
                     fmt_ms(m.runtime_ms),
                     fmt_n(m.sync_faults),
+                    unmeasured(m.waits),
                     fmt_n(m.prefetches),
                     fmt_n(m.hits),
                     fmt_pct(m.accuracy),
@@ -308,8 +313,9 @@ pub(super) fn section(
         b.table,
         "  medians over runs; accuracy: hits / prefetches; coverage: hits / (hits + sync \
          faults); swap/x sync faults: {PEER}'s sync faults / the row's; speedup: {PEER}'s \
-         runtime / the row's; {PEER}: sync faults = major faults, prefetches = swap_ra, \
-         hits = swap_ra_hit, late and wasted not measured\n"
+         runtime / the row's; sync faults: faults that started a fetch ({PEER}: major \
+         faults); waits: faults on a page already being fetched; {PEER}: prefetches = \
+         swap_ra, hits = swap_ra_hit, waits, late and wasted not measured\n"
     );
 }
 
@@ -577,8 +583,10 @@ mod tests {
             get("rmem/20us/stride:4", "linux-swap/none", "speedup"),
             Some(0.5)
         );
-        // The peer's late and wasted are not measured; no ratio against itself.
+        // The peer's waits, late and wasted are not measured; no ratio against itself.
         assert_eq!(get("rmem/20us/stride:4", "linux-swap", "wasted"), None);
+        assert_eq!(get("rmem/20us/stride:4", "linux-swap", "waits"), None);
+        assert_eq!(get("rmem/20us/stride:4", "ptline", "waits"), Some(0.0));
         assert_eq!(
             get("rmem/20us/stride:4", "linux-swap", "evictions"),
             Some(7.0)
