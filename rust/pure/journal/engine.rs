@@ -411,8 +411,12 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         }
         let first = self.next_id;
         let group_len = u32::try_from(n).map_err(|_| JournalError::NoFreeMj)?;
+        // The id after the group stays unused: the seal of the next recovery takes it
+        // (and needs the one after it as the next id), so an acknowledged transaction
+        // never leaves a journal that recovery has to refuse for want of ids.
         let next = first
             .checked_add(n as u64)
+            .filter(|next| next.checked_add(1).is_some())
             .ok_or(JournalError::IdsExhausted)?;
         // Every transaction below the smallest in-flight id is durable in place.
         let lwm = match self.mode {

@@ -14,6 +14,8 @@
 //!   journal can produce it matches a reference model exactly;
 //! - `plan_tx` never panics, accepts exactly the transactions that fit, and every
 //!   refusal is justified by the case its error documents.
+//! - with commit ids near 2^64, every acknowledged commit still leaves a journal that
+//!   recovers (a regression the guest's corrupted-media test found).
 
 use memkit_core::journal::engine::{self, Journal, OpenScratch, Range, SlotState};
 use memkit_core::journal::format::{
@@ -722,4 +724,78 @@ fn entry_header_is_offset_then_length() {
     assert_eq!(e[..8], 0x0102_0304_0506_0708u64.to_le_bytes());
     assert_eq!(e[8..12], 0x0a0b_0c0du32.to_le_bytes());
     assert_eq!(e[12..], [0; 4]);
+}
+
+/// Regression (found by the guest's corrupted-media test): with commit ids near 2^64
+/// (a crafted MJ), a commit could take the last id recovery's seal needs, and the
+/// acknowledged transaction then left a journal that recovery refuses
+/// (`IdsExhausted`). Every acknowledged commit must leave a journal that opens, with
+/// the transaction in it; commits are refused before that.
+#[test]
+fn regression_an_acknowledged_commit_leaves_ids_for_the_seal() {
+    let geo = geometry(4, 4, 64);
+    let uuid = [7; 16];
+    let mut pm = Mem(vec![0; geo.dev_size as usize]);
+    let sb = engine::format(&mut pm, geo, uuid).unwrap();
+    let id = u64::MAX - 5;
+    let slot = encode_mj(&sb, valid_header_with(id), &[(0, vec![1])], 0);
+    let off = geo.mj_at(0).unwrap() as usize;
+    pm.0[off..off + slot.len()].copy_from_slice(&slot);
+    let open = |pm: &mut Mem| {
+        let n = geo.mj_count as usize;
+        let (mut scans, mut order) = (vec![SlotScan::Empty; n], vec![0; n]);
+        let mut mj = vec![0; geo.mj_size as usize];
+        let scratch = OpenScratch {
+            scans: &mut scans,
+            order: &mut order,
+            mj: &mut mj,
+        };
+        Journal::open(
+            pm,
+            engine::Mode::Coalesced,
+            vec![SlotState::Free; n],
+            scratch,
+        )
+    };
+    let (mut j, _) = open(&mut pm).unwrap();
+    let mut committed = 0;
+    for value in 2u8.. {
+        let data = [value];
+        let mut ids = [0];
+        match j.commit(
+            &mut pm,
+            &[&[Range {
+                offset: 0,
+                data: &data,
+            }]],
+            &mut ids,
+        ) {
+            Ok(()) => committed += 1,
+            Err(engine::JournalError::IdsExhausted) => break,
+            Err(e) => panic!("commit: {e:?}"),
+        }
+        // A crash now: recovery must take the journal back, with the commit in it.
+        let mut crashed = Mem(pm.0.clone());
+        let (_, plan) = open(&mut crashed).unwrap_or_else(|e| {
+            panic!(
+                "commit id {} acknowledged, then recovery refuses: {e:?}",
+                ids[0]
+            )
+        });
+        assert!(plan.seal_id.is_some());
+        assert_eq!(crashed.0[geo.data_offset as usize], value);
+    }
+    assert!(committed >= 1, "no commit fitted");
+}
+
+/// A well-formed single-transaction header with commit id `id` (also its LWM and group).
+fn valid_header_with(id: u64) -> MjHeader {
+    MjHeader {
+        commit_id: id,
+        lwm: id,
+        entry_count: 0,
+        payload_len: 0,
+        group_first: id,
+        group_len: 1,
+    }
 }
