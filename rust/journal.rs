@@ -192,6 +192,15 @@ fn format_errno(e: FormatError) -> Error {
     }
 }
 
+/// The errno of a superblock read from the medium that does not decode: a geometry
+/// that does not add up is corruption (`EUCLEAN`), not a bad argument of the caller.
+fn superblock_errno(e: FormatError) -> Error {
+    match e {
+        FormatError::BadGeometry(_) => EUCLEAN,
+        other => format_errno(other),
+    }
+}
+
 fn tx_errno(e: TxError) -> Error {
     match e {
         TxError::TooManyRanges | TxError::TooLarge => E2BIG,
@@ -201,7 +210,7 @@ fn tx_errno(e: TxError) -> Error {
 
 fn journal_errno(e: JournalError) -> Error {
     match e {
-        JournalError::Format(f) => format_errno(f),
+        JournalError::Format(f) => superblock_errno(f),
         JournalError::Plan(PlanError::DuplicateId(_)) => EUCLEAN,
         JournalError::Plan(PlanError::IdsExhausted) | JournalError::IdsExhausted => EOVERFLOW,
         JournalError::Plan(PlanError::OrderTooShort) | JournalError::Buffer => EINVAL,
@@ -263,12 +272,23 @@ impl Shared {
             engine::format(&mut pm, geo, uuid).map_err(journal_errno)?;
         }
         let sb = engine::read_superblock(&pm).map_err(|e| {
-            pr_err!(
-                "journal: {}: no valid memkit journal superblock ({:?}); attach with format\n",
-                path,
-                e
-            );
-            format_errno(e)
+            match e {
+                FormatError::BadMagic => pr_err!(
+                    "journal: {}: no memkit journal superblock; attach with format to create one\n",
+                    path
+                ),
+                FormatError::TooSmall => pr_err!(
+                    "journal: {}: the journal superblock's geometry does not fit the device ({} bytes)\n",
+                    path,
+                    dax.len()
+                ),
+                _ => pr_err!(
+                    "journal: {}: corrupt journal superblock ({:?}); `memkit journal check` on a copy says more\n",
+                    path,
+                    e
+                ),
+            }
+            superblock_errno(e)
         })?;
         let n = sb.geo.mj_count as usize;
         let mut scans = KVec::from_elem(SlotScan::Empty, n, GFP_KERNEL)?;

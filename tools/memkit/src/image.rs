@@ -375,6 +375,50 @@ pub struct RecoveryReport {
     pub empty: u32,
 }
 
+/// The error number the kernel's attach fails with, by name and value.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Errno {
+    /// Its symbolic name, `EUCLEAN`.
+    pub name: &'static str,
+    /// Its value on this machine.
+    pub code: i32,
+}
+
+const fn errno(name: &'static str, code: i32) -> Errno {
+    Errno { name, code }
+}
+
+/// The errno `MEMKIT_IOC_JOURNAL_ATTACH` returns for a superblock the decoder refuses
+/// (`Documentation/journal.rst`; `superblock_errno` in `rust/journal.rs`).
+pub fn superblock_errno(e: FormatError) -> Errno {
+    match e {
+        FormatError::BadMagic => errno("EMEDIUMTYPE", libc::EMEDIUMTYPE),
+        FormatError::TooSmall => errno("ENOSPC", libc::ENOSPC),
+        FormatError::BadVersion(_)
+        | FormatError::BadChecksum { .. }
+        | FormatError::BadGeometry(_)
+        | FormatError::NonZeroReserved => errno("EUCLEAN", libc::EUCLEAN),
+    }
+}
+
+/// The errno `MEMKIT_IOC_JOURNAL_ATTACH` returns when recovery refuses the journal
+/// (`journal_errno` in `rust/journal.rs`).
+pub fn journal_errno(e: JournalError) -> Errno {
+    match e {
+        JournalError::Format(f) => superblock_errno(f),
+        JournalError::Plan(PlanError::DuplicateId(_)) => errno("EUCLEAN", libc::EUCLEAN),
+        JournalError::Plan(PlanError::IdsExhausted) | JournalError::IdsExhausted => {
+            errno("EOVERFLOW", libc::EOVERFLOW)
+        }
+        JournalError::Plan(PlanError::OrderTooShort) | JournalError::Buffer => {
+            errno("EINVAL", libc::EINVAL)
+        }
+        JournalError::Unstable(_) => errno("EIO", libc::EIO),
+        JournalError::Tx { .. } => errno("EINVAL", libc::EINVAL),
+        JournalError::NoFreeMj => errno("EAGAIN", libc::EAGAIN),
+    }
+}
+
 /// The result of `memkit journal check`.
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
@@ -387,6 +431,9 @@ pub struct CheckReport {
     /// Why not, when not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When not: the errno the kernel's attach of this image fails with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<Errno>,
     /// The journal's identity, if the superblock is valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -463,9 +510,13 @@ impl CheckReport {
             }
             out.push_str(&format!("  empty {}\n", r.empty));
         }
-        match &self.reason {
-            None => out.push_str("recoverable\n"),
-            Some(reason) => out.push_str(&format!("NOT recoverable: {reason}\n")),
+        match (&self.reason, self.errno) {
+            (None, _) => out.push_str("recoverable\n"),
+            (Some(reason), Some(e)) => out.push_str(&format!(
+                "NOT recoverable: {reason} (attach fails: {})\n",
+                e.name
+            )),
+            (Some(reason), None) => out.push_str(&format!("NOT recoverable: {reason}\n")),
         }
         out
     }
@@ -489,6 +540,7 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
         image_size: pm.len(),
         recoverable: false,
         reason: None,
+        errno: None,
         uuid: None,
         geometry: None,
         recovery: None,
@@ -499,6 +551,7 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
     let sb = match sb {
         Ok(sb) => sb,
         Err(FormatError::TooSmall) if pm.len() < SB_AREA => {
+            report.errno = Some(superblock_errno(FormatError::TooSmall));
             report.reason = Some(format!(
                 "bad superblock: the image is only {} bytes",
                 pm.len()
@@ -506,6 +559,7 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
             return Ok(report);
         }
         Err(FormatError::TooSmall) => {
+            report.errno = Some(superblock_errno(FormatError::TooSmall));
             // `decode` says `TooSmall` both for a recorded size past the end of the
             // image and for a recorded geometry that leaves no data region.
             report.reason = Some(
@@ -516,6 +570,7 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
             return Ok(report);
         }
         Err(e) => {
+            report.errno = Some(superblock_errno(e));
             report.reason = Some(format!("bad superblock: {}", describe_format_error(e)));
             return Ok(report);
         }
@@ -529,13 +584,15 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
     let scanned = engine::scan(&pm, &sb, &mut scans, &mut mj);
     pm.take_error().map_err(io_err)?;
     if let Err(e) = scanned {
+        report.errno = Some(journal_errno(e));
         report.reason = Some(describe_journal_error(e));
         return Ok(report);
     }
     let mut order = vec![0u32; n];
     let plan = match recovery::plan(&scans, &mut order) {
         Ok(plan) => plan,
-        Err(PlanError::DuplicateId(id)) => {
+        Err(e @ PlanError::DuplicateId(id)) => {
+            report.errno = Some(journal_errno(JournalError::Plan(e)));
             let slots: Vec<String> = valid_by_id(&scans)
                 .iter()
                 .filter(|m| m.commit_id == id)
@@ -548,6 +605,7 @@ pub fn check_image(path: &Path) -> Result<CheckReport, String> {
             return Ok(report);
         }
         Err(e) => {
+            report.errno = Some(journal_errno(JournalError::Plan(e)));
             report.reason = Some(describe_journal_error(JournalError::Plan(e)));
             return Ok(report);
         }

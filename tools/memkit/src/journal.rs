@@ -1,16 +1,16 @@
 //! `memkit journal …`: the micro-journal from the command line.
 //!
-//! Offline, on an image file ([`crate::image`]): `format` and `check`. Online, through
+//! Offline, on an image file ([`memkit::image`]): `format` and `check`. Online, through
 //! `/dev/memkit-journal` ([`memkit::dev::Device`]): `attach`, `detach`, `status`, `tx`
 //! and `read`. Every subcommand prints a readable report, or JSON with `--json`.
 //!
 //! Exit status: 0 on success, 1 on failure (for `check`: the image is not
 //! recoverable), 2 for usage errors and, for `check`, an image that could not be read.
 
-use crate::image::{self, FormatOptions, DEFAULT_MJ_COUNT, DEFAULT_MJ_SIZE};
 use clap::Subcommand;
 use memkit::core::abi;
 use memkit::dev::{Device, DeviceKind};
+use memkit::image::{self, FormatOptions, DEFAULT_MJ_COUNT, DEFAULT_MJ_SIZE};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -1,10 +1,13 @@
 //! memkit's userspace library: opening the devices and calling their ioctls, and
-//! the checkpointer, backup replica and stream built on them.
+//! the checkpointer, backup replica and stream built on them; offline work on journal
+//! images ([`image`]: what `memkit journal format` and `check` do).
 //!
 //! The ABI itself (structs, command numbers, rules) is [`memkit_core::abi`], the same
 //! Rust file the kernel module compiles.
 
 pub mod dev;
+pub mod image;
+pub mod pmem_file;
 pub mod primary;
 pub mod replica;
 pub mod rmem_agent;

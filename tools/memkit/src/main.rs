@@ -1,9 +1,7 @@
 //! `memkit`: the command-line tool of the memkit kernel module.
 
 mod ckpt;
-mod image;
 mod journal;
-mod pmem_file;
 mod rmem;
 
 use clap::{Parser, Subcommand};

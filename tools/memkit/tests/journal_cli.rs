@@ -302,10 +302,14 @@ fn duplicate_commit_ids_are_not_recoverable() {
         r["reason"],
         "duplicate commit id 5 in slots 0 and 1: not written by memkit"
     );
+    // The errno the kernel's attach fails with for the same image.
+    assert_eq!(r["errno"]["name"], "EUCLEAN");
+    assert_eq!(r["errno"]["code"], libc::EUCLEAN);
     let o = memkit(&["journal", "check", singles.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).ends_with(
-        "NOT recoverable: duplicate commit id 5 in slots 0 and 1: not written by memkit\n"
+        "NOT recoverable: duplicate commit id 5 in slots 0 and 1: not written by memkit \
+         (attach fails: EUCLEAN)\n"
     ));
 }
 
