@@ -7,7 +7,8 @@
 #
 # The last line is "N passed, N failed" (", N skipped" when some were); the exit
 # status is non-zero if anything failed.  MEMKIT_SELFTEST_FILTER=substring runs only
-# the matching in-guest cases.
+# the matching in-guest cases; MEMKIT_MEDIA_SEED and MEMKIT_MEDIA_IMAGES go to the
+# guest for journal_corrupted_media (Documentation/journal.rst, "Corrupted media").
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -66,6 +67,10 @@ step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest"
 job=$logs/job.sh
 {
 	[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
+	# The corrupted-media case's seed and image count, to reproduce a run.
+	for v in MEMKIT_MEDIA_SEED MEMKIT_MEDIA_IMAGES; do
+		[ -z "${!v:-}" ] || echo "export $v=${!v}"
+	done
 	cat selftests/jobs/check.sh
 } >"$job"
 rm -f "$logs/pmem0.img"
