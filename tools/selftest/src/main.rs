@@ -3,11 +3,13 @@
 //! Runs on any machine with `memkit.ko` loaded, as root:
 //! `memkit-selftest [--module PATH/memkit.ko] [--filter SUBSTRING] [--timeout SECS]`.
 //! `--list` prints the case names; `--one NAME` runs a single case without KTAP
-//! framing (that is how the runner isolates cases).
+//! framing (that is how the runner isolates cases). `memkit-selftest fuzz ...` runs
+//! the ioctl fuzzer (`fuzz/mod.rs`).
 
 mod abi_tests;
 mod ckpt_tests;
 mod crash;
+mod fuzz;
 mod journal_tests;
 mod ktap;
 mod module_tests;
@@ -192,6 +194,10 @@ const CASES: &[Case] = &[
         run: replica_tests::ckpt_run_target_exits,
     },
     Case {
+        name: "fuzz_ioctl",
+        run: fuzz::fuzz_ioctl,
+    },
+    Case {
         name: "unload_refused_while_open",
         run: module_tests::unload_refused_while_open,
     },
@@ -219,6 +225,9 @@ fn main() -> ExitCode {
         if flag == "--try-open" {
             return abi_tests::try_open(path);
         }
+    }
+    if args.first().map(String::as_str) == Some("fuzz") {
+        return fuzz::main(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("--journal-crash-run") {
         return crash::main(&args[1..]);
