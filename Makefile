@@ -11,7 +11,7 @@
 SHELL := /bin/bash
 export KDIR
 
-.PHONY: all run check soak bench setup kernel module tools initramfs fmt clean help
+.PHONY: all run check soak bench fuzz setup kernel module tools initramfs fmt clean help
 
 all: module tools
 
@@ -45,6 +45,11 @@ soak:
 
 bench:
 	@scripts/bench.sh
+
+# The ioctl fuzzer's long pass: 1M calls (MEMKIT_FUZZ_CALLS), seed MEMKIT_FUZZ_SEED or
+# random (Documentation/fuzzing.rst).
+fuzz:
+	@scripts/fuzz.sh
 
 fmt:
 	cargo fmt --manifest-path tools/Cargo.toml --all

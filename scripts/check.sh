@@ -9,6 +9,7 @@
 # status is non-zero if anything failed.  MEMKIT_SELFTEST_FILTER=substring runs only
 # the matching in-guest cases; MEMKIT_MEDIA_SEED and MEMKIT_MEDIA_IMAGES go to the
 # guest for journal_corrupted_media (Documentation/journal.rst, "Corrupted media").
+# MEMKIT_FUZZ_SEED and MEMKIT_FUZZ_CALLS go to the guest for fuzz_ioctl.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -69,6 +70,10 @@ job=$logs/job.sh
 	[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
 	# The corrupted-media case's seed and image count, to reproduce a run.
 	for v in MEMKIT_MEDIA_SEED MEMKIT_MEDIA_IMAGES; do
+		[ -z "${!v:-}" ] || echo "export $v=${!v}"
+	done
+	# The ioctl fuzzer's seed and calls (fuzz_ioctl; Documentation/fuzzing.rst).
+	for v in MEMKIT_FUZZ_SEED MEMKIT_FUZZ_CALLS; do
 		[ -z "${!v:-}" ] || echo "export $v=${!v}"
 	done
 	cat selftests/jobs/check.sh
