@@ -527,8 +527,7 @@ pub struct Limits {
     /// The file may get an agent-backed remote-memory region (whose faults wait for
     /// an agent: only for files that are never mapped).
     pub allow_agent: bool,
-    /// Index of the path of the pmem device in [`PATHS`] choices: the runtime puts
-    /// it first.
+    /// Attaches may name the pmem device (the runtime writes its path).
     pub pmem_ok: bool,
 }
 
@@ -705,25 +704,30 @@ pub fn plan(
                 0
             };
             let fl = flags(rng, abi::JOURNAL_ATTACH_FLAGS) | fmt;
-            let which = rng.below(PATHS.len() as u64 + 4);
-            let path = if which < 4 && limits.pmem_ok {
+            // The pmem device 3 times in 13, each other path once, a path longer
+            // than PATH_MAX, one cut by a guard page, a bad pointer.
+            let n = PATHS.len() as u64;
+            let which = rng.below(n + 6);
+            let guard = rng.pick(&[0u64, 1, 16]);
+            let bad = bad_ptr(rng);
+            let path = if which < 3 && limits.pmem_ok {
                 pmem_path = true;
                 Ptr::Array(0)
-            } else if which < PATHS.len() as u64 {
+            } else if which < 3 + n {
                 // Lossless: below the table's length.
-                let p = PATHS[which as usize];
+                let p = PATHS[which.saturating_sub(3) as usize];
                 areas.array[..p.len()].copy_from_slice(p);
                 areas.array[p.len()] = 0;
                 Ptr::Array(0)
-            } else if which == PATHS.len() as u64 {
+            } else if which == 3 + n {
                 // Longer than PATH_MAX.
                 areas.array[..5000].fill(b'a');
                 areas.array[5000] = 0;
                 Ptr::Array(0)
-            } else if which == PATHS.len() as u64 + 1 {
-                Ptr::BeforeGuard(rng.pick(&[0u64, 1, 16]))
+            } else if which == 4 + n {
+                Ptr::BeforeGuard(guard)
             } else {
-                bad_ptr(rng)
+                bad
             };
             abi::JournalAttach {
                 flags: fl,
@@ -1337,5 +1341,38 @@ mod tests {
             }
             assert_eq!(agents > 0, allow_agent, "{agents} agent configs");
         }
+    }
+
+    #[test]
+    fn attach_names_every_path() {
+        let mut rng = Rng::new(17);
+        let mut array = vec![0u8; ARRAY_AREA];
+        let limits = Limits {
+            allow_agent: false,
+            pmem_ok: true,
+        };
+        let mut seen = vec![false; PATHS.len()];
+        let (mut pmem, mut long) = (0, 0);
+        for _ in 0..3000 {
+            array[..8].fill(0xff);
+            let p = plan(
+                &mut rng,
+                id::JOURNAL_ATTACH,
+                &Hints::default(),
+                &limits,
+                &mut Areas { array: &mut array },
+            );
+            if p.pmem_path {
+                pmem += 1;
+                continue;
+            }
+            let end = array.iter().position(|&b| b == 0).unwrap_or(0);
+            if let Some(i) = PATHS.iter().position(|q| *q == &array[..end]) {
+                seen[i] = true;
+            }
+            long += usize::from(end > 4096);
+        }
+        assert!(seen.iter().all(|&s| s), "{seen:?}");
+        assert!(pmem > 300 && long > 50, "pmem {pmem}, long {long}");
     }
 }
