@@ -801,6 +801,7 @@ impl Region {
             history,
             agent,
             next_id,
+            hits_since,
             ..
         } = g;
         let n = local.len() as u64;
@@ -827,6 +828,9 @@ impl Region {
             if young && *flags & (PREFETCHED | USED) == PREFETCHED {
                 *flags |= USED;
                 bump(stats, |c| &c.hits, 1);
+                // The policies learn from it too (the next fault's check skips a
+                // page already found used).
+                *hits_since = hits_since.saturating_add(1);
             }
             if flagged || young {
                 Probe::Referenced

@@ -44,6 +44,9 @@ pub struct Planner {
     len: usize,
     /// The previous window size, in pages (window and trend policies).
     window: u64,
+    /// Where the window policy's previous window lay: 1 ahead of its fault, -1
+    /// behind it, 0 around it.
+    dir: i8,
 }
 
 impl Default for Planner {
@@ -134,6 +137,32 @@ impl Planner {
             next: 0,
             len: 0,
             window: 0,
+            dir: 0,
+        }
+    }
+
+    /// The window policy's previous access, given the fault at `vpn`. Linux's swap
+    /// readahead records every access, a swap-cache hit included
+    /// (`swap_cache_get_folio`); here a used prefetched page is mapped and takes no
+    /// fault, so the `hits` since the previous fault are taken to be the pages of its
+    /// window next to it: ahead of it or behind it as the window lay, and for a
+    /// window around it, on the side the new fault is. Exact for a scan, which would
+    /// otherwise never look like one (its faults are a window apart).
+    fn last_access(&self, vpn: u64, hits: u32) -> Option<u64> {
+        let last = self.last?;
+        let w = self.window.saturating_sub(1);
+        let behind = w / 2;
+        let (up, room) = match self.dir {
+            1 => (true, w),
+            -1 => (false, w),
+            _ if vpn > last => (true, w - behind),
+            _ => (false, behind),
+        };
+        let n = u64::from(hits).min(room);
+        if up {
+            last.checked_add(n)
+        } else {
+            last.checked_sub(n)
         }
     }
 
@@ -256,7 +285,10 @@ impl Planner {
         history: impl Fn(u64) -> u8,
         out: &mut [u64; MAX_CANDIDATES],
     ) -> usize {
-        let prev = self.last;
+        let prev = match policy {
+            Policy::Window => self.last_access(f.vpn, f.hits),
+            _ => self.last,
+        };
         match policy {
             Policy::Trend => self.record_along_trend(f.vpn, f.hits),
             _ => self.record(f.vpn),
@@ -343,6 +375,13 @@ impl Planner {
         }
         pages = pages.min(max).max(self.window / 2).min(max);
         self.window = pages;
+        self.dir = if forward {
+            1
+        } else if backward {
+            -1
+        } else {
+            0
+        };
 
         let (start, end) = if forward {
             (vpn, vpn.saturating_add(pages))
@@ -508,32 +547,51 @@ mod tests {
     fn window_grows_with_hits_on_a_forward_scan() {
         let mut pl = Planner::new();
         let p = Policy::Window;
+        // Inside one page table (vpns 1536..2048): windows are clamped to it.
         // First fault: no history, no hits: just the page.
-        assert!(plan(&mut pl, p, 15, fault(1000)).is_empty());
+        assert!(plan(&mut pl, p, 15, fault(1536)).is_empty());
         // Sequential, no hits: two pages, ahead.
-        assert_eq!(plan(&mut pl, p, 15, fault(1001)), [1002]);
-        // Hits: 1 + 2 = 3 -> 4 pages, then 4 + 2 -> 8, then capped at 16.
+        assert_eq!(plan(&mut pl, p, 15, fault(1537)), [1538]);
+        // 1538 was used (a hit, no fault): the scan faults next at 1539, right after
+        // its last access. Hits: 1 + 2 = 3 -> 4 pages, then 3 + 2 -> 8, then 7 + 2
+        // -> 16, the cap.
         let f = |vpn, hits| Fault { hits, ..fault(vpn) };
-        assert_eq!(plan(&mut pl, p, 15, f(1002, 1)), [1003, 1004, 1005]);
+        assert_eq!(plan(&mut pl, p, 15, f(1539, 1)), [1540, 1541, 1542]);
         assert_eq!(
-            plan(&mut pl, p, 15, f(1003, 4)),
-            (1004..1011).collect::<Vec<_>>()
+            plan(&mut pl, p, 15, f(1543, 3)),
+            (1544..1551).collect::<Vec<_>>()
         );
         assert_eq!(
-            plan(&mut pl, p, 15, f(1004, 30)),
-            (1005..1020).collect::<Vec<_>>()
+            plan(&mut pl, p, 15, f(1551, 7)),
+            (1552..1567).collect::<Vec<_>>()
         );
+        // Hits count for at most the previous window (15 pages after 1551).
+        assert_eq!(
+            plan(&mut pl, p, 15, f(1567, 40)),
+            (1568..1583).collect::<Vec<_>>()
+        );
+        // A scan that began with windows around its faults turns into a forward
+        // (or backward) one: the hits lay on the side of the next fault.
+        let mut fw = Planner::new();
+        plan(&mut fw, p, 7, f(3000, 0));
+        assert_eq!(plan(&mut fw, p, 7, f(3100, 2)), [3101, 3102, 3099]);
+        assert_eq!(plan(&mut fw, p, 7, f(3103, 2)), [3104, 3105, 3106]);
+        let mut bw = Planner::new();
+        plan(&mut bw, p, 7, f(3000, 0));
+        assert_eq!(plan(&mut bw, p, 7, f(3100, 2)), [3101, 3102, 3099]);
+        assert_eq!(plan(&mut bw, p, 7, f(3098, 1)), [3097, 3096, 3095]);
         // Degree 10: the window is capped at 8 (a power of two) pages.
         // (First fault: around it, (8 - 1) / 2 = 3 pages below.)
         assert_eq!(
             plan(&mut Planner::new(), p, 10, f(1004, 30)),
             [1005, 1006, 1007, 1008, 1003, 1002, 1001]
         );
-        // No hits: shrinks by half at most per fault.
-        assert_eq!(plan(&mut pl, p, 15, f(1005, 0)).len(), 7);
-        assert_eq!(plan(&mut pl, p, 15, f(1006, 0)).len(), 3);
-        assert_eq!(plan(&mut pl, p, 15, f(1007, 0)).len(), 1);
-        assert_eq!(plan(&mut pl, p, 15, f(1008, 0)), [1009]);
+        // No hits (the scan stopped and went on elsewhere): around the fault,
+        // shrinking by half at most per fault.
+        assert_eq!(plan(&mut pl, p, 15, f(1620, 0)).len(), 7);
+        assert_eq!(plan(&mut pl, p, 15, f(1621, 0)).len(), 3);
+        assert_eq!(plan(&mut pl, p, 15, f(1622, 0)).len(), 1);
+        assert_eq!(plan(&mut pl, p, 15, f(1623, 0)), [1624]);
         // A random fault without hits: the window shrinks to the page.
         assert!(plan(&mut pl, p, 15, f(5000, 0)).is_empty());
     }
