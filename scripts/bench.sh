@@ -44,7 +44,7 @@ if [ "${MEMKIT_BENCH_QUICK:-0}" = 1 ]; then
 	host_secs=0.1 host_rounds=2 guest_secs=0.3 guest_rounds=1
 	ckpt_sizes=64M,256M ckpt_rounds=1 ckpt_iters=2
 	ckpt_run_args="--rate-calib-count 6 --rate-calib-interval-ms 500 --rate-count 10 --rate-warmup 4 --precopy-count 8 --precopy-rounds 1 --diff-count 8 --diff-warmup 2"
-	rmem_settings="MEMKIT_BENCH_PAGES=1024 MEMKIT_BENCH_LATS=20 MEMKIT_BENCH_PATTERNS=seq,stride:4,random MEMKIT_BENCH_POLICIES=none,ptline MEMKIT_BENCH_PASSES=1"
+	rmem_settings="MEMKIT_BENCH_PAGES=1024 MEMKIT_BENCH_LATS=20 MEMKIT_BENCH_PATTERNS=seq,stride:4,random MEMKIT_BENCH_POLICIES=none,ptline MEMKIT_BENCH_PASSES=1 MEMKIT_BENCH_WIDE=trend"
 else
 	host_secs=0.5 host_rounds=5 guest_secs=2 guest_rounds=3
 	ckpt_sizes=64M,256M,1G ckpt_rounds=3 ckpt_iters=5

@@ -10,6 +10,8 @@
 #   MEMKIT_BENCH_PATTERNS  e.g. seq,stride:2,stride:4,stride:16,random,zipf,chase
 #   MEMKIT_BENCH_POLICIES  e.g. none,ptline,ptline-history,window,trend
 #   MEMKIT_BENCH_PASSES    accesses = passes x pages
+#   MEMKIT_BENCH_WIDE      policies also run on seq with a 32-page window (degree 31,
+#                          the peer with page-cluster 5), e.g. window,trend; empty: none
 set -u
 pages=${MEMKIT_BENCH_PAGES:-16384}
 lats=${MEMKIT_BENCH_LATS:-20,100}
@@ -21,6 +23,8 @@ ops=$((pages * passes))
 # The peer's window: Linux swap VMA readahead reads at most 2^page-cluster pages
 # (8 by default); memkit's degree is set to the same: 7 prefetches + the fault.
 degree=7
+wide=${MEMKIT_BENCH_WIDE-window,trend}
+cluster=$(cat /proc/sys/vm/page-cluster)
 
 echo "bench: Linux $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo)"
 echo "bench: rmem: $pages pages, budget $budget, $ops accesses per run, latencies $lats us"
@@ -71,6 +75,24 @@ for lat in $(echo "$lats" | tr , ' '); do
 			[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
 		done
 	done
+	# A sequential scan with a 32-page window on both sides: one synchronous fault
+	# per window is the floor of prefetching from synchronous faults, so coverage
+	# is at most 7/8 with 8 pages and 31/32 with 32.
+	if [ -n "$wide" ]; then
+		echo 5 >/proc/sys/vm/page-cluster
+		echo max >$cg/memory.swap.max
+		echo $limit >$cg/memory.max
+		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json rmem run --anon --pages $pages --budget $budget --lat-us $lat --pattern seq --ops $ops")
+		[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
+		echo max >$cg/memory.max
+		echo "$cluster" >/proc/sys/vm/page-cluster
+		for pol in $(echo "$wide" | tr , ' '); do
+			line=$(memkit --json rmem run --pages $pages --budget $budget --policy $pol \
+				--degree 31 --lat-us $lat --page-ns 0 --deadline-us $((lat * 10)) \
+				--inflight 64 --pattern seq --ops $ops)
+			[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
+		done
+	fi
 	swapoff $dev || fail=1
 	echo 0 >$nb/power
 	rmdir $nb

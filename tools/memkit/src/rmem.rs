@@ -152,6 +152,15 @@ fn vmstat() -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
+/// Swap readahead's largest window: `2^page-cluster` pages (0 if unreadable).
+fn swap_window() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/page-cluster")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .and_then(|c| 1u64.checked_shl(c))
+        .unwrap_or(0)
+}
+
 fn majflt() -> u64 {
     // SAFETY: getrusage writes the struct it is given.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -186,6 +195,7 @@ fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         runtime_ns: out.elapsed_ns,
         sync_faults: sync,
         waits: 0,
+        window: swap_window(),
         prefetches: issued,
         hits,
         late: 0,
@@ -260,6 +270,11 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         runtime_ns: out.elapsed_ns,
         sync_faults: sync,
         waits,
+        window: if o.inherit {
+            0
+        } else {
+            u64::from(o.region.degree) + 1
+        },
         prefetches: issued,
         hits,
         late: d(|s| s.late),

@@ -239,6 +239,11 @@ pub struct RunReport {
     pub wasted: u64,
     /// Pages evicted; the peer: `pswpout`.
     pub evictions: u64,
+    /// The prefetch window, in pages: the region's degree + 1 (its fault and what
+    /// it may prefetch); the peer: `2^page-cluster`, swap readahead's largest window.
+    /// 0: not recorded.
+    #[serde(default)]
+    pub window: u64,
     /// `hits / prefetches` (0 without prefetches).
     pub accuracy: f64,
     /// `hits / (hits + sync_faults)` (0 without either).

@@ -41,12 +41,28 @@ fn order(known: &[&str], x: &str) -> (usize, String) {
     (i, x.to_string())
 }
 
+/// The prefetch window (pages) of most runs: degree 7, and swap's page-cluster 3.
+const MAIN_WINDOW: u64 = 8;
+
 /// The variant of a run: its policy (`policy@memory` for a memory other than a
-/// region or the peer's, such as `rmem-agent`, so that it is not mixed with them).
+/// region or the peer's, such as `rmem-agent`, so that it is not mixed with them),
+/// and ` wN` for a window of N pages other than [`MAIN_WINDOW`].
 fn variant(x: &RmemSample) -> String {
-    match x.memory.as_str() {
+    let base = match x.memory.as_str() {
         "rmem" | "anon+swap" => x.policy.clone(),
         m => format!("{}@{m}", x.policy),
+    };
+    match x.window {
+        0 | MAIN_WINDOW => base,
+        w => format!("{base} w{w}"),
+    }
+}
+
+/// The peer a variant is compared with: the one with the same window.
+fn peer_of(v: &str) -> String {
+    match v.rsplit_once(" w") {
+        Some((_, w)) => format!("{PEER} w{w}"),
+        None => PEER.to_string(),
     }
 }
 
@@ -240,8 +256,9 @@ pub(super) fn section(
                 .filter(|(k, _)| k.0 == lat && &k.1 == pk)
                 .map(|(k, m)| (k.2 .1.as_str(), m))
                 .collect();
-            let peer = of.iter().find(|v| v.0 == PEER).map(|v| v.1);
             for &(v, m) in &of {
+                let pv = peer_of(v);
+                let peer = of.iter().find(|x| x.0 == pv).map(|x| x.1);
                 b.push(&bench, v, "runtime_ms", m.runtime_ms, "ms");
                 b.push(&bench, v, "sync_faults", m.sync_faults, "faults");
                 b.push(&bench, v, "prefetches", m.prefetches, "pages");
@@ -257,10 +274,10 @@ pub(super) fn section(
                 b.push(&bench, v, "evictions", m.evictions, "pages");
                 b.push(&bench, v, "runs", m.runs as f64, "count");
                 let (fr, sp) = match peer {
-                    Some(p) if v != PEER => {
+                    Some(p) if v != pv => {
                         let fr = ratio(p.sync_faults, m.sync_faults);
                         let sp = p.runtime_ms / m.runtime_ms;
-                        let vs = format!("{PEER}/{v}");
+                        let vs = format!("{pv}/{v}");
                         b.push(&bench, &vs, "sync_fault_ratio", fr, "x");
                         b.push(&bench, &vs, "speedup", sp, "x");
                         (fmt_x(fr), fmt_x(sp))
@@ -304,7 +321,7 @@ pub(super) fn section(
                     .collect();
                 fewest.push(format!("{pattern} {} ({})", who.join("="), fmt_n(least)));
             }
-            pattern_targets(targets, lat, pattern, &of, peer);
+            pattern_targets(targets, lat, pattern, &of);
         }
         b.table.push_str(&columns(&rows));
         let _ = writeln!(b.table, "  fewest sync faults: {}", fewest.join(", "));
@@ -442,16 +459,24 @@ fn pattern_targets(
     lat: u64,
     pattern: &str,
     of: &[(&str, &Med)],
-    peer: Option<&Med>,
 ) {
     let at = format!("{pattern}, {lat} us");
     let target = of.iter().find(|v| v.0 == TARGET).map(|v| v.1);
+    let peer_for = |v: &str| {
+        let pv = peer_of(v);
+        of.iter().find(|x| x.0 == pv).map(|x| x.1)
+    };
     let others = || {
-        of.iter()
-            .filter(|v| ![PEER, "none", TARGET].contains(&v.0) && !v.0.contains('@'))
+        of.iter().filter(|v| {
+            !v.0.starts_with(PEER)
+                && !v.0.starts_with("none")
+                && v.0 != TARGET
+                && !v.0.contains('@')
+        })
     };
     for c in criteria(pattern) {
         if let Some(t) = target {
+            let peer = peer_for(TARGET);
             let v = (c.value)(t, peer);
             if !v.is_nan() {
                 targets.push((
@@ -462,7 +487,7 @@ fn pattern_targets(
             }
         }
         let best = others().fold(None, |best: Option<(&str, &Med, f64)>, &(name, m)| {
-            let v = (c.value)(m, peer);
+            let v = (c.value)(m, peer_for(name));
             match best {
                 Some(b) if !c.better(v, b.2) => Some(b),
                 _ if v.is_nan() => best,
@@ -472,7 +497,7 @@ fn pattern_targets(
         if let Some((name, m, v)) = best {
             targets.push((
                 format!("rmem best other policy ({name}) {}, {at}", c.what),
-                (c.show)(v, m, peer),
+                (c.show)(v, m, peer_for(name)),
                 c.met(v),
             ));
         }
@@ -517,6 +542,8 @@ mod tests {
 
     #[test]
     fn ratios_medians_and_targets() {
+        // A run with a 32-page window (degree 31; the peer: page-cluster 5).
+        let w32 = |l: String| l.replacen("{\"memory\"", "{\"window\":32,\"memory\"", 1);
         let text = [
             "bench: rmem: 16384 pages".to_string(),
             // The guest console's line ends.
@@ -540,6 +567,13 @@ mod tests {
             swap("seq", 20, 10, 100),
             region("seq", "ptline", 20, [5_000_000, 10, 1000, 950, 0, 50, 0]),
             region("seq", "window", 20, [5_000_000, 0, 1000, 1000, 0, 0, 0]),
+            w32(swap("seq", 20, 10, 40)),
+            w32(region(
+                "seq",
+                "window",
+                20,
+                [2_500_000, 5, 1000, 990, 0, 0, 0],
+            )),
             swap("random", 20, 10, 100),
             region("random", "ptline", 20, [5_000_000, 900, 100, 10, 0, 60, 0]),
             swap("random", 100, 10, 100),
@@ -547,7 +581,7 @@ mod tests {
         ]
         .join("\n");
         let (raw, bad) = parse(&text);
-        assert_eq!((raw.len(), bad), (14, 0));
+        assert_eq!((raw.len(), bad), (16, 0));
         let r = build(&raw);
         let get = |b: &str, v: &str, m: &str| {
             r.lines
@@ -660,6 +694,23 @@ mod tests {
         assert_eq!(
             met("rmem ptline <= 5% of fetches wasted, random, 100 us"),
             Some(1.0)
+        );
+        // A wider window is compared with the peer of the same window.
+        assert_eq!(
+            get(
+                "rmem/20us/seq",
+                "linux-swap w32/window w32",
+                "sync_fault_ratio"
+            ),
+            Some(8.0)
+        );
+        assert_eq!(
+            get("rmem/20us/seq", "linux-swap w32/window w32", "speedup"),
+            Some(4.0)
+        );
+        assert_eq!(
+            get("rmem/20us/seq", "linux-swap/window w32", "speedup"),
+            None
         );
         // The best of the other prefetching policies, where one ran.
         assert_eq!(
