@@ -12,6 +12,7 @@ mod crash;
 mod fuzz;
 mod journal_tests;
 mod ktap;
+mod media_tests;
 mod module_tests;
 mod replica_tests;
 mod rmem_tests;
@@ -96,6 +97,10 @@ const CASES: &[Case] = &[
     Case {
         name: "journal_attach_errors",
         run: journal_tests::journal_attach_errors,
+    },
+    Case {
+        name: "journal_corrupted_media",
+        run: media_tests::journal_corrupted_media,
     },
     Case {
         name: "rmem_config_rejected",
@@ -229,12 +234,15 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("fuzz") {
         return fuzz::main(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("--media-image") {
+        return media_tests::media_image_main(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("--journal-crash-run") {
         return crash::main(&args[1..]);
     }
     let mut opts = Options {
         module: None,
-        timeout: Duration::from_secs(120),
+        timeout: Duration::from_secs(240),
     };
     let (mut filter, mut one, mut list) = (None, None, false);
     let mut child_args = Vec::new();
