@@ -6,6 +6,7 @@ use crate::dev::{CkptMap, CKPT_PAGE_SIZE};
 use std::time::Instant;
 
 /// splitmix64: a small, good generator.
+#[derive(Clone, Debug)]
 pub struct Rng(pub u64);
 
 impl Rng {

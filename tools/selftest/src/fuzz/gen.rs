@@ -13,31 +13,25 @@ use memkit_core::abi::{self, UapiStruct};
 /// Bytes of a page.
 pub const PAGE: u64 = 4096;
 
-/// SplitMix64: small, fast, good enough for a fuzzer, and the same everywhere.
+/// The tools' SplitMix64 (`memkit::workload::Rng`: small, fast, the same
+/// everywhere) with what the fuzzer draws.
 #[derive(Clone, Debug)]
-pub struct Rng {
-    state: u64,
-}
+pub struct Rng(memkit::workload::Rng);
 
 impl Rng {
     /// A generator whose whole sequence is determined by `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed }
+        Rng(memkit::workload::Rng(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 if `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        // Lossless: the high half of a 128-bit product of two u64.
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        self.0.below(n)
     }
 
     /// True with probability `percent` / 100.
@@ -53,7 +47,7 @@ impl Rng {
 
     /// An independent generator for stream `n` (a thread, a child process).
     pub fn split(&self, n: u64) -> Rng {
-        let mut r = Rng::new(self.state ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03));
+        let mut r = Rng::new(self.0 .0 ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03));
         r.next_u64();
         r
     }
