@@ -169,3 +169,30 @@ pub fn expect_errno<T: std::fmt::Debug>(
         )),
     }
 }
+
+/// Lines of the kernel log (`dmesg`) that report a problem: BUG, WARNING, Oops,
+/// UBSAN, KASAN, kmemleak, lockdep, hung tasks, soft lockups, RCU stalls.
+pub fn kernel_problems() -> Result<Vec<String>, String> {
+    const MARKS: [&str; 12] = [
+        "BUG:",
+        "WARNING:",
+        "Oops",
+        "kernel BUG",
+        "UBSAN:",
+        "KASAN",
+        "suspected memory leak",
+        "possible recursive locking",
+        "possible circular locking",
+        "INFO: task",
+        "soft lockup",
+        "rcu_sched self-detected stall",
+    ];
+    let out = std::process::Command::new("dmesg")
+        .output()
+        .map_err(|e| format!("dmesg: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| MARKS.iter().any(|m| l.contains(m)))
+        .map(str::to_string)
+        .collect())
+}

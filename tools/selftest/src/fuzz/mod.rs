@@ -24,7 +24,7 @@
 
 pub mod gen;
 
-use crate::ktap::{Outcome, TestResult};
+use crate::ktap::{kernel_problems, Outcome, TestResult};
 use gen::{Areas, Dev, Hints, Limits, Plan, Ptr, Rng, CMDS, PAGE};
 use memkit_core::abi::{self, UapiStruct};
 use std::fs::File;
@@ -1599,32 +1599,6 @@ pub fn run(cfg: &Config) -> Result<(), String> {
 
 // ---------------------------------------------------------------------------------
 // The selftest case.
-
-/// Lines of the kernel log that report a problem.
-fn kernel_problems() -> Result<Vec<String>, String> {
-    const MARKS: [&str; 12] = [
-        "BUG:",
-        "WARNING:",
-        "Oops",
-        "kernel BUG",
-        "UBSAN:",
-        "KASAN",
-        "suspected memory leak",
-        "possible recursive locking",
-        "possible circular locking",
-        "INFO: task",
-        "soft lockup",
-        "rcu_sched self-detected stall",
-    ];
-    let out = std::process::Command::new("dmesg")
-        .output()
-        .map_err(|e| format!("dmesg: {e}"))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| MARKS.iter().any(|m| l.contains(m)))
-        .map(str::to_string)
-        .collect())
-}
 
 /// Calls of the short pass `make check` runs (`MEMKIT_FUZZ_CALLS` overrides).
 const CHECK_CALLS: u64 = 100_000;
