@@ -14,8 +14,10 @@ mod journal_tests;
 mod ktap;
 mod media_tests;
 mod module_tests;
+mod race_tests;
 mod replica_tests;
 mod rmem_tests;
+mod stress_tests;
 
 use ktap::{Case, Options};
 use std::process::ExitCode;
@@ -201,6 +203,34 @@ const CASES: &[Case] = &[
     Case {
         name: "fuzz_ioctl",
         run: fuzz::fuzz_ioctl,
+    },
+    Case {
+        name: "race_close_during_ioctl",
+        run: race_tests::race_close_during_ioctl,
+    },
+    Case {
+        name: "race_rmem_munmap_prefetch_install",
+        run: race_tests::race_rmem_munmap_prefetch_install,
+    },
+    Case {
+        name: "race_ckpt_checkpointer_killed",
+        run: race_tests::race_ckpt_checkpointer_killed,
+    },
+    Case {
+        name: "stress_journal_atomicity",
+        run: stress_tests::stress_journal_atomicity,
+    },
+    Case {
+        name: "stress_rmem_shared_region",
+        run: stress_tests::stress_rmem_shared_region,
+    },
+    Case {
+        name: "stress_ckpt_processes",
+        run: stress_tests::stress_ckpt_processes,
+    },
+    Case {
+        name: "race_unload_with_mappings_in_flight",
+        run: race_tests::race_unload_with_mappings_in_flight,
     },
     Case {
         name: "unload_refused_while_open",
