@@ -617,6 +617,9 @@ enum Evicted {
     WritingBack,
     /// Nothing could be evicted.
     Nothing,
+    /// The victim's write-back could not get memory (the emulated store's page is
+    /// charged to the faulting task's memory cgroup): the victim stays local.
+    NoMemory,
 }
 
 /// Copies `page` into the emulated store's page `i` (allocated at the first
@@ -624,7 +627,7 @@ enum Evicted {
 fn store_page(store: &mut VVec<Option<Page>>, i: usize, page: &Page) -> Result {
     let dst = store.get_mut(i).ok_or(EFAULT)?;
     if dst.is_none() {
-        *dst = Some(Page::alloc_page(GFP_KERNEL)?);
+        *dst = Some(Page::alloc_page(GFP_KERNEL_ACCOUNT)?);
     }
     if let Some(d) = dst {
         // SAFETY: both pages are valid and ours; nothing else writes the store page
@@ -646,8 +649,8 @@ impl Region {
             return Err(ENOSPC);
         }
         let n = usize::try_from(cfg.pages)?;
-        let mut slots = VVec::with_capacity(n, GFP_KERNEL)?;
-        let mut store = VVec::with_capacity(n, GFP_KERNEL)?;
+        let mut slots = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        let mut store = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..n {
             slots.push(Slot::Remote, GFP_KERNEL)?;
             store.push(None, GFP_KERNEL)?;
@@ -655,9 +658,9 @@ impl Region {
         let inner = Inner {
             slots,
             store,
-            history: VVec::from_elem(0, n, GFP_KERNEL)?,
+            history: VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
             resident: 0,
-            local: VVec::with_capacity(usize::try_from(cfg.budget)?, GFP_KERNEL)?,
+            local: VVec::with_capacity(usize::try_from(cfg.budget)?, GFP_KERNEL_ACCOUNT)?,
             hand: 0,
             link: Link::new(cfg.lat_base_ns, cfg.lat_page_ns, cfg.max_inflight),
             planner: Planner::new(),
@@ -716,7 +719,7 @@ impl Region {
         addr: usize,
     ) -> Result<u64> {
         let i = usize::try_from(idx)?;
-        let page = Page::alloc_page(GFP_KERNEL)?;
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT)?;
         let now = now_ns();
         let agent = this.cfg.backend == logic::Backend::Agent;
         let arrive_ns = if agent { u64::MAX } else { g.link.issue(now) };
@@ -897,7 +900,7 @@ impl Region {
                 // Keep the page local rather than lose its data.
                 *slot = Slot::Local { page, flags };
                 let _ = local.push(idx, GFP_KERNEL);
-                return Evicted::Nothing;
+                return Evicted::NoMemory;
             }
         };
         if dirty {
@@ -1176,10 +1179,14 @@ impl Region {
                 }
                 Slot::Remote => {
                     if g.resident >= this.cfg.budget {
-                        if this.evict_one(&mut g, vma, idx) != Evicted::Freed {
+                        match this.evict_one(&mut g, vma, idx) {
+                            Evicted::Freed => {}
+                            // The fault fails with VM_FAULT_OOM: the memory
+                            // cgroup's (or the system's) OOM handling decides.
+                            Evicted::NoMemory => return Err(ENOMEM),
                             // Every local page is in flight, or the victim is being
                             // written back: wait for a change.
-                            this.wait(&mut g)?;
+                            Evicted::WritingBack | Evicted::Nothing => this.wait(&mut g)?,
                         }
                         continue;
                     }
@@ -1518,7 +1525,7 @@ impl Region {
             if iov.copy_from_iter(&mut tmp) != PAGE {
                 return Err(EFAULT);
             }
-            let page = Page::alloc_page(GFP_KERNEL)?;
+            let page = Page::alloc_page(GFP_KERNEL_ACCOUNT)?;
             // SAFETY: `tmp` has 4096 bytes; the page is new and ours.
             unsafe { page.write_raw(tmp.as_ptr(), 0, PAGE)? };
             Some(page)

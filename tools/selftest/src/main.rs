@@ -133,6 +133,10 @@ const CASES: &[Case] = &[
         run: rmem_tests::rmem_agent_end_to_end,
     },
     Case {
+        name: "rmem_memory_charged_to_cgroup",
+        run: rmem_tests::rmem_memory_charged_to_cgroup,
+    },
+    Case {
         name: "rmem_agent_rejects_bad_replies",
         run: rmem_tests::rmem_agent_rejects_bad_replies,
     },

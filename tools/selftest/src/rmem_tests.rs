@@ -882,3 +882,121 @@ pub fn rmem_agent_rejects_bad_replies(_: &crate::Options) -> TestResult {
     }
     Ok(Outcome::Pass)
 }
+
+/// Mounts cgroup2 at `/sys/fs/cgroup` if nothing is there, enables the memory
+/// controller for its children and makes the group `name` in it.
+fn memory_cgroup(name: &str) -> Result<std::path::PathBuf, String> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if !root.join("cgroup.controllers").exists() {
+        std::fs::create_dir_all(root).map_err(|e| format!("mkdir {root:?}: {e}"))?;
+        // SAFETY: NUL-terminated literals; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                c"/sys/fs/cgroup".as_ptr(),
+                c"cgroup2".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "mount cgroup2: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let ctl = root.join("cgroup.subtree_control");
+    std::fs::write(&ctl, "+memory").map_err(|e| format!("{ctl:?} +memory: {e}"))?;
+    let cg = root.join(name);
+    if !cg.exists() {
+        std::fs::create_dir(&cg).map_err(|e| format!("mkdir {cg:?}: {e}"))?;
+    }
+    Ok(cg)
+}
+
+fn cg_read(cg: &std::path::Path, file: &str) -> Result<String, String> {
+    std::fs::read_to_string(cg.join(file)).map_err(|e| format!("{:?}: {e}", cg.join(file)))
+}
+
+/// Forks a child that joins `cg`, writes every page of a region of `pages` pages
+/// (budget: all of them) and exits 0, after printing the group's `memory.current`;
+/// returns the child's wait status.
+fn fill_region_in(cg: &std::path::Path, pages: u64) -> Result<i32, String> {
+    let procs = cg.join("cgroup.procs");
+    // SAFETY: the child writes its own mapping and files, then exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let code = (|| -> Result<(), String> {
+            std::fs::write(&procs, "0").map_err(|e| format!("{procs:?}: {e}"))?;
+            let (_dev, map) = region(&config(pages, pages, abi::RMEM_POLICY_NONE))?;
+            for p in 0..pages as usize {
+                map.write_u64(p * PAGE, p as u64);
+            }
+            println!("memory.current {}", cg_read(cg, "memory.current")?.trim());
+            Ok(())
+        })();
+        if let Err(e) = &code {
+            println!("child: {e}");
+        }
+        // SAFETY: leaves the forked child without running the parent's atexit.
+        unsafe { libc::_exit(i32::from(code.is_err())) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(status)
+}
+
+/// `rmem_memory_charged_to_cgroup`: the pages a region keeps (and its tables) are
+/// charged to the memory cgroup of the task that makes it allocate them, so a
+/// region takes no more memory than its user's cgroup allows: an 8 MiB region
+/// filled in a group limited to 4 MiB ends in the group's OOM killer, not in
+/// unaccounted kernel memory; with room, the group is charged at least 6 MiB.
+pub fn rmem_memory_charged_to_cgroup(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 2048;
+    let cg = memory_cgroup("memkit-rmem-charge")?;
+    let run = || -> TestResult {
+        std::fs::write(cg.join("memory.max"), "max").map_err(|e| format!("memory.max: {e}"))?;
+        let status = fill_region_in(&cg, PAGES)?;
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("unlimited group: child status {status:#x}"));
+        }
+        let peak: u64 = cg_read(&cg, "memory.peak")?.trim().parse().unwrap_or(0);
+        println!("unlimited: memory.peak {peak}");
+        if peak < 6 << 20 {
+            return Err(format!(
+                "an 8 MiB region filled: the group's peak is only {peak} bytes (not charged)"
+            ));
+        }
+        let limit: u64 = 4 << 20;
+        std::fs::write(cg.join("memory.max"), limit.to_string())
+            .map_err(|e| format!("memory.max: {e}"))?;
+        let status = fill_region_in(&cg, PAGES)?;
+        let events = cg_read(&cg, "memory.events")?;
+        let oom_kills = events
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        println!("limited to {limit}: child status {status:#x}, oom_kill {oom_kills}");
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            return Err(format!(
+                "an 8 MiB region filled within a {limit}-byte memory cgroup"
+            ));
+        }
+        if !libc::WIFSIGNALED(status) || oom_kills == 0 {
+            return Err(format!(
+                "limited group: child status {status:#x}, oom_kill {oom_kills} (expected the \
+                 group's OOM killer)"
+            ));
+        }
+        Ok(Outcome::Pass)
+    };
+    let r = run();
+    let _ = std::fs::remove_dir(&cg);
+    r
+}
