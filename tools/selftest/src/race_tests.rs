@@ -124,36 +124,9 @@ pub(crate) fn no_new_problems(before: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The value page `p`, word `w` holds at generation `gen` (never 0).
-pub(crate) fn word(p: u64, w: u64, gen: u64) -> u64 {
-    (p << 40) ^ (w << 20) ^ gen ^ 0x9e37_79b9_7f4a_7c15
-}
-
-/// An emulated remote-memory region of `pages` pages, `budget` local, mapped whole.
-pub(crate) fn rmem_region(cfg: &abi::RmemConfig) -> Result<(Device, CkptMap), String> {
-    let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open rmem: {e}"))?;
-    let off = dev
-        .rmem_configure(cfg)
-        .map_err(|e| format!("RMEM_CONFIGURE {cfg:?}: {e}"))?;
-    let map = CkptMap::new(&dev, off, cfg.bytes as usize)
-        .map_err(|e| format!("mmap rmem {} bytes: {e}", cfg.bytes))?;
-    Ok((dev, map))
-}
-
-pub(crate) fn rmem_config(pages: u64, budget: u64, policy: u32) -> abi::RmemConfig {
-    abi::RmemConfig {
-        bytes: pages * PAGE as u64,
-        budget,
-        backend: abi::RMEM_BACKEND_EMULATED,
-        policy,
-        deadline_ns: 50_000_000,
-        degree: 16,
-        max_inflight: 32,
-        lat_base_ns: 20_000,
-        lat_page_ns: 1_000,
-        ..Default::default()
-    }
-}
+// The remote-memory helpers of `rmem_tests`, under the names the race and stress
+// cases use.
+pub(crate) use crate::rmem_tests::{config as rmem_config, region as rmem_region, word};
 
 /// A checkpoint region of `pages` pages, mapped whole, with its mmap offset.
 pub(crate) fn ckpt_region(pages: u64) -> Result<(Device, CkptMap, u64), String> {

@@ -17,7 +17,7 @@ fn open() -> Result<Device, String> {
 }
 
 /// A valid configuration: emulated backend, `pages` pages, `budget` local.
-fn config(pages: u64, budget: u64, policy: u32) -> abi::RmemConfig {
+pub(crate) fn config(pages: u64, budget: u64, policy: u32) -> abi::RmemConfig {
     abi::RmemConfig {
         bytes: pages * PAGE as u64,
         budget,
@@ -33,7 +33,7 @@ fn config(pages: u64, budget: u64, policy: u32) -> abi::RmemConfig {
 }
 
 /// A new file with a region of `cfg`, mapped whole.
-fn region(cfg: &abi::RmemConfig) -> Result<(Device, CkptMap), String> {
+pub(crate) fn region(cfg: &abi::RmemConfig) -> Result<(Device, CkptMap), String> {
     let dev = open()?;
     let off = dev
         .rmem_configure(cfg)
@@ -49,7 +49,7 @@ fn stats(dev: &Device) -> Result<abi::RmemStats, String> {
 }
 
 /// The value page `p`, word `w` holds after `gen` rewrites.
-fn word(p: u64, w: u64, gen: u64) -> u64 {
+pub(crate) fn word(p: u64, w: u64, gen: u64) -> u64 {
     (p << 40) ^ (w << 20) ^ gen ^ 0x9e37_79b9_7f4a_7c15
 }
 
