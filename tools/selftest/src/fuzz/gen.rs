@@ -683,6 +683,8 @@ pub fn plan(
     let mut bytes = vec![0u8; len];
     let mut pmem_path = false;
     let mut array_ptrs = Vec::new();
+    // The struct's pointer fields (offset, what they point at).
+    let mut ptrs = Vec::new();
     let pages = hints.region_pages;
     match base {
         id::VERSION => abi::Version {
@@ -740,17 +742,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(8, path)],
-                array_ptrs,
-                pmem_path,
-            );
+            ptrs = vec![(8, path)];
         }
         id::JOURNAL_DETACH => abi::JournalDetach {
             flags: flags(rng, 0),
@@ -825,17 +817,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(8, ranges)],
-                array_ptrs,
-                false,
-            );
+            ptrs = vec![(8, ranges)];
         }
         id::RMEM_CONFIGURE => {
             let rbytes = region_bytes(rng, abi::RMEM_MAX_BYTES);
@@ -953,17 +935,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(24, buf)],
-                array_ptrs,
-                false,
-            );
+            ptrs = vec![(24, buf)];
         }
         id::CKPT_HISTORY => {
             let (first, count) = page_range(rng, pages);
@@ -977,17 +949,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(24, buf)],
-                array_ptrs,
-                false,
-            );
+            ptrs = vec![(24, buf)];
         }
         id::CKPT_COPY => {
             let count = page_count(rng, pages, abi::CKPT_COPY_MAX_PAGES);
@@ -1002,17 +964,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(8, list), (24, buf)],
-                array_ptrs,
-                false,
-            );
+            ptrs = vec![(8, list), (24, buf)];
         }
         id::CKPT_STATS => abi::CkptStats {
             flags: flags(rng, 0),
@@ -1034,17 +986,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(8, list)],
-                array_ptrs,
-                false,
-            );
+            ptrs = vec![(8, list)];
         }
         id::CKPT_COPY_DIFF => {
             let count = page_count(rng, pages, abi::CKPT_COPY_DIFF_MAX_PAGES);
@@ -1069,17 +1011,7 @@ pub fn plan(
                 ..Default::default()
             }
             .encode(&mut bytes);
-            return finish(
-                rng,
-                base,
-                cmd,
-                size,
-                nonzero_tail,
-                bytes,
-                vec![(8, list), (24, buf)],
-                array_ptrs,
-                false,
-            );
+            ptrs = vec![(8, list), (24, buf)];
         }
         _ => {}
     }
@@ -1090,7 +1022,7 @@ pub fn plan(
         size,
         nonzero_tail,
         bytes,
-        Vec::new(),
+        ptrs,
         array_ptrs,
         pmem_path,
     )
