@@ -27,11 +27,10 @@ use crate::pure::{
     abi,
     ckpt::{self as logic, diff, Collect},
 };
-use crate::uapi;
+use crate::{edge::RegionId, uapi};
 use core::{
     ffi::{c_int, c_void},
     ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
 };
 use kernel::{
     bindings,
@@ -99,13 +98,7 @@ extern "C" {
     fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
 }
 
-/// Region ids, for the page-offset windows; 0 is never used.
-static NEXT_REGION: AtomicU64 = AtomicU64::new(1);
-/// Page-offset bits of a region's window: room for `CKPT_MAX_BYTES`.
-const WINDOW_SHIFT: u32 = 20;
-const _: () = assert!(abi::CKPT_MAX_BYTES / logic::PAGE_SIZE <= 1 << WINDOW_SHIFT);
-/// Ids stay below this, so that `mmap_offset` fits in a signed `off_t`.
-const MAX_REGION_ID: u64 = 1 << (63 - WINDOW_SHIFT - 12);
+const _: () = assert!(abi::CKPT_MAX_BYTES / logic::PAGE_SIZE <= 1 << RegionId::WINDOW_SHIFT);
 
 /// The address space a region's mappings live in.
 struct Mapping(NonNull<c_void>);
@@ -120,8 +113,9 @@ unsafe impl Sync for Mapping {}
 
 /// A region and its tracking state.
 struct Region {
-    /// Page offset of page 0 in the file's address space.
+    /// Page offset of page 0 in the file's address space (the id's window).
     base: u64,
+    _id: RegionId,
     /// Pages.
     pages: u64,
     mapping: Mapping,
@@ -141,26 +135,24 @@ struct Region {
 impl Region {
     fn new(bytes: u64, mapping: Mapping) -> Result<Region> {
         let pages = logic::region_pages(bytes).map_err(errno)?;
-        let id = NEXT_REGION.fetch_add(1, Ordering::Relaxed);
-        if id >= MAX_REGION_ID {
-            return Err(ENOSPC);
-        }
+        let id = RegionId::alloc()?;
         let n = usize::try_from(pages)?;
-        let mut frames = VVec::with_capacity(n, GFP_KERNEL)?;
-        let mut bases = VVec::with_capacity(n, GFP_KERNEL)?;
+        let mut frames = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        let mut bases = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..n {
-            frames.push(None, GFP_KERNEL)?;
-            bases.push(None, GFP_KERNEL)?;
+            frames.push(None, GFP_KERNEL_ACCOUNT)?;
+            bases.push(None, GFP_KERNEL_ACCOUNT)?;
         }
         let words = usize::try_from(logic::words(pages))?;
         Ok(Region {
-            base: id << WINDOW_SHIFT,
+            base: id.base(),
+            _id: id,
             pages,
             mapping,
             frames,
-            pending: VVec::from_elem(0, words, GFP_KERNEL)?,
-            history: VVec::from_elem(0, n, GFP_KERNEL)?,
-            diff_set: VVec::from_elem(0, words, GFP_KERNEL)?,
+            pending: VVec::from_elem(0, words, GFP_KERNEL_ACCOUNT)?,
+            history: VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
+            diff_set: VVec::from_elem(0, words, GFP_KERNEL_ACCOUNT)?,
             bases,
             stats: abi::CkptStats {
                 bytes,
@@ -175,7 +167,7 @@ impl Region {
         if let Some(p) = slot {
             return Ok(p.as_ptr());
         }
-        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
         let ptr = page.as_ptr();
         *slot = Some(page);
         self.stats.pages_allocated += 1;
@@ -332,9 +324,12 @@ impl CkptDevice {
             let unmapped = r.gather(c.first, c.end);
             // Lossless: at most the region's pages.
             let nwords = logic::words((c.end - c.first) as u64) as usize;
-            let mut snap = VVec::with_capacity(nwords, GFP_KERNEL)?;
+            let mut snap = VVec::with_capacity(nwords, GFP_KERNEL_ACCOUNT)?;
             for w in 0..nwords {
-                snap.push(logic::out_word(&r.pending, c.first, c.end, w), GFP_KERNEL)?;
+                snap.push(
+                    logic::out_word(&r.pending, c.first, c.end, w),
+                    GFP_KERNEL_ACCOUNT,
+                )?;
             }
             let (dirty, nr_runs) = logic::count(&snap, 0, c.end - c.first);
             c.check_room(req.buf_len, nr_runs).map_err(errno)?;
@@ -462,7 +457,7 @@ impl CkptDevice {
     /// the region's size (`EINVAL`).
     fn read_indexes(&self, addr: u64, count: u64) -> Result<KVVec<u64>> {
         let n = usize::try_from(count)?;
-        let mut idx = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut idx = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         let mut reader = UserSlice::new(
             UserPtr::from_addr(usize::try_from(addr)?),
             n.checked_mul(8).ok_or(EINVAL)?,
@@ -471,7 +466,7 @@ impl CkptDevice {
         let mut raw = [0u8; 8];
         for _ in 0..n {
             reader.read_slice(&mut raw)?;
-            idx.push(u64::from_ne_bytes(raw), GFP_KERNEL)?;
+            idx.push(u64::from_ne_bytes(raw), GFP_KERNEL_ACCOUNT)?;
         }
         let pages = self.region.lock().as_ref().ok_or(EINVAL)?.pages;
         if idx.iter().any(|&i| i >= pages) {
@@ -518,9 +513,9 @@ impl CkptDevice {
         let idx = self.read_indexes(req.pages, req.count)?;
         let n = idx.len();
         // No repeats: the versions would not follow the stream.
-        let mut sorted = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut sorted = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for &i in idx.iter() {
-            sorted.push(i, GFP_KERNEL)?;
+            sorted.push(i, GFP_KERNEL_ACCOUNT)?;
         }
         sorted.sort_unstable();
         if sorted.windows(2).any(|w| w[0] == w[1]) {
@@ -528,9 +523,9 @@ impl CkptDevice {
         }
         // Records, and the contents they carry (the next versions), built under the
         // lock; copied out without it; versions advanced only if that worked.
-        let mut out = VVec::from_elem(0u8, n * diff::MAX_RECORD, GFP_KERNEL)?;
-        let mut now = VVec::from_elem(0u8, n * diff::PAGE, GFP_KERNEL)?;
-        let mut base = KVVec::from_elem(0u8, diff::PAGE, GFP_KERNEL)?;
+        let mut out = VVec::from_elem(0u8, n * diff::MAX_RECORD, GFP_KERNEL_ACCOUNT)?;
+        let mut now = VVec::from_elem(0u8, n * diff::PAGE, GFP_KERNEL_ACCOUNT)?;
+        let mut base = KVVec::from_elem(0u8, diff::PAGE, GFP_KERNEL_ACCOUNT)?;
         let (mut at, mut diffed) = (0usize, 0u64);
         {
             let guard = self.region.lock();
@@ -580,7 +575,7 @@ impl CkptDevice {
                 continue;
             };
             if slot.is_none() {
-                *slot = Some(Page::alloc_page(GFP_KERNEL)?);
+                *slot = Some(Page::alloc_page(GFP_KERNEL_ACCOUNT)?);
             }
             if let Some(b) = slot {
                 // SAFETY: `cur` is valid for 4096 bytes of reads; base pages are only
@@ -621,7 +616,7 @@ impl MiscDevice for CkptDevice {
             try_pin_init!(CkptDevice {
                 region <- new_mutex!(None),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 

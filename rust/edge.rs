@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Small kernel services with no Rust abstraction in 7.3, implemented in `helpers.c`:
-//! string module parameters, `capable(CAP_SYS_ADMIN)`, random bytes; and the mmap
-//! checks the checkpoint and remote-memory regions share.
+//! string module parameters, `capable(CAP_SYS_ADMIN)`, random bytes; and what the
+//! checkpoint and remote-memory regions share: their ids and the mmap checks.
 
 use core::ffi::c_void;
-use kernel::ffi::c_char;
+use kernel::ffi::{c_char, c_int};
 use kernel::prelude::*;
 
 extern "C" {
@@ -16,6 +16,8 @@ extern "C" {
     ///
     /// `buf` is valid for `len` bytes of writes.
     fn memkit_random(buf: *mut c_void, len: usize);
+    fn memkit_region_id_alloc(max: u32) -> c_int;
+    fn memkit_region_id_free(id: u32);
 }
 
 /// A string module parameter, `None` if unset.
@@ -50,6 +52,43 @@ pub(crate) fn capable_sys_admin() -> bool {
 pub(crate) fn random(buf: &mut [u8]) {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
     unsafe { memkit_random(buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+/// Region ids `1..=`[`RegionId::MAX`], shared by the rmem and ckpt regions: id `i`
+/// owns the page offsets `[i << WINDOW_SHIFT, (i + 1) << WINDOW_SHIFT)` of its file.
+/// The id goes back to the pool when the region is dropped, which is after the last
+/// mapping of its window went (every VMA holds the file, the file the region), so a
+/// reused window has no stale mapping.
+pub(crate) struct RegionId(u32);
+
+impl RegionId {
+    /// Page-offset bits of a window: room for `RMEM_MAX_BYTES` and `CKPT_MAX_BYTES`.
+    pub(crate) const WINDOW_SHIFT: u32 = 20;
+    /// The largest id: `mmap_offset` of its window fits in a signed `off_t`.
+    pub(crate) const MAX: u32 = (1 << (63 - Self::WINDOW_SHIFT - 12)) - 1;
+
+    /// A free id; `ENOSPC` if all are in use, `ENOMEM`.
+    pub(crate) fn alloc() -> Result<RegionId> {
+        // SAFETY: process context (an ioctl); no other precondition.
+        let id = unsafe { memkit_region_id_alloc(Self::MAX) };
+        if id < 0 {
+            return Err(Error::from_errno(id));
+        }
+        // Lossless: `1..=MAX`.
+        Ok(RegionId(id as u32))
+    }
+
+    /// The first page offset of the id's window.
+    pub(crate) fn base(&self) -> u64 {
+        u64::from(self.0) << Self::WINDOW_SHIFT
+    }
+}
+
+impl Drop for RegionId {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` was allocated by `memkit_region_id_alloc` and is freed once.
+        unsafe { memkit_region_id_free(self.0) };
+    }
 }
 
 /// The mmap of a region whose page offsets are the window `[base, base + pages)` of

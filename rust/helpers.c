@@ -11,6 +11,7 @@
  *   device flush for DAX mappings that are not synchronous (virtio-pmem);
  * - machine-check-safe reads (copy_mc_to_kernel);
  * - string module parameters, which the Rust module! macro does not support;
+ * - region ids (an IDA) for the mmap windows of rmem and ckpt regions;
  * - checkpoint regions (rust/ckpt.rs): the vm_operations_struct and its fault
  *   handler (no Rust abstraction in 7.3), the mapping-dirty helper, PG_dirty, and a
  *   page copied to userspace.
@@ -21,6 +22,7 @@
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/idr.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/page-flags.h>
@@ -170,6 +172,23 @@ int memkit_pmem_fence(const struct memkit_dax *d)
 void memkit_random(void *buf, size_t len)
 {
 	get_random_bytes(buf, len);
+}
+
+/*
+ * Region ids: the page-offset windows of rmem and ckpt regions (rust/edge.rs).  An
+ * id is freed with its region and reused, so that creating and closing regions in a
+ * loop never runs out of them.  The IDA frees its memory as it empties.
+ */
+static DEFINE_IDA(memkit_region_ids);
+
+int memkit_region_id_alloc(unsigned int max)
+{
+	return ida_alloc_range(&memkit_region_ids, 1, max, GFP_KERNEL_ACCOUNT);
+}
+
+void memkit_region_id_free(unsigned int id)
+{
+	ida_free(&memkit_region_ids, id);
 }
 
 /*

@@ -22,6 +22,8 @@ void memkit_pmem_copy(void *dst, const void *src, size_t len);
 int memkit_pmem_read(void *dst, const void *src, size_t len);
 int memkit_pmem_fence(const struct memkit_dax *d);
 void memkit_random(void *buf, size_t len);
+int memkit_region_id_alloc(unsigned int max);
+void memkit_region_id_free(unsigned int id);
 
 struct address_space;
 struct file;

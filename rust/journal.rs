@@ -45,6 +45,10 @@ use crate::pure::journal::{
 use crate::uapi;
 use kernel::{
     fs::{
+        file::flags::{
+            O_ACCMODE,
+            O_RDONLY, //
+        },
         File,
         Kiocb, //
     },
@@ -647,12 +651,12 @@ impl JournalDevice {
             return Err(E2BIG);
         }
         let size = abi::JournalRange::SIZE;
-        let mut raw = KVec::from_elem(0u8, n * size, GFP_KERNEL)?;
+        let mut raw = KVec::from_elem(0u8, n * size, GFP_KERNEL_ACCOUNT)?;
         UserSlice::new(UserPtr::from_addr(req.ranges as usize), raw.len())
             .reader()
             .read_slice(&mut raw)?;
         // Check every range before allocating or copying data.
-        let mut spans = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut spans = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         let mut total = 0usize;
         for i in 0..n {
             let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
@@ -663,7 +667,7 @@ impl JournalDevice {
             if len > format::MJ_SIZE_MAX as usize {
                 return Err(E2BIG);
             }
-            spans.push((r.offset, total, len), GFP_KERNEL)?;
+            spans.push((r.offset, total, len), GFP_KERNEL_ACCOUNT)?;
             total = total.checked_add(len).ok_or(E2BIG)?;
             if total > format::MJ_SIZE_MAX as usize {
                 return Err(E2BIG);
@@ -671,7 +675,7 @@ impl JournalDevice {
         }
         // Refused before the data is allocated and copied.
         self.shared.check(&spans)?;
-        let mut data = KVVec::from_elem(0u8, total, GFP_KERNEL)?;
+        let mut data = KVVec::from_elem(0u8, total, GFP_KERNEL_ACCOUNT)?;
         for (i, &(_, start, len)) in spans.iter().enumerate() {
             let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
             UserSlice::new(UserPtr::from_addr(r.data as usize), len)
@@ -702,15 +706,24 @@ impl MiscDevice for JournalDevice {
         Ok(KBox::new(JournalDevice { shared }, GFP_KERNEL)?)
     }
 
-    fn ioctl(me: &JournalDevice, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &JournalDevice, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        // What changes the medium needs a descriptor open for writing, as write(2)
+        // (and the block layer's BLKDISCARD) do.
+        let writable = || {
+            if file.flags() & O_ACCMODE == O_RDONLY {
+                Err(EBADF)
+            } else {
+                Ok(())
+            }
+        };
         match abi::Command::decode(cmd) {
             Some(abi::Command::Version) => {
                 uapi::version(arg, abi::DEV_JOURNAL, abi::FEAT_JOURNAL_TX)
             }
-            Some(abi::Command::JournalAttach) => me.ioctl_attach(arg),
-            Some(abi::Command::JournalDetach) => me.ioctl_detach(arg),
+            Some(abi::Command::JournalAttach) => writable().and_then(|()| me.ioctl_attach(arg)),
+            Some(abi::Command::JournalDetach) => writable().and_then(|()| me.ioctl_detach(arg)),
             Some(abi::Command::JournalStatus) => me.ioctl_status(arg),
-            Some(abi::Command::JournalTx) => me.ioctl_tx(arg),
+            Some(abi::Command::JournalTx) => writable().and_then(|()| me.ioctl_tx(arg)),
             _ => Err(ENOTTY),
         }
     }

@@ -40,7 +40,7 @@ use crate::pure::{
     abi,
     rmem::{self as logic, Config, Fault, Link, Planner, Probe, MAX_CANDIDATES},
 };
-use crate::uapi;
+use crate::{edge::RegionId, uapi};
 use core::{
     ffi::{c_int, c_void},
     ptr::NonNull,
@@ -556,8 +556,9 @@ struct AgentReq {
 #[pin_data]
 struct Region {
     cfg: Config,
-    /// Page offset of page 0 in the file's address space.
+    /// Page offset of page 0 in the file's address space (the id's window).
     base: u64,
+    _id: RegionId,
     mapping: Mapping,
     #[pin]
     inner: Mutex<Inner>,
@@ -571,13 +572,7 @@ struct Region {
     stats: Counters,
 }
 
-/// Region ids, for the page-offset windows (as `ckpt`); 0 is never used.
-static NEXT_REGION: AtomicU64 = AtomicU64::new(1);
-/// Page-offset bits of a region's window: room for `RMEM_MAX_BYTES`.
-const WINDOW_SHIFT: u32 = 20;
-const _: () = assert!(abi::RMEM_MAX_BYTES / logic::PAGE_SIZE <= 1 << WINDOW_SHIFT);
-/// Ids stay below this, so that `mmap_offset` fits in a signed `off_t`.
-const MAX_REGION_ID: u64 = 1 << (63 - WINDOW_SHIFT - 12);
+const _: () = assert!(abi::RMEM_MAX_BYTES / logic::PAGE_SIZE <= 1 << RegionId::WINDOW_SHIFT);
 
 /// The faulting VMA, as the fault path sees it (mmap lock held).
 struct Vma {
@@ -644,16 +639,13 @@ fn pg(page: &Page) -> *mut c_void {
 
 impl Region {
     fn new(cfg: Config, mapping: Mapping) -> Result<Arc<Region>> {
-        let id = NEXT_REGION.fetch_add(1, Ordering::Relaxed);
-        if id >= MAX_REGION_ID {
-            return Err(ENOSPC);
-        }
+        let id = RegionId::alloc()?;
         let n = usize::try_from(cfg.pages)?;
         let mut slots = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         let mut store = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..n {
-            slots.push(Slot::Remote, GFP_KERNEL)?;
-            store.push(None, GFP_KERNEL)?;
+            slots.push(Slot::Remote, GFP_KERNEL_ACCOUNT)?;
+            store.push(None, GFP_KERNEL_ACCOUNT)?;
         }
         let inner = Inner {
             slots,
@@ -670,19 +662,20 @@ impl Region {
             dead: false,
             agent: KVec::new(),
             next_id: 1,
-            free: KVec::with_capacity(REQ_POOL, GFP_KERNEL)?,
+            free: KVec::with_capacity(REQ_POOL, GFP_KERNEL_ACCOUNT)?,
         };
         let region = Arc::pin_init(
             try_pin_init!(Region {
                 cfg,
-                base: id << WINDOW_SHIFT,
+                base: id.base(),
+                _id: id,
                 mapping,
                 inner <- new_mutex!(inner),
                 changed <- new_condvar!(),
                 agent_reader <- new_mutex!(()),
                 stats: Counters::new(),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         bump(&region.stats, |c| &c.regions, 1);
         Ok(region)
@@ -732,7 +725,7 @@ impl Region {
                     idx,
                     read: false,
                 },
-                GFP_KERNEL,
+                GFP_KERNEL_ACCOUNT,
             )?;
         }
         g.next_id += 1;
@@ -761,7 +754,7 @@ impl Region {
                     mm: None,
                     addr: 0,
                 }),
-                GFP_KERNEL,
+                GFP_KERNEL_ACCOUNT,
             )?,
         };
         // Unique: neither its timer nor its work item is pending (they hold a
@@ -888,7 +881,7 @@ impl Region {
                 read: false,
             };
             agent
-                .push(msg, GFP_KERNEL)
+                .push(msg, GFP_KERNEL_ACCOUNT)
                 .map(|()| true)
                 .map_err(Error::from)
         } else {
@@ -899,7 +892,7 @@ impl Region {
             Err(_) => {
                 // Keep the page local rather than lose its data.
                 *slot = Slot::Local { page, flags };
-                let _ = local.push(idx, GFP_KERNEL);
+                let _ = local.push(idx, GFP_KERNEL_ACCOUNT);
                 return Evicted::NoMemory;
             }
         };
@@ -1145,7 +1138,7 @@ impl Region {
                         page,
                         flags: REFERENCED,
                     };
-                    g.local.push(idx, GFP_KERNEL)?;
+                    g.local.push(idx, GFP_KERNEL_ACCOUNT)?;
                 }
                 continue;
             }
@@ -1376,7 +1369,7 @@ impl Region {
                 bump(&self.stats, |c| &c.installed, 1);
             }
         }
-        let _ = g.local.push(req.idx, GFP_KERNEL);
+        let _ = g.local.push(req.idx, GFP_KERNEL_ACCOUNT);
         if let Some(slot) = g.slots.get_mut(i) {
             *slot = Slot::Local { page, flags };
         }
@@ -1395,7 +1388,7 @@ impl Region {
         let mut g = self.inner.lock();
         if !g.dead && g.free.len() < REQ_POOL {
             // Within the reserved capacity: no allocation, cannot fail.
-            let _ = g.free.push(r, GFP_KERNEL);
+            let _ = g.free.push(r, GFP_KERNEL_ACCOUNT);
         }
         // Otherwise dropped after the unlock (it holds a region reference).
     }
@@ -1462,7 +1455,7 @@ impl Region {
                 if wb && page.is_none() {
                     // The page went meanwhile (it is fetched again from the
                     // agent, which has a newer write-back of it or none needed).
-                    dropped.push(r.id, GFP_KERNEL)?;
+                    dropped.push(r.id, GFP_KERNEL_ACCOUNT)?;
                     continue;
                 }
                 let msg = abi::RmemMsg {
@@ -1473,16 +1466,16 @@ impl Region {
                 };
                 let mut hdr = [0u8; HDR];
                 abi::UapiStruct::encode(&msg, &mut hdr);
-                buf.extend_from_slice(&hdr, GFP_KERNEL)?;
+                buf.extend_from_slice(&hdr, GFP_KERNEL_ACCOUNT)?;
                 if let (true, Some(page)) = (wb, page) {
                     let at = buf.len();
-                    buf.resize(at + PAGE, 0, GFP_KERNEL)?;
+                    buf.resize(at + PAGE, 0, GFP_KERNEL_ACCOUNT)?;
                     if let Some(dst) = buf.get_mut(at..) {
                         // SAFETY: the slot holds the page; `dst` has 4096 bytes.
                         unsafe { memkit_copy_page(dst.as_mut_ptr(), pg(page)) };
                     }
                 }
-                ids.push(r.id, GFP_KERNEL)?;
+                ids.push(r.id, GFP_KERNEL_ACCOUNT)?;
             }
             g.agent.retain(|r| !dropped.contains(&r.id));
         }
@@ -1521,7 +1514,7 @@ impl Region {
         // The data goes into a new page first: no user copy under the region lock,
         // and a malformed reply touches no page of the region.
         let data = if with_data {
-            let mut tmp = KVec::<u8>::from_elem(0, PAGE, GFP_KERNEL)?;
+            let mut tmp = KVec::<u8>::from_elem(0, PAGE, GFP_KERNEL_ACCOUNT)?;
             if iov.copy_from_iter(&mut tmp) != PAGE {
                 return Err(EFAULT);
             }
@@ -1550,7 +1543,7 @@ impl Region {
                         } else {
                             // Not stored: the page stays local.
                             *slot = Slot::Local { page, flags: 0 };
-                            g.local.push(r.idx, GFP_KERNEL)?;
+                            g.local.push(r.idx, GFP_KERNEL_ACCOUNT)?;
                         }
                     }
                 }
@@ -1689,6 +1682,10 @@ impl RmemDevice {
             ..Default::default()
         };
         if req.flags & abi::RMEM_STATS_GLOBAL != 0 {
+            // The module's totals count other users' regions.
+            if !crate::edge::capable_sys_admin() {
+                return Err(EPERM);
+            }
             GLOBAL.snapshot(&mut out);
             out.bytes = GLOBAL.regions.load(Ordering::Relaxed);
         } else {
@@ -1709,7 +1706,7 @@ impl MiscDevice for RmemDevice {
             try_pin_init!(RmemDevice {
                 region <- new_mutex!(None),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 

@@ -1,13 +1,11 @@
 //! The ABI every device shares: `MEMKIT_IOC_VERSION`, unknown commands, the
-//! size-versioning rules, bad pointers, and who may open the devices.
+//! size-versioning rules and bad pointers (who may open them: `perm_tests.rs`).
 
 use crate::ktap::{expect_errno, Outcome, TestResult};
 use memkit::dev::{Device, DeviceKind};
 use memkit_core::abi::{self, UapiStruct};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::process::CommandExt;
-use std::process::ExitCode;
 
 fn open_all() -> Result<Vec<Device>, String> {
     DeviceKind::ALL
@@ -308,47 +306,6 @@ pub fn bad_pointer_efault(_: &crate::Options) -> TestResult {
             // SAFETY: none of these addresses is writable memory of this process.
             let res = unsafe { dev.ioctl_raw(abi::IOC_VERSION, ptr) };
             expect_errno(&format!("{} {what}", dev.kind().name()), res, libc::EFAULT)?;
-        }
-    }
-    Ok(Outcome::Pass)
-}
-
-/// The child of `nonroot_open_denied`: tries to open `path` and exits with the errno
-/// (0 if the open succeeded).
-pub fn try_open(path: &str) -> ExitCode {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => ExitCode::from(e.raw_os_error().unwrap_or(255).clamp(1, 255) as u8),
-    }
-}
-
-pub fn nonroot_open_denied(_: &crate::Options) -> TestResult {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return Ok(Outcome::Skip(
-            "needs root to switch to an unprivileged user".into(),
-        ));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    for k in DeviceKind::ALL {
-        // std drops root's supplementary groups (setgroups) before switching user.
-        let status = std::process::Command::new(&exe)
-            .arg("--try-open")
-            .arg(k.path())
-            .uid(65534)
-            .gid(65534)
-            .status()
-            .map_err(|e| format!("spawn as nobody: {e}"))?;
-        if status.code() != Some(libc::EACCES) {
-            return Err(format!(
-                "{} opened by uid 65534: exit {status}, want EACCES ({})",
-                k.path().display(),
-                libc::EACCES
-            ));
         }
     }
     Ok(Outcome::Pass)

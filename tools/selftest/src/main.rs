@@ -14,6 +14,7 @@ mod journal_tests;
 mod ktap;
 mod media_tests;
 mod module_tests;
+mod perm_tests;
 mod race_tests;
 mod replica_tests;
 mod rmem_tests;
@@ -73,8 +74,8 @@ const CASES: &[Case] = &[
         run: abi_tests::bad_pointer_efault,
     },
     Case {
-        name: "nonroot_open_denied",
-        run: abi_tests::nonroot_open_denied,
+        name: "perm_nodes_root_only_by_default",
+        run: perm_tests::perm_nodes_root_only_by_default,
     },
     Case {
         name: "journal_attach_format",
@@ -134,7 +135,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "rmem_memory_charged_to_cgroup",
-        run: rmem_tests::rmem_memory_charged_to_cgroup,
+        run: perm_tests::rmem_memory_charged_to_cgroup,
     },
     Case {
         name: "rmem_agent_rejects_bad_replies",
@@ -233,6 +234,18 @@ const CASES: &[Case] = &[
         run: stress_tests::stress_ckpt_processes,
     },
     Case {
+        name: "ckpt_memory_charged_to_cgroup",
+        run: perm_tests::ckpt_memory_charged_to_cgroup,
+    },
+    Case {
+        name: "perm_unprivileged_own_regions_only",
+        run: perm_tests::perm_unprivileged_own_regions_only,
+    },
+    Case {
+        name: "perm_journal_admin_needs_cap_sys_admin",
+        run: perm_tests::perm_journal_admin_needs_cap_sys_admin,
+    },
+    Case {
         name: "race_unload_with_mappings_in_flight",
         run: race_tests::race_unload_with_mappings_in_flight,
     },
@@ -259,12 +272,6 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `--try-open PATH`: the unprivileged side of `nonroot_open_denied`.
-    if let [flag, path] = args.as_slice() {
-        if flag == "--try-open" {
-            return abi_tests::try_open(path);
-        }
-    }
     if args.first().map(String::as_str) == Some("fuzz") {
         return fuzz::main(&args[1..]);
     }

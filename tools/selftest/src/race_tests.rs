@@ -452,7 +452,7 @@ fn one_ioctl(kind: DeviceKind, fd: i32, t: u64, i: u64, pages: u64) -> Result<Op
 
 /// The journal for the close race: attached (formatted if it was not), or `None`
 /// without a pmem device.
-fn journal_attached() -> Result<Option<Device>, String> {
+pub(crate) fn journal_attached() -> Result<Option<Device>, String> {
     let pmem = std::env::var("MEMKIT_PMEM").unwrap_or_else(|_| "/dev/pmem0".into());
     let dev = Device::open(DeviceKind::Journal).map_err(|e| format!("open journal: {e}"))?;
     let st = dev.journal_status().map_err(|e| format!("status: {e}"))?;
