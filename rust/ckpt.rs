@@ -276,7 +276,7 @@ impl CkptDevice {
         let mut req = uapi::read::<abi::CkptCreate>(arg)?;
         // SAFETY: no precondition.
         if !unsafe { memkit_ckpt_supported() } {
-            pr_err!("ckpt: this kernel lacks CONFIG_MAPPING_DIRTY_HELPERS (select it with DRM_VMWGFX)\n");
+            kernel::pr_err_once!("ckpt: this kernel lacks CONFIG_MAPPING_DIRTY_HELPERS (select it with DRM_VMWGFX)\n");
             return Err(EOPNOTSUPP);
         }
         if self.region.lock().is_some() {
