@@ -242,6 +242,10 @@ const CASES: &[Case] = &[
         run: perm_tests::perm_unprivileged_own_regions_only,
     },
     Case {
+        name: "perm_region_ids_reused",
+        run: perm_tests::perm_region_ids_reused,
+    },
+    Case {
         name: "perm_journal_admin_needs_cap_sys_admin",
         run: perm_tests::perm_journal_admin_needs_cap_sys_admin,
     },

@@ -477,6 +477,35 @@ pub fn perm_journal_admin_needs_cap_sys_admin(_: &crate::Options) -> TestResult 
     Ok(Outcome::Pass)
 }
 
+/// `perm_region_ids_reused`: a region's id (its window of mmap offsets) goes back to
+/// the pool when its file is closed, so that creating and closing regions in a loop
+/// — what any user may do once the nodes are open to all — never runs the ids out:
+/// 300 regions of each kind made one after another use a handful of windows.
+pub fn perm_region_ids_reused(_: &crate::Options) -> TestResult {
+    const ROUNDS: usize = 300;
+    for kind in [DeviceKind::Rmem, DeviceKind::Ckpt] {
+        let mut offsets = std::collections::BTreeSet::new();
+        for i in 0..ROUNDS {
+            let dev = Device::open(kind).map_err(|e| format!("open {kind:?}: {e}"))?;
+            let off = match kind {
+                DeviceKind::Rmem => dev.rmem_configure(&rmem_config(1, 1, abi::RMEM_POLICY_NONE)),
+                _ => dev.ckpt_create(PAGE as u64),
+            }
+            .map_err(|e| format!("{kind:?} region {i}: {e}"))?;
+            offsets.insert(off);
+        }
+        println!("{kind:?}: {ROUNDS} regions in {} windows", offsets.len());
+        if offsets.len() > 4 {
+            return Err(format!(
+                "{kind:?}: {ROUNDS} regions made and closed one after another took {} \
+                 windows (ids are not reused)",
+                offsets.len()
+            ));
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
 // ---------------------------------------------------------------------------------
 // Memory cgroup charges.
 
