@@ -210,6 +210,10 @@ const CASES: &[Case] = &[
         run: fuzz::fuzz_ioctl,
     },
     Case {
+        name: "fuzz_ioctl_unprivileged",
+        run: fuzz::fuzz_ioctl_unprivileged,
+    },
+    Case {
         name: "race_close_during_ioctl",
         run: race_tests::race_close_during_ioctl,
     },

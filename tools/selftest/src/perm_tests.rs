@@ -37,7 +37,7 @@ fn needs_root() -> Option<Outcome> {
 /// Switches the calling (forked) process to `uid`:`gid` with the supplementary
 /// `groups` only. A process of uid 0 that takes non-zero uids loses every capability;
 /// checked.
-fn become_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), String> {
+pub(crate) fn become_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), String> {
     let os = || std::io::Error::last_os_error();
     // SAFETY: `groups` is valid for `groups.len()` gids.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
@@ -114,10 +114,10 @@ fn drop_capability(cap: u32) -> Result<(), String> {
 }
 
 /// The modes, owners and groups of the device nodes, put back when dropped.
-struct SavedNodes(Vec<(PathBuf, u32, u32, u32)>);
+pub(crate) struct SavedNodes(Vec<(PathBuf, u32, u32, u32)>);
 
 impl SavedNodes {
-    fn save() -> Result<SavedNodes, String> {
+    pub(crate) fn save() -> Result<SavedNodes, String> {
         let mut v = Vec::new();
         for k in DeviceKind::ALL {
             let p = k.path();

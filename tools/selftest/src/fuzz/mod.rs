@@ -1,6 +1,7 @@
 //! The ioctl fuzzer: `memkit-selftest fuzz [--seed N] [--calls N] [--threads N]
-//! [--pmem PATH] [--time-limit SECS] [--stall SECS] [--trace]`, and the selftest case
-//! `fuzz_ioctl` that runs a short pass of it.
+//! [--pmem PATH] [--time-limit SECS] [--stall SECS] [--user UID] [--trace]`, and the
+//! selftest cases `fuzz_ioctl` and `fuzz_ioctl_unprivileged` that run short passes of
+//! it, as root and as `nobody`.
 //!
 //! Several threads issue random ioctls ([`gen`]) on a fixed set of file descriptors
 //! (`slots`) of the three devices, interleaved with reopening them (`dup2`, so a slot
@@ -52,10 +53,13 @@ pub struct Config {
     pub stall: Duration,
     /// Print every operation before making it.
     pub trace: bool,
+    /// Run as this user (no supplementary groups, no capabilities): then an attach,
+    /// a detach or a read of the module's rmem totals that succeeds is a failure.
+    pub user: Option<u32>,
 }
 
 const USAGE: &str = "usage: memkit-selftest fuzz [--seed N] [--calls N] [--threads N] \
-                     [--pmem PATH] [--time-limit SECS] [--stall SECS] [--trace]";
+                     [--pmem PATH] [--time-limit SECS] [--stall SECS] [--user UID] [--trace]";
 
 /// A seed from the kernel's random pool.
 fn random_seed() -> u64 {
@@ -92,6 +96,7 @@ fn parse(args: &[String]) -> Result<Config, String> {
         time_limit: None,
         stall: Duration::from_secs(90),
         trace: false,
+        user: None,
     };
     let mut seed = env_seed()?;
     let mut it = args.iter();
@@ -109,6 +114,7 @@ fn parse(args: &[String]) -> Result<Config, String> {
             ("--time-limit", Some(n)) => cfg.time_limit = Some(Duration::from_secs(n)),
             ("--stall", Some(n)) => cfg.stall = Duration::from_secs(n),
             ("--pmem", _) => cfg.pmem = v.clone(),
+            ("--user", Some(n)) => cfg.user = Some(u32::try_from(n).map_err(|_| USAGE)?),
             _ => return Err(USAGE.into()),
         }
     }
@@ -784,6 +790,9 @@ impl Worker<'_> {
             self.sh.calls.fetch_add(1, Ordering::Relaxed);
         }
         let a = arg as usize;
+        if ret == 0 && self.sh.cfg.user.is_some() {
+            self.privileged_ok(row, a);
+        }
         if ret != 0 || row != Some(base) || !self.sc.contains(a, CMDS[base].size) {
             return None;
         }
@@ -808,6 +817,25 @@ impl Worker<'_> {
             }
             _ => None,
         }
+    }
+
+    /// Fails the run if command `row`, which succeeded on struct `a` for a user
+    /// without capabilities, needs `CAP_SYS_ADMIN`.
+    fn privileged_ok(&self, row: Option<usize>, a: usize) {
+        let what = match row {
+            Some(gen::id::JOURNAL_ATTACH) => "JOURNAL_ATTACH",
+            Some(gen::id::JOURNAL_DETACH) => "JOURNAL_DETACH",
+            // The flags word is the struct's second; the kernel echoes it.
+            Some(gen::id::RMEM_STATS)
+                if self.sc.contains(a, 8)
+                    && (self.sc.read_u64(a) >> 32) as u32 & abi::RMEM_STATS_GLOBAL != 0 =>
+            {
+                "RMEM_STATS of the module's totals"
+            }
+            _ => return,
+        };
+        self.sh
+            .fail(format!("{what} succeeded without CAP_SYS_ADMIN"));
     }
 
     fn limits(&self, allow_agent: bool) -> Limits {
@@ -1463,6 +1491,19 @@ pub fn run(cfg: &Config) -> Result<(), String> {
         cfg.threads, cfg.calls, cfg.pmem, cfg.seed, cfg.calls, cfg.threads
     );
     std::io::stdout().flush().ok();
+    if let Some(uid) = cfg.user {
+        crate::perm_tests::become_user(uid, uid, &[])?;
+        // A change of uid leaves the process not dumpable, which makes /proc/self/mem
+        // root's; the fuzzer writes through it.
+        // SAFETY: PR_SET_DUMPABLE takes an integer argument.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) } != 0 {
+            return Err(format!(
+                "PR_SET_DUMPABLE: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        println!("fuzz: running as uid {uid} without capabilities");
+    }
     let sh = Arc::new(setup(cfg)?);
     let started = Instant::now();
     let handles: Vec<_> = (0..cfg.threads)
@@ -1606,16 +1647,67 @@ const CHECK_CALLS: u64 = 100_000;
 /// `fuzz_ioctl`: a short pass of the fuzzer in a process of its own (seed from
 /// `MEMKIT_FUZZ_SEED`, else random), then the kernel log and the devices checked.
 pub fn fuzz_ioctl(opts: &crate::Options) -> TestResult {
+    fuzz_pass(opts, CHECK_CALLS, None, &|| Ok(()))
+}
+
+/// Calls of the unprivileged pass.
+const CHECK_CALLS_UNPRIVILEGED: u64 = 20_000;
+
+/// `fuzz_ioctl_unprivileged`: a pass as `nobody` with every node opened to all
+/// (mode 0666, the journal included: the worst an administrator could do) and the
+/// journal attached by root. No attach, detach or read of the module's rmem totals
+/// succeeds (the fuzzer checks each call), the journal is still attached afterwards,
+/// and the kernel log and the devices are checked as after `fuzz_ioctl`.
+pub fn fuzz_ioctl_unprivileged(opts: &crate::Options) -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return Ok(Outcome::Skip("needs root to switch to nobody".into()));
+    }
+    let nodes = crate::perm_tests::SavedNodes::save()?;
+    for dev in Dev::ALL {
+        std::fs::set_permissions(
+            dev.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .map_err(|e| format!("chmod {}: {e}", dev.path()))?;
+    }
+    let journal = crate::race_tests::journal_attached()?;
+    let still_attached = || match &journal {
+        Some(j) => match j.journal_status() {
+            Ok(st) if st.attached == 1 => Ok(()),
+            other => Err(format!(
+                "the journal root attached is not attached after the pass: {other:?}"
+            )),
+        },
+        None => Ok(()),
+    };
+    let r = fuzz_pass(opts, CHECK_CALLS_UNPRIVILEGED, Some(65534), &still_attached);
+    drop(nodes);
+    r
+}
+
+/// A pass of `default_calls` calls (`MEMKIT_FUZZ_CALLS` overrides), as `user` if
+/// given; then the kernel log is searched, `check` runs, every device must answer
+/// `VERSION`, and the journal is detached.
+fn fuzz_pass(
+    opts: &crate::Options,
+    default_calls: u64,
+    user: Option<u32>,
+    check: &dyn Fn() -> Result<(), String>,
+) -> TestResult {
     let seed = env_seed()?.unwrap_or_else(random_seed);
     let calls = match std::env::var("MEMKIT_FUZZ_CALLS") {
         Ok(s) => parse_u64(&s).ok_or(format!("MEMKIT_FUZZ_CALLS={s}: not a number"))?,
-        Err(_) => CHECK_CALLS,
+        Err(_) => default_calls,
     };
     // Done well before the runner's time limit, so that a slow run says how far it
     // got instead of being killed.
     let limit = opts.timeout.as_secs().saturating_sub(15).max(10);
     let before = kernel_problems()?.len();
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let user_args: Vec<String> = user
+        .map(|u| vec!["--user".into(), u.to_string()])
+        .unwrap_or_default();
     let status = std::process::Command::new(exe)
         .args([
             "fuzz",
@@ -1632,6 +1724,7 @@ pub fn fuzz_ioctl(opts: &crate::Options) -> TestResult {
             "--time-limit",
             &limit.to_string(),
         ])
+        .args(&user_args)
         .status()
         .map_err(|e| format!("spawn the fuzzer: {e}"))?;
     let problems = kernel_problems()?;
@@ -1643,9 +1736,11 @@ pub fn fuzz_ioctl(opts: &crate::Options) -> TestResult {
     }
     if !status.success() {
         return Err(format!(
-            "the fuzzer failed ({status}); reproduce: memkit-selftest fuzz --seed {seed} --calls {calls} --threads 4"
+            "the fuzzer failed ({status}); reproduce: memkit-selftest fuzz --seed {seed} --calls {calls} --threads 4 {}",
+            user_args.join(" ")
         ));
     }
+    check()?;
     // The devices still answer, and the journal is left detached.
     for dev in Dev::ALL {
         let fd = open_dev(dev, false);
