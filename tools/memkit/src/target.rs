@@ -5,6 +5,10 @@
 //! state `T` (or `t`) in `/proc/PID/task/TID/stat`: a thread that was inside the
 //! kernel (a `read` into the region, say) finishes that call first, so once all are
 //! stopped nothing writes the memory until `SIGCONT`.
+//!
+//! A stop outlives the process that made it, so a checkpointer keeps a [`Guardian`]:
+//! if it dies while the target is stopped (`SIGKILL`, a crash), the guardian
+//! continues the target.
 
 use std::fs;
 use std::io;
@@ -160,6 +164,84 @@ impl Target {
     }
 }
 
+/// A process that continues a target if the process that made it dies first.
+///
+/// It waits on a pipe whose only write end this process holds (close-on-exec, so no
+/// program started later inherits it). End-of-file with nothing written means this
+/// process is gone, however it ended: the guardian sends the target `SIGCONT`
+/// (harmless if it was not stopped) and exits. Dropping the guardian — the
+/// checkpointer ended normally, perhaps leaving the target stopped on purpose —
+/// writes a byte first, so it exits without touching the target; it is then reaped.
+///
+/// The guardian leaves the terminal's process group (a `Ctrl-C` for the
+/// checkpointer does not take it along) and closes every other descriptor it
+/// inherited (a socket to the backup, a region).
+#[derive(Debug)]
+pub struct Guardian {
+    pid: libc::pid_t,
+    tell: Option<OwnedFd>,
+}
+
+impl Guardian {
+    /// Starts the guardian of `target`.
+    pub fn spawn(target: &Target) -> io::Result<Guardian> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into `fds`.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let [rd, wr] = fds;
+        // SAFETY: both are new descriptors that nothing else owns.
+        let (rd_owned, tell) = unsafe { (OwnedFd::from_raw_fd(rd), OwnedFd::from_raw_fd(wr)) };
+        let tpid = target.pid;
+        // SAFETY: the child makes only async-signal-safe calls (this process may have
+        // other threads) and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: async-signal-safe calls on plain integers and a one-byte stack
+            // buffer; `_exit` never returns.
+            unsafe {
+                libc::setpgid(0, 0);
+                if rd > 3 {
+                    libc::syscall(libc::SYS_close_range, 3u32, (rd - 1) as u32, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, (rd + 1) as u32, u32::MAX, 0u32);
+                let mut b = 0u8;
+                loop {
+                    let n = libc::read(rd, (&raw mut b).cast(), 1);
+                    if n < 0 && *libc::__errno_location() == libc::EINTR {
+                        continue;
+                    }
+                    if n == 0 {
+                        libc::kill(tpid, libc::SIGCONT);
+                    }
+                    libc::_exit(0);
+                }
+            }
+        }
+        drop(rd_owned);
+        Ok(Guardian {
+            pid,
+            tell: Some(tell),
+        })
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        if let Some(fd) = self.tell.take() {
+            use std::os::fd::AsRawFd;
+            // SAFETY: writes one byte from a static to an open pipe.
+            unsafe { libc::write(fd.as_raw_fd(), b"d".as_ptr().cast(), 1) };
+        }
+        // SAFETY: reaps this guardian's own child; a null status is allowed.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +265,73 @@ mod tests {
         t.resume().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    fn state(pid: u32) -> char {
+        state_of(&fs::read_to_string(format!("/proc/{pid}/stat")).unwrap()).unwrap()
+    }
+
+    fn wait_state(pid: u32, stopped: bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if (state(pid) == 'T') == stopped {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// The guardian of a process that dies continues the stopped target; dropped,
+    /// it leaves the target stopped.
+    #[test]
+    fn guardian_continues_the_target_when_its_owner_dies() {
+        let mut target = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let t = Target::new(target.id() as i32).unwrap();
+        // The owner: a forked child that makes a guardian, stops the target and is
+        // killed. (The test harness has other threads: the child allocates nothing.)
+        // SAFETY: the child only makes the guardian (no allocation), signals and
+        // pauses.
+        let owner = unsafe { libc::fork() };
+        assert!(owner >= 0);
+        if owner == 0 {
+            let g = Guardian::spawn(&t);
+            let ok = g.is_ok();
+            std::mem::forget(g);
+            // SAFETY: async-signal-safe calls; leaves the forked child.
+            unsafe {
+                if !ok {
+                    libc::_exit(1);
+                }
+                libc::kill(t.pid, libc::SIGSTOP);
+                libc::pause();
+                libc::_exit(0);
+            }
+        }
+        assert!(
+            wait_state(target.id(), true),
+            "the owner never stopped the target"
+        );
+        // SAFETY: kills and reaps the owner forked above.
+        unsafe {
+            libc::kill(owner, libc::SIGKILL);
+            libc::waitpid(owner, std::ptr::null_mut(), 0);
+        }
+        assert!(
+            wait_state(target.id(), false),
+            "the target stayed stopped after its owner was killed"
+        );
+        // Dropped: the target stays stopped.
+        let g = Guardian::spawn(&t).unwrap();
+        t.stop(Duration::from_secs(5)).unwrap();
+        drop(g);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(state(target.id()), 'T');
+        t.resume().unwrap();
+        target.kill().unwrap();
+        target.wait().unwrap();
     }
 }

@@ -206,6 +206,10 @@ const CASES: &[Case] = &[
         run: replica_tests::ckpt_run_target_exits,
     },
     Case {
+        name: "ckpt_run_killed_target_resumes",
+        run: replica_tests::ckpt_run_killed_target_resumes,
+    },
+    Case {
         name: "fuzz_ioctl",
         run: fuzz::fuzz_ioctl,
     },

@@ -2,7 +2,8 @@
 //! backup | verify | writer` on loopback): the replica equals the program's memory
 //! after checkpoints at a high rate of a multi-threaded random writer — on a memkit
 //! region with and without pre-copy, attached by pid, and on anonymous memory
-//! through soft-dirty — and a target that exits mid-run ends the run cleanly. Also
+//! through soft-dirty — a target that exits mid-run ends the run cleanly, and a
+//! checkpointer killed while the target is stopped leaves it continued. Also
 //! what `mremap` of a tracked mapping does.
 
 use crate::ktap::{Outcome, TestResult};
@@ -11,6 +12,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Orphaned targets (left by `memkit ckpt run`) become this process's children, so
 /// that it can reap them.
@@ -303,6 +305,89 @@ pub fn ckpt_run_target_exits(_: &crate::Options) -> TestResult {
     if s["ended"].as_str().is_none_or(|e| !e.contains("exited")) || num(&s, "checkpoints")? < 2 {
         return Err(format!("the run did not end with the target: {s}"));
     }
+    Ok(Outcome::Pass)
+}
+
+/// The state letter of `/proc/PID/stat` (`T`: stopped).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// `ckpt_run_killed_target_resumes`: `memkit ckpt run` SIGKILLed while its target
+/// is stopped for a checkpoint, 5 times: each time its guardian continues the target
+/// within 2 s; then a new checkpointer makes a replica equal to the memory, and the
+/// kernel log stays clean.
+pub fn ckpt_run_killed_target_resumes(_: &crate::Options) -> TestResult {
+    const ROUNDS: usize = 5;
+    subreaper()?;
+    let problems = crate::ktap::kernel_problems()?.len();
+    let (w, _) = spawn_line(&[
+        "ckpt",
+        "writer",
+        "--bytes",
+        "2M",
+        "--threads",
+        "2",
+        "--rate",
+        "500",
+    ])?;
+    let wpid = w.id() as i32;
+    let pid = wpid.to_string();
+    let checked = (|| {
+        for round in 0..ROUNDS {
+            let b = Backup::start(&format!("killed-{round}"))?;
+            let mut run = Command::new("memkit")
+                .args(["--json", "ckpt", "run", "--backup", &b.addr, "--pid", &pid])
+                .args(["--count", "0", "--interval-ms", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("memkit ckpt run: {e}"))?;
+            let end = Instant::now() + Duration::from_secs(60);
+            while proc_state(wpid) != Some('T') {
+                if Instant::now() > end {
+                    let _ = run.kill();
+                    let _ = run.wait();
+                    return Err(format!("round {round}: the target was never seen stopped"));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let _ = run.kill();
+            let _ = run.wait();
+            let end = Instant::now() + Duration::from_secs(2);
+            while proc_state(wpid) == Some('T') {
+                if Instant::now() > end {
+                    return Err(format!(
+                        "round {round}: the target stayed stopped after its checkpointer was \
+                         killed"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let b = Backup::start("killed-final")?;
+        let s = memkit(&[
+            "ckpt",
+            "run",
+            "--backup",
+            &b.addr,
+            "--pid",
+            &pid,
+            "--count",
+            "5",
+            "--interval-ms",
+            "10",
+            "--then",
+            "stop",
+        ])?;
+        let v = memkit(&["ckpt", "verify", "--pid", &pid, "--dir", b.dir()])?;
+        check_verify(&v, "after killed checkpointers", num(&s, "last_seq")?)
+    })();
+    kill_and_reap(wpid);
+    checked?;
+    crate::race_tests::no_new_problems(problems, "killed checkpointers")?;
+    println!("{ROUNDS} checkpointers killed with the target stopped; each time it was continued");
     Ok(Outcome::Pass)
 }
 

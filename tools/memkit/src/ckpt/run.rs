@@ -4,7 +4,7 @@ use memkit::core::ckpt::diff::{Params, PAGE};
 use memkit::dev::{Device, DeviceKind};
 use memkit::primary::{Options, Pause, Primary, RegionSource, Report, SoftDirtySource, Source};
 use memkit::replica::Replica;
-use memkit::target::Target;
+use memkit::target::{Guardian, Target};
 use memkit::track::SoftDirty;
 use serde::Serialize;
 use std::fs::File;
@@ -302,6 +302,9 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
         }
     };
     s.pid = target.pid();
+    // Continues the target if this process dies while the target is stopped;
+    // dropped at the end, after `--then` did what it asked.
+    let _guardian = Guardian::spawn(&target).map_err(|e| format!("guardian process: {e}"))?;
     let result = src(&mut target, &mut s);
     let then = o.then.unwrap_or(if child.is_some() {
         Then::Kill
