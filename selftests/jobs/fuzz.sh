@@ -6,12 +6,27 @@
 #   MEMKIT_FUZZ_SEED     the seed (every random choice derives from it)
 #   MEMKIT_FUZZ_CALLS    ioctl calls, all threads together
 #   MEMKIT_FUZZ_THREADS  fuzzing threads
+#   MEMKIT_FUZZ_USER     fuzz as this uid (empty: as root)
 set -u
 insmod /lib/memkit/memkit.ko || { echo "insmod memkit.ko failed"; exit 1; }
 echo "fuzz: Linux $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo)"
+user_args=
+if [ -n "${MEMKIT_FUZZ_USER:-}" ]; then
+	# Every node open to all and the journal attached by root: what the user may not
+	# do must fail (the fuzzer checks each call), what it may do is fuzzed.
+	chmod 0666 /dev/memkit-journal /dev/memkit-rmem /dev/memkit-ckpt
+	memkit journal attach /dev/pmem0 --format >/dev/null || { echo "fuzz: journal attach failed"; exit 1; }
+	user_args="--user $MEMKIT_FUZZ_USER"
+fi
+# shellcheck disable=SC2086 # user_args is empty or two words
 memkit-selftest fuzz --seed "$MEMKIT_FUZZ_SEED" --calls "${MEMKIT_FUZZ_CALLS:-1000000}" \
-	--threads "${MEMKIT_FUZZ_THREADS:-4}" --stall 120
+	--threads "${MEMKIT_FUZZ_THREADS:-4}" --stall 120 $user_args
 rc=$?
+if [ -n "${MEMKIT_FUZZ_USER:-}" ]; then
+	memkit --json journal status | grep -q '"attached": *true' ||
+		{ echo "fuzz: the journal root attached is no longer attached"; rc=1; }
+	memkit journal detach >/dev/null 2>&1
+fi
 ctl=/sys/kernel/debug/kmemleak
 if [ -e $ctl ]; then
 	# An object is reported once it has been unreferenced for 5 s: scan, wait, scan.
