@@ -200,10 +200,15 @@ pub fn ckpt_run_replica_equals_memory(_: &crate::Options) -> TestResult {
             "pre-copy copied nothing while the target ran: {pre}"
         ));
     }
-    // Sparse 8-byte writes at a bounded rate: pages come back as diffs.
+    // Sparse 8-byte writes at a bounded rate: a quarter of the pages sent or more
+    // come back as diffs, which save a fifth of the bytes or more. (The first
+    // checkpoint sends every page whole, and how many pages qualify for the diff
+    // list depends on how many writes fall between checkpoints, which a loaded
+    // host changes: saved 58 % idle, 47 % with the host's two cores busy. The
+    // benchmark measures the saving; this asserts diffs are used and pay.)
     let sparse = run_and_verify("sparse", &[], &["--write", "sparse"])?;
-    if num(&sparse, "diffed")? == 0
-        || num(&sparse, "record_bytes")? * 2 > num(&sparse, "full_bytes")?
+    if num(&sparse, "diffed")? * 4 < num(&sparse, "pages")?
+        || num(&sparse, "record_bytes")? * 5 > num(&sparse, "full_bytes")? * 4
     {
         return Err(format!("sparse writes were not sent as diffs: {sparse}"));
     }
@@ -221,6 +226,52 @@ pub fn ckpt_run_replica_equals_memory(_: &crate::Options) -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// `memkit ckpt writer` on 2 MiB with 2 threads at 500 writes/s each.
+const WRITER_2M: [&str; 8] = [
+    "ckpt",
+    "writer",
+    "--bytes",
+    "2M",
+    "--threads",
+    "2",
+    "--rate",
+    "500",
+];
+
+/// `count` checkpoints of the running process `pid` (10 ms apart, `extra` added to
+/// the run's and `--addr`s to verify's arguments) that leave it stopped; then the
+/// replica must equal its memory.
+fn checkpoint_pid_and_verify(
+    b: &Backup,
+    pid: &str,
+    count: &str,
+    extra: &[&str],
+    addr: Option<&str>,
+    what: &str,
+) -> Result<(), String> {
+    let mut args = vec![
+        "ckpt",
+        "run",
+        "--backup",
+        &b.addr,
+        "--pid",
+        pid,
+        "--count",
+        count,
+        "--interval-ms",
+        "10",
+        "--then",
+        "stop",
+    ];
+    args.extend_from_slice(extra);
+    let s = memkit(&args)?;
+    let mut v = vec!["ckpt", "verify", "--pid", pid, "--dir", b.dir()];
+    if let Some(a) = addr {
+        v.extend_from_slice(&["--addr", a]);
+    }
+    check_verify(&memkit(&v)?, what, num(&s, "last_seq")?)
+}
+
 /// `--pid` takes the region's descriptor from a running writer (pidfd_getfd);
 /// `--soft-dirty` tracks a writer's anonymous memory.
 pub fn ckpt_run_attached_and_soft_dirty(_: &crate::Options) -> TestResult {
@@ -230,46 +281,17 @@ pub fn ckpt_run_attached_and_soft_dirty(_: &crate::Options) -> TestResult {
         ("soft-dirty", &["--anon"][..], true),
     ] {
         let b = Backup::start(what)?;
-        let mut wargs = vec![
-            "ckpt",
-            "writer",
-            "--bytes",
-            "2M",
-            "--threads",
-            "2",
-            "--rate",
-            "500",
-        ];
+        let mut wargs = WRITER_2M.to_vec();
         wargs.extend_from_slice(writer_extra);
         let (mut w, ready) = spawn_line(&wargs)?;
         let pid = w.id().to_string();
         let addr = ready["addr"].as_str().ok_or("no addr")?.to_string();
-        let mut args = vec![
-            "ckpt",
-            "run",
-            "--backup",
-            &b.addr,
-            "--pid",
-            &pid,
-            "--count",
-            "10",
-            "--interval-ms",
-            "10",
-            "--then",
-            "stop",
-        ];
-        if soft {
-            args.extend_from_slice(&["--soft-dirty", "--addr", &addr, "--bytes", "2M"]);
-        }
-        let checked = (|| {
-            let s = memkit(&args)?;
-            let mut v = vec!["ckpt", "verify", "--pid", &pid, "--dir", b.dir()];
-            if soft {
-                v.extend_from_slice(&["--addr", &addr]);
-            }
-            let verdict = memkit(&v)?;
-            check_verify(&verdict, what, num(&s, "last_seq")?)
-        })();
+        let checked = if soft {
+            let extra = ["--soft-dirty", "--addr", &addr, "--bytes", "2M"];
+            checkpoint_pid_and_verify(&b, &pid, "10", &extra, Some(&addr), what)
+        } else {
+            checkpoint_pid_and_verify(&b, &pid, "10", &[], None, what)
+        };
         let _ = w.kill();
         let _ = w.wait();
         checked?;
@@ -322,16 +344,7 @@ pub fn ckpt_run_killed_target_resumes(_: &crate::Options) -> TestResult {
     const ROUNDS: usize = 5;
     subreaper()?;
     let problems = crate::ktap::kernel_problems()?.len();
-    let (w, _) = spawn_line(&[
-        "ckpt",
-        "writer",
-        "--bytes",
-        "2M",
-        "--threads",
-        "2",
-        "--rate",
-        "500",
-    ])?;
+    let (w, _) = spawn_line(&WRITER_2M)?;
     let wpid = w.id() as i32;
     let pid = wpid.to_string();
     let checked = (|| {
@@ -367,22 +380,7 @@ pub fn ckpt_run_killed_target_resumes(_: &crate::Options) -> TestResult {
             }
         }
         let b = Backup::start("killed-final")?;
-        let s = memkit(&[
-            "ckpt",
-            "run",
-            "--backup",
-            &b.addr,
-            "--pid",
-            &pid,
-            "--count",
-            "5",
-            "--interval-ms",
-            "10",
-            "--then",
-            "stop",
-        ])?;
-        let v = memkit(&["ckpt", "verify", "--pid", &pid, "--dir", b.dir()])?;
-        check_verify(&v, "after killed checkpointers", num(&s, "last_seq")?)
+        checkpoint_pid_and_verify(&b, &pid, "5", &[], None, "after killed checkpointers")
     })();
     kill_and_reap(wpid);
     checked?;
