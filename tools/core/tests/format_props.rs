@@ -278,6 +278,28 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// Opens (recovers) the journal of geometry `geo` on `pm`, in coalesced mode, with
+/// scratch and slot tables of its size.
+fn open_journal(
+    pm: &mut Mem,
+    geo: Geometry,
+) -> Result<(Journal<Vec<SlotState>>, recovery::Plan), engine::JournalError> {
+    let n = geo.mj_count as usize;
+    let (mut scans, mut order) = (vec![SlotScan::Empty; n], vec![0; n]);
+    let mut mj = vec![0; geo.mj_size as usize];
+    let scratch = OpenScratch {
+        scans: &mut scans,
+        order: &mut order,
+        mj: &mut mj,
+    };
+    Journal::open(
+        pm,
+        engine::Mode::Coalesced,
+        vec![SlotState::Free; n],
+        scratch,
+    )
+}
+
 /// Formats a journal of geometry `geo` on plain memory (initially garbage), opens
 /// it and commits `group` as one group; returns the superblock, the memory and the
 /// commit ids.
@@ -288,16 +310,7 @@ fn commit_on_fresh_journal(
 ) -> (Superblock, Mem, Vec<u64>) {
     let mut pm = Mem(vec![0xa5; geo.dev_size as usize]);
     let sb = engine::format(&mut pm, geo, uuid).unwrap();
-    let n = geo.mj_count as usize;
-    let (mut scans, mut order) = (vec![SlotScan::Empty; n], vec![0; n]);
-    let mut mj = vec![0; geo.mj_size as usize];
-    let scratch = OpenScratch {
-        scans: &mut scans,
-        order: &mut order,
-        mj: &mut mj,
-    };
-    let slots = vec![SlotState::Free; n];
-    let (mut j, _) = Journal::open(&mut pm, engine::Mode::Coalesced, slots, scratch).unwrap();
+    let (mut j, _) = open_journal(&mut pm, geo).unwrap();
     let ranges: Vec<Vec<Range<'_>>> = group
         .iter()
         .map(|tx| {
@@ -741,23 +754,7 @@ fn regression_an_acknowledged_commit_leaves_ids_for_the_seal() {
     let slot = encode_mj(&sb, valid_header_with(id), &[(0, vec![1])], 0);
     let off = geo.mj_at(0).unwrap() as usize;
     pm.0[off..off + slot.len()].copy_from_slice(&slot);
-    let open = |pm: &mut Mem| {
-        let n = geo.mj_count as usize;
-        let (mut scans, mut order) = (vec![SlotScan::Empty; n], vec![0; n]);
-        let mut mj = vec![0; geo.mj_size as usize];
-        let scratch = OpenScratch {
-            scans: &mut scans,
-            order: &mut order,
-            mj: &mut mj,
-        };
-        Journal::open(
-            pm,
-            engine::Mode::Coalesced,
-            vec![SlotState::Free; n],
-            scratch,
-        )
-    };
-    let (mut j, _) = open(&mut pm).unwrap();
+    let (mut j, _) = open_journal(&mut pm, geo).unwrap();
     let mut committed = 0;
     for value in 2u8.. {
         let data = [value];
@@ -776,7 +773,7 @@ fn regression_an_acknowledged_commit_leaves_ids_for_the_seal() {
         }
         // A crash now: recovery must take the journal back, with the commit in it.
         let mut crashed = Mem(pm.0.clone());
-        let (_, plan) = open(&mut crashed).unwrap_or_else(|e| {
+        let (_, plan) = open_journal(&mut crashed, geo).unwrap_or_else(|e| {
             panic!(
                 "commit id {} acknowledged, then recovery refuses: {e:?}",
                 ids[0]
