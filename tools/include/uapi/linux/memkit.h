@@ -39,8 +39,9 @@
 #define MEMKIT_DEV_CKPT 3
 
 /*
- * Feature bits of memkit_version.features: a device sets the bits of what it
- * implements.  The skeleton implements none of them yet.
+ * Feature bits of memkit_version.features: each device sets the bit of what it
+ * implements (the journal MEMKIT_FEAT_JOURNAL_TX, rmem MEMKIT_FEAT_RMEM_PREFETCH,
+ * ckpt MEMKIT_FEAT_CKPT_DIRTY).
  */
 #define MEMKIT_FEAT_JOURNAL_TX (1ULL << 0)
 #define MEMKIT_FEAT_RMEM_PREFETCH (1ULL << 1)
