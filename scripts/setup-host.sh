@@ -8,7 +8,7 @@ set -euo pipefail
 # Packages from the default suites.
 PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod dwarves busybox-static
-	make gcc libc6-dev xz-utils jq libpmemobj-dev)
+	make gcc libc6-dev xz-utils jq libpmemobj-dev libblkid-dev)
 # Packages that only a backports suite has.
 BPO_QEMU=qemu-system-x86
 BPO_LINUX=linux-source-$KERNEL_SERIES

@@ -11,6 +11,7 @@ pub mod pmem_file;
 pub mod primary;
 pub mod replica;
 pub mod rmem_agent;
+pub mod signature;
 pub mod stream;
 pub mod target;
 pub mod track;
