@@ -23,7 +23,8 @@ echo "bench: /dev/pmem0 is $(readlink -f /sys/block/pmem0/device 2>/dev/null || 
 load() {
 	rmmod memkit 2>/dev/null
 	insmod /lib/memkit/memkit.ko commit_mode="$1" || return 1
-	memkit journal attach /dev/pmem0 --format --mj-count 64 --mj-size 65536 >/dev/null || return 1
+	# --force: from the second load on, the device holds the previous load's journal.
+	memkit journal attach /dev/pmem0 --format --force --mj-count 64 --mj-size 65536 >/dev/null || return 1
 }
 
 fail=0

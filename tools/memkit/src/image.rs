@@ -8,6 +8,7 @@
 //! format's checked decoders, so garbage gives a verdict, never a panic.
 
 use crate::pmem_file::FilePmem;
+use crate::signature;
 use memkit_core::journal::engine::{self, JournalError};
 use memkit_core::journal::format::{
     self, FormatError, Geometry, MjError, Superblock, MJ_HEADER_SIZE, SB_AREA,
@@ -140,7 +141,8 @@ pub struct FormatOptions {
     pub mj_count: u32,
     /// Bytes per MJ.
     pub mj_size: u32,
-    /// Format a block device too.
+    /// Format a block device too, and whatever the target holds
+    /// ([`signature::check_before_format`]).
     pub force: bool,
 }
 
@@ -210,8 +212,11 @@ fn random_uuid() -> Result<[u8; 16], String> {
 /// `memkit journal format`: writes an empty journal to the image at `path`.
 ///
 /// A missing file is created (`size` is then required); a shorter one is extended to
-/// `size`. A block device is refused unless `force`: if the kernel has it attached as
-/// the journal, formatting it underneath would destroy live transactions. Even with
+/// `size`. An existing file that holds a memkit journal or anything libblkid
+/// recognises is refused unless `force` ([`signature::check_before_format`]), before a
+/// byte of it is written. A block device is refused unless `force`: if the kernel has
+/// it attached as the journal, formatting it underneath would destroy live
+/// transactions (the refusal names what the device holds, if anything). Even with
 /// `force` the device is opened `O_EXCL`, which fails while the kernel holds it
 /// exclusively.
 pub fn format_image(path: &Path, opts: &FormatOptions) -> Result<FormatReport, String> {
@@ -230,6 +235,8 @@ pub fn format_image(path: &Path, opts: &FormatOptions) -> Result<FormatReport, S
         }
     }
     if block && !opts.force {
+        // Name what the device holds, if anything, before the general refusal.
+        signature::check_before_format(path, false)?;
         return Err(format!(
             "{shown} is a block device: formatting it offline while the kernel has it \
              attached would destroy the live journal under it; detach it first and pass \
@@ -266,6 +273,8 @@ pub fn format_image(path: &Path, opts: &FormatOptions) -> Result<FormatReport, S
                 None => m.len(),
             };
             geometry_for(size, opts.mj_count, opts.mj_size)?;
+            // Before the file is opened for writing (or extended).
+            signature::check_before_format(path, opts.force)?;
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)

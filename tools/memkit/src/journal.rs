@@ -11,6 +11,7 @@ use clap::Subcommand;
 use memkit::core::abi;
 use memkit::dev::{Device, DeviceKind};
 use memkit::image::{self, FormatOptions, DEFAULT_MJ_COUNT, DEFAULT_MJ_SIZE};
+use memkit::signature;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -34,7 +35,10 @@ pub enum JournalCmd {
         /// transaction.
         #[arg(long, value_parser = parse_size_u32, default_value_t = DEFAULT_MJ_SIZE)]
         mj_size: u32,
-        /// Format a block device too. Never do this while the kernel has it attached.
+        /// Format over what the image holds (a memkit journal, or any signature
+        /// libblkid recognises: a filesystem, a partition table, …), which is refused
+        /// otherwise; and format a block device at all. Never format a device the
+        /// kernel has attached.
         #[arg(long)]
         force: bool,
     },
@@ -50,9 +54,14 @@ pub enum JournalCmd {
     Attach {
         /// The device, e.g. /dev/pmem0.
         dev: PathBuf,
-        /// Format it first (destroys its journal).
+        /// Format it first (destroys its journal). Refused, before the kernel is
+        /// asked, if the device holds a memkit journal or any signature libblkid
+        /// recognises, unless --force.
         #[arg(long)]
         format: bool,
+        /// With --format: format over whatever the device holds.
+        #[arg(long, requires = "format")]
+        force: bool,
         /// With --format: number of micro-journals (default: the kernel's, 64).
         #[arg(long, requires = "format")]
         mj_count: Option<u32>,
@@ -529,9 +538,15 @@ fn attach_cmd(
     json: bool,
     dev_path: &Path,
     format: bool,
+    force: bool,
     mj_count: Option<u32>,
     mj_size: Option<u32>,
 ) -> Result<(), String> {
+    // The kernel formats whatever it is given (the ioctl is the administrator's raw
+    // interface): the tool refuses here, as `memkit journal format` does.
+    if format {
+        signature::check_before_format(dev_path, force)?;
+    }
     let dev = open_journal(true)?;
     dev.journal_attach(
         dev_path,
@@ -628,9 +643,10 @@ pub fn run(cmd: JournalCmd, json: bool) -> ExitCode {
         JournalCmd::Attach {
             dev,
             format,
+            force,
             mj_count,
             mj_size,
-        } => attach_cmd(json, &dev, format, mj_count, mj_size),
+        } => attach_cmd(json, &dev, format, force, mj_count, mj_size),
         JournalCmd::Detach => open_journal(true).and_then(|d| {
             d.journal_detach()
                 .map_err(|e| dev_error("cannot detach", e))?;

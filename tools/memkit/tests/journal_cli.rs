@@ -513,3 +513,162 @@ fn read_and_status_through_a_stand_in_device() {
     let err = v["error"].as_str().unwrap();
     assert!(err.contains("not a memkit journal device"), "{err}");
 }
+
+/// Makes `path` a file of `size` bytes holding an ext4 filesystem: a real one from
+/// `mkfs.ext4` when the host has it, else an ext2 superblock that is only its magic
+/// (0xEF53 at byte 1080), which libblkid still recognises (as `ext2`). Returns the
+/// TYPE libblkid reports.
+fn filesystem_image(path: &Path, size: u64) -> &'static str {
+    let file = std::fs::File::create(path).unwrap();
+    file.set_len(size).unwrap();
+    drop(file);
+    let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    if let Some(mkfs) = mkfs {
+        let o = Command::new(mkfs)
+            .args(["-q", "-F", "-E", "nodiscard"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        "ext4"
+    } else {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[1080..1082].copy_from_slice(&0xef53u16.to_le_bytes());
+        std::fs::write(path, &bytes).unwrap();
+        "ext2"
+    }
+}
+
+#[test]
+fn format_refuses_a_file_holding_a_filesystem_unless_forced() {
+    let dir = test_dir("format-fs");
+    let img = dir.join("fs.img");
+    let fs = filesystem_image(&img, 8 << 20);
+    let p = img.to_str().unwrap();
+    let before = std::fs::read(&img).unwrap();
+
+    let o = memkit(&["journal", "format", p]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "memkit: {p} holds a filesystem (blkid TYPE={fs}); \
+             --force to format it anyway\n"
+        )
+    );
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "a refused format wrote"
+    );
+    // Not even extended.
+    let o = memkit(&["journal", "format", p, "--size", "16M"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "a refused format wrote"
+    );
+
+    let o = memkit(&["journal", "format", p, "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(check(&img).0, 0);
+}
+
+#[test]
+fn format_refuses_a_memkit_journal_unless_forced() {
+    let dir = test_dir("format-journal");
+    let img = dir.join("j.img");
+    let p = img.to_str().unwrap();
+    let first = format_small(&img);
+    let before = std::fs::read(&img).unwrap();
+    let small = ["--mj-count", "4", "--mj-size", "256"];
+
+    let o = memkit(&[&["journal", "format", p][..], &small].concat());
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "memkit: {p} holds a memkit journal (uuid {}); --force to format it anyway\n",
+            first["uuid"].as_str().unwrap()
+        )
+    );
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "a refused format wrote"
+    );
+    // --json reports the refusal as the error.
+    let o = memkit(&[&["--json", "journal", "format", p][..], &small].concat());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("memkit journal"),
+        "{v}"
+    );
+
+    let o = memkit(&[&["--json", "journal", "format", p, "--force"][..], &small].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(second["uuid"], first["uuid"]);
+}
+
+#[test]
+fn format_takes_a_zeroed_file_without_force() {
+    let dir = test_dir("format-zeroed");
+    let img = dir.join("zero.img");
+    std::fs::write(&img, vec![0u8; 8 << 20]).unwrap();
+    let o = memkit(&["journal", "format", img.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(check(&img).0, 0);
+}
+
+/// `attach --format` decides as `format` does, before the ioctl: the stand-in device
+/// answers the ioctl with ENOTTY, so reaching it shows as "not a memkit journal device".
+#[test]
+fn attach_format_refuses_as_format_does_before_the_ioctl() {
+    let dir = test_dir("attach-format");
+    let img = dir.join("fs.img");
+    filesystem_image(&img, 8 << 20);
+    let p = img.to_str().unwrap();
+    std::fs::write(dir.join("memkit-journal"), b"").unwrap();
+    let before = std::fs::read(&img).unwrap();
+
+    let refused = memkit(&["journal", "format", p]);
+    let o = memkit_dev(&dir, &["journal", "attach", p, "--format"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stderr(&o), stderr(&refused), "not refused the same way");
+    assert!(std::fs::read(&img).unwrap() == before);
+
+    let o = memkit_dev(&dir, &["journal", "attach", p, "--format", "--force"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not a memkit journal device"),
+        "--force did not reach the ioctl: {}",
+        stderr(&o)
+    );
+    // Attaching without --format formats nothing, so nothing is probed.
+    let o = memkit_dev(&dir, &["journal", "attach", p]);
+    assert!(
+        stderr(&o).contains("not a memkit journal device"),
+        "{}",
+        stderr(&o)
+    );
+
+    // An existing journal is refused too.
+    let j = dir.join("j.img");
+    let f = format_small(&j);
+    let o = memkit_dev(
+        &dir,
+        &["journal", "attach", j.to_str().unwrap(), "--format"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let uuid = f["uuid"].as_str().unwrap();
+    assert!(
+        stderr(&o).contains(&format!("holds a memkit journal (uuid {uuid})")),
+        "{}",
+        stderr(&o)
+    );
+
+    // --force only means something with --format.
+    let o = memkit_dev(&dir, &["journal", "attach", p, "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
