@@ -31,6 +31,7 @@ use super::format::{
     TxError,
     ENTRY_ALIGN,
     MJ_HEADER_SIZE,
+    SB_AREA,
     SB_SIZE, //
 };
 use super::pmem::Pmem;
@@ -143,7 +144,14 @@ pub fn format<P: Pmem + ?Sized>(
     if check != geo {
         return Err(FormatError::BadGeometry("inconsistent geometry").into());
     }
-    pm.write_flushed(0, &[0u8; SB_SIZE]);
+    // The whole superblock area is zeroed, not only the superblock: a signature
+    // left there by an earlier owner (ext4's at byte 1080, xfs's at 0, swap's at
+    // 4086) would make blkid and udev still see that filesystem over the journal.
+    let mut off = 0;
+    while off < SB_AREA {
+        pm.write_flushed(off, &[0u8; SB_SIZE]);
+        off += SB_SIZE as u64;
+    }
     pm.fence();
     for slot in 0..geo.mj_count {
         let off = geo

@@ -328,6 +328,22 @@ fn commit_on_fresh_journal(
     (sb, pm, ids)
 }
 
+/// A format zeroes the whole superblock area (journal.rst: "the rest of the first 4
+/// KiB is zero"), so that an earlier filesystem's signature there (ext4's magic at
+/// byte 1080, swap's at 4086) does not survive for blkid and udev to find.
+#[test]
+fn format_zeroes_the_superblock_area() {
+    let geo = geometry(4, 4, 1 << 16);
+    let mut pm = Mem(vec![0xa5; geo.dev_size as usize]);
+    engine::format(&mut pm, geo, [7; 16]).unwrap();
+    let area = &pm.0[format::SB_SIZE..format::SB_AREA as usize];
+    assert!(
+        area.iter().all(|&b| b == 0),
+        "bytes left in the superblock area after a format: {:?}",
+        area.iter().position(|&b| b != 0).map(|p| p + format::SB_SIZE)
+    );
+}
+
 // --- Properties -----------------------------------------------------------------------
 
 proptest! {
