@@ -4,7 +4,8 @@
 //!   access pattern over it and reports the time and what the prefetcher did
 //!   (`--anon`: the same program on anonymous memory, the swap peer of the
 //!   benchmark, reporting major faults and the kernel's swap readahead counters);
-//! - `memkit rmem server`: a TCP memory server for agent-backed regions;
+//! - `memkit rmem server`: a TCP memory server for agent-backed regions, one
+//!   namespace of pages per region, on loopback unless `--listen` says otherwise;
 //! - `memkit rmem agent`: configures an agent-backed region, starts a program with it
 //!   (`MEMKIT_RMEM_FD`, `MEMKIT_RMEM_OFFSET`, `MEMKIT_RMEM_BYTES`) and serves the
 //!   region's requests from a server until the program exits;
@@ -24,17 +25,29 @@ pub enum RmemCmd {
     Run(RunOpts),
     /// The module's counters, summed over every region so far.
     Stats,
-    /// A TCP memory server for agent-backed regions.
-    Server {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        listen: String,
-        /// Pages it serves (pages at or past it are refused).
-        #[arg(long, default_value_t = 1 << 20)]
-        pages: u64,
-    },
+    /// A TCP memory server for agent-backed regions: one namespace of pages per
+    /// region.
+    Server(ServerOpts),
     /// Start COMMAND with an agent-backed region and serve it from a server.
     Agent(AgentOpts),
+}
+
+#[derive(Args)]
+pub struct ServerOpts {
+    /// Address to listen on (loopback unless told otherwise: the protocol has no
+    /// authentication).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// Most pages of a namespace (a region larger is refused at its hello).
+    #[arg(long, default_value_t = 1 << 20)]
+    pages: u64,
+    /// Most namespaces held, attached or kept.
+    #[arg(long, default_value_t = 64)]
+    max_namespaces: usize,
+    /// Most pages stored over every namespace (a write-back of a new page past it is
+    /// refused).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_stored_pages: u64,
 }
 
 #[derive(Args)]
@@ -42,6 +55,11 @@ pub struct AgentOpts {
     /// The memory server.
     #[arg(long)]
     server: String,
+    /// The region's namespace on the server, kept when the agent goes so that a later
+    /// agent naming it gets its pages back (default: a name of this agent's own,
+    /// dropped when it goes).
+    #[arg(long)]
+    namespace: Option<String>,
     #[command(flatten)]
     region: RegionOpts,
     /// The program (it finds the region in MEMKIT_RMEM_FD, _OFFSET, _BYTES).
@@ -287,10 +305,23 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
 
 /// `memkit rmem agent`: the region, the program, the loop.
 fn agent(o: &AgentOpts) -> Result<(), String> {
-    use memkit::rmem_agent::{run_agent, AgentCounts, Client};
+    use memkit::rmem_agent::{run_agent, unique_namespace, AgentCounts, Client, Hello};
     use std::os::fd::{AsFd, AsRawFd};
+    let namespace = o.namespace.clone().unwrap_or_else(unique_namespace);
+    let hello = Hello {
+        namespace: &namespace,
+        pages: o.region.pages,
+        keep: o.namespace.is_some(),
+    };
     let mut client =
-        Client::connect(&o.server).map_err(|e| format!("connect {}: {e}", o.server))?;
+        Client::connect(&o.server, &hello).map_err(|e| format!("server {}: {e}", o.server))?;
+    if client.reattached() {
+        eprintln!(
+            "memkit rmem agent: namespace {namespace} reattached on {}, {} pages stored",
+            o.server,
+            client.stored()
+        );
+    }
     let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
     let cfg = o.region.config(abi::RMEM_BACKEND_AGENT, 0, 0);
     let off = dev
@@ -331,6 +362,58 @@ fn agent(o: &AgentOpts) -> Result<(), String> {
         return Err(format!("{} exited with {status}", o.command[0]));
     }
     Ok(())
+}
+
+/// `memkit rmem server`: says where it listens and whether the network reaches it,
+/// then serves.
+fn server(o: &ServerOpts, json: bool) -> Result<(), String> {
+    use memkit::rmem_agent::{serve, Limits, PROTOCOL_VERSION};
+    let limits = Limits {
+        pages: o.pages,
+        namespaces: o.max_namespaces,
+        stored: o.max_stored_pages,
+    };
+    let l = std::net::TcpListener::bind(&o.listen)
+        .map_err(|e| format!("server on {}: {e}", o.listen))?;
+    let addr = l
+        .local_addr()
+        .map_err(|e| format!("server on {}: {e}", o.listen))?;
+    let loopback = addr.ip().is_loopback();
+    let reach = if loopback {
+        "loopback only: reachable from this machine only".to_string()
+    } else {
+        format!(
+            "not loopback: reachable from the network, and the protocol has no \
+             authentication or encryption (any peer can attach any namespace it names); \
+             --listen 127.0.0.1:{} keeps it on this machine",
+            addr.port()
+        )
+    };
+    let what = format!(
+        "protocol version {PROTOCOL_VERSION}; at most {} namespaces of {} pages, {} pages \
+         stored in all",
+        limits.namespaces, limits.pages, limits.stored
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "listen": addr.to_string(),
+                "loopback": loopback,
+                "protocol": PROTOCOL_VERSION,
+                "max_pages": limits.pages,
+                "max_namespaces": limits.namespaces,
+                "max_stored_pages": limits.stored,
+            })
+        );
+        if !loopback {
+            eprintln!("memkit rmem server: listening on {addr}, {reach}");
+        }
+    } else {
+        println!("listening on {addr}, {reach}");
+        println!("{what}");
+    }
+    serve(l, limits).map_err(|e| format!("server on {addr}: {e}"))
 }
 
 fn print_stats(s: &abi::RmemStats, json: bool) {
@@ -410,17 +493,7 @@ pub fn run(cmd: RmemCmd, json: bool) -> ExitCode {
             .and_then(|d| d.rmem_stats(true))
             .map(|s| print_stats(&s, json))
             .map_err(|e| format!("RMEM_STATS: {e}")),
-        RmemCmd::Server { listen, pages } => std::net::TcpListener::bind(&listen)
-            .and_then(|l| {
-                let addr = l.local_addr()?;
-                if json {
-                    println!("{}", serde_json::json!({ "listen": addr.to_string() }));
-                } else {
-                    println!("listening on {addr}");
-                }
-                memkit::rmem_agent::serve(l, pages)
-            })
-            .map_err(|e| format!("server on {listen}: {e}")),
+        RmemCmd::Server(o) => server(&o, json),
         RmemCmd::Agent(o) => agent(&o),
         RmemCmd::Run(o) => {
             let ops = o.ops.unwrap_or(2 * o.region.pages);
