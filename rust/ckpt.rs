@@ -81,20 +81,20 @@ extern "C" {
     ///
     /// `page` is a valid page the caller holds a reference to.
     fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
-    /// Copies `page` (or zeros, if `page` is NULL) to the user address `dst`: 4096
-    /// bytes. Returns 0 or `-EFAULT`.
+    /// Copies `page` (or zeros, if `page` is NULL) to the user address `dst`: `PAGE_SIZE`
+    /// bytes (4 KiB: `edge.rs`). Returns 0 or `-EFAULT`.
     ///
     /// # Safety
     ///
     /// `page` is NULL or a valid page the caller holds a reference to; called in
     /// process context with no spinlock held.
     fn memkit_copy_page_to_user(dst: usize, page: *mut c_void) -> c_int;
-    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: 4096 bytes.
+    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: `PAGE_SIZE` bytes (4 KiB: `edge.rs`).
     ///
     /// # Safety
     ///
     /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
-    /// for 4096 bytes of writes.
+    /// for `PAGE_SIZE` bytes of writes.
     fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
 }
 
@@ -286,7 +286,7 @@ impl CkptDevice {
         let mapping = unsafe { memkit_file_mapping(file.as_ptr().cast()) };
         let mapping = Mapping(NonNull::new(mapping).ok_or(EINVAL)?);
         let region = Region::new(req.bytes, mapping)?;
-        req.mmap_offset = region.base << 12;
+        req.mmap_offset = region.base << crate::edge::PAGE_SHIFT;
         // Written back before the region is kept (a bad pointer leaves no region),
         // and without the lock: the user's struct may lie in another region.
         uapi::write(arg, req.size, &req)?;
@@ -443,7 +443,7 @@ impl CkptDevice {
             if ret != 0 {
                 return Err(Error::from_errno(ret));
             }
-            dst = dst.checked_add(4096).ok_or(EFAULT)?;
+            dst = dst.checked_add(kernel::page::PAGE_SIZE).ok_or(EFAULT)?;
         }
         req.bytes = bytes;
         uapi::write(arg, req.size, &req)?;

@@ -20,6 +20,20 @@ extern "C" {
     fn memkit_region_id_free(id: u32);
 }
 
+/// The kernel's page shift. memkit supports 4 KiB pages only: its ABI and the
+/// pure logic shared with the tools (`pure::rmem::PAGE_SIZE`, `pure::ckpt::PAGE_SIZE`,
+/// the checkpoint bitmaps and diffs) are defined in 4 KiB pages, and the C edge
+/// copies `PAGE_SIZE` bytes into buffers sized by them. The build fails on a kernel
+/// with other pages (here and in `helpers.c`; `Kbuild` refuses non-x86_64 first).
+pub(crate) const PAGE_SHIFT: usize = kernel::page::PAGE_SHIFT;
+
+const _: () = assert!(
+    kernel::page::PAGE_SIZE == 4096
+        && crate::pure::rmem::PAGE_SIZE == kernel::page::PAGE_SIZE as u64
+        && crate::pure::ckpt::PAGE_SIZE == kernel::page::PAGE_SIZE as u64,
+    "memkit needs 4 KiB pages (its ABI and pure logic are defined in them)"
+);
+
 /// A string module parameter, `None` if unset.
 fn param(raw: *const c_char) -> Option<&'static CStr> {
     if raw.is_null() {
@@ -65,7 +79,7 @@ impl RegionId {
     /// Page-offset bits of a window: room for `RMEM_MAX_BYTES` and `CKPT_MAX_BYTES`.
     pub(crate) const WINDOW_SHIFT: u32 = 20;
     /// The largest id: `mmap_offset` of its window fits in a signed `off_t`.
-    pub(crate) const MAX: u32 = (1 << (63 - Self::WINDOW_SHIFT - 12)) - 1;
+    pub(crate) const MAX: u32 = (1 << (63 - Self::WINDOW_SHIFT - PAGE_SHIFT as u32)) - 1;
 
     /// A free id; `ENOSPC` if all are in use, `ENOMEM`.
     pub(crate) fn alloc() -> Result<RegionId> {
@@ -92,17 +106,19 @@ impl Drop for RegionId {
 }
 
 /// The mmap of a region whose page offsets are the window `[base, base + pages)` of
-/// its file: refuses a private mapping or one that leaves the window (`EINVAL`), and
+/// its file: refuses a private mapping (no `VM_MAYSHARE`: a `MAP_SHARED` mapping of a
+/// descriptor opened read-only has `VM_MAYSHARE` without `VM_SHARED`, and is fine) or
+/// one that leaves the window (`EINVAL`), and
 /// sets the VMA up for `vm_insert_page` from the fault (`VM_MIXEDMAP`) without ever
 /// growing (`VM_DONTEXPAND`).
 pub(crate) fn map_region_window(vma: &kernel::mm::virt::VmaNew, base: u64, pages: u64) -> Result {
-    if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
+    if vma.flags() & kernel::mm::virt::flags::MAYSHARE == 0 {
         return Err(EINVAL);
     }
     // SAFETY: `vma` is a valid VMA being set up; reading its page offset races with
     // nothing.
     let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff } as u64;
-    let len = ((vma.end() - vma.start()) >> 12) as u64;
+    let len = ((vma.end() - vma.start()) >> PAGE_SHIFT) as u64;
     let end = pgoff.checked_add(len).ok_or(EINVAL)?;
     if pgoff < base || end > base.checked_add(pages).ok_or(EINVAL)? {
         return Err(EINVAL);

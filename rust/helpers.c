@@ -33,6 +33,13 @@
 
 #include "helpers.h"
 
+/*
+ * The ABI and the logic shared with the tools are defined in 4 KiB pages, and the
+ * copies below move PAGE_SIZE bytes into buffers sized by them (rust/edge.rs asserts
+ * the same on the Rust side; Kbuild refuses other architectures first).
+ */
+static_assert(PAGE_SIZE == 4096, "memkit needs 4 KiB pages");
+
 static char *journal_dev;
 module_param(journal_dev, charp, 0444);
 MODULE_PARM_DESC(journal_dev, "DAX block device to attach the journal to at load (e.g. /dev/pmem0)");

@@ -43,8 +43,18 @@ void memkit_copy_page(void *dst, struct page *page);
 
 /* rust/rmem.rs and rmem_edge.c */
 struct workqueue_struct;
-int memkit_rmem_fault(const void *region, struct vm_area_struct *vma, unsigned long addr,
-		      u64 pgoff);
+struct vm_fault;
+struct wait_queue_head;
+/* memkit_rmem_fault's answer besides 0 and -errno: return VM_FAULT_RETRY. */
+#define MEMKIT_FAULT_RETRY 1
+int memkit_rmem_fault(const void *region, struct vm_fault *vmf, struct vm_area_struct *vma,
+		      unsigned long addr, u64 pgoff, unsigned int how);
+void memkit_release_fault_lock(struct vm_fault *vmf);
+void memkit_event_init(struct wait_queue_head *wq);
+void memkit_event_wake_all(struct wait_queue_head *wq);
+int memkit_event_wait(struct wait_queue_head *wq, const u64 *seq, u64 seen, bool interruptible,
+		      long timeout);
+int memkit_sleep_until_killable(u64 until_ns);
 void memkit_rmem_vma_init(struct vm_area_struct *vma, const void *region);
 bool memkit_rmem_vma_is(const struct vm_area_struct *vma, const void *region);
 u64 memkit_vma_pgoff(const struct vm_area_struct *vma);
@@ -57,7 +67,6 @@ void memkit_rmem_zap(struct address_space *mapping, u64 pgoff);
 void memkit_copy_highpage(struct page *dst, struct page *src);
 struct kiocb;
 bool memkit_kiocb_nowait(struct kiocb *kiocb);
-bool memkit_fatal_signal_pending(void);
 struct workqueue_struct *memkit_rmem_wq_create(void);
 void memkit_rmem_wq_destroy(struct workqueue_struct *wq);
 

@@ -19,6 +19,7 @@ use kernel::{
 mod ckpt;
 mod dax;
 mod edge;
+mod event;
 mod journal;
 pub mod pure;
 mod rmem;

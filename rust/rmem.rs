@@ -15,6 +15,13 @@
 //!    PTE is not present, each with an hrtimer deadline,
 //! 4. sleeps until its own page is local, and maps it.
 //!
+//! Every sleep of a fault ends on a fatal signal. A fault that waits for the backend
+//! (an agent's reply, a write-back, emulated requests queued for longer than one
+//! request's configured latency) drops its locks, waits without them (interruptibly
+//! for a user-mode access, whose signal handlers then run) and returns
+//! `VM_FAULT_RETRY`, as userfaultfd does; only a fault that may not drop the mmap
+//! lock waits with it, killably. See [`Region::fault`].
+//!
 //! A prefetch that arrives before its deadline is installed in the faulting
 //! process's page table: by the fault itself if it arrived while the fault waited
 //! for its own page (emulated backend), else by a work item (mmap lock taken with a
@@ -40,7 +47,11 @@ use crate::pure::{
     abi,
     rmem::{self as logic, Config, Fault, Link, Planner, Probe, MAX_CANDIDATES},
 };
-use crate::{edge::RegionId, uapi};
+use crate::{
+    edge::{RegionId, PAGE_SHIFT},
+    event::{Event, Sleep},
+    uapi,
+};
 use core::{
     ffi::{c_int, c_void},
     ptr::NonNull,
@@ -52,13 +63,12 @@ use kernel::{
     impl_has_hr_timer, impl_has_work,
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceRegistration},
-    mm::{virt::VmaNew, Mm},
-    new_condvar, new_mutex, new_work,
+    mm::{virt::VmaNew, Mm, MmWithUser},
+    new_mutex, new_work,
     page::Page,
     prelude::*,
-    sync::{aref::ARef, Arc, ArcBorrow, CondVar, Mutex, MutexGuard, UniqueArc},
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex, MutexGuard, UniqueArc},
     time::{
-        delay::fsleep,
         hrtimer::{
             ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerInstant,
             HrTimerPointer, HrTimerRestart, RelativeMode,
@@ -133,8 +143,15 @@ extern "C" {
     /// Both are valid pages the caller holds references to; nothing else writes `dst`.
     fn memkit_copy_highpage(dst: *mut c_void, src: *mut c_void);
     fn memkit_rmem_wq_create() -> *mut c_void;
-    /// Whether the current task has a fatal signal pending.
-    fn memkit_fatal_signal_pending() -> bool;
+    /// Drops the lock the fault `vmf` was called with.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is the current fault, whose lock is held; nothing of its VMA or mm is
+    /// used afterwards.
+    fn memkit_release_fault_lock(vmf: *mut c_void);
+    /// Sleeps until `until_ns` (monotonic); `-EINTR` at once on a fatal signal.
+    fn memkit_sleep_until_killable(until_ns: u64) -> c_int;
     /// # Safety
     ///
     /// `wq` came from [`memkit_rmem_wq_create`] and is not used afterwards.
@@ -145,12 +162,12 @@ extern "C" {
     ///
     /// `file` is a valid file.
     fn memkit_file_mapping(file: *mut c_void) -> *mut c_void;
-    /// Copies `page` to `dst`: 4096 bytes.
+    /// Copies `page` to `dst`: `PAGE_SIZE` bytes.
     ///
     /// # Safety
     ///
     /// `page` is a valid page the caller holds a reference to; `dst` is valid for
-    /// 4096 bytes of writes.
+    /// `PAGE_SIZE` bytes of writes.
     fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
     /// Whether a read or write of `kiocb` must not block (`O_NONBLOCK`, `RWF_NOWAIT`).
     ///
@@ -496,27 +513,39 @@ enum Slot {
     WritingBack { page: Page, id: u64 },
     /// Local (and, if the last fetch wrote it back, also in the backend).
     Local { page: Page, flags: u8 },
+    /// The agent failed a fetch a fault was waiting for: the next fault of the page
+    /// (that fault, retried) fails with `SIGBUS`, and the page is remote again.
+    Failed,
 }
 
 /// The address space a region's mappings live in.
+///
+/// Kept in the region's [`Inner`] from configure until the file is released
+/// ([`Region::shut_down`] takes it): work items and faults still holding the region
+/// after that find none. While it is there the file is open, and the file holds its
+/// inode and so the address space.
 struct Mapping(NonNull<c_void>);
 
-// SAFETY: the address space belongs to the inode of the file the region was
-// configured on; the file owns the region, so the pointer stays valid for the
-// region's lifetime, from any thread. The kernel functions it is passed to lock.
+// SAFETY: the address space belongs to the inode of the region's file, which stays
+// open as long as the region holds the `Mapping` (see above); the kernel functions
+// it is passed to lock, from any thread.
 unsafe impl Send for Mapping {}
 // SAFETY: see `Send`.
 unsafe impl Sync for Mapping {}
 
 /// A region's mutable state.
 struct Inner {
+    /// Where the region's mappings live, until the file is released.
+    mapping: Option<Mapping>,
     slots: VVec<Slot>,
     /// The emulated backend's store (a page never written back reads as zeros).
     store: VVec<Option<Page>>,
     /// Per page: fault counts and accessed bits, decaying (`pure::rmem`).
     history: VVec<u8>,
-    /// Pages local or being fetched (a fetch reserves its page).
+    /// Pages local, being fetched (a fetch reserves its page) or being written back.
     resident: u64,
+    /// Pages being written back by the agent (`Slot::WritingBack`).
+    writing_back: u64,
     /// Local pages, for the clock.
     local: VVec<u64>,
     hand: u64,
@@ -542,6 +571,13 @@ struct Inner {
 /// (`MAX_CANDIDATES`) several times over.
 const REQ_POOL: usize = 4 * (MAX_CANDIDATES + 1);
 
+/// Most bytes one `read` of an agent returns: 64 write-backs with their pages (or
+/// many more fetch requests). Bounds the kernel buffer whatever the caller's `iov`.
+const AGENT_READ_MAX: usize = 64 * (<abi::RmemMsg as abi::UapiStruct>::SIZE + PAGE_BYTES);
+
+/// A page's bytes (the kernel's page size: `edge.rs` asserts they agree).
+const PAGE_BYTES: usize = logic::PAGE_SIZE as usize;
+
 /// A request of the agent backend.
 #[derive(Clone, Copy)]
 struct AgentReq {
@@ -559,25 +595,65 @@ struct Region {
     /// Page offset of page 0 in the file's address space (the id's window).
     base: u64,
     _id: RegionId,
-    mapping: Mapping,
     #[pin]
     inner: Mutex<Inner>,
-    /// Notified when a page becomes local, a fetch ends or an agent request is
-    /// queued.
+    /// Notified when a page becomes local, a fetch or write-back ends, an agent
+    /// request is queued or the region shuts down.
     #[pin]
-    changed: CondVar,
-    /// Serializes the agent's reads.
-    #[pin]
-    agent_reader: Mutex<()>,
+    changed: Event,
+    /// Faults waiting for room while write-backs are outstanding: a fault evicts
+    /// only if more faults wait than write-backs are in flight, so a slow agent's
+    /// queue holds one write-back per waiting fault, not the whole local set.
+    room_waiters: AtomicU64,
     stats: Counters,
 }
 
 const _: () = assert!(abi::RMEM_MAX_BYTES / logic::PAGE_SIZE <= 1 << RegionId::WINDOW_SHIFT);
 
+/// `memkit_rmem_fault`'s answer: return `VM_FAULT_RETRY` (`MEMKIT_FAULT_RETRY` in
+/// `helpers.h`).
+const FAULT_RETRY: c_int = 1;
+/// The fault may drop its lock and be retried (`FAULT_FLAG_ALLOW_RETRY`).
+const FAULT_MAY_RETRY: u32 = 1 << 0;
+/// ... but must not sleep (`FAULT_FLAG_RETRY_NOWAIT`): retry without dropping it.
+const FAULT_NOWAIT: u32 = 1 << 1;
+/// A user-mode fault that any signal may interrupt: the signal is delivered, then
+/// the access faults again.
+const FAULT_INTERRUPTIBLE: u32 = 1 << 2;
+/// A retry of a fault that returned `VM_FAULT_RETRY` (already counted).
+const FAULT_TRIED: u32 = 1 << 3;
+
+/// How long a fault that keeps its lock waits between looks (jiffies' ms), and how
+/// long one that dropped it waits before it retries: both only bound a lost
+/// notification, every change notifies.
+const HOLD_WAIT_MS: u32 = 10;
+const RETRY_WAIT_MS: u32 = 100;
+
+/// `ms` in jiffies, for [`Event::wait`].
+fn jiffies(ms: u32) -> kernel::ffi::c_long {
+    kernel::ffi::c_long::try_from(msecs_to_jiffies(ms)).unwrap_or(kernel::ffi::c_long::MAX)
+}
+
+/// What [`Region::fault_in`] leaves to its caller.
+enum Step {
+    /// The page is mapped.
+    Mapped,
+    /// Nothing to do before a change: wait for the event to move from `seen`. With
+    /// `room`, the fault counted itself in `room_waiters` (the caller uncounts it).
+    Wait { seen: u64, room: bool },
+}
+
+/// A fault's progress across its waits.
+struct FaultProgress {
+    /// Already counted in the statistics (a retried fault was counted the first
+    /// time).
+    counted: bool,
+}
+
 /// The faulting VMA, as the fault path sees it (mmap lock held).
 struct Vma {
     ptr: *mut c_void,
-    /// Region pages `[lo, hi)` are mapped at `start + (page - lo) * 4096`.
+    /// Region pages `[lo, hi)` are mapped at `start + (page - lo) * PAGE_SIZE`.
     start: usize,
     lo: u64,
     hi: u64,
@@ -588,16 +664,16 @@ impl Vma {
         if idx < self.lo || idx >= self.hi {
             return None;
         }
-        let off = usize::try_from((idx - self.lo) << 12).ok()?;
+        let off = usize::try_from((idx - self.lo) << PAGE_SHIFT).ok()?;
         self.start.checked_add(off)
     }
 
     fn vpn_of(&self, idx: u64) -> Option<u64> {
-        self.addr_of(idx).map(|a| (a >> 12) as u64)
+        self.addr_of(idx).map(|a| (a >> PAGE_SHIFT) as u64)
     }
 
     fn idx_of(&self, vpn: u64) -> Option<u64> {
-        let first = (self.start >> 12) as u64;
+        let first = (self.start >> PAGE_SHIFT) as u64;
         let idx = vpn.checked_sub(first)?.checked_add(self.lo)?;
         (idx < self.hi).then_some(idx)
     }
@@ -648,10 +724,12 @@ impl Region {
             store.push(None, GFP_KERNEL_ACCOUNT)?;
         }
         let inner = Inner {
+            mapping: Some(mapping),
             slots,
             store,
             history: VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
             resident: 0,
+            writing_back: 0,
             local: VVec::with_capacity(usize::try_from(cfg.budget)?, GFP_KERNEL_ACCOUNT)?,
             hand: 0,
             link: Link::new(cfg.lat_base_ns, cfg.lat_page_ns, cfg.max_inflight),
@@ -669,10 +747,9 @@ impl Region {
                 cfg,
                 base: id.base(),
                 _id: id,
-                mapping,
                 inner <- new_mutex!(inner),
-                changed <- new_condvar!(),
-                agent_reader <- new_mutex!(()),
+                changed <- Event::new(),
+                room_waiters: AtomicU64::new(0),
                 stats: Counters::new(),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -691,7 +768,7 @@ impl Region {
         let vref = unsafe { kernel::mm::virt::VmaRef::from_raw(vma.cast()) };
         // SAFETY: as above.
         let pgoff = unsafe { memkit_vma_pgoff(vma) };
-        let pages = ((vref.end() - vref.start()) >> 12) as u64;
+        let pages = ((vref.end() - vref.start()) >> PAGE_SHIFT) as u64;
         let lo = pgoff.checked_sub(self.base).ok_or(EFAULT)?;
         let hi = lo.checked_add(pages).ok_or(EFAULT)?.min(self.cfg.pages);
         Ok(Vma {
@@ -758,7 +835,8 @@ impl Region {
             )?,
         };
         // Unique: neither its timer nor its work item is pending (they hold a
-        // reference while they are), so every field may be set.
+        // reference while they are), so every field may be set. A fault waits for
+        // its own synchronous fetch.
         let r = fresh.as_mut().project();
         *r.idx = idx;
         *r.id = id;
@@ -768,7 +846,7 @@ impl Region {
         *r.arrive_ns = arrive_ns;
         *r.deadline_ns = deadline_ns;
         *r.state.get_mut() = PENDING;
-        *r.wanted.get_mut() = false;
+        *r.wanted.get_mut() = !prefetch;
         *r.counted_late.get_mut() = false;
         *r.mm = mm;
         *r.addr = addr;
@@ -790,6 +868,7 @@ impl Region {
     /// the accessed bits of the faulting VMA's PTEs).
     fn evict_one(&self, g: &mut Inner, vma: &Vma, keep: u64) -> Evicted {
         let Inner {
+            mapping,
             slots,
             local,
             hand,
@@ -798,8 +877,13 @@ impl Region {
             agent,
             next_id,
             hits_since,
+            writing_back,
             ..
         } = g;
+        let Some(mapping) = mapping.as_ref() else {
+            // The file is gone: nothing is mapped any more.
+            return Evicted::Nothing;
+        };
         let n = local.len() as u64;
         let stats = &self.stats;
         let pick = logic::clock_pick(hand, n, |i| {
@@ -865,8 +949,9 @@ impl Region {
         let Slot::Local { page, flags } = core::mem::replace(slot, Slot::Remote) else {
             return Evicted::Nothing;
         };
-        // SAFETY: the mapping is valid (see `Mapping`); process context.
-        unsafe { memkit_rmem_zap(self.mapping.0.as_ptr(), self.base + idx) };
+        // SAFETY: the mapping is valid while the region holds it (see `Mapping`);
+        // process context.
+        unsafe { memkit_rmem_zap(mapping.0.as_ptr(), self.base + idx) };
         // No PTE maps the page now: a dirty one moved its bit to PG_dirty.
         // SAFETY: the page is valid and ours.
         let dirty = unsafe { memkit_page_test_clear_dirty(pg(&page)) };
@@ -887,7 +972,7 @@ impl Region {
         } else {
             store_page(store, i, &page).map(|()| false)
         };
-        let writing_back = match stored {
+        let writing = match stored {
             Ok(w) => w,
             Err(_) => {
                 // Keep the page local rather than lose its data.
@@ -907,9 +992,10 @@ impl Region {
             *h = logic::history_on_evict(*h, flags & (USED | REFERENCED) != 0);
         }
         bump(stats, |c| &c.evictions, 1);
-        if writing_back {
+        if writing {
             *slot = Slot::WritingBack { page, id: *next_id };
             *next_id += 1;
+            *writing_back += 1;
             self.changed.notify_all();
             return Evicted::WritingBack;
         }
@@ -948,7 +1034,7 @@ impl Region {
         let mut mask = 0u64;
         let scan = |first: u64, n: u32| -> (u64, u64) {
             let (mut p, mut y) = (0u64, 0u64);
-            let Ok(addr) = usize::try_from(first << 12) else {
+            let Ok(addr) = usize::try_from(first << PAGE_SHIFT) else {
                 return (u64::MAX, 0);
             };
             // SAFETY: the fault holds the mmap lock of the valid VMA; the planner
@@ -997,7 +1083,7 @@ impl Region {
         };
         this.count_batch_hits(g, vma);
         let f = Fault {
-            vpn: (addr >> 12) as u64,
+            vpn: (addr >> PAGE_SHIFT) as u64,
             lo,
             hi: last + 1,
             hits: core::mem::take(&mut g.hits_since),
@@ -1027,7 +1113,7 @@ impl Region {
             let Some(c) = vma.idx_of(vpn) else {
                 continue;
             };
-            let Ok(caddr) = usize::try_from(vpn << 12) else {
+            let Ok(caddr) = usize::try_from(vpn << PAGE_SHIFT) else {
                 continue;
             };
             match g.slots.get_mut(c as usize) {
@@ -1065,34 +1151,103 @@ impl Region {
         }
     }
 
-    /// The fault of region page `pgoff - base` at `addr` of `vma`.
+    /// The fault of region page `pgoff - base` at `addr` of `vma`; `how` says how
+    /// it may wait (`FAULT_*`). Returns whether it ends in `VM_FAULT_RETRY`, in which
+    /// case the fault lock was released here (unless `FAULT_NOWAIT`).
+    ///
+    /// Every sleep ends on a fatal signal. A fault that must wait for the backend
+    /// (an agent's reply, a write-back, a queue of emulated requests longer than one
+    /// request's configured latency) drops its locks and waits without them, then
+    /// returns `VM_FAULT_RETRY`, as userfaultfd does: a user-mode fault waits
+    /// interruptibly, so any signal is delivered and its handler runs before the
+    /// access faults again. A fault that may not drop the mmap lock (`get_user_pages`
+    /// without `FOLL_UNLOCKABLE`) waits killably with it. The emulated backend's
+    /// fault sleeps with the mmap lock held for at most one request's configured
+    /// latency (`lat_base_ns + lat_page_ns`), killably.
     ///
     /// # Safety
     ///
-    /// `vma` is a valid VMA of this region whose mm's mmap lock the caller holds.
+    /// `vma` is a valid VMA of this region and `vmf` its fault, whose lock the
+    /// caller holds.
     unsafe fn fault(
         this: ArcBorrow<'_, Region>,
+        vmf: *mut c_void,
         vma: *mut c_void,
         addr: usize,
         pgoff: u64,
-    ) -> Result {
+        how: u32,
+    ) -> Result<bool> {
         let idx = pgoff
             .checked_sub(this.base)
             .filter(|&i| i < this.cfg.pages)
             .ok_or(EFAULT)?;
+        // Owned: the region must outlive the fault lock, which the VMA's file (and
+        // so `this`) may not once the lock is dropped.
+        let region: Arc<Region> = this.into();
         // SAFETY: the caller's guarantee.
-        let vma = unsafe { this.vma(vma) }?;
+        let vma = unsafe { region.vma(vma) }?;
         let mut pending = Pending::new();
-        let ret = Self::fault_in(this, &vma, idx, addr, &mut pending);
+        let mut progress = FaultProgress {
+            counted: how & FAULT_TRIED != 0,
+        };
+        let may_retry = how & FAULT_MAY_RETRY != 0;
+        let ret = loop {
+            let step = Self::fault_in(
+                region.as_arc_borrow(),
+                &vma,
+                idx,
+                addr,
+                &mut pending,
+                &mut progress,
+            );
+            match step {
+                Ok(Step::Wait { seen, room }) if !may_retry => {
+                    // Keeps the mmap lock: wait killably, then look again.
+                    let waited = region
+                        .changed
+                        .wait(seen, Sleep::Killable, jiffies(HOLD_WAIT_MS));
+                    if room {
+                        region.room_waiters.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    if waited.is_err() {
+                        break Err(EINTR);
+                    }
+                }
+                Ok(Step::Wait { seen, room }) => break Ok(Some((seen, room))),
+                Ok(Step::Mapped) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
         if pending.n != 0 {
-            // Left by an error or a dying task: their timers end them.
-            let mut g = this.inner.lock();
-            this.arm(&mut g, pending.take_deferred(), now_ns());
+            // Left by a wait, an error or a dying task: their timers end them.
+            let mut g = region.inner.lock();
+            region.arm(&mut g, pending.take_deferred(), now_ns());
         }
         if let Some(req) = pending.awaited.take() {
-            this.recycle(req);
+            region.recycle(req);
         }
-        ret
+        let Some((seen, room)) = ret? else {
+            return Ok(false);
+        };
+        if how & FAULT_NOWAIT == 0 {
+            // The VMA (`vma`, `this`) may go as soon as the lock does: only the owned
+            // region is used from here on.
+            // SAFETY: the fault's lock is held (the caller's guarantee) and nothing
+            // of its VMA or mm is used after this.
+            unsafe { memkit_release_fault_lock(vmf) };
+            let sleep = if how & FAULT_INTERRUPTIBLE != 0 {
+                Sleep::Interruptible
+            } else {
+                Sleep::Killable
+            };
+            // A signal ends the wait; the retried fault (or the signal's delivery)
+            // follows.
+            let _ = region.changed.wait(seen, sleep, jiffies(RETRY_WAIT_MS));
+        }
+        if room {
+            region.room_waiters.fetch_sub(1, Ordering::AcqRel);
+        }
+        Ok(true)
     }
 
     /// Arms the timers of the emulated prefetches `reqs` (page, request id) that are
@@ -1107,17 +1262,18 @@ impl Region {
         }
     }
 
-    /// The body of `fault`; `pending` is settled by the caller.
+    /// The body of `fault`, with the fault's lock held: maps the page, or says what
+    /// to wait for. `pending` is settled by the caller.
     fn fault_in(
         this: ArcBorrow<'_, Region>,
         vma: &Vma,
         idx: u64,
         addr: usize,
         pending: &mut Pending,
-    ) -> Result {
+        progress: &mut FaultProgress,
+    ) -> Result<Step> {
         let i = usize::try_from(idx)?;
         let mut g = this.inner.lock();
-        let (mut waited, mut fetched) = (false, false);
         loop {
             if g.dead {
                 return Err(EFAULT);
@@ -1138,11 +1294,16 @@ impl Region {
                         page,
                         flags: REFERENCED,
                     };
+                    g.writing_back -= 1;
                     g.local.push(idx, GFP_KERNEL_ACCOUNT)?;
                 }
                 continue;
             }
             match g.slots.get_mut(i).ok_or(EFAULT)? {
+                slot @ Slot::Failed => {
+                    *slot = Slot::Remote;
+                    return Err(EIO);
+                }
                 Slot::Local { page, flags } => {
                     // SAFETY: mmap lock held, `addr` in the VMA, the slot holds
                     // the page.
@@ -1156,50 +1317,77 @@ impl Region {
                         bump(&this.stats, |c| &c.hits, 1);
                         g.hits_since = g.hits_since.saturating_add(1);
                     }
-                    if !waited && !fetched {
+                    if !progress.counted {
                         bump(&this.stats, |c| &c.faults_local, 1);
                     }
-                    return Ok(());
+                    return Ok(Step::Mapped);
                 }
                 Slot::WritingBack { .. } => {}
                 Slot::Fetching { req, .. } => {
                     req.wanted.store(true, Ordering::Release);
                     pending.awaited = Some(req.clone());
-                    if !waited && !fetched {
+                    if !progress.counted {
                         bump(&this.stats, |c| &c.faults_wait, 1);
-                        waited = true;
+                        progress.counted = true;
                     }
                 }
                 Slot::Remote => {
                     if g.resident >= this.cfg.budget {
-                        match this.evict_one(&mut g, vma, idx) {
-                            Evicted::Freed => {}
+                        // Write-backs in flight will free as many pages: evict only
+                        // for a fault none of them is owed to.
+                        let waiters = this.room_waiters.load(Ordering::Acquire);
+                        let evicted = if g.writing_back > waiters {
+                            Evicted::WritingBack
+                        } else {
+                            this.evict_one(&mut g, vma, idx)
+                        };
+                        match evicted {
+                            Evicted::Freed => continue,
                             // The fault fails with VM_FAULT_OOM: the memory
                             // cgroup's (or the system's) OOM handling decides.
                             Evicted::NoMemory => return Err(ENOMEM),
-                            // Every local page is in flight, or the victim is being
-                            // written back: wait for a change.
-                            Evicted::WritingBack | Evicted::Nothing => this.wait(&mut g)?,
+                            // Room once the agent stores the victim.
+                            Evicted::WritingBack => {
+                                this.room_waiters.fetch_add(1, Ordering::AcqRel);
+                                return Ok(Step::Wait {
+                                    seen: this.changed.seq(),
+                                    room: true,
+                                });
+                            }
+                            // Every local page is in flight: wait for a change.
+                            Evicted::Nothing => {
+                                return Ok(Step::Wait {
+                                    seen: this.changed.seq(),
+                                    room: false,
+                                })
+                            }
                         }
-                        continue;
                     }
                     Self::issue(this, &mut g, idx, false, None, addr)?;
                     if let Some(Slot::Fetching { req, .. }) = g.slots.get(i) {
                         pending.awaited = Some(req.clone());
                     }
-                    bump(&this.stats, |c| &c.faults_sync, 1);
-                    fetched = true;
+                    if !progress.counted {
+                        bump(&this.stats, |c| &c.faults_sync, 1);
+                        progress.counted = true;
+                    }
                     if let Some(h) = g.history.get_mut(i) {
                         *h = logic::history_on_fault(*h);
                     }
                     Self::prefetch(this, &mut g, vma, addr, idx, pending);
                     if this.cfg.backend == logic::Backend::Emulated {
-                        g = this.complete_sync(g, vma, pending);
+                        g = match this.complete_sync(g, vma, pending)? {
+                            Ok(g) => g,
+                            Err(seen) => return Ok(Step::Wait { seen, room: false }),
+                        };
                         continue;
                     }
                 }
             }
-            this.wait(&mut g)?;
+            return Ok(Step::Wait {
+                seen: this.changed.seq(),
+                room: false,
+            });
         }
     }
 
@@ -1208,16 +1396,32 @@ impl Region {
     /// time the link model gave it, complete it, install the fault's prefetches that
     /// have arrived meanwhile under the fault's mmap lock (`vma`), and arm the
     /// timers of the others.
+    ///
+    /// The fault sleeps with the mmap lock held at most one request's configured
+    /// latency (`lat_base_ns + lat_page_ns`): a fetch that queues for longer behind
+    /// others gets its timer, and the fault waits for it like any other
+    /// (`Err(seen)`: the event's sequence to wait on). `EINTR` on a fatal signal
+    /// (the fetch's timer completes it).
     fn complete_sync<'a>(
         &'a self,
-        g: MutexGuard<'a, Inner>,
+        mut g: MutexGuard<'a, Inner>,
         vma: &Vma,
         pending: &mut Pending,
-    ) -> MutexGuard<'a, Inner> {
+    ) -> Result<core::result::Result<MutexGuard<'a, Inner>, u64>> {
         if let Some(req) = pending.awaited.as_ref() {
-            let left = req.arrive_ns.saturating_sub(now_ns());
+            let now = now_ns();
+            let hold = self.cfg.lat_base_ns.saturating_add(self.cfg.lat_page_ns);
+            if req.arrive_ns.saturating_sub(now) > hold {
+                self.arm(&mut g, &[(req.idx, req.id)], now);
+                return Ok(Err(self.changed.seq()));
+            }
             drop(g);
-            fsleep(Delta::from_nanos(i64::try_from(left).unwrap_or(i64::MAX)));
+            // SAFETY: no precondition; process context, no spinlock held.
+            if unsafe { memkit_sleep_until_killable(req.arrive_ns) } != 0 {
+                let mut g = self.inner.lock();
+                self.arm(&mut g, &[(req.idx, req.id)], now_ns());
+                return Err(EINTR);
+            }
             let _ =
                 req.state
                     .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
@@ -1248,27 +1452,7 @@ impl Region {
             self.complete_in(&r, Some(vma));
             self.recycle(r);
         }
-        self.inner.lock()
-    }
-
-    /// Waits for a change (a fetch landing or ending), in a fault. A task being
-    /// killed stops waiting (`EINTR`, the fault gives `SIGBUS` to a dying task);
-    /// other signals do not end the wait, which every fetch in flight bounds.
-    fn wait(&self, g: &mut MutexGuard<'_, Inner>) -> Result {
-        if current!().signal_pending() {
-            // SAFETY: no precondition.
-            if unsafe { memkit_fatal_signal_pending() } {
-                return Err(EINTR);
-            }
-            // An interruptible sleep would return at once until the signal is
-            // delivered, after the fault.
-            self.changed.wait(g);
-        } else {
-            let _ = self
-                .changed
-                .wait_interruptible_timeout(g, msecs_to_jiffies(10));
-        }
-        Ok(())
+        Ok(Ok(self.inner.lock()))
     }
 
     /// A request's timer fired (work item, process context).
@@ -1292,8 +1476,15 @@ impl Region {
             return;
         }
         let install = st == ARRIVED && req.prefetch && !req.wanted.load(Ordering::Acquire);
+        // If the process exits meanwhile, this is its last user reference: dropped
+        // with `mmput_async`, so that `exit_mmap` never runs in the agent's `write`
+        // or in this workqueue (it would take this region's lock through the
+        // mapping's teardown, and can take long), as binder does.
         let mmu = if install && here.is_none() {
-            req.mm.as_ref().and_then(|mm| mm.mmget_not_zero())
+            req.mm
+                .as_ref()
+                .and_then(|mm| mm.mmget_not_zero())
+                .map(MmWithUser::into_mmput_async)
         } else {
             None
         };
@@ -1357,7 +1548,7 @@ impl Region {
             let mapped = unsafe { memkit_rmem_vma_is(vp, core::ptr::from_ref(self).cast()) } && {
                 // SAFETY: as above.
                 let pgoff = unsafe { memkit_vma_pgoff(vp) };
-                let off = ((req.addr - vref.start()) >> 12) as u64;
+                let off = ((req.addr - vref.start()) >> PAGE_SHIFT) as u64;
                 pgoff.checked_add(off) == Some(self.base + req.idx)
             };
             // SAFETY: as above; `req.addr` lies in the VMA; the page is ours.
@@ -1398,6 +1589,8 @@ impl Region {
     fn shut_down(&self) {
         let mut g = self.inner.lock();
         g.dead = true;
+        // The file goes with its inode's address space (see `Mapping`).
+        g.mapping = None;
         g.agent.clear();
         // The pooled requests hold region references: let them go (after the unlock).
         let pool = core::mem::take(&mut g.free);
@@ -1414,18 +1607,22 @@ impl Region {
     }
 
     /// `read` of an agent-backed region's file: the oldest requests not read yet, as
-    /// many whole messages as fit (a write-back carries its page).
+    /// many whole messages as fit, at most [`AGENT_READ_MAX`] bytes (a write-back
+    /// carries its page).
+    ///
+    /// The messages are claimed (marked read) and copied into a kernel buffer under
+    /// the region lock, then copied out with no lock held: a reader whose buffer
+    /// faults slowly holds up nobody. If the copy-out fails, they are unclaimed and
+    /// go to the next read.
     fn agent_read(&self, iov: &mut IovIterDest<'_>, nowait: bool) -> Result<usize> {
         const HDR: usize = <abi::RmemMsg as abi::UapiStruct>::SIZE;
         const PAGE: usize = logic::PAGE_SIZE as usize;
-        let room = iov.len();
+        let room = iov.len().min(AGENT_READ_MAX);
         if room < HDR {
             return Err(EINVAL);
         }
-        // One reader at a time, so that a request goes to exactly one of them.
-        let _reader = self.agent_reader.lock();
-        let mut buf = KVec::<u8>::new();
-        let mut ids = KVec::<u64>::new();
+        let mut buf = KVVec::<u8>::new();
+        let mut ids = KVVec::<u64>::new();
         {
             let mut g = self.inner.lock();
             while !g.agent.iter().any(|r| !r.read) {
@@ -1435,11 +1632,24 @@ impl Region {
                 if nowait {
                     return Err(EAGAIN);
                 }
-                if self.changed.wait_interruptible(&mut g) {
+                let seen = self.changed.seq();
+                drop(g);
+                if self
+                    .changed
+                    .wait(
+                        seen,
+                        Sleep::Interruptible,
+                        kernel::task::MAX_SCHEDULE_TIMEOUT,
+                    )
+                    .is_err()
+                {
                     return Err(ERESTARTSYS);
                 }
+                g = self.inner.lock();
             }
-            let mut dropped = KVec::<u64>::new();
+            // Copied without changing anything (an allocation failure leaves the
+            // queue as it was), then claimed.
+            let mut dropped = KVVec::<u64>::new();
             for r in g.agent.iter().filter(|r| !r.read) {
                 let wb = r.kind == abi::RMEM_MSG_WRITEBACK;
                 let need = HDR + if wb { PAGE } else { 0 };
@@ -1471,27 +1681,38 @@ impl Region {
                     let at = buf.len();
                     buf.resize(at + PAGE, 0, GFP_KERNEL_ACCOUNT)?;
                     if let Some(dst) = buf.get_mut(at..) {
-                        // SAFETY: the slot holds the page; `dst` has 4096 bytes.
+                        // SAFETY: the slot holds the page; `dst` has `PAGE` bytes.
                         unsafe { memkit_copy_page(dst.as_mut_ptr(), pg(page)) };
                     }
                 }
                 ids.push(r.id, GFP_KERNEL_ACCOUNT)?;
             }
-            g.agent.retain(|r| !dropped.contains(&r.id));
+            // Claimed: no other reader takes them. (Both lists are in id order, as
+            // the queue is.)
+            g.agent.retain(|r| dropped.binary_search(&r.id).is_err());
+            for id in ids.iter() {
+                if let Ok(pos) = g.agent.binary_search_by_key(id, |r| r.id) {
+                    if let Some(r) = g.agent.get_mut(pos) {
+                        r.read = true;
+                    }
+                }
+            }
         }
         if buf.is_empty() {
             // The oldest request (a write-back and its page) does not fit.
             return Err(EINVAL);
         }
         if iov.copy_to_iter(&buf) != buf.len() {
-            // Nothing is marked read: the requests go to the next read.
-            return Err(EFAULT);
-        }
-        let mut g = self.inner.lock();
-        for r in g.agent.iter_mut() {
-            if ids.contains(&r.id) {
-                r.read = true;
+            // Unclaimed: the requests go to the next read.
+            let mut g = self.inner.lock();
+            for id in ids.iter() {
+                if let Ok(pos) = g.agent.binary_search_by_key(id, |r| r.id) {
+                    if let Some(r) = g.agent.get_mut(pos) {
+                        r.read = false;
+                    }
+                }
             }
+            return Err(EFAULT);
         }
         Ok(buf.len())
     }
@@ -1519,7 +1740,7 @@ impl Region {
                 return Err(EFAULT);
             }
             let page = Page::alloc_page(GFP_KERNEL_ACCOUNT)?;
-            // SAFETY: `tmp` has 4096 bytes; the page is new and ours.
+            // SAFETY: `tmp` has `PAGE` bytes; the page is new and ours.
             unsafe { page.write_raw(tmp.as_ptr(), 0, PAGE)? };
             Some(page)
         } else {
@@ -1527,7 +1748,11 @@ impl Region {
         };
         let req = {
             let mut g = self.inner.lock();
-            let pos = g.agent.iter().position(|r| r.id == m.id).ok_or(ENOENT)?;
+            // The queue is in id order (ids are handed out increasing).
+            let pos = g
+                .agent
+                .binary_search_by_key(&m.id, |r| r.id)
+                .map_err(|_| ENOENT)?;
             let r = *g.agent.get(pos).ok_or(ENOENT)?;
             if r.kind != m.kind || r.idx != m.page || !r.read {
                 return Err(EINVAL);
@@ -1545,6 +1770,7 @@ impl Region {
                             *slot = Slot::Local { page, flags: 0 };
                             g.local.push(r.idx, GFP_KERNEL_ACCOUNT)?;
                         }
+                        g.writing_back -= 1;
                     }
                 }
                 self.changed.notify_all();
@@ -1561,9 +1787,14 @@ impl Region {
             match data {
                 Some(d) => *page = d,
                 None => {
-                    // The agent could not fetch it: the faults waiting fail.
+                    // The agent could not fetch it: the faults waiting fail (those
+                    // that dropped their locks to wait find `Failed` when retried).
                     req.failed.store(true, Ordering::Release);
-                    *slot = Slot::Remote;
+                    *slot = if req.wanted.load(Ordering::Acquire) {
+                        Slot::Failed
+                    } else {
+                        Slot::Remote
+                    };
                     g.resident -= 1;
                     self.changed.notify_all();
                     return Ok(len);
@@ -1604,25 +1835,32 @@ impl Region {
 }
 
 /// Called by the C fault handler (`rmem_edge.c`): maps the page of `region` at page
-/// offset `pgoff` at `addr`. Returns 0 or a negative errno.
+/// offset `pgoff` at `addr`. Returns 0, [`FAULT_RETRY`] (the fault lock was released
+/// unless `how` has `FAULT_NOWAIT`: the fault ends in `VM_FAULT_RETRY`) or a negative
+/// errno.
 ///
 /// # Safety
 ///
 /// `region` is the `vm_private_data` [`RmemDevice::mmap`] set, so a live region (the
-/// VMA holds the file, which holds the region); `vma` is the faulting VMA, whose mm's
-/// mmap lock the caller holds.
+/// VMA holds the file, which holds the region); `vma` is the faulting VMA and `vmf`
+/// its fault, whose lock (the mmap lock) the caller holds.
 #[no_mangle]
 unsafe extern "C" fn memkit_rmem_fault(
     region: *const c_void,
+    vmf: *mut c_void,
     vma: *mut c_void,
     addr: usize,
     pgoff: u64,
+    how: u32,
 ) -> c_int {
-    // SAFETY: `region` came from `Arc::as_ptr` of a region the file keeps alive.
+    // SAFETY: `region` came from `Arc::as_ptr` of a region the file keeps alive
+    // while the fault lock is held; `Region::fault` takes its own reference before
+    // it drops that lock.
     let this = unsafe { ArcBorrow::from_raw(region.cast::<Region>()) };
     // SAFETY: the caller's guarantee.
-    match unsafe { Region::fault(this, vma, addr, pgoff) } {
-        Ok(()) => 0,
+    match unsafe { Region::fault(this, vmf, vma, addr, pgoff, how) } {
+        Ok(false) => 0,
+        Ok(true) => FAULT_RETRY,
         Err(e) => e.to_errno(),
     }
 }
@@ -1654,7 +1892,7 @@ impl RmemDevice {
         let mapping = unsafe { memkit_file_mapping(file.as_ptr().cast()) };
         let mapping = Mapping(NonNull::new(mapping).ok_or(EINVAL)?);
         let region = Region::new(cfg, mapping)?;
-        req.mmap_offset = region.base << 12;
+        req.mmap_offset = region.base << PAGE_SHIFT;
         // Written back before the region is kept (a bad pointer leaves no region).
         uapi::write(arg, req.size, &req)?;
         let mut guard = self.region.lock();

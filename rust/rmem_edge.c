@@ -11,25 +11,63 @@
  * - the accessed bit of one PTE, read and optionally cleared (x86: atomically, as
  *   ptep_test_and_clear_young does; that function is not exported);
  * - vm_insert_page of a region page, unmap_mapping_range of one page of every
- *   mapping (eviction), copy_highpage, and the module's workqueue.
+ *   mapping (eviction), copy_highpage, and the module's workqueue;
+ * - the waits of a fault (rust/event.rs): a wait queue with a sequence number whose
+ *   waits are killable or interruptible (wait_event_*_timeout are macros), a
+ *   killable sleep until a time, and release_fault_lock() before VM_FAULT_RETRY.
  */
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/delay.h>
+#include <linux/hrtimer.h>
+#include <linux/pgtable.h>
+#include <linux/wait.h>
 #include <linux/workqueue.h>
 
 #include "helpers.h"
 
+/*
+ * How the Rust fault may wait (MEMKIT_FAULT_* in rust/rmem.rs), from the fault's
+ * flags: whether it may drop the fault lock and have the fault retried
+ * (FAULT_FLAG_ALLOW_RETRY), must not sleep (FAULT_FLAG_RETRY_NOWAIT), may be
+ * interrupted by any signal (a user-mode fault: the signal is delivered and the
+ * access faults again) and was retried already (FAULT_FLAG_TRIED).
+ */
+#define MEMKIT_FAULT_MAY_RETRY (1U << 0)
+#define MEMKIT_FAULT_NOWAIT (1U << 1)
+#define MEMKIT_FAULT_INTERRUPTIBLE (1U << 2)
+#define MEMKIT_FAULT_TRIED (1U << 3)
+
 static vm_fault_t memkit_rmem_fault_c(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
-	int err;
+	unsigned int how = 0;
+	int ret;
 
-	err = memkit_rmem_fault(vma->vm_private_data, vma, vmf->address, vmf->pgoff);
-	if (!err)
+	if (vmf->flags & FAULT_FLAG_ALLOW_RETRY)
+		how |= MEMKIT_FAULT_MAY_RETRY;
+	if (vmf->flags & FAULT_FLAG_RETRY_NOWAIT)
+		how |= MEMKIT_FAULT_NOWAIT;
+	if ((vmf->flags & (FAULT_FLAG_USER | FAULT_FLAG_INTERRUPTIBLE)) ==
+	    (FAULT_FLAG_USER | FAULT_FLAG_INTERRUPTIBLE))
+		how |= MEMKIT_FAULT_INTERRUPTIBLE;
+	if (vmf->flags & FAULT_FLAG_TRIED)
+		how |= MEMKIT_FAULT_TRIED;
+	ret = memkit_rmem_fault(vma->vm_private_data, vmf, vma, vmf->address, vmf->pgoff, how);
+	if (!ret)
 		return VM_FAULT_NOPAGE;
-	return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
+	/* The Rust side released the fault lock (unless RETRY_NOWAIT). */
+	if (ret == MEMKIT_FAULT_RETRY)
+		return VM_FAULT_RETRY;
+	return ret == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
+}
+
+/* Drops the lock the fault was called with (mmap lock or per-VMA lock). */
+void memkit_release_fault_lock(struct vm_fault *vmf)
+{
+	release_fault_lock(vmf);
 }
 
 static const struct vm_operations_struct memkit_rmem_vm_ops = {
@@ -74,6 +112,36 @@ static int memkit_pte_scan_one(pte_t *ptep, unsigned long addr, void *data)
 }
 
 /*
+ * Whether the PTE table covering @addr exists.  apply_to_page_range() allocates
+ * the tables it does not find; its non-allocating twin
+ * apply_to_existing_page_range() and walk_page_range() are not exported to
+ * modules in 7.3, so the walks below look first and skip a range without a table:
+ * its PTEs are none, not present.  Called with the mmap lock held, which keeps the
+ * upper levels from being freed; a PTE table freed between this look and the
+ * walk (empty-table reclaim) is allocated again by the walk, as before.
+ */
+static bool memkit_pte_table_exists(struct mm_struct *mm, unsigned long addr)
+{
+	pgd_t *pgd = pgd_offset(mm, addr);
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+	pmd_t pmdval;
+
+	if (pgd_none(*pgd) || pgd_bad(*pgd))
+		return false;
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(*p4d) || p4d_bad(*p4d))
+		return false;
+	pud = pud_offset(p4d, addr);
+	if (pud_none(*pud) || pud_bad(*pud) || pud_leaf(*pud))
+		return false;
+	pmd = pmd_offset(pud, addr);
+	pmdval = pmdp_get_lockless(pmd);
+	return !pmd_none(pmdval) && !pmd_bad(pmdval) && !pmd_leaf(pmdval);
+}
+
+/*
  * Reads the PTEs of @n (1 to 64) pages from @addr of @vma's address space: bit i of
  * *present (*young) is set if the PTE of page i is present (and accessed).  The
  * caller holds the mmap lock and the range lies inside @vma.
@@ -82,12 +150,19 @@ int memkit_rmem_pte_scan(struct vm_area_struct *vma, unsigned long addr, unsigne
 			 u64 *present, u64 *young)
 {
 	struct memkit_pte_scan s = { .start = addr };
-	int err;
+	unsigned long end = addr + ((unsigned long)n << PAGE_SHIFT);
+	unsigned long a, next;
+	int err = 0;
 
 	if (n == 0 || n > 64)
 		return -EINVAL;
-	err = apply_to_page_range(vma->vm_mm, addr, (unsigned long)n << PAGE_SHIFT,
-				  memkit_pte_scan_one, &s);
+	/* One walk per PTE table the range touches (at most two for 64 pages). */
+	for (a = addr; a < end && !err; a = next) {
+		next = min(pmd_addr_end(a, end), end);
+		if (memkit_pte_table_exists(vma->vm_mm, a))
+			err = apply_to_page_range(vma->vm_mm, a, next - a, memkit_pte_scan_one,
+						  &s);
+	}
 	*present = s.present;
 	*young = s.young;
 	return err;
@@ -127,6 +202,8 @@ int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct
 	struct memkit_young y = { .page = page, .clear = clear, .result = -ENOENT };
 	int err;
 
+	if (!memkit_pte_table_exists(vma->vm_mm, addr))
+		return -ENOENT;
 	err = apply_to_page_range(vma->vm_mm, addr, PAGE_SIZE, memkit_young_one, &y);
 	return err ? err : y.result;
 }
@@ -153,9 +230,58 @@ bool memkit_kiocb_nowait(struct kiocb *kiocb)
 	return (kiocb->ki_flags & IOCB_NOWAIT) || (kiocb->ki_filp->f_flags & O_NONBLOCK);
 }
 
-bool memkit_fatal_signal_pending(void)
+/* rust/event.rs: a wait queue with a sequence number. */
+void memkit_event_init(struct wait_queue_head *wq)
 {
-	return fatal_signal_pending(current);
+	init_waitqueue_head(wq);
+}
+
+void memkit_event_wake_all(struct wait_queue_head *wq)
+{
+	wake_up_all(wq);
+}
+
+/*
+ * Sleeps until *@seq differs from @seen, @timeout jiffies pass, or a signal comes:
+ * any signal if @interruptible, else a fatal one.  0: the event or the timeout;
+ * -EINTR: a signal.
+ */
+int memkit_event_wait(struct wait_queue_head *wq, const u64 *seq, u64 seen, bool interruptible,
+		      long timeout)
+{
+	long ret;
+
+	if (interruptible)
+		ret = wait_event_interruptible_timeout(*wq, READ_ONCE(*seq) != seen, timeout);
+	else
+		ret = wait_event_killable_timeout(*wq, READ_ONCE(*seq) != seen, timeout);
+	return ret < 0 ? -EINTR : 0;
+}
+
+/*
+ * Sleeps until CLOCK_MONOTONIC reaches @until_ns, killably: -EINTR as soon as a
+ * fatal signal is pending, else 0.  The slack is that of fsleep() (usleep_range(d,
+ * 2d) up to 20 ms).
+ */
+int memkit_sleep_until_killable(u64 until_ns)
+{
+	ktime_t exp = ns_to_ktime(until_ns);
+	s64 left;
+
+	for (;;) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		left = ktime_to_ns(ktime_sub(exp, ktime_get()));
+		if (left <= 0)
+			return 0;
+		if (left <= 10 * NSEC_PER_USEC) {
+			ndelay(left);
+			return 0;
+		}
+		set_current_state(TASK_KILLABLE);
+		schedule_hrtimeout_range(&exp, min_t(s64, left, 20 * NSEC_PER_MSEC),
+					 HRTIMER_MODE_ABS);
+	}
 }
 
 struct workqueue_struct *memkit_rmem_wq_create(void)

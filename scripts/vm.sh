@@ -22,7 +22,7 @@
 # Exit status: the job's own exit status; 124 if a time limit ran out; 125 if the
 # guest stopped without finishing the job (panic, oops, warning with
 # panic_on_warn); 137 if --kill-after killed it.  Any kernel BUG/WARNING/KASAN/
-# leak report in the console log turns a 0 into 1.
+# leak/hung-task report in the console log turns a 0 into 1.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -93,7 +93,10 @@ for spec in "${pmems[@]}"; do
 		-device "virtio-pmem-pci,memdev=pm$i")
 	i=$((i + 1))
 done
-cmdline="console=ttyS0 rdinit=/init panic_on_warn=1 oops=panic panic=-1 loglevel=6 $append"
+# A task blocked (D state) for more than 10 s is reported (DETECT_HUNG_TASK), and
+# such a report fails the run below and the selftest case it happened in.
+cmdline="console=ttyS0 rdinit=/init panic_on_warn=1 oops=panic panic=-1 loglevel=6"
+cmdline+=" sysctl.kernel.hung_task_timeout_secs=10 $append"
 
 qemu-system-x86_64 "${args[@]}" -append "$cmdline" </dev/null >"$logdir/qemu.log" 2>&1 &
 qpid=$!
@@ -148,9 +151,9 @@ elif [ -z "$rc" ]; then
 	echo "vm.sh: the guest stopped before the job finished" >&2
 	rc=125
 fi
-if grep -qE 'BUG:|WARNING:|Oops|Kernel panic|kmemleak: .*new suspected|UBSAN' "$console"; then
+if grep -qE 'BUG:|WARNING:|Oops|Kernel panic|kmemleak: .*new suspected|UBSAN|blocked for more than' "$console"; then
 	echo "vm.sh: the kernel reported a problem:" >&2
-	grep -E -m 5 'BUG:|WARNING:|Oops|KASAN|Kernel panic|suspected|UBSAN' "$console" >&2
+	grep -E -m 5 'BUG:|WARNING:|Oops|KASAN|Kernel panic|suspected|UBSAN|blocked for more than' "$console" >&2
 	[ "$rc" != 0 ] || rc=1
 fi
 if [ "$rc" != 0 ] && [ "$rc" != 137 ]; then

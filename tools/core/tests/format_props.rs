@@ -340,7 +340,9 @@ fn format_zeroes_the_superblock_area() {
     assert!(
         area.iter().all(|&b| b == 0),
         "bytes left in the superblock area after a format: {:?}",
-        area.iter().position(|&b| b != 0).map(|p| p + format::SB_SIZE)
+        area.iter()
+            .position(|&b| b != 0)
+            .map(|p| p + format::SB_SIZE)
     );
 }
 

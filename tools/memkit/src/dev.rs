@@ -627,6 +627,11 @@ impl CkptMap {
         CkptMap::mmap(-1, 0, len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
     }
 
+    /// Shared anonymous memory: seen by this process and the children it forks.
+    pub fn shared_anonymous(len: usize) -> io::Result<CkptMap> {
+        CkptMap::mmap(-1, 0, len, libc::MAP_SHARED | libc::MAP_ANONYMOUS)
+    }
+
     /// The address of the mapping in this process.
     pub fn addr(&self) -> u64 {
         self.ptr.as_ptr() as u64

@@ -70,7 +70,23 @@ pub fn run_all(
     for (i, case) in selected.iter().enumerate() {
         let n = i + 1;
         let started = Instant::now();
-        match run_child(case.name, opts.timeout, child_args) {
+        let hung_before = hung_tasks().len();
+        let result = run_child(case.name, opts.timeout, child_args);
+        // A task the kernel saw blocked (D state) past the guest's
+        // hung_task_timeout_secs while the case ran fails it, whatever it said.
+        let mut hung = hung_tasks();
+        let hung = hung.split_off(hung_before.min(hung.len()));
+        let result = match result {
+            Ok((_, output)) if !hung.is_empty() => Ok((
+                Some(1),
+                format!(
+                    "{output}FAIL: the kernel reported a hung task:\n{}",
+                    hung.join("\n")
+                ),
+            )),
+            other => other,
+        };
+        match result {
             Ok((code, output)) => {
                 let last = output.lines().last().unwrap_or("").to_string();
                 for line in output.lines().filter(|l| !l.starts_with("SKIP: ")) {
@@ -168,6 +184,15 @@ pub fn expect_errno<T: std::fmt::Debug>(
             std::io::Error::from_raw_os_error(errno)
         )),
     }
+}
+
+/// The kernel log's hung-task reports ("task ... blocked for more than N seconds").
+fn hung_tasks() -> Vec<String> {
+    kernel_problems()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.contains("blocked for more than"))
+        .collect()
 }
 
 /// Lines of the kernel log (`dmesg`) that report a problem: BUG, WARNING, Oops,

@@ -17,7 +17,9 @@ mod module_tests;
 mod perm_tests;
 mod race_tests;
 mod replica_tests;
+mod rmem_defect_tests;
 mod rmem_tests;
+mod rmem_wait_tests;
 mod stress_tests;
 
 use ktap::{Case, Options};
@@ -140,6 +142,26 @@ const CASES: &[Case] = &[
     Case {
         name: "rmem_agent_rejects_bad_replies",
         run: rmem_tests::rmem_agent_rejects_bad_replies,
+    },
+    Case {
+        name: "rmem_writeback_one_eviction_per_fault",
+        run: rmem_defect_tests::rmem_writeback_one_eviction_per_fault,
+    },
+    Case {
+        name: "rmem_ckpt_map_shared_read_only",
+        run: rmem_defect_tests::rmem_ckpt_map_shared_read_only,
+    },
+    Case {
+        name: "rmem_clock_probe_allocates_no_page_tables",
+        run: rmem_defect_tests::rmem_clock_probe_allocates_no_page_tables,
+    },
+    Case {
+        name: "rmem_fault_killable_agent_silent",
+        run: rmem_wait_tests::rmem_fault_killable_agent_silent,
+    },
+    Case {
+        name: "rmem_fault_sleep_bounded_emulated",
+        run: rmem_wait_tests::rmem_fault_sleep_bounded_emulated,
     },
     Case {
         name: "ckpt_create_and_map",

@@ -641,7 +641,7 @@ pub fn rmem_agent_end_to_end(_: &crate::Options) -> TestResult {
 
 /// Reads the next agent request from `dev`: one header per read (a write-back, which
 /// needs room for its page too, is refused with EINVAL).
-fn read_msg(dev: &Device) -> Result<abi::RmemMsg, std::io::Error> {
+pub(crate) fn read_msg(dev: &Device) -> Result<abi::RmemMsg, std::io::Error> {
     use memkit_core::abi::UapiStruct;
     use std::os::fd::{AsFd, AsRawFd};
     let mut buf = [0u8; abi::RmemMsg::SIZE];
@@ -653,12 +653,12 @@ fn read_msg(dev: &Device) -> Result<abi::RmemMsg, std::io::Error> {
     Ok(abi::RmemMsg::decode(&buf))
 }
 
-fn next_msg(dev: &Device) -> Result<abi::RmemMsg, String> {
+pub(crate) fn next_msg(dev: &Device) -> Result<abi::RmemMsg, String> {
     read_msg(dev).map_err(|e| format!("agent read: {e}"))
 }
 
 /// Every request waiting to be read, without blocking.
-fn drain(dev: &Device) -> Result<Vec<abi::RmemMsg>, String> {
+pub(crate) fn drain(dev: &Device) -> Result<Vec<abi::RmemMsg>, String> {
     use std::os::fd::{AsFd, AsRawFd};
     let fd = dev.as_fd().as_raw_fd();
     // SAFETY: fcntl on our descriptor.
@@ -677,7 +677,7 @@ fn drain(dev: &Device) -> Result<Vec<abi::RmemMsg>, String> {
 }
 
 /// Writes a reply; the errno if refused.
-fn reply(dev: &Device, m: &abi::RmemMsg, data: Option<&[u8]>) -> std::io::Result<()> {
+pub(crate) fn reply(dev: &Device, m: &abi::RmemMsg, data: Option<&[u8]>) -> std::io::Result<()> {
     use memkit_core::abi::UapiStruct;
     use std::os::fd::{AsFd, AsRawFd};
     let mut out = vec![0u8; abi::RmemMsg::SIZE];
