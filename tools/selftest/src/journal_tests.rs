@@ -1,6 +1,7 @@
 //! `/dev/memkit-journal` in the guest: attach and format a virtio-pmem device,
 //! transactions and reads, every refused argument (and that nothing was written),
-//! recovery on re-attach, and group commit under concurrent writers.
+//! recovery on re-attach, group commit under concurrent writers, and a read into a
+//! slowly faulting buffer that must not hold commits up.
 //!
 //! The cases use the first pmem device (`MEMKIT_PMEM`, default `/dev/pmem0`) and
 //! format it: they are skipped when it does not exist.
@@ -10,7 +11,10 @@ use memkit::dev::{Device, DeviceKind};
 use memkit_core::abi;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 fn pmem_path() -> String {
     std::env::var("MEMKIT_PMEM").unwrap_or_else(|_| "/dev/pmem0".into())
@@ -116,6 +120,184 @@ pub fn journal_tx_and_read(_: &crate::Options) -> TestResult {
         return Err("read past the end of the data region".into());
     }
     Ok(Outcome::Pass)
+}
+
+/// How long the test's agent withholds the page a reader copies into.
+const SLOW_BUFFER_HOLD: Duration = Duration::from_secs(2);
+/// The most a commit may take while a reader waits for its buffer.
+const COMMIT_WHILE_READING_MAX: Duration = Duration::from_secs(1);
+
+/// The child's status once reaped (`WNOHANG`): `slot` keeps it.
+fn try_reap(pid: libc::pid_t, slot: &mut Option<i32>) -> Option<i32> {
+    if slot.is_none() {
+        let mut status = 0;
+        // SAFETY: polls a child of this process.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            *slot = Some(status);
+        }
+    }
+    *slot
+}
+
+/// A `read` of the journal whose destination faults slowly must not hold the
+/// journal: the reader's buffer is a page of an agent-backed rmem region whose agent
+/// (this test) withholds the page for [`SLOW_BUFFER_HOLD`], and a commit made
+/// meanwhile must complete at once; then the reader gets the bytes that were there.
+///
+/// The reader is a forked process rather than a thread: a fault of the kernel's copy
+/// to user memory waits holding its process's mmap lock, so a thread of that process
+/// starting (its stack is an mmap) would wait for the agent too.
+pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) -> TestResult {
+    use crate::rmem_tests::{config, drain, region, reply};
+    const PAGE: usize = memkit::dev::CKPT_PAGE_SIZE;
+    const COMMITTED: &[u8] = b"committed while a reader waits";
+    let Some(dev) = fresh(16, 8192)? else {
+        return no_pmem();
+    };
+    let data: Vec<u8> = (0..PAGE).map(|i| (i * 13 + 5) as u8).collect();
+    dev.journal_tx(&[(0, &data)])
+        .map_err(|e| format!("tx of the bytes to read: {e}"))?;
+    let cfg = abi::RmemConfig {
+        backend: abi::RMEM_BACKEND_AGENT,
+        lat_base_ns: 0,
+        lat_page_ns: 0,
+        ..config(4, 4, abi::RMEM_POLICY_NONE)
+    };
+    let (agent, map) = region(&cfg)?;
+    let journal =
+        std::fs::File::open("/dev/memkit-journal").map_err(|e| format!("open for read: {e}"))?;
+    // SAFETY: the child only reads into the mapping and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: a reader whose page never comes still ends.
+        unsafe { libc::alarm(60) };
+        // SAFETY: the mapping is 4 pages of writable memory, mapped in this process
+        // until it exits.
+        let n = unsafe {
+            libc::pread(
+                journal.as_raw_fd(),
+                map.addr() as *mut libc::c_void,
+                PAGE,
+                0,
+            )
+        };
+        let code = if n == PAGE as isize {
+            0
+        } else if n >= 0 {
+            1
+        } else {
+            (2 + io::Error::last_os_error().raw_os_error().unwrap_or(0)).min(255)
+        };
+        // SAFETY: leaves the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    drop(journal);
+    let mut reader = None;
+    let res = (|| -> Result<(), String> {
+        // The reader's copy faults on its buffer: the agent sees the fetch.
+        let start = Instant::now();
+        let fetch = loop {
+            let msgs = drain(&agent)?;
+            if let Some(m) = msgs.into_iter().find(|m| m.kind == abi::RMEM_MSG_FETCH) {
+                break m;
+            }
+            if let Some(st) = try_reap(pid, &mut reader) {
+                return Err(format!(
+                    "the reader ended (status {st:#x}) without fetching its buffer"
+                ));
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("no fetch of the reader's buffer in 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if fetch.page != 0 {
+            return Err(format!("fetch {fetch:?}, want page 0"));
+        }
+        // A commit while the reader waits for its buffer.
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = open().and_then(|d| {
+                d.journal_tx(&[(8192, COMMITTED)])
+                    .map_err(|e| format!("commit while a reader waits: {e}"))
+            });
+            tx.send((r, t.elapsed())).ok();
+        });
+        let during = rx.recv_timeout(SLOW_BUFFER_HOLD).ok();
+        let before_arrival = during.is_some();
+        let reader_waited = try_reap(pid, &mut reader).is_none();
+        // The page arrives: the reader's copy completes.
+        reply(&agent, &fetch, Some(&[0u8; PAGE])).map_err(|e| format!("reply: {e}"))?;
+        let arrived = Instant::now();
+        let status = loop {
+            if let Some(st) = try_reap(pid, &mut reader) {
+                break st;
+            }
+            if arrived.elapsed() > Duration::from_secs(30) {
+                return Err("the reader did not end 30 s after its page arrived".into());
+            }
+            for m in drain(&agent)? {
+                if m.kind == abi::RMEM_MSG_FETCH {
+                    reply(&agent, &m, Some(&[0u8; PAGE]))
+                        .map_err(|e| format!("reply to {m:?}: {e}"))?;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (commit, latency) = match during {
+            Some(r) => r,
+            None => rx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| "the commit did not end 30 s after the reader's page arrived")?,
+        };
+        writer
+            .join()
+            .map_err(|_| "the committing thread panicked")?;
+        println!(
+            "commit latency while a reader waited {SLOW_BUFFER_HOLD:?} for its buffer: {latency:?} ({})",
+            if before_arrival {
+                "done before the buffer arrived"
+            } else {
+                "done only after the buffer arrived"
+            }
+        );
+        commit?;
+        if !before_arrival || latency >= COMMIT_WHILE_READING_MAX {
+            return Err(format!(
+                "a commit took {latency:?} while a reader's copy waited for its buffer (want under {COMMIT_WHILE_READING_MAX:?}, before the buffer arrives)"
+            ));
+        }
+        if !reader_waited {
+            return Err("the reader ended before its buffer arrived".into());
+        }
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!(
+                "reader: status {status:#x} (exit 1: short read, 2 + errno: failed)"
+            ));
+        }
+        let mut got = vec![0u8; PAGE];
+        map.read_bytes(0, &mut got);
+        if got != data {
+            return Err("the reader's buffer does not hold the bytes it read".into());
+        }
+        if read_at(8192, COMMITTED.len())? != COMMITTED {
+            return Err("the commit made while the reader waited is not in place".into());
+        }
+        Ok(())
+    })();
+    if try_reap(pid, &mut reader).is_none() {
+        // A fatal signal ends a fault's wait for its page.
+        // SAFETY: kills and reaps the child forked above.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    res.map(|()| Outcome::Pass)
 }
 
 pub fn journal_bad_tx_rejected(_: &crate::Options) -> TestResult {

@@ -88,6 +88,10 @@ const CASES: &[Case] = &[
         run: journal_tests::journal_tx_and_read,
     },
     Case {
+        name: "journal_read_into_slow_buffer_does_not_block_commits",
+        run: journal_tests::journal_read_into_slow_buffer_does_not_block_commits,
+    },
+    Case {
         name: "journal_bad_tx_rejected",
         run: journal_tests::journal_bad_tx_rejected,
     },
