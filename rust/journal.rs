@@ -13,7 +13,9 @@
 //!
 //! Lock order: `Shared::state` before `Shared::queue` (attach and detach update the
 //! queue's copy of the geometry); the queue is never held while taking the state.
-//! `JOURNAL` is held only to clone the `Arc`.
+//! `JOURNAL` is held only to clone the `Arc`. No lock (nor the DAX read lock) is held
+//! across a copy to userspace, which may fault and wait on anything: `read` copies
+//! through a bounce buffer.
 
 use crate::dax::DaxDevice;
 use crate::edge;
@@ -80,6 +82,9 @@ const DEFAULT_MJ_COUNT: u32 = 64;
 const DEFAULT_MJ_SIZE: u32 = 64 * 1024;
 /// Longest device path accepted.
 const PATH_MAX: usize = 4096;
+/// Bytes a `read` copies per chunk: read from the device with the locks held, copied
+/// out with none.
+const READ_CHUNK: usize = 64 * 1024;
 
 kernel::sync::global_lock! {
     // SAFETY: Initialized by `Registration::new` in the module initializer, before any
@@ -150,6 +155,9 @@ struct State {
     mode: Mode,
     att: Option<Attached>,
     rec: Recovery,
+    /// Attaches so far (wrapping): which attachment `att` is. A `read`, which drops
+    /// the lock between chunks, reads on only while it is unchanged.
+    generation: u64,
 }
 
 /// A transaction copied in from userspace: ranges into one data buffer.
@@ -231,7 +239,12 @@ fn tx_spans<'a>(spans: &'a [(u64, usize, usize)]) -> impl Iterator<Item = (u64, 
 impl Shared {
     fn new(mode: Mode) -> impl PinInit<Self> {
         pin_init!(Self {
-            state <- new_mutex!(State { mode, att: None, rec: Recovery::default() }),
+            state <- new_mutex!(State {
+                mode,
+                att: None,
+                rec: Recovery::default(),
+                generation: 0,
+            }),
             queue <- new_mutex!(Queue {
                 geo: None,
                 next_ticket: 0,
@@ -343,6 +356,7 @@ impl Shared {
         let lines = pm.lines;
         drop(pm);
         st.rec = Recovery { plan, ns };
+        st.generation = st.generation.wrapping_add(1);
         self.queue.lock().geo = Some(sb.geo);
         st.att = Some(Attached {
             engine,
@@ -563,29 +577,71 @@ impl Shared {
     }
 
     /// Copies data-region bytes at `pos` into `iov`; returns how many.
+    ///
+    /// A chunk at a time: under the state lock and the DAX read lock, up to
+    /// [`READ_CHUNK`] bytes are read into a bounce buffer; they are copied out with
+    /// neither held, so a destination that faults slowly (an rmem or userfaultfd
+    /// mapping, FUSE) holds up no commit, detach or DAX teardown. A journal detached or
+    /// replaced between chunks, or an error after some bytes were copied, ends the
+    /// read with those bytes (the next read reports the error); `ENODEV` or the error
+    /// if there are none.
     fn read(&self, pos: u64, iov: &mut IovIterDest<'_>) -> Result<usize> {
-        let st = self.state.lock();
-        let att = st.att.as_ref().ok_or(ENODEV)?;
-        let geo = att.engine.superblock().geo;
-        if pos >= geo.data_size {
-            return Ok(0);
-        }
-        let want = iov
-            .len()
-            .min(usize::try_from(geo.data_size - pos).unwrap_or(usize::MAX));
-        let pm = att.dax.access()?;
-        let mut bounce = KVVec::from_elem(0u8, want.min(64 * 1024), GFP_KERNEL)?;
+        let mut bounce = KVVec::from_elem(0u8, iov.len().min(READ_CHUNK), GFP_KERNEL)?;
+        // The attachment the read began on.
+        let mut generation = None;
         let mut done = 0usize;
-        while done < want {
-            let n = (want - done).min(bounce.len());
-            pm.read_checked(geo.data_offset + pos + done as u64, &mut bounce[..n])?;
-            let copied = iov.copy_to_iter(&bounce[..n]);
-            done += copied;
+        loop {
+            let n = match self.read_chunk(pos, done, &mut generation, &mut bounce, iov.len()) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
+            let chunk = bounce.get(..n).ok_or(EINVAL)?;
+            let copied = iov.copy_to_iter(chunk);
+            done = done.checked_add(copied).ok_or(EOVERFLOW)?;
             if copied < n {
                 break;
             }
         }
         Ok(done)
+    }
+
+    /// One chunk of [`Shared::read`]: reads the data-region bytes at `pos + done`,
+    /// at most `room` and the bounce buffer's length, into `bounce` under the locks;
+    /// returns how many (0 at the end of the data region or of `room`). `ENODEV` if no
+    /// journal is attached, or another than `generation` (set on the first chunk).
+    fn read_chunk(
+        &self,
+        pos: u64,
+        done: usize,
+        generation: &mut Option<u64>,
+        bounce: &mut [u8],
+        room: usize,
+    ) -> Result<usize> {
+        let st = self.state.lock();
+        let att = st.att.as_ref().ok_or(ENODEV)?;
+        if *generation.get_or_insert(st.generation) != st.generation {
+            return Err(ENODEV);
+        }
+        let geo = att.engine.superblock().geo;
+        let at = u64::try_from(done)
+            .ok()
+            .and_then(|d| pos.checked_add(d))
+            .ok_or(EINVAL)?;
+        if at >= geo.data_size {
+            return Ok(0);
+        }
+        let n = room
+            .min(bounce.len())
+            .min(usize::try_from(geo.data_size - at).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        let off = geo.data_offset.checked_add(at).ok_or(EINVAL)?;
+        let pm = att.dax.access()?;
+        pm.read_checked(off, bounce.get_mut(..n).ok_or(EINVAL)?)?;
+        Ok(n)
     }
 }
 
