@@ -140,9 +140,11 @@ fn try_reap(pid: libc::pid_t, slot: &mut Option<i32>) -> Option<i32> {
 }
 
 /// A `read` of the journal whose destination faults slowly must not hold the
-/// journal: the reader's buffer is a page of an agent-backed rmem region whose agent
-/// (this test) withholds the page for [`SLOW_BUFFER_HOLD`], and a commit made
-/// meanwhile must complete at once; then the reader gets the bytes that were there.
+/// journal: the reader's buffer is part of an agent-backed rmem region whose agent
+/// (this test) withholds its first page for [`SLOW_BUFFER_HOLD`]; meanwhile a commit
+/// must complete at once, and so must a detach and a re-attach. The reader then gets
+/// its first chunk (64 KiB) as it was before the commit, and no more: the journal was
+/// replaced before its second chunk.
 ///
 /// The reader is a forked process rather than a thread: a fault of the kernel's copy
 /// to user memory waits holding its process's mmap lock, so a thread of that process
@@ -150,6 +152,8 @@ fn try_reap(pid: libc::pid_t, slot: &mut Option<i32>) -> Option<i32> {
 pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) -> TestResult {
     use crate::rmem_tests::{config, drain, region, reply};
     const PAGE: usize = memkit::dev::CKPT_PAGE_SIZE;
+    /// The kernel's read chunk (`READ_CHUNK` of `rust/journal.rs`).
+    const CHUNK: usize = 64 * 1024;
     const COMMITTED: &[u8] = b"committed while a reader waits";
     let Some(dev) = fresh(16, 8192)? else {
         return no_pmem();
@@ -157,16 +161,28 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
     let data: Vec<u8> = (0..PAGE).map(|i| (i * 13 + 5) as u8).collect();
     dev.journal_tx(&[(0, &data)])
         .map_err(|e| format!("tx of the bytes to read: {e}"))?;
+    // What the reader's first chunk must hold: the commit lands after it was read.
+    let before = read_at(0, CHUNK)?;
     let cfg = abi::RmemConfig {
         backend: abi::RMEM_BACKEND_AGENT,
         lat_base_ns: 0,
         lat_page_ns: 0,
-        ..config(4, 4, abi::RMEM_POLICY_NONE)
+        ..config(
+            (2 * CHUNK / PAGE) as u64,
+            (2 * CHUNK / PAGE) as u64,
+            abi::RMEM_POLICY_NONE,
+        )
     };
     let (agent, map) = region(&cfg)?;
     let journal =
         std::fs::File::open("/dev/memkit-journal").map_err(|e| format!("open for read: {e}"))?;
-    // SAFETY: the child only reads into the mapping and exits.
+    // The reader's result: pread's return value, through a pipe.
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: the child only reads into the mapping, writes to the pipe and exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork: {}", io::Error::last_os_error()));
@@ -174,27 +190,31 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
     if pid == 0 {
         // SAFETY: a reader whose page never comes still ends.
         unsafe { libc::alarm(60) };
-        // SAFETY: the mapping is 4 pages of writable memory, mapped in this process
-        // until it exits.
+        // SAFETY: the mapping is 2 * CHUNK bytes of writable memory, mapped in this
+        // process until it exits.
         let n = unsafe {
             libc::pread(
                 journal.as_raw_fd(),
                 map.addr() as *mut libc::c_void,
-                PAGE,
+                2 * CHUNK,
                 0,
             )
         };
-        let code = if n == PAGE as isize {
-            0
-        } else if n >= 0 {
-            1
+        let r = if n < 0 {
+            -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(0))
         } else {
-            (2 + io::Error::last_os_error().raw_os_error().unwrap_or(0)).min(255)
+            n as i64
         };
-        // SAFETY: leaves the child without running the parent's atexit handlers.
-        unsafe { libc::_exit(code) };
+        // SAFETY: writes 8 bytes from `r` to the pipe, then leaves the child without
+        // running the parent's atexit handlers.
+        unsafe {
+            libc::write(fds[1], (&r as *const i64).cast(), 8);
+            libc::_exit(0);
+        }
     }
     drop(journal);
+    // SAFETY: the parent's copy of the write end, not used by it.
+    unsafe { libc::close(fds[1]) };
     let mut reader = None;
     let res = (|| -> Result<(), String> {
         // The reader's copy faults on its buffer: the agent sees the fetch.
@@ -217,15 +237,23 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
         if fetch.page != 0 {
             return Err(format!("fetch {fetch:?}, want page 0"));
         }
-        // A commit while the reader waits for its buffer.
+        // A commit, a detach and a re-attach while the reader waits for its buffer.
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::spawn(move || {
             let t = Instant::now();
-            let r = open().and_then(|d| {
+            let commit = open().and_then(|d| {
                 d.journal_tx(&[(8192, COMMITTED)])
                     .map_err(|e| format!("commit while a reader waits: {e}"))
             });
-            tx.send((r, t.elapsed())).ok();
+            let commit_latency = t.elapsed();
+            let t = Instant::now();
+            let reattach = open().and_then(|d| {
+                d.journal_detach()
+                    .map_err(|e| format!("detach while a reader waits: {e}"))?;
+                attach(&d, None).map_err(|e| format!("re-attach while a reader waits: {e}"))
+            });
+            tx.send((commit, commit_latency, reattach, t.elapsed()))
+                .ok();
         });
         let during = rx.recv_timeout(SLOW_BUFFER_HOLD).ok();
         let before_arrival = during.is_some();
@@ -248,7 +276,7 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let (commit, latency) = match during {
+        let (commit, latency, reattach, reattach_latency) = match during {
             Some(r) => r,
             None => rx
                 .recv_timeout(Duration::from_secs(30))
@@ -258,7 +286,7 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
             .join()
             .map_err(|_| "the committing thread panicked")?;
         println!(
-            "commit latency while a reader waited {SLOW_BUFFER_HOLD:?} for its buffer: {latency:?} ({})",
+            "while a reader waited {SLOW_BUFFER_HOLD:?} for its buffer: commit latency {latency:?}, detach and re-attach {reattach_latency:?} ({})",
             if before_arrival {
                 "done before the buffer arrived"
             } else {
@@ -271,17 +299,28 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
                 "a commit took {latency:?} while a reader's copy waited for its buffer (want under {COMMIT_WHILE_READING_MAX:?}, before the buffer arrives)"
             ));
         }
+        reattach?;
         if !reader_waited {
             return Err("the reader ended before its buffer arrived".into());
         }
         if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("reader: status {status:#x}"));
+        }
+        let mut r = [0u8; 8];
+        // SAFETY: reads 8 bytes into `r` from the pipe's read end.
+        let got = unsafe { libc::read(fds[0], r.as_mut_ptr().cast(), 8) };
+        let n = i64::from_ne_bytes(r);
+        if got != 8 {
+            return Err("the reader reported nothing".into());
+        }
+        if n != CHUNK as i64 {
             return Err(format!(
-                "reader: status {status:#x} (exit 1: short read, 2 + errno: failed)"
+                "the read returned {n}, want {CHUNK}: its first chunk, the journal being re-attached before the second"
             ));
         }
-        let mut got = vec![0u8; PAGE];
+        let mut got = vec![0u8; CHUNK];
         map.read_bytes(0, &mut got);
-        if got != data {
+        if got != before {
             return Err("the reader's buffer does not hold the bytes it read".into());
         }
         if read_at(8192, COMMITTED.len())? != COMMITTED {
@@ -297,6 +336,8 @@ pub fn journal_read_into_slow_buffer_does_not_block_commits(_: &crate::Options) 
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
     }
+    // SAFETY: the pipe's read end, not used after this.
+    unsafe { libc::close(fds[0]) };
     res.map(|()| Outcome::Pass)
 }
 
