@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: memkit's journal benchmarks, all from one run.
 #
+# Every guest boot runs the production kernel (scripts/kernel.sh production: the
+# test kernel's options without KASAN, lockdep, kmemleak and the other debugging
+# checks), built and cached on first use; the guest selftests run once on it before
+# anything is measured, and a failure stops the bench. Every result line says its
+# kernel and emulator ("kernel": "production", "vm": "tcg"; "host"/"none" for the
+# host rows).
+#
 #   host    memkit-bench host: the shared journal engine on a DRAM-backed file
 #           (/dev/shm, clwb + sfence) against PMDK libpmemobj transactions on a pool
 #           file next to it (PMEM_IS_PMEM_FORCE=1), 1x64B, 8x64B and 1x4KiB
@@ -52,6 +59,8 @@ else
 	rmem_settings="MEMKIT_BENCH_PAGES=2048 MEMKIT_BENCH_LATS=20,100 MEMKIT_BENCH_PASSES=1"
 fi
 ckpt_run_args="$ckpt_run_args ${MEMKIT_BENCH_CKPT_RUN_ARGS:-}"
+# The guest kernel (MEMKIT_KERNEL=debug measures on the test kernel instead).
+export MEMKIT_KERNEL=${MEMKIT_KERNEL:-production}
 failed=()
 
 bin=$(scripts/build.sh tools) || die "building the tools failed"
@@ -88,7 +97,8 @@ guest_boot() {
 	# The job's lines (JSON raw lines among them) end with \r\n; report copes.
 	cp "$logdir/output.txt" "$out/guest-$device.raw"
 	# Where it ran, recorded with the samples.
-	printf '{"env":{"where":"guest/%s","vm":"QEMU %s, TCG, -smp 2, -m %s"}}\n' "$device" \
+	printf '{"env":{"where":"guest/%s","kernel_config":"%s","accel":"tcg","vm":"QEMU %s, TCG, -smp 2, -m %s"}}\n' \
+		"$device" "$MEMKIT_KERNEL" \
 		"$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([^ ]*\).*/\1/p')" \
 		"$mem" >>"$out/guest-$device.raw"
 	return "$rc"
@@ -96,11 +106,24 @@ guest_boot() {
 
 if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,* ]] ||
 	[[ $skip != *,rmem,* ]]; then
-	kdir=$(scripts/build.sh kdir) || die "the test kernel is not available"
+	kdir=$(scripts/build.sh kdir) || die "the production kernel is not available"
 	ko=$(scripts/build.sh module) || die "building memkit.ko failed"
 	step "packing the bench initramfs"
 	scripts/initramfs.sh "$out/initramfs.cpio" "$ko" "$bin/memkit" "$bin/memkit-selftest" \
 		"$bin/memkit-bench" || die "packing the initramfs failed"
+	# A module that only works with the debugging options on is a bug: the guest
+	# selftests first, on this kernel (MEMKIT_BENCH_SELFTEST=0 skips them).
+	if [ "${MEMKIT_BENCH_SELFTEST:-1}" = 1 ]; then
+		step "guest selftests on the $MEMKIT_KERNEL kernel"
+		rm -f "$out/selftest-pmem0.img"
+		if ! scripts/vm.sh --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$out/initramfs.cpio" \
+			--job selftests/jobs/check.sh --logdir "$out/selftest" --timeout 1800 \
+			--pmem "$out/selftest-pmem0.img:256M" >"$out/selftest.tap"; then
+			grep -E '^not ok|FAIL' "$out/selftest.tap" >&2
+			die "the guest selftests fail on the $MEMKIT_KERNEL kernel (see $out/selftest.tap)"
+		fi
+		step "guest selftests: $(grep -c '^ok ' "$out/selftest.tap") passed on the $MEMKIT_KERNEL kernel"
+	fi
 fi
 
 if [[ $skip != *,guest,* ]]; then

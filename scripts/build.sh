@@ -2,8 +2,9 @@
 # Builds what is missing, step by step, and prints the path of what was asked for.
 #
 # usage: build.sh kdir|module|tools|initramfs
-#   kdir       the kernel build directory: $KDIR if set, else the cached test kernel
-#              (host set-up and kernel build included)
+#   kdir       the kernel build directory: $KDIR if set, else the cached kernel of
+#              flavour $MEMKIT_KERNEL (debug, the default, or production:
+#              scripts/kernel.sh), host set-up and kernel build included
 #   module     memkit.ko, built against kdir with clippy; fails on any warning
 #   tools      the userspace programs (cargo, release)
 #   initramfs  the guest's initramfs with the module and the programs
@@ -20,7 +21,7 @@ kdir() {
 		return
 	fi
 	"$MEMKIT_TOP/scripts/setup-host.sh"
-	"$MEMKIT_TOP/scripts/kernel.sh"
+	"$MEMKIT_TOP/scripts/kernel.sh" "${MEMKIT_KERNEL:-debug}"
 }
 
 module() {

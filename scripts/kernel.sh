@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# Builds memkit's test kernel once and prints its build directory (KDIR).
+# Builds one of memkit's kernels once and prints its build directory (KDIR).
 #
-# The source is linux-source-7.3 from Debian, unpacked under $MEMKIT_CACHE/src; the
+# usage: kernel.sh [debug|production]
+#   debug       the test kernel of `make check` and `make run` (default): the base
+#               fragment selftests/config plus selftests/config.debug (KASAN, lockdep,
+#               kmemleak, ...)
+#   production  the kernel of `make bench`: selftests/config plus
+#               selftests/config.production (no debugging options)
+#
+# The source is linux-source-7.3 from Debian, unpacked under $MEMKIT_CACHE/src; each
 # build lives under $MEMKIT_CACHE/kernel/<package version>-<hash>, where the hash covers
-# the config fragment (selftests/config) and the compilers.  A finished build is
+# the two fragments (selftests/config, the base both kernels share, then the flavour's
+# overlay: for debug, their concatenation is the single fragment of earlier versions,
+# so its cache stays valid), the flavour's name for any flavour but debug, and the
+# compilers.  A finished build is
 # marked and reused; a second run prints the directory at once.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-frag=$MEMKIT_TOP/selftests/config
+flavour=${1:-debug}
+case $flavour in
+debug | production) ;;
+*) die "usage: kernel.sh [debug|production]" ;;
+esac
+frags=("$MEMKIT_TOP/selftests/config" "$MEMKIT_TOP/selftests/config.$flavour")
 pkgver=$(dpkg-query -W -f='${Version}' "linux-source-$KERNEL_SERIES" 2>/dev/null) ||
 	die "linux-source-$KERNEL_SERIES is not installed (run: make setup)"
 tarball=/usr/src/linux-source-$KERNEL_SERIES.tar.xz
 [ -f "$tarball" ] || die "$tarball is missing"
 
 key=$( {
-	cat "$frag"
+	cat "${frags[@]}"
+	[ "$flavour" = debug ] || echo "flavour $flavour"
 	/usr/bin/rustc --version
 	clang-19 --version | head -n 1
 	"$BINDGEN" --version
@@ -45,14 +61,15 @@ fi
 
 mkdir -p "$out"
 log=$out/build.log
-step "configuring kernel $pkgver (tinyconfig + selftests/config) in $out"
+step "configuring the $flavour kernel $pkgver (tinyconfig + selftests/config + config.$flavour) in $out"
 logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" rustavailable
 logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" tinyconfig
-logged "$log" "$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$frag"
+logged "$log" "$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${frags[@]}"
 logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" olddefconfig
 
-# Every option the fragment asks for must have survived olddefconfig.
-lost=$(grep -E '^CONFIG_[A-Z0-9_]+=' "$frag" | while IFS= read -r line; do
+# Every option the fragments ask for must have survived olddefconfig (the last word
+# on an option is the one that counts, as in merge_config.sh).
+lost=$(grep -hE '^CONFIG_[A-Z0-9_]+=' "${frags[@]}" | tac | awk -F= '!seen[$1]++' | while IFS= read -r line; do
 	opt=${line%%=*}
 	val=${line#*=}
 	if [ "$val" = n ]; then
@@ -61,9 +78,10 @@ lost=$(grep -E '^CONFIG_[A-Z0-9_]+=' "$frag" | while IFS= read -r line; do
 		if ! grep -qx "$line" "$out/.config"; then echo "$line"; fi
 	fi
 done)
-[ -z "$lost" ] || die "options of selftests/config not satisfied (missing dependency?): $(echo $lost)"
+[ -z "$lost" ] || die "options of selftests/config{,.$flavour} not satisfied (missing dependency?): $(echo $lost)"
+echo "$flavour" >"$out/.memkit-flavour"
 
-step "building kernel with $(nproc) jobs (5-10 minutes; log: $log)"
+step "building the $flavour kernel with $(nproc) jobs (5-10 minutes; log: $log)"
 t0=$(date +%s)
 logged "$log" make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$(nproc)" bzImage modules
 echo "$(($(date +%s) - t0))" >"$out/.memkit-build-seconds"

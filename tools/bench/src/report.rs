@@ -38,6 +38,11 @@ pub struct Line {
     pub value: f64,
     /// Its unit.
     pub unit: String,
+    /// The kernel it ran on: `production` or `debug` (the guest kernels of
+    /// `scripts/kernel.sh`), `host` for the host's own.
+    pub kernel: String,
+    /// The emulator of the guest it ran in (`tcg`), `none` on the host.
+    pub vm: String,
 }
 
 /// The aggregated results.
@@ -219,6 +224,8 @@ fn columns(rows: &[Vec<String>]) -> String {
 struct Builder {
     lines: Vec<Line>,
     table: String,
+    /// Where the lines pushed now were measured: (kernel, vm) of [`Line`].
+    place: (String, String),
 }
 
 impl Builder {
@@ -230,8 +237,35 @@ impl Builder {
                 metric: metric.into(),
                 value,
                 unit: unit.into(),
+                kernel: self.place.0.clone(),
+                vm: self.place.1.clone(),
             });
         }
+    }
+
+    /// The lines pushed from now on were measured on the host.
+    fn at_host(&mut self) {
+        self.place = ("host".into(), "none".into());
+    }
+
+    /// The lines pushed from now on were measured in the guest boot(s) of `envs`
+    /// (their `kernel_config` and `accel`; `unknown` if they do not say, several
+    /// joined with `|`).
+    fn at_guest(&mut self, envs: &[&BTreeMap<String, String>]) {
+        let of = |k: &str| {
+            let mut v: Vec<&str> = envs
+                .iter()
+                .filter_map(|e| e.get(k).map(String::as_str))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            if v.is_empty() {
+                "unknown".to_string()
+            } else {
+                v.join("|")
+            }
+        };
+        self.place = (of("kernel_config"), of("accel"));
     }
 
     fn push_opt(&mut self, bench: &str, variant: &str, metric: &str, v: Option<f64>, unit: &str) {
@@ -338,11 +372,13 @@ pub fn build(raw: &[Raw]) -> Report {
     let mut b = Builder {
         lines: Vec::new(),
         table: String::new(),
+        place: ("host".into(), "none".into()),
     };
     let mut targets: Vec<(String, String, bool)> = Vec::new();
     let mut host_aggs: BTreeMap<(String, String), Agg> = BTreeMap::new();
 
     // Host: the engine against PMDK.
+    b.at_host();
     if samples.iter().any(|s| s.kind == "host") {
         let _ = writeln!(
             b.table,
@@ -509,12 +545,14 @@ pub fn build(raw: &[Raw]) -> Report {
     let mut guest_aggs: BTreeMap<(String, String, u32, String), Agg> = BTreeMap::new();
     for dev in &devices {
         let denv = env_where(&format!("guest/{dev}"));
+        b.at_guest(&denv);
         let _ = writeln!(
             b.table,
             "Guest: /dev/memkit-journal on {dev}\n  {}",
             env_summary(
                 &denv,
                 &[
+                    "kernel_config",
                     "vm",
                     "cpu",
                     "kernel",
@@ -672,11 +710,13 @@ pub fn build(raw: &[Raw]) -> Report {
         .filter(|e| e.get("where").is_some_and(|w| w.ends_with("ckpt")))
         .copied()
         .collect();
+    b.at_guest(&ckpt_envs);
     ckpt_section(&mut b, &ckpts, &ckpt_envs, &mut targets);
     run::section(&mut b, &runs, &ckpt_envs, &mut targets);
     if !runs.is_empty() {
         b.table.push('\n');
     }
+    b.at_guest(&env_where("guest/rmem"));
     rmem::section(&mut b, &rmems, &mut targets);
 
     // Targets on the guest's numbers (virtio-pmem, the test device).
@@ -811,7 +851,15 @@ fn ckpt_section(
     let summary = env_summary(
         env,
         &[
-            "where", "vm", "cpu", "kernel", "cpus", "rounds", "iters", "warmup",
+            "where",
+            "kernel_config",
+            "vm",
+            "cpu",
+            "kernel",
+            "cpus",
+            "rounds",
+            "iters",
+            "warmup",
         ],
     );
     if !summary.is_empty() {
@@ -996,17 +1044,19 @@ mod tests {
     }
 
     #[test]
-    fn json_line_has_the_five_keys_in_order() {
+    fn json_line_has_its_keys_in_order() {
         let l = Line {
             bench: "b".into(),
             variant: "v".into(),
             metric: "m".into(),
             value: 1.5,
             unit: "u".into(),
+            kernel: "production".into(),
+            vm: "tcg".into(),
         };
         assert_eq!(
             serde_json::to_string(&l).unwrap(),
-            r#"{"bench":"b","variant":"v","metric":"m","value":1.5,"unit":"u"}"#
+            r#"{"bench":"b","variant":"v","metric":"m","value":1.5,"unit":"u","kernel":"production","vm":"tcg"}"#
         );
     }
 
