@@ -13,7 +13,7 @@
 //!   that VMA has none (`VmPTE` of the process stays put).
 
 use crate::ktap::{expect_errno, Outcome, TestResult};
-use crate::rmem_tests::{config, region, reply, word};
+use crate::rmem_tests::{agent_config, config, region, reply, word};
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
 use memkit_core::abi::{self, UapiStruct};
 use std::collections::HashMap;
@@ -142,14 +142,7 @@ pub fn rmem_writeback_one_eviction_per_fault(_: &crate::Options) -> TestResult {
     const NINTH: u64 = 9;
     /// Every bounded wait's limit (the writer's faults wait for this thread).
     const LIMIT: Duration = Duration::from_secs(20);
-    let cfg = abi::RmemConfig {
-        backend: abi::RMEM_BACKEND_AGENT,
-        lat_base_ns: 0,
-        lat_page_ns: 0,
-        deadline_ns: 0,
-        degree: 0,
-        ..config(64, BUDGET, abi::RMEM_POLICY_NONE)
-    };
+    let cfg = agent_config(64, BUDGET);
     let (dev, map) = region(&cfg)?;
     let map = Arc::new(map);
     let mut agent = Agent::new(&dev)?;

@@ -32,6 +32,19 @@ pub(crate) fn config(pages: u64, budget: u64, policy: u32) -> abi::RmemConfig {
     }
 }
 
+/// An agent-backed region of `pages` pages, `budget` local, without prefetch or
+/// deadline: every fault's request is the test's to answer (or not).
+pub(crate) fn agent_config(pages: u64, budget: u64) -> abi::RmemConfig {
+    abi::RmemConfig {
+        backend: abi::RMEM_BACKEND_AGENT,
+        lat_base_ns: 0,
+        lat_page_ns: 0,
+        deadline_ns: 0,
+        degree: 0,
+        ..config(pages, budget, abi::RMEM_POLICY_NONE)
+    }
+}
+
 /// A new file with a region of `cfg`, mapped whole.
 pub(crate) fn region(cfg: &abi::RmemConfig) -> Result<(Device, CkptMap), String> {
     let dev = open()?;

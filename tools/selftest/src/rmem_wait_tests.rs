@@ -4,7 +4,7 @@
 //! never sleeps unkillably behind a queue of slow requests.
 
 use crate::ktap::{Outcome, TestResult};
-use crate::rmem_tests::{config, next_msg, region, reply};
+use crate::rmem_tests::{agent_config, config, next_msg, region, reply};
 use memkit::dev::CkptMap;
 use memkit_core::abi;
 use std::time::{Duration, Instant};
@@ -127,14 +127,7 @@ pub fn rmem_fault_killable_agent_silent(_: &crate::Options) -> TestResult {
         "a child blocked in pause(): reaped {:.1} ms after SIGKILL",
         floor.as_secs_f64() * 1e3
     );
-    let cfg = abi::RmemConfig {
-        backend: abi::RMEM_BACKEND_AGENT,
-        lat_base_ns: 0,
-        lat_page_ns: 0,
-        deadline_ns: 0,
-        degree: 0,
-        ..config(64, 16, abi::RMEM_POLICY_NONE)
-    };
+    let cfg = agent_config(64, 16);
     let (dev, map) = region(&cfg)?;
     let alarms =
         CkptMap::shared_anonymous(PAGE).map_err(|e| format!("shared anonymous page: {e}"))?;
