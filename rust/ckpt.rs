@@ -517,7 +517,7 @@ impl CkptDevice {
         for &i in idx.iter() {
             sorted.push(i, GFP_KERNEL_ACCOUNT)?;
         }
-        sorted.sort_unstable();
+        crate::pure::sort::heapsort(&mut sorted);
         if sorted.windows(2).any(|w| w[0] == w[1]) {
             return Err(EINVAL);
         }

@@ -12,3 +12,4 @@ pub mod ckpt;
 pub mod crc32c;
 pub mod journal;
 pub mod rmem;
+pub mod sort;

@@ -118,7 +118,7 @@ pub fn plan(scans: &[SlotScan], order: &mut [u32]) -> Result<Plan, PlanError> {
     }
     // Sorted by commit id: duplicates are adjacent, stale MJs (id < lwm) come first.
     let scan_of = |slot: u32| scans.get(slot as usize).copied().unwrap_or(SlotScan::Empty);
-    order[..valid].sort_unstable_by_key(|&slot| scan_of(slot).id());
+    crate::pure::sort::heapsort_by_key(&mut order[..valid], |&slot| scan_of(slot).id());
     for pair in order[..valid].windows(2) {
         if scan_of(pair[0]).id() == scan_of(pair[1]).id() {
             return Err(PlanError::DuplicateId(scan_of(pair[0]).id()));
