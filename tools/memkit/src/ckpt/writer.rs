@@ -11,6 +11,7 @@ use memkit::workload::{Rng, Zipf};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,12 @@ pub struct WriterOpts {
     /// Writes per second per thread (0: as fast as it can).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Writes per thread between two checkpoints, at most (0: no limit): a thread
+    /// that has made them waits for the next `SIGCONT`, which ends each stop of a
+    /// checkpoint, so each checkpoint sees about the same writes however long the
+    /// checkpoints take.
+    #[arg(long, default_value_t = 0)]
+    pub per_checkpoint: u64,
     /// Seed of the random choices (each thread adds its number).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -103,15 +110,51 @@ fn memory(o: &WriterOpts) -> Result<(CkptMap, &'static str), String> {
     Ok((map, "memkit region (own)"))
 }
 
+/// `SIGCONT`s received: the checkpoints that ended (`memkit ckpt run` stops its
+/// target with `SIGSTOP` and continues it with `SIGCONT`).
+static CONTINUED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_sigcont(_: libc::c_int) {
+    CONTINUED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts `SIGCONT`s in [`CONTINUED`]; the process is continued as without a handler.
+fn count_continues() -> Result<(), String> {
+    // SAFETY: an all-zero sigaction is valid; the handler only touches an atomic,
+    // which is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigcont as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGCONT, &sa, std::ptr::null_mut()) != 0 {
+            return Err(format!("sigaction: {}", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 fn write_loop(map: &CkptMap, o: &WriterOpts, zipf: Option<&Zipf>, t: u64) {
     let mut rng = Rng(o.seed.wrapping_mul(1000).wrapping_add(t));
     let pages = (map.len() / CKPT_PAGE_SIZE) as u64;
     let start = Instant::now();
     let mut done = 0u64;
+    // Writes since the checkpoint that ended last, and which one that was.
+    let (mut in_epoch, mut epoch) = (0u64, CONTINUED.load(Ordering::Relaxed));
     loop {
         let elapsed = start.elapsed();
         if o.secs > 0.0 && elapsed.as_secs_f64() >= o.secs {
             return;
+        }
+        if o.per_checkpoint > 0 {
+            let now = CONTINUED.load(Ordering::Relaxed);
+            if now != epoch {
+                (in_epoch, epoch) = (0, now);
+            }
+            if in_epoch >= o.per_checkpoint {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
         }
         if o.rate > 0 {
             let due = (elapsed.as_secs_f64() * o.rate as f64) as u64;
@@ -138,11 +181,15 @@ fn write_loop(map: &CkptMap, o: &WriterOpts, zipf: Option<&Zipf>, t: u64) {
             map.write_u64(w, rng.next_u64());
         }
         done += 1;
+        in_epoch += 1;
     }
 }
 
 /// Runs the writer; returns only with `--secs` or on error.
 pub fn run(o: &WriterOpts) -> Result<(), String> {
+    if o.per_checkpoint > 0 {
+        count_continues()?;
+    }
     let (map, what) = memory(o)?;
     for p in (0..map.len()).step_by(CKPT_PAGE_SIZE) {
         map.write_u64(p, p as u64);
