@@ -56,6 +56,5 @@ fmt:
 	rustfmt --config-path .rustfmt.toml rust/memkit.rs
 
 clean:
+	@scripts/build.sh clean-in-tree
 	rm -rf build tools/target
-	rm -f memkit.ko memkit.o memkit.mod memkit.mod.c memkit.mod.o Module.symvers modules.order \
-		.*.cmd rust/*.o rust/.*.cmd rust/*.d

@@ -8,6 +8,11 @@
 #   module     memkit.ko, built against kdir with clippy; fails on any warning
 #   tools      the userspace programs (cargo, release)
 #   initramfs  the guest's initramfs with the module and the programs
+#
+# The module and the initramfs of each kernel live apart, under build/<kernel>/
+# (<kernel> is the name of the kernel's build directory), so that the test and the
+# production kernel's can both be ready: kbuild writes the module's objects there
+# (MO=), never into the source tree.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -24,20 +29,35 @@ kdir() {
 	"$MEMKIT_TOP/scripts/kernel.sh" "${MEMKIT_KERNEL:-debug}"
 }
 
+# The directory of kernel $1's module and initramfs.
+kernel_out() {
+	echo "$MEMKIT_TOP/build/$(basename "$1")"
+}
+
+# Objects of the in-tree module builds of earlier versions: kbuild refuses an
+# output directory (MO=) while the source tree has them.
+clean_in_tree() {
+	(cd "$MEMKIT_TOP" && rm -f memkit.ko memkit.o memkit.mod memkit.mod.c memkit.mod.o \
+		Module.symvers modules.order .*.cmd rust/*.o rust/.*.cmd rust/*.d)
+}
+
 module() {
-	local k log
+	local k out log
 	k=$(kdir)
-	mkdir -p "$MEMKIT_TOP/build"
-	log=$MEMKIT_TOP/build/module.log
+	out=$(kernel_out "$k")
+	mkdir -p "$out/module"
+	log=$out/module.log
+	clean_in_tree
 	step "building memkit.ko against $k"
 	# MEMKIT_KMAKE_ARGS replaces the toolchain arguments for a KDIR built otherwise.
 	# shellcheck disable=SC2086
-	logged "$log" make -C "$k" M="$MEMKIT_TOP" ${MEMKIT_KMAKE_ARGS:-"${KMAKE_ARGS[@]}" CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver} modules
+	logged "$log" make -C "$k" M="$MEMKIT_TOP" MO="$out/module" \
+		${MEMKIT_KMAKE_ARGS:-"${KMAKE_ARGS[@]}" CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver} modules
 	# rustc, clippy, the C compiler and objtool: any warning fails the build.
 	if grep -E -A8 '(^|: )(warning|error)(\[|:)' "$log" >&2; then
 		die "memkit.ko builds with warnings (log: $log)"
 	fi
-	echo "$MEMKIT_TOP/memkit.ko"
+	echo "$out/module/memkit.ko"
 }
 
 tools() {
@@ -51,7 +71,7 @@ initramfs() {
 	local ko bin out
 	ko=$(module)
 	bin=$(tools)
-	out=$MEMKIT_TOP/build/initramfs.cpio
+	out=$(dirname "$(dirname "$ko")")/initramfs.cpio
 	step "packing the initramfs"
 	"$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
 	echo "$out"
@@ -60,5 +80,6 @@ initramfs() {
 mkdir -p "$MEMKIT_TOP/build"
 case ${1:-} in
 kdir | module | tools | initramfs) "$1" ;;
+clean-in-tree) clean_in_tree ;;
 *) die "usage: build.sh kdir|module|tools|initramfs" ;;
 esac
