@@ -3,7 +3,14 @@
 # killing QEMU (SIGKILL) at a random moment while writers commit transactions, and
 # checks after every reboot that the recovered journal is atomic and durable.
 #
-# usage: journal-crash.sh KILLS [THREADS SLOTS]
+# usage: journal-crash.sh [--debug-boot N] KILLS [THREADS SLOTS]
+#
+# Every boot runs the kernel of $MEMKIT_KERNEL (or $KDIR; scripts/build.sh), the test
+# kernel by default; with --debug-boot N, boot N (0 formats, the last only verifies)
+# runs the debugging test kernel instead, recovering from a kill of the other one and
+# killed in its turn (`make check` boots the production kernel, whose boots take a
+# tenth of the time, and keeps one on the debug kernel: the kills test the on-media
+# protocol, the debug boot the module's recovery and writing under KASAN and lockdep).
 #
 # Every transaction of writer t writes its next sequence number into SLOTS scattered
 # slots; the guest prints "ACK t seq id" when a commit returns. After each kill the
@@ -16,18 +23,31 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-kills=${1:?usage: journal-crash.sh KILLS [THREADS SLOTS]}
+usage="usage: journal-crash.sh [--debug-boot N] KILLS [THREADS SLOTS]"
+debug_boot=-1
+if [ "${1:-}" = --debug-boot ]; then
+	debug_boot=${2:?$usage}
+	shift 2
+fi
+kills=${1:?$usage}
 threads=${2:-2}
 slots=${3:-8}
 kdir=$("$MEMKIT_TOP/scripts/build.sh" kdir)
 initrd=$("$MEMKIT_TOP/scripts/build.sh" initramfs)
+flavour=${MEMKIT_KERNEL:-debug}
+[ -z "${KDIR:-}" ] || flavour=KDIR
+if [ "$debug_boot" -ge 0 ]; then
+	debug_kdir=$(MEMKIT_KERNEL=debug "$MEMKIT_TOP/scripts/build.sh" kdir)
+	debug_initrd=$(MEMKIT_KERNEL=debug "$MEMKIT_TOP/scripts/build.sh" initramfs)
+fi
 memkit=$MEMKIT_TOP/tools/target/release/memkit
 dir=$MEMKIT_TOP/build/journal-crash
 rm -rf "$dir"
 mkdir -p "$dir"
 pmem=$dir/pmem0.img
 
-declare -A acked # last acknowledged sequence number per writer
+declare -A acked  # last acknowledged sequence number per writer
+declare -A booted # boots per kernel flavour
 for ((t = 0; t < threads; t++)); do acked[$t]=0; done
 total_acks=0 replayed=0 discarded=0 incomplete=0
 fail() {
@@ -52,8 +72,13 @@ for ((i = 0; i <= kills; i++)); do
 	# Killed 1-4 s into the writing; the last boot only verifies.
 	kill_args=(--kill-from '^SLOTS ' --kill-after "random:1-4")
 	[ "$i" -lt "$kills" ] || kill_args=(--kill-from '^SLOTS ' --kill-after 1)
+	boot_kdir=$kdir boot_initrd=$initrd boot_flavour=$flavour
+	if [ "$i" = "$debug_boot" ]; then
+		boot_kdir=$debug_kdir boot_initrd=$debug_initrd boot_flavour=debug
+	fi
+	booted[$boot_flavour]=$((${booted[$boot_flavour]:-0} + 1))
 	rc=0
-	"$MEMKIT_TOP/scripts/vm.sh" --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" \
+	"$MEMKIT_TOP/scripts/vm.sh" --quiet --kernel "$boot_kdir/arch/x86/boot/bzImage" --initrd "$boot_initrd" \
 		--job "$job" --pmem "$pmem:64M" --logdir "$dir/boot-$i" --timeout 300 "${kill_args[@]}" || rc=$?
 	out=$dir/boot-$i/output.txt
 	tr -d '\r' <"$out" >"$out.clean"
@@ -85,13 +110,13 @@ for ((i = 0; i <= kills; i++)); do
 		[ "$last" = 0 ] || acked[$t]=$last
 		total_acks=$((total_acks + $(awk -v t="$t" '$1 == "ACK" && $2 == t && NF == 4' "$out.clean" | wc -l)))
 	done
-	[ "$i" = 0 ] || echo "crash-check ok: kill $i recovered atomic and durable"
+	[ "$i" = 0 ] || echo "crash-check ok: kill $i recovered atomic and durable ($boot_flavour kernel)"
 	if [ "$i" -lt "$kills" ]; then
 		"$memkit" --json journal check "$pmem" >"$dir/check-$i.json" ||
 			fail "$i" "memkit journal check refused the killed VM's pmem file"
-		echo "kill $((i + 1))/$kills: recovery before it: $rec" >&2
+		echo "kill $((i + 1))/$kills ($boot_flavour kernel): recovery before it: $rec" >&2
 	fi
 done
-echo "journal-crash: $kills kills, $total_acks acknowledged transactions, $threads writers x $slots slots;" \
+echo "journal-crash: $kills kills (boots: $(for f in "${!booted[@]}"; do printf '%s on the %s kernel, ' "${booted[$f]}" "$f"; done | sed 's/, $//')), $total_acks acknowledged transactions, $threads writers x $slots slots;" \
 	"recoveries replayed $replayed MJs, discarded $discarded torn, skipped $incomplete of incomplete groups;" \
 	"atomicity and durability held after every kill"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds one of memkit's kernels once and prints its build directory (KDIR).
 #
-# usage: kernel.sh [debug|production]
+# usage: kernel.sh [--cached] [debug|production]
+#   --cached    print the directory only if that kernel is already built; fail
+#               otherwise (nothing is set up or built)
 #   debug       the test kernel of `make check` and `make run` (default): the base
 #               fragment selftests/config plus selftests/config.debug (KASAN, lockdep,
 #               kmemleak, ...)
@@ -18,12 +20,21 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+cached_only=0
+if [ "${1:-}" = --cached ]; then
+	cached_only=1
+	shift
+fi
 flavour=${1:-debug}
 case $flavour in
 debug | production) ;;
 *) die "usage: kernel.sh [debug|production]" ;;
 esac
 frags=("$MEMKIT_TOP/selftests/config" "$MEMKIT_TOP/selftests/config.$flavour")
+# Without the toolchain or the source package nothing can have been built.
+if [ "$cached_only" = 1 ] && { [ ! -x "$BINDGEN" ] || ! dpkg-query -W "linux-source-$KERNEL_SERIES" >/dev/null 2>&1; }; then
+	exit 1
+fi
 pkgver=$(dpkg-query -W -f='${Version}' "linux-source-$KERNEL_SERIES" 2>/dev/null) ||
 	die "linux-source-$KERNEL_SERIES is not installed (run: make setup)"
 tarball=/usr/src/linux-source-$KERNEL_SERIES.tar.xz
@@ -38,6 +49,11 @@ key=$( {
 } | sha256sum | cut -c1-12)
 src=$MEMKIT_CACHE/src/linux-${pkgver//[^A-Za-z0-9.+-]/_}
 out=$MEMKIT_CACHE/kernel/${pkgver//[^A-Za-z0-9.+-]/_}-$key
+if [ "$cached_only" = 1 ]; then
+	[ -f "$out/.memkit-built" ] || exit 1
+	echo "$out"
+	exit 0
+fi
 mkdir -p "$MEMKIT_CACHE/src" "$MEMKIT_CACHE/kernel"
 
 # One build at a time per cache: a second caller waits for the first.
