@@ -33,6 +33,47 @@ cd "$MEMKIT_TOP" || exit 1
 kdir=$(scripts/build.sh kdir) || die "the test kernel is not available"
 initrd=$(scripts/build.sh initramfs) || die "building the module or the tools failed"
 
+# The journal crash kills test the on-media protocol: they boot the production kernel
+# when it is built (`make bench` builds it; a boot takes a tenth of the debug
+# kernel's), one boot in the middle the debug kernel. Without it, every boot is a
+# debug one.
+kills=${MEMKIT_CRASH_KILLS:-20}
+crash=(scripts/journal-crash.sh)
+where="the debug kernel; 'make kernel MEMKIT_KERNEL=production' once makes this phase several times faster"
+if [ -z "${KDIR:-}" ] && scripts/kernel.sh --cached production >/dev/null; then
+	debug_boot=$(((kills + 1) / 2))
+	crash=(env MEMKIT_KERNEL=production scripts/journal-crash.sh --debug-boot "$debug_boot")
+	where="the production kernel, boot $debug_boot on the debug kernel"
+	if [ "$kills" -gt 0 ]; then
+		MEMKIT_KERNEL=production scripts/build.sh initramfs >/dev/null ||
+			die "building the module for the production kernel failed"
+	fi
+fi
+[ -z "${KDIR:-}" ] || where="KDIR=$KDIR"
+
+# The guest cases run in the background from here on: the host tests and then the
+# crash kills share the two cores with them (the guest's TAP is shown once the
+# host's results are).
+step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest (in the background)"
+job=$logs/job.sh
+{
+	[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
+	# The corrupted-media case's seed and image count, to reproduce a run.
+	for v in MEMKIT_MEDIA_SEED MEMKIT_MEDIA_IMAGES; do
+		[ -z "${!v:-}" ] || echo "export $v=${!v}"
+	done
+	# The ioctl fuzzer's seed and calls (fuzz_ioctl; Documentation/fuzzing.rst).
+	for v in MEMKIT_FUZZ_SEED MEMKIT_FUZZ_CALLS; do
+		[ -z "${!v:-}" ] || echo "export $v=${!v}"
+	done
+	cat selftests/jobs/check.sh
+} >"$job"
+rm -f "$logs/pmem0.img"
+# The boot limit leaves room for a host whose two cores are busy (another guest).
+scripts/vm.sh --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --job "$job" \
+	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 900 --boot-timeout 300 &
+guest_pid=$!
+
 step "host: cargo test"
 cargo test --release --locked --workspace --manifest-path tools/Cargo.toml >"$logs/cargo-test.log" 2>&1
 cargo_rc=$?
@@ -64,26 +105,18 @@ fi
 # The module was built with CLIPPY=1 and refused on any warning by build.sh.
 case_result "clippy (module)" ok
 
-step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest"
-job=$logs/job.sh
-{
-	[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
-	# The corrupted-media case's seed and image count, to reproduce a run.
-	for v in MEMKIT_MEDIA_SEED MEMKIT_MEDIA_IMAGES; do
-		[ -z "${!v:-}" ] || echo "export $v=${!v}"
-	done
-	# The ioctl fuzzer's seed and calls (fuzz_ioctl; Documentation/fuzzing.rst).
-	for v in MEMKIT_FUZZ_SEED MEMKIT_FUZZ_CALLS; do
-		[ -z "${!v:-}" ] || echo "export $v=${!v}"
-	done
-	cat selftests/jobs/check.sh
-} >"$job"
-rm -f "$logs/pmem0.img"
-# The boot limit leaves room for a host whose two cores are busy (another guest).
-scripts/vm.sh --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --job "$job" \
-	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 900 --boot-timeout 300 |
-	tee "$logs/guest.tap"
-vm_rc=${PIPESTATUS[0]}
+if [ "$kills" -gt 0 ]; then
+	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where (in the background)"
+	"${crash[@]}" "$kills" >"$logs/journal-crash.log" 2>&1 &
+	crash_pid=$!
+fi
+
+step "guest: the selftests' TAP"
+# The guest's tty ends lines with CRLF.
+tail -n +1 -s 0.5 -f --pid="$guest_pid" "$logs/guest/output.txt" 2>/dev/null | tr -d '\r' |
+	grep -v '^MEMKIT-JOB-' | tee "$logs/guest.tap"
+wait "$guest_pid"
+vm_rc=$?
 planned=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$logs/guest.tap" | head -n 1)
 ok=$(grep -cE '^ok [0-9]+ ' "$logs/guest.tap" | tr -d ' ')
 skipped=$(grep -cE '^ok [0-9]+ .*# SKIP' "$logs/guest.tap" | tr -d ' ')
@@ -100,21 +133,9 @@ elif [ "$vm_rc" != 0 ] && [ "$notok" = 0 ]; then
 	case_result "guest run (vm.sh exit $vm_rc; console: $logs/guest/console.log)" fail
 fi
 
-kills=${MEMKIT_CRASH_KILLS:-20}
 if [ "$kills" -gt 0 ]; then
-	# The kills test the on-media protocol: they boot the production kernel when it
-	# is built (`make bench` builds it; a boot takes a tenth of the debug kernel's),
-	# one boot in the middle the debug kernel. Without it, every boot is a debug one.
-	crash=(scripts/journal-crash.sh)
-	where="the debug kernel; 'make kernel MEMKIT_KERNEL=production' once makes this phase several times faster"
-	if [ -z "${KDIR:-}" ] && scripts/kernel.sh --cached production >/dev/null; then
-		debug_boot=$(((kills + 1) / 2))
-		crash=(env MEMKIT_KERNEL=production scripts/journal-crash.sh --debug-boot "$debug_boot")
-		where="the production kernel, boot $debug_boot on the debug kernel"
-	fi
-	[ -z "${KDIR:-}" ] || where="KDIR=$KDIR"
-	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where"
-	"${crash[@]}" "$kills" >"$logs/journal-crash.log" 2>&1
+	step "guest: waiting for the journal crash test"
+	wait "$crash_pid"
 	crash_rc=$?
 	ok=$(grep -c '^crash-check ok' "$logs/journal-crash.log" | tr -d ' ')
 	pass=$((pass + ok))
@@ -125,6 +146,7 @@ if [ "$kills" -gt 0 ]; then
 		failed_names+=("journal crash test: $((kills - ok)) of $kills kills not verified (see $logs/journal-crash.log)")
 	fi
 fi
+step "done"
 
 echo
 if [ "$fail" -gt 0 ]; then
