@@ -17,7 +17,8 @@
 # next boot recovers the journal (attached at module load), and prints each writer's
 # slots. Checks: all slots of a writer agree (atomicity), and hold the writer's last
 # acknowledged sequence number or the one after it, which may have committed without
-# being printed (durability). After each kill the host also runs
+# its ACK reaching the host (durability; the guest drains each ACK to the serial port
+# before its next transaction, so no other can be in between). After each kill the host also runs
 # `memkit journal check` on the pmem file and compares its plan with what the guest's
 # recovery then reports. Prints a tally; exits non-zero on the first violation.
 set -euo pipefail

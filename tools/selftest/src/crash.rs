@@ -8,6 +8,12 @@
 //! returns. The host kills the VM at a random moment, boots it again on the same
 //! pmem file, and checks from the next `SLOTS` lines that every writer's slots agree
 //! (atomicity) and hold at least its last acknowledged sequence number (durability).
+//!
+//! An ACK line is drained (tcdrain(3)) to the serial port before the writer begins
+//! its next transaction, so the host has seen every acknowledgement but the one being
+//! printed: a writer's slots hold its last ACK the host read or the one after it.
+//! Without the drain, lines queued in the tty when the VM is killed are lost and the
+//! host sees a writer several transactions ahead of its last acknowledgement.
 
 use memkit::dev::{Device, DeviceKind};
 use std::io::Write;
@@ -78,6 +84,7 @@ fn run(threads: u64, slots: u64, format: bool) -> Result<(), String> {
                         .journal_tx(&ranges)
                         .map_err(|e| format!("tx {seq}: {e}"))?;
                     println!("ACK {t} {seq} {id}");
+                    drain_stdout().map_err(|e| format!("tcdrain after ACK {seq}: {e}"))?;
                 }
                 Ok(())
             })
@@ -87,6 +94,17 @@ fn run(threads: u64, slots: u64, format: bool) -> Result<(), String> {
         w.join().map_err(|_| "writer panicked".to_string())??;
     }
     Ok(())
+}
+
+/// Waits until what was written to stdout (the guest's serial port, ttyS1) has been
+/// sent, so the host has read it before the writer goes on.
+fn drain_stdout() -> std::io::Result<()> {
+    // SAFETY: tcdrain(3) on fd 1 only waits on the terminal; it touches no memory of ours.
+    if unsafe { libc::tcdrain(1) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Entry point of `--journal-crash-run THREADS SLOTS [--format]`.
