@@ -62,6 +62,10 @@ extern "C" {
     ///
     /// `d` is an open device.
     fn memkit_pmem_fence(d: *const RawDax) -> c_int;
+    /// # Safety
+    ///
+    /// `p` is valid for `len` bytes of reads.
+    fn memkit_crc32c_append(crc: u32, p: *const c_void, len: usize) -> u32;
 }
 
 /// An open, claimed and mapped DAX block device.
@@ -224,5 +228,10 @@ impl Pmem for DaxAccess<'_> {
         if ret != 0 {
             self.fence_error.get_or_insert(Error::from_errno(ret));
         }
+    }
+
+    fn crc32c_append(&self, crc: u32, bytes: &[u8]) -> u32 {
+        // SAFETY: `bytes` is a valid slice for its length.
+        unsafe { memkit_crc32c_append(crc, bytes.as_ptr().cast(), bytes.len()) }
     }
 }

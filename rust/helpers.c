@@ -10,6 +10,8 @@
  * - persistence: memcpy_flushcache (cache-bypassing stores), pmem_wmb (sfence), and a
  *   device flush for DAX mappings that are not synchronous (virtio-pmem);
  * - machine-check-safe reads (copy_mc_to_kernel);
+ * - the kernel's CRC-32C (crc32c(), the CPU's instruction where the kernel has
+ *   CONFIG_CRC_OPTIMIZATIONS), which 7.3's bindings do not include;
  * - string module parameters, which the Rust module! macro does not support;
  * - region ids (an IDA) for the mmap windows of rmem and ckpt regions;
  * - checkpoint regions (rust/ckpt.rs): the vm_operations_struct and its fault
@@ -18,6 +20,7 @@
  */
 #include <linux/blkdev.h>
 #include <linux/capability.h>
+#include <linux/crc32.h>
 #include <linux/dax.h>
 #include <linux/err.h>
 #include <linux/fs.h>
@@ -162,6 +165,15 @@ void memkit_pmem_copy(void *dst, const void *src, size_t len)
 int memkit_pmem_read(void *dst, const void *src, size_t len)
 {
 	return copy_mc_to_kernel(dst, src, len) ? -EIO : 0;
+}
+
+/*
+ * CRC-32C of p[0..len) appended to the finished checksum crc of the bytes before
+ * them (crc32c() works on the unfinished register: inverted on the way in and out).
+ */
+u32 memkit_crc32c_append(u32 crc, const void *p, size_t len)
+{
+	return ~crc32c(~crc, p, len);
 }
 
 /*

@@ -30,7 +30,7 @@ use crate::pure::journal::{
         Mode,
         OpenScratch,
         Range,
-        SlotState, //
+        Slot, //
     },
     format::{
         self,
@@ -133,7 +133,7 @@ impl Drop for Registration {
 
 /// An attached journal.
 struct Attached {
-    engine: engine::Journal<KVec<SlotState>>,
+    engine: engine::Journal<KVec<Slot>, KVVec<u8>>,
     dax: DaxDevice,
     /// A device flush failed: durability is unknown, commits fail with `EIO` until
     /// the journal is detached and attached again.
@@ -311,15 +311,16 @@ impl Shared {
         let mut scans = KVec::from_elem(SlotScan::Empty, n, GFP_KERNEL)?;
         let mut order = KVec::from_elem(0u32, n, GFP_KERNEL)?;
         let mut mj = KVVec::from_elem(0u8, sb.geo.mj_size as usize, GFP_KERNEL)?;
-        let slots = KVec::from_elem(SlotState::Free, n, GFP_KERNEL)?;
+        let slots = KVec::from_elem(Slot::default(), n, GFP_KERNEL)?;
+        let stage = KVVec::from_elem(0u8, sb.geo.mj_size as usize, GFP_KERNEL)?;
         let started = Instant::<Monotonic>::now();
         let scratch = OpenScratch {
             scans: &mut scans,
             order: &mut order,
             mj: &mut mj,
         };
-        let (engine, plan) =
-            engine::Journal::open(&mut pm, st.mode, slots, scratch).map_err(|e| {
+        let (engine, plan) = engine::Journal::open(&mut pm, st.mode, slots, stage, scratch)
+            .map_err(|e| {
                 pr_err!("journal: {}: recovery refused the journal: {:?}\n", path, e);
                 journal_errno(e)
             })?;

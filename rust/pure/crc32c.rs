@@ -93,6 +93,13 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     Crc32c::new().update(bytes).finish()
 }
 
+/// CRC-32C of `a ++ bytes` from `crc = crc32c(a)`: the form CPU-instruction
+/// implementations take (the `crc32c` crate's `crc32c_append`; the kernel's
+/// `~crc32c(~crc, ...)`), and the oracle they are tested against.
+pub fn append(crc: u32, bytes: &[u8]) -> u32 {
+    Crc32c(!crc).update(bytes).finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +111,15 @@ mod tests {
         assert_eq!(crc32c(&[0xffu8; 32]), 0x62a8_ab43);
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
         assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn append_continues_a_finished_checksum() {
+        let data = b"memkit micro-journal";
+        for split in 0..=data.len() {
+            assert_eq!(append(crc32c(&data[..split]), &data[split..]), crc32c(data));
+        }
+        assert_eq!(append(0, b"123456789"), 0xe306_9283);
     }
 
     #[test]

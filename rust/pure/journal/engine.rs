@@ -14,6 +14,11 @@
 //! 3. move the in-flight MJs to the free list, apply the group in place (written
 //!    back, not fenced), and put the group's MJs in flight; advance the GAID.
 //!
+//! The bookkeeping is O(1) per MJ: the slots are linked into a free stack and the
+//! in-flight list (the previous group's MJs, whose first id is the low-water mark),
+//! and a commit takes the most recently freed MJs, so a single writer alternates
+//! between two MJs that stay in the CPU's cache.
+//!
 //! `Mode::Strict` is the conventional protocol for comparison: commit barrier, apply,
 //! a second barrier, and the MJs are free at once.
 //!
@@ -41,7 +46,6 @@ use super::recovery::{
     PlanError,
     SlotScan, //
 };
-use crate::pure::crc32c::Crc32c;
 use core::ops::DerefMut;
 
 /// Which commit protocol to run.
@@ -54,14 +58,62 @@ pub enum Mode {
 }
 
 /// The volatile state of one MJ slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SlotState {
     /// On the free list.
+    #[default]
     Free,
     /// Being written by the current commit, for this commit id.
     Committing(u64),
     /// Committed; its in-place writes are not yet known durable.
     InFlight(u64),
+}
+
+/// One MJ slot of an open journal: its state and its link in the engine's list
+/// (free stack, in-flight list or the group being committed). The caller provides
+/// one per MJ (`vec![Slot::default(); mj_count]`); [`Journal::open`] sets them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    state: SlotState,
+    next: u32,
+}
+
+impl Slot {
+    /// The slot's state.
+    pub fn state(&self) -> SlotState {
+        self.state
+    }
+}
+
+/// The end of a slot list.
+const NIL: u32 = u32::MAX;
+
+/// A list of slots linked through [`Slot::next`], with its length and its last slot
+/// (to splice it onto another in O(1)).
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+
+    /// Appends `slot` (whose link is `NIL`) to the list.
+    fn append(&mut self, slots: &mut [Slot], slot: u32) {
+        if self.tail == NIL {
+            self.head = slot;
+        } else {
+            slots[self.tail as usize].next = slot;
+        }
+        self.tail = slot;
+        self.len += 1;
+    }
 }
 
 /// One range of a transaction: write `data` at `offset` of the data region.
@@ -177,12 +229,21 @@ pub struct OpenScratch<'a> {
 }
 
 /// A journal opened on a persistent-memory device.
-pub struct Journal<S> {
+///
+/// `S` holds one [`Slot`] per MJ; `B` is the staging buffer of at least `mj_size`
+/// bytes where each MJ is assembled before it is stored.
+pub struct Journal<S, B> {
     sb: Superblock,
     mode: Mode,
     next_id: u64,
     slots: S,
-    cursor: usize,
+    stage: B,
+    /// Free slots; the most recently freed on top.
+    free: List,
+    /// The slots of the last committed group (or of the seal), in flight.
+    in_flight: List,
+    /// The smallest commit id in flight: the next group's low-water mark.
+    in_flight_first: Option<u64>,
     counters: Counters,
 }
 
@@ -228,21 +289,26 @@ pub fn scan<P: Pmem + ?Sized>(
     Ok(())
 }
 
-impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
+impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
     /// Opens the journal on `pm`, recovering it: validates the superblock, scans every
     /// MJ, replays what the recovery plan says, makes the result durable, and seals
     /// the old MJs (see [`Journal::seal`]).
     ///
-    /// `slots` must have one element per MJ.
+    /// `slots` must have one element per MJ, `stage` at least `mj_size` bytes.
     pub fn open<P: Pmem + ?Sized>(
         pm: &mut P,
         mode: Mode,
-        mut slots: S,
+        slots: S,
+        stage: B,
         scratch: OpenScratch<'_>,
     ) -> Result<(Self, Plan), JournalError> {
         let sb = read_superblock(pm)?;
         let n = sb.geo.mj_count as usize;
-        if slots.len() != n || scratch.scans.len() < n || scratch.order.len() < n {
+        if slots.len() != n
+            || stage.len() < sb.geo.mj_size as usize
+            || scratch.scans.len() < n
+            || scratch.order.len() < n
+        {
             return Err(JournalError::Buffer);
         }
         scan(pm, &sb, scratch.scans, scratch.mj)?;
@@ -277,15 +343,18 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         if dirty {
             pm.fence();
         }
-        slots.fill(SlotState::Free);
         let mut j = Journal {
             sb,
             mode,
             next_id: plan.seal_id.unwrap_or(plan.next_id),
             slots,
-            cursor: 0,
+            stage,
+            free: List::EMPTY,
+            in_flight: List::EMPTY,
+            in_flight_first: None,
             counters: Counters::default(),
         };
+        j.free_all();
         if plan.seal_id.is_some() {
             j.seal(pm, &scratch.scans[..n], replay.first().copied())?;
         }
@@ -342,8 +411,24 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
             }],
         )?;
         pm.fence();
-        // Its in-place write changes nothing; it is in flight like any commit.
-        self.slots[slot] = SlotState::InFlight(id);
+        // Its in-place write changes nothing; it is in flight like any commit, until
+        // the next barrier.
+        self.free = List::EMPTY;
+        for i in (0..self.slots.len()).rev() {
+            if i != slot {
+                self.push_free(i as u32);
+            }
+        }
+        self.slots[slot] = Slot {
+            state: SlotState::InFlight(id),
+            next: NIL,
+        };
+        self.in_flight = List {
+            head: slot32,
+            tail: slot32,
+            len: 1,
+        };
+        self.in_flight_first = Some(id);
         self.next_id = next;
         // The seal is recovery's work, not a transaction: counters start after it.
         self.counters = Counters::default();
@@ -372,7 +457,12 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
 
     /// MJs on the free list: the largest group [`Journal::commit`] accepts now.
     pub fn free_mjs(&self) -> usize {
-        self.slots.iter().filter(|s| **s == SlotState::Free).count()
+        self.free.len
+    }
+
+    /// The state of MJ `slot`, or `None` past the last one.
+    pub fn slot_state(&self, slot: u32) -> Option<SlotState> {
+        self.slots.get(slot as usize).map(Slot::state)
     }
 
     /// Copies `buf.len()` bytes at `offset` of the data region.
@@ -429,20 +519,22 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
         // Every transaction below the smallest in-flight id is durable in place.
         let lwm = match self.mode {
             Mode::Strict => first,
-            Mode::Coalesced => self
-                .slots
-                .iter()
-                .filter_map(|s| match s {
-                    SlotState::InFlight(id) => Some(*id),
-                    _ => None,
-                })
-                .min()
-                .unwrap_or(first),
+            Mode::Coalesced => self.in_flight_first.unwrap_or(first),
         };
 
-        for (i, (tx, id)) in txs.iter().zip(ids.iter_mut()).enumerate() {
+        // The group's slots, in commit-id order.
+        let mut group = List::EMPTY;
+        for (i, id) in ids.iter_mut().enumerate() {
             *id = first + i as u64;
-            let slot = self.take_free(*id).ok_or(JournalError::NoFreeMj)?;
+            let slot = self.pop_free().ok_or(JournalError::NoFreeMj)?;
+            self.slots[slot as usize] = Slot {
+                state: SlotState::Committing(*id),
+                next: NIL,
+            };
+            group.append(&mut self.slots, slot);
+        }
+        let mut slot = group.head;
+        for (tx, id) in txs.iter().zip(ids.iter()) {
             let header = MjHeader {
                 commit_id: *id,
                 lwm,
@@ -451,20 +543,22 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
                 group_first: first,
                 group_len,
             };
-            self.write_mj(pm, slot, header, tx)?;
+            if let Err(e) = self.write_mj(pm, slot, header, tx) {
+                // Nothing acknowledged: the group's MJs go back to the free list
+                // (a partly written MJ is not valid: its header comes last).
+                self.free_list(group);
+                return Err(e);
+            }
+            slot = self.slots[slot as usize].next;
         }
         // The commit barrier: the group is durable, and so are the in-place writes of
         // every in-flight MJ.
         pm.fence();
         self.counters.barriers += 1;
+        self.free_list(self.in_flight);
+        self.in_flight = List::EMPTY;
+        self.in_flight_first = None;
 
-        if self.mode == Mode::Coalesced {
-            for s in self.slots.iter_mut() {
-                if let SlotState::InFlight(_) = s {
-                    *s = SlotState::Free;
-                }
-            }
-        }
         for tx in txs {
             for r in tx.iter() {
                 // In range: checked by `plan_tx` above.
@@ -473,16 +567,23 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
                 self.counters.payload_bytes += r.data.len() as u64;
             }
         }
-        if self.mode == Mode::Strict {
-            pm.fence();
-            self.counters.barriers += 1;
-        }
-        for s in self.slots.iter_mut() {
-            if let SlotState::Committing(id) = *s {
-                *s = match self.mode {
-                    Mode::Coalesced => SlotState::InFlight(id),
-                    Mode::Strict => SlotState::Free,
-                };
+        match self.mode {
+            Mode::Strict => {
+                pm.fence();
+                self.counters.barriers += 1;
+                self.free_list(group);
+            }
+            Mode::Coalesced => {
+                let mut slot = group.head;
+                while slot != NIL {
+                    let s = &mut self.slots[slot as usize];
+                    if let SlotState::Committing(id) = s.state {
+                        s.state = SlotState::InFlight(id);
+                    }
+                    slot = s.next;
+                }
+                self.in_flight = group;
+                self.in_flight_first = Some(first);
             }
         }
         self.next_id = next;
@@ -493,33 +594,74 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
 
     /// Makes every in-place write durable (on detach): one barrier, all MJs free.
     pub fn sync<P: Pmem + ?Sized>(&mut self, pm: &mut P) {
-        if self
-            .slots
-            .iter()
-            .any(|s| matches!(s, SlotState::InFlight(_)))
-        {
+        if self.in_flight.len > 0 {
             pm.fence();
-            self.slots.fill(SlotState::Free);
+            self.free_list(self.in_flight);
+            self.in_flight = List::EMPTY;
+            self.in_flight_first = None;
         }
     }
 
-    /// Takes a free slot, round-robin, and marks it `Committing(id)`.
-    fn take_free(&mut self, id: u64) -> Option<u32> {
-        let start = self.cursor.min(self.slots.len());
-        let (before, after) = self.slots.split_at_mut(start);
-        let found = after
-            .iter_mut()
-            .zip(start..)
-            .chain(before.iter_mut().zip(0..))
-            .find(|(s, _)| **s == SlotState::Free);
-        let (slot, i) = found?;
-        *slot = SlotState::Committing(id);
-        self.cursor = i + 1;
-        u32::try_from(i).ok()
+    /// Puts every slot on the free list, MJ 0 on top.
+    fn free_all(&mut self) {
+        self.free = List::EMPTY;
+        self.in_flight = List::EMPTY;
+        self.in_flight_first = None;
+        for slot in (0..self.slots.len()).rev() {
+            // Lossless: the geometry bounds the MJ count by `MJ_COUNT_MAX`.
+            self.push_free(slot as u32);
+        }
     }
 
-    /// Writes transaction `tx` into MJ `slot`: entries first, the header (with the
-    /// checksum over uuid, entries and header) last, all with cache-bypassing stores.
+    /// Pushes `slot` on the free stack.
+    fn push_free(&mut self, slot: u32) {
+        self.slots[slot as usize] = Slot {
+            state: SlotState::Free,
+            next: self.free.head,
+        };
+        if self.free.head == NIL {
+            self.free.tail = slot;
+        }
+        self.free.head = slot;
+        self.free.len += 1;
+    }
+
+    /// Pops the most recently freed slot.
+    fn pop_free(&mut self) -> Option<u32> {
+        let slot = self.free.head;
+        let s = self.slots.get(slot as usize)?;
+        self.free.head = s.next;
+        if self.free.head == NIL {
+            self.free.tail = NIL;
+        }
+        self.free.len -= 1;
+        Some(slot)
+    }
+
+    /// Puts the slots of `list` on top of the free stack, in O(1).
+    fn free_list(&mut self, list: List) {
+        if list.len == 0 {
+            return;
+        }
+        let mut slot = list.head;
+        while slot != NIL {
+            let s = &mut self.slots[slot as usize];
+            s.state = SlotState::Free;
+            slot = s.next;
+        }
+        self.slots[list.tail as usize].next = self.free.head;
+        if self.free.head == NIL {
+            self.free.tail = list.tail;
+        }
+        self.free.head = list.head;
+        self.free.len += list.len;
+    }
+
+    /// Writes transaction `tx` into MJ `slot`: the whole MJ (header with the
+    /// checksum over uuid, entries and header; entries with their padding) is staged
+    /// in memory first and stored with one cache-bypassing write, so each of its
+    /// lines is written once (no line is written back and then stored to again) and
+    /// its full lines can be streamed. Nothing is stored if it does not fit.
     fn write_mj<P: Pmem + ?Sized>(
         &mut self,
         pm: &mut P,
@@ -532,33 +674,36 @@ impl<S: DerefMut<Target = [SlotState]>> Journal<S> {
             .geo
             .mj_at(slot)
             .ok_or(FormatError::BadGeometry("MJ offset"))?;
-        let mut pos = base + MJ_HEADER_SIZE as u64;
-        let mut crc = Crc32c::new();
-        crc.update(&self.sb.uuid);
-        let mut payload = 0u64;
+        let stage = self
+            .stage
+            .get_mut(..self.sb.geo.mj_size as usize)
+            .ok_or(JournalError::Buffer)?;
+        let mut end = MJ_HEADER_SIZE;
         for r in tx {
+            let len = r.data.len();
             // Lossless: `plan_tx` checked each length fits an MJ.
-            let len = r.data.len() as u32;
-            let eh = entry_header(r.offset, len);
-            let pad = r.data.len().next_multiple_of(ENTRY_ALIGN) - r.data.len();
-            pm.write_flushed(pos, &eh);
-            pm.write_flushed(pos + eh.len() as u64, r.data);
-            crc.update(&eh).update(r.data);
-            if pad > 0 {
-                pm.write_flushed(pos + (eh.len() + r.data.len()) as u64, &ZERO[..pad]);
-                crc.update(&ZERO[..pad]);
-            }
-            let size = (eh.len() + r.data.len() + pad) as u64;
-            pos += size;
-            payload += size;
+            let eh = entry_header(r.offset, len as u32);
+            let next = end + eh.len() + len.next_multiple_of(ENTRY_ALIGN);
+            // In the MJ: `plan_tx` bounded the entries by its capacity.
+            let entry = stage.get_mut(end..next).ok_or(JournalError::Buffer)?;
+            let (head, rest) = entry.split_at_mut(eh.len());
+            head.copy_from_slice(&eh);
+            let (data, pad) = rest.split_at_mut(len);
+            data.copy_from_slice(r.data);
+            pad.fill(0);
+            end = next;
         }
+        let payload = (end - MJ_HEADER_SIZE) as u64;
         // Lossless: `plan_tx` bounded the entries by the MJ capacity.
         header.entry_count = tx.len() as u32;
         header.payload_len = payload as u32;
         let mut h = header.encode_unsummed();
-        crc.update(&h[..MJ_HEADER_SIZE - 8]);
-        set_mj_checksum(&mut h, crc.finish());
-        pm.write_flushed(base, &h);
+        let mut crc = pm.crc32c_append(0, &self.sb.uuid);
+        crc = pm.crc32c_append(crc, &stage[MJ_HEADER_SIZE..end]);
+        crc = pm.crc32c_append(crc, &h[..MJ_HEADER_SIZE - 8]);
+        set_mj_checksum(&mut h, crc);
+        stage[..MJ_HEADER_SIZE].copy_from_slice(&h);
+        pm.write_flushed(base, &stage[..end]);
         self.counters.journal_bytes += MJ_HEADER_SIZE as u64 + payload;
         Ok(())
     }

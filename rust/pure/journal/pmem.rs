@@ -7,6 +7,8 @@
 //! over a file and over a simulator that tracks which cache lines are durable, which
 //! is how the crash-state explorer checks the protocol.
 
+use crate::pure::crc32c;
+
 /// Byte-addressable persistent memory.
 ///
 /// Offsets and lengths are device-relative; the journal only calls these with ranges
@@ -31,4 +33,13 @@ pub trait Pmem {
     /// Persistence barrier: every store made by [`Pmem::write_flushed`] before it is
     /// durable when it returns.
     fn fence(&mut self);
+
+    /// CRC-32C of `bytes` appended to the finished checksum `crc` of the bytes
+    /// before them (`crc32c(a ++ b) == crc32c_append(crc32c(a), b)`), for the MJs
+    /// the journal writes. The default is the table code of [`crc32c`]; an
+    /// implementation may use the CPU's instruction (the module the kernel's
+    /// `crc32c()`, the host tools SSE4.2), and must give the same values.
+    fn crc32c_append(&self, crc: u32, bytes: &[u8]) -> u32 {
+        crc32c::append(crc, bytes)
+    }
 }

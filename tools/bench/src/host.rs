@@ -1,6 +1,9 @@
 //! `memkit-bench host`: the shared journal engine (`memkit_core`) on a DRAM-backed
 //! file with `clwb` + `sfence`, against PMDK's libpmemobj transactions doing the
-//! same writes on a pool file next to it; single-threaded.
+//! same writes on a pool file next to it, and against the one-fence floor: a
+//! hand-written redo log with one fence per transaction and no checksum (the
+//! project's reference program `pmdk_tx.c`, written again here so that it runs the
+//! same transactions in the same rounds); single-threaded.
 //!
 //! Every round measures every (workload, variant) once, the variants of a workload
 //! back to back in an order that rotates with the round, so that a noisy neighbour
@@ -11,10 +14,9 @@ use crate::sample::{Raw, Sample};
 use crate::shm::{Flush, ShmPmem};
 use crate::workload::{self, Workload, MAX_RANGES};
 use memkit_core::crc32c::Crc32c;
-use memkit_core::journal::engine::{
-    self, Journal, JournalError, Mode, OpenScratch, Range, SlotState,
-};
+use memkit_core::journal::engine::{self, Journal, JournalError, Mode, OpenScratch, Range, Slot};
 use memkit_core::journal::format::Geometry;
+use memkit_core::journal::pmem::Pmem;
 use memkit_core::journal::recovery::{Plan, SlotScan};
 use std::collections::BTreeMap;
 use std::io;
@@ -52,16 +54,63 @@ const CYCLE: usize = 4096;
 const CHUNK: usize = 64;
 
 /// The variants, in their base order.
-pub const VARIANTS: [&str; 3] = ["memkit-coalesced", "memkit-strict", "pmdk"];
+pub const VARIANTS: [&str; 4] = ["memkit-coalesced", "memkit-strict", "pmdk", "floor"];
+
+/// The one-fence floor: per transaction, its entries (offset, length, data; each
+/// entry 16 bytes of header and its data rounded up to 64) after a 64-byte header
+/// in one of two alternating log areas, the entries written back in one pass, then
+/// the header line, one `sfence`, then the data in place, written back and not
+/// fenced (the next transaction's fence covers it). Nothing checksummed, nothing
+/// recoverable: the cost of the stores and write-backs alone.
+struct Floor {
+    pm: ShmPmem,
+    id: u64,
+}
+
+/// Bytes of each of the floor's two log areas (more than [`MAX_RANGES`] entries of
+/// 4 KiB).
+const FLOOR_LOG: u64 = 64 << 10;
+
+impl Floor {
+    fn create(path: PathBuf, flush: Flush) -> io::Result<Floor> {
+        let pm = ShmPmem::create(&path, (DATA + 2 * FLOOR_LOG) as usize, flush)?;
+        Ok(Floor { pm, id: 0 })
+    }
+
+    fn commit(&mut self, offsets: &[u64], src: &[u8]) {
+        let log = DATA + (self.id & 1) * FLOOR_LOG;
+        let mut e = log + 64;
+        for &off in offsets {
+            self.pm.store(e, &off.to_le_bytes());
+            self.pm.store(e + 8, &(src.len() as u32).to_le_bytes());
+            self.pm.store(e + 16, src);
+            e += 16 + src.len().next_multiple_of(64) as u64;
+        }
+        self.pm.write_back_range(log + 64, (e - log - 64) as usize);
+        self.pm.store(log, &self.id.to_le_bytes());
+        self.pm
+            .store(log + 8, &(offsets.len() as u64).to_le_bytes());
+        self.pm.write_back_range(log, 64);
+        self.pm.fence();
+        for &off in offsets {
+            self.pm.store(off, src);
+            self.pm.write_back_range(off, src.len());
+        }
+        self.id += 1;
+    }
+}
 
 fn other<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> io::Error + '_ {
     move |e| io::Error::other(format!("{what}: {e:?}"))
 }
 
+/// The engine with its slot table and staging buffer on the heap.
+type Engine = Journal<Vec<Slot>, Vec<u8>>;
+
 /// The engine on its own shared-memory file.
 struct MemkitSide {
     pm: ShmPmem,
-    journal: Journal<Vec<SlotState>>,
+    journal: Engine,
 }
 
 impl MemkitSide {
@@ -103,15 +152,13 @@ impl MemkitSide {
 }
 
 /// Opens (recovers) the benchmark's journal on `pm` with scratch of its geometry.
-fn open_journal(
-    pm: &mut ShmPmem,
-    mode: Mode,
-) -> Result<(Journal<Vec<SlotState>>, Plan), JournalError> {
+fn open_journal(pm: &mut ShmPmem, mode: Mode) -> Result<(Engine, Plan), JournalError> {
     let n = MJ_COUNT as usize;
     Journal::open(
         pm,
         mode,
-        vec![SlotState::Free; n],
+        vec![Slot::default(); n],
+        vec![0; MJ_SIZE as usize],
         OpenScratch {
             scans: &mut vec![SlotScan::Empty; n],
             order: &mut vec![0; n],
@@ -155,6 +202,10 @@ pub fn run(opts: &HostOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
     let mut strict = MemkitSide::create(
         opts.dir.join(format!("memkit-bench-{pid}-strict.pmem")),
         Mode::Strict,
+        flush,
+    )?;
+    let mut floor = Floor::create(
+        opts.dir.join(format!("memkit-bench-{pid}-floor.pmem")),
         flush,
     )?;
     let mut pmdk = Pmdk::create(
@@ -209,6 +260,22 @@ pub fn run(opts: &HostOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
                 let mut t = 0usize;
                 let last: usize;
                 match variant {
+                    "floor" => {
+                        let r = w.ranges;
+                        floor_run(&mut floor, w, &offsets, src, &mut t, warm)?;
+                        let l0 = floor.pm.lines;
+                        let (n, secs) = floor_run(&mut floor, w, &offsets, src, &mut t, dur)?;
+                        (sample.tx, sample.secs) = (n, secs);
+                        sample.payload_bytes = n * w.payload();
+                        sample.barriers = Some(n);
+                        sample.lines = Some(floor.pm.lines - l0);
+                        last = (t + CYCLE - 1) % CYCLE;
+                        for &off in &offsets[last * r..(last + 1) * r] {
+                            let mut buf = vec![0u8; w.len];
+                            floor.pm.read(off, &mut buf);
+                            check_pattern(&buf, pattern, variant, off)?;
+                        }
+                    }
                     "pmdk" => {
                         let r = w.ranges;
                         let mut step = || {
@@ -313,6 +380,25 @@ fn memkit_run(
     })
 }
 
+/// Commits transactions of `w` on the floor, as [`memkit_run`] does on the engine.
+fn floor_run(
+    floor: &mut Floor,
+    w: &Workload,
+    offsets: &[u64],
+    src: &[u8],
+    t: &mut usize,
+    dur: Duration,
+) -> io::Result<(u64, f64)> {
+    let r = w.ranges;
+    timed(dur, || {
+        for _ in 0..CHUNK {
+            floor.commit(&offsets[*t * r..(*t + 1) * r], src);
+            *t = (*t + 1) % CYCLE;
+        }
+        Ok(())
+    })
+}
+
 fn check_pattern(buf: &[u8], pattern: u8, variant: &str, off: u64) -> io::Result<()> {
     if buf.iter().any(|&b| b != pattern) {
         return Err(io::Error::other(format!(
@@ -322,8 +408,8 @@ fn check_pattern(buf: &[u8], pattern: u8, variant: &str, off: u64) -> io::Result
     Ok(())
 }
 
-/// The engine's checksum alone: CRC-32C of 4 KiB buffers, the table-driven code the
-/// journal runs over every MJ it writes.
+/// The table-driven CRC-32C of `memkit_core` alone (the oracle, and the engine's
+/// checksum where no CPU instruction is offered), over 4 KiB buffers.
 fn crc_sample(round: u32, dur: Duration) -> Sample {
     let buf = vec![0x5au8; 4096];
     let mut acc = 0u32;
@@ -348,71 +434,40 @@ fn crc_sample(round: u32, dur: Duration) -> Sample {
     }
 }
 
-/// For comparison: the same CRC-32C with the SSE4.2 `crc32` instruction (what the
-/// kernel's `crc32c()` uses on x86), checked against the engine's. `None` without
-/// SSE4.2.
+/// The checksum the engine runs here: CRC-32C with the SSE4.2 `crc32` instruction
+/// (the `crc32c` crate, through [`ShmPmem`]; the kernel's `crc32c()` does the same
+/// on x86), checked against the table-driven oracle. `None` without SSE4.2 (the
+/// crate then falls back to software).
 fn crc_hw_sample(round: u32, dur: Duration) -> Option<Sample> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !std::is_x86_feature_detected!("sse4.2") {
-            return None;
+    if !cfg!(target_arch = "x86_64") || !std::arch::is_x86_feature_detected!("sse4.2") {
+        return None;
+    }
+    let buf: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    assert_eq!(
+        crc32c::crc32c(&buf),
+        memkit_core::crc32c::crc32c(&buf),
+        "crc32 instruction"
+    );
+    let mut acc = 0u32;
+    let (n, secs) = timed(dur, || {
+        for _ in 0..CHUNK {
+            acc ^= crc32c::crc32c(std::hint::black_box(&buf));
         }
-        let buf: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
-        // SAFETY: SSE4.2 is present (checked above).
-        let hw = |b: &[u8]| unsafe { crc32c_sse42(b) };
-        assert_eq!(
-            hw(&buf),
-            memkit_core::crc32c::crc32c(&buf),
-            "crc32 instruction"
-        );
-        let mut acc = 0u32;
-        let (n, secs) = timed(dur, || {
-            for _ in 0..CHUNK {
-                acc ^= hw(std::hint::black_box(&buf));
-            }
-            Ok(())
-        })
-        .expect("infallible");
-        std::hint::black_box(acc);
-        Some(Sample {
-            kind: "crc32c".into(),
-            workload: "4KiB".into(),
-            variant: "sse4.2".into(),
-            threads: 1,
-            round,
-            tx: n,
-            secs,
-            bytes: Some(n * 4096),
-            ..Default::default()
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (round, dur);
-        None
-    }
-}
-
-/// CRC-32C of `data` with the SSE4.2 `crc32` instruction, 8 bytes at a time.
-///
-/// # Safety
-///
-/// The CPU must have SSE4.2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_sse42(data: &[u8]) -> u32 {
-    use core::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let mut c = u64::from(!0u32);
-    let words = data.chunks_exact(8);
-    let tail = words.remainder();
-    for w in words {
-        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
-    }
-    let mut c = c as u32;
-    for &b in tail {
-        c = _mm_crc32_u8(c, b);
-    }
-    !c
+        Ok(())
+    })
+    .expect("infallible");
+    std::hint::black_box(acc);
+    Some(Sample {
+        kind: "crc32c".into(),
+        workload: "4KiB".into(),
+        variant: "sse4.2".into(),
+        threads: 1,
+        round,
+        tx: n,
+        secs,
+        bytes: Some(n * 4096),
+        ..Default::default()
+    })
 }
 
 /// The CPU's model name, from /proc/cpuinfo.

@@ -17,7 +17,7 @@
 //! - with commit ids near 2^64, every acknowledged commit still leaves a journal that
 //!   recovers (a regression the guest's corrupted-media test found).
 
-use memkit_core::journal::engine::{self, Journal, OpenScratch, Range, SlotState};
+use memkit_core::journal::engine::{self, Journal, OpenScratch, Range, Slot};
 use memkit_core::journal::format::{
     self, decode_mj, entry_header, entry_size, set_mj_checksum, Geometry, MjError, MjHeader,
     Superblock, TxError, ENTRY_HEADER_SIZE, MJ_HEADER_SIZE, SB_SIZE,
@@ -278,12 +278,15 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// The engine with its slot table and staging buffer on the heap.
+type Jrnl = Journal<Vec<Slot>, Vec<u8>>;
+
 /// Opens (recovers) the journal of geometry `geo` on `pm`, in coalesced mode, with
 /// scratch and slot tables of its size.
 fn open_journal(
     pm: &mut Mem,
     geo: Geometry,
-) -> Result<(Journal<Vec<SlotState>>, recovery::Plan), engine::JournalError> {
+) -> Result<(Jrnl, recovery::Plan), engine::JournalError> {
     let n = geo.mj_count as usize;
     let (mut scans, mut order) = (vec![SlotScan::Empty; n], vec![0; n]);
     let mut mj = vec![0; geo.mj_size as usize];
@@ -295,7 +298,8 @@ fn open_journal(
     Journal::open(
         pm,
         engine::Mode::Coalesced,
-        vec![SlotState::Free; n],
+        vec![Slot::default(); n],
+        vec![0; geo.mj_size as usize],
         scratch,
     )
 }

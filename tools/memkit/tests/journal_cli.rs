@@ -4,7 +4,7 @@
 //! the device subcommands run against a regular file standing in for
 //! `/dev/memkit-journal` (`MEMKIT_DEV_DIR`), which answers `pread` but not ioctls.
 
-use memkit_core::journal::engine::{Journal, Mode, OpenScratch, Range, SlotState};
+use memkit_core::journal::engine::{Journal, Mode, OpenScratch, Range, Slot};
 use memkit_core::journal::pmem::Pmem;
 use memkit_core::journal::recovery::{Plan, SlotScan};
 use serde_json::Value;
@@ -90,7 +90,7 @@ impl Pmem for MemPmem {
 }
 
 /// Opens (recovers) the journal in `pm` in coalesced mode, as the kernel does on attach.
-fn open(pm: &mut MemPmem) -> (Journal<Vec<SlotState>>, Plan) {
+fn open(pm: &mut MemPmem) -> (Journal<Vec<Slot>, Vec<u8>>, Plan) {
     let mut scans = vec![SlotScan::Empty; MJ_COUNT];
     let mut order = vec![0u32; MJ_COUNT];
     let mut mj = vec![0u8; MJ_SIZE];
@@ -102,14 +102,15 @@ fn open(pm: &mut MemPmem) -> (Journal<Vec<SlotState>>, Plan) {
     Journal::open(
         pm,
         Mode::Coalesced,
-        vec![SlotState::Free; MJ_COUNT],
+        vec![Slot::default(); MJ_COUNT],
+        vec![0; MJ_SIZE],
         scratch,
     )
     .unwrap()
 }
 
 /// Commits one group of single-range transactions: `(offset, data)` each.
-fn commit(j: &mut Journal<Vec<SlotState>>, pm: &mut MemPmem, txs: &[(u64, &[u8])]) -> Vec<u64> {
+fn commit(j: &mut Journal<Vec<Slot>, Vec<u8>>, pm: &mut MemPmem, txs: &[(u64, &[u8])]) -> Vec<u64> {
     let ranges: Vec<[Range<'_>; 1]> = txs
         .iter()
         .map(|&(offset, data)| [Range { offset, data }])
@@ -134,29 +135,37 @@ fn slots(v: &Value) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Formats an image and commits ids 1..=5 one at a time, then ids 6 and 7 as one
-/// group, writing the image after the singles (`singles`) and at the end.
+/// Formats an image, commits ids 1..=3 one at a time and ids 4 and 5 as one group,
+/// writes the image (`grouped`), then commits ids 6 and 7 one at a time and writes
+/// it again (`later`).
 ///
-/// Slots are taken round-robin and freed at the next barrier, so ids land in slots
-/// 1→0, 2→1, 3→2, 4→3, 5→0, then the group 6→1, 7→2.
+/// A commit takes the most recently freed MJ, and a group's MJs are freed at the
+/// next barrier, so (slot ← id): 0←1, 1←2, 0←3, then the group 1←4, 2←5, then
+/// 0←6 and 1←7; slot 2 keeps id 5, stale once 7's low-water mark (6) is past it.
 fn image_with_commits(dir: &Path) -> (PathBuf, PathBuf) {
-    let singles = dir.join("singles.img");
     let grouped = dir.join("grouped.img");
-    format_small(&singles);
-    let mut pm = MemPmem(std::fs::read(&singles).unwrap());
+    let later = dir.join("later.img");
+    format_small(&grouped);
+    let mut pm = MemPmem(std::fs::read(&grouped).unwrap());
     let (mut j, plan) = open(&mut pm);
     assert_eq!(plan.next_id, 1);
-    for k in 1..=5u64 {
+    let single = |j: &mut Journal<Vec<Slot>, Vec<u8>>, pm: &mut MemPmem, k: u64| {
         let data = vec![k as u8; 10 * k as usize];
-        assert_eq!(commit(&mut j, &mut pm, &[(100 * k, &data)]), [k]);
+        assert_eq!(commit(j, pm, &[(100 * k, &data)]), [k]);
+    };
+    for k in 1..=3u64 {
+        single(&mut j, &mut pm, k);
     }
-    std::fs::write(&singles, &pm.0).unwrap();
     assert_eq!(
-        commit(&mut j, &mut pm, &[(0, b"six"), (4096, b"seven!")]),
-        [6, 7]
+        commit(&mut j, &mut pm, &[(0, b"four"), (4096, b"five!!")]),
+        [4, 5]
     );
     std::fs::write(&grouped, &pm.0).unwrap();
-    (singles, grouped)
+    for k in 6..=7u64 {
+        single(&mut j, &mut pm, k);
+    }
+    std::fs::write(&later, &pm.0).unwrap();
+    (grouped, later)
 }
 
 #[test]
@@ -203,60 +212,63 @@ fn two_formats_get_different_uuids() {
 #[test]
 fn committed_transactions_are_replayed_from_the_low_water_mark() {
     let dir = test_dir("replay");
-    let (singles, grouped) = image_with_commits(&dir);
-
-    let (code, r) = check(&singles);
-    assert_eq!(code, 0, "{r}");
-    let rec = &r["recovery"];
-    assert_eq!(rec["lwm"], 4);
-    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&6.into(), &7.into()));
-    assert_eq!(slots(&rec["replay"]), [(3, 4), (0, 5)]);
-    assert_eq!(slots(&rec["stale"]), [(1, 2), (2, 3)]);
-    assert_eq!(rec["empty"], 0);
-    assert_eq!(rec["replay"][0]["entries"], 1);
-    assert_eq!(rec["replay"][0]["data_bytes"], 40);
-    assert_eq!(rec["replay"][1]["data_bytes"], 50);
+    let (grouped, later) = image_with_commits(&dir);
 
     let (code, r) = check(&grouped);
     assert_eq!(code, 0, "{r}");
     let rec = &r["recovery"];
-    assert_eq!(rec["lwm"], 5);
-    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&8.into(), &9.into()));
-    assert_eq!(slots(&rec["replay"]), [(0, 5), (1, 6), (2, 7)]);
-    assert_eq!(slots(&rec["stale"]), [(3, 4)]);
-    let six = &rec["replay"][1];
+    assert_eq!(rec["lwm"], 3);
+    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&6.into(), &7.into()));
+    assert_eq!(slots(&rec["replay"]), [(0, 3), (1, 4), (2, 5)]);
+    assert_eq!(slots(&rec["stale"]), []);
+    assert_eq!(rec["empty"], 1);
+    assert_eq!(rec["replay"][0]["entries"], 1);
+    assert_eq!(rec["replay"][0]["data_bytes"], 30);
+    let four = &rec["replay"][1];
     assert_eq!(
-        (&six["group_first"], &six["group_len"]),
-        (&6.into(), &2.into())
+        (&four["group_first"], &four["group_len"]),
+        (&4.into(), &2.into())
     );
     assert_eq!(rec["replay"][2]["data_bytes"], 6);
-
-    let o = memkit(&["journal", "check", grouped.to_str().unwrap()]);
-    let text = stdout(&o);
+    let text = stdout(&memkit(&["journal", "check", grouped.to_str().unwrap()]));
     assert!(text.contains("replay 3 MJs in this order:"), "{text}");
     assert!(
-        text.contains("low-water mark 5, sealed by commit id 8, next commit id 9"),
+        text.contains("slot 1 id 4 (group 4-5, lwm 3): 1 ranges, 4 bytes"),
         "{text}"
     );
+
+    let (code, r) = check(&later);
+    assert_eq!(code, 0, "{r}");
+    let rec = &r["recovery"];
+    assert_eq!(rec["lwm"], 6);
+    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&8.into(), &9.into()));
+    assert_eq!(slots(&rec["replay"]), [(0, 6), (1, 7)]);
+    assert_eq!(slots(&rec["stale"]), [(2, 5)]);
+    assert_eq!(rec["empty"], 1);
+    assert_eq!(rec["replay"][1]["data_bytes"], 70);
+
+    let o = memkit(&["journal", "check", later.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(text.contains("replay 2 MJs in this order:"), "{text}");
     assert!(
-        text.contains("slot 1 id 6 (group 6-7, lwm 5): 1 ranges, 3 bytes"),
+        text.contains("low-water mark 6, sealed by commit id 8, next commit id 9"),
         "{text}"
     );
-    assert!(text.contains("stale 1: slot 3 (id 4)"), "{text}");
+    assert!(text.contains("stale 1: slot 2 (id 5)"), "{text}");
 
     // What check predicts is what recovery does.
-    let mut pm = MemPmem(std::fs::read(&grouped).unwrap());
+    let mut pm = MemPmem(std::fs::read(&later).unwrap());
     let (j, plan) = open(&mut pm);
-    assert_eq!((plan.replay, plan.stale, plan.lwm), (3, 1, 5));
+    assert_eq!((plan.replay, plan.stale, plan.lwm), (2, 1, 6));
     assert_eq!((plan.seal_id, plan.next_id, j.next_id()), (Some(8), 9, 9));
 }
 
 #[test]
 fn a_torn_mj_is_discarded_and_its_group_skipped() {
     let dir = test_dir("torn");
-    let (_, grouped) = image_with_commits(&dir);
+    let (grouped, _) = image_with_commits(&dir);
     let mut bytes = std::fs::read(&grouped).unwrap();
-    // Id 7 is in slot 2: flip a byte of its entry data.
+    // Id 5 is in slot 2: flip a byte of its entry data.
     bytes[MJ_OFFSET + 2 * MJ_SIZE + 64 + 16] ^= 0x01;
     std::fs::write(&grouped, &bytes).unwrap();
 
@@ -267,48 +279,48 @@ fn a_torn_mj_is_discarded_and_its_group_skipped() {
         rec["torn"],
         serde_json::json!([{ "slot": 2, "error": "BadChecksum" }])
     );
-    assert_eq!(slots(&rec["incomplete"]), [(1, 6)]);
-    assert_eq!(slots(&rec["replay"]), [(0, 5)]);
-    assert_eq!(slots(&rec["stale"]), [(3, 4)]);
-    // The torn id 7 is reused by the seal: its MJ is zeroed first.
-    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&7.into(), &8.into()));
+    assert_eq!(slots(&rec["incomplete"]), [(1, 4)]);
+    assert_eq!(slots(&rec["replay"]), [(0, 3)]);
+    assert_eq!(rec["empty"], 1);
+    // The torn id 5 is reused by the seal: its MJ is zeroed first.
+    assert_eq!((&rec["seal_id"], &rec["next_id"]), (&5.into(), &6.into()));
 
     let text = stdout(&memkit(&["journal", "check", grouped.to_str().unwrap()]));
     assert!(text.contains("torn 1\n    slot 2: BadChecksum\n"), "{text}");
-    assert!(text.contains("incomplete-group 1: slot 1 (id 6)"), "{text}");
+    assert!(text.contains("incomplete-group 1: slot 1 (id 4)"), "{text}");
 
     // A bad magic is named too.
-    bytes[MJ_OFFSET + 3 * MJ_SIZE] ^= 0xff;
+    bytes[MJ_OFFSET] ^= 0xff;
     std::fs::write(&grouped, &bytes).unwrap();
     let (_, r) = check(&grouped);
     assert_eq!(
-        r["recovery"]["torn"][1],
-        serde_json::json!({ "slot": 3, "error": "BadMagic" })
+        r["recovery"]["torn"][0],
+        serde_json::json!({ "slot": 0, "error": "BadMagic" })
     );
 }
 
 #[test]
 fn duplicate_commit_ids_are_not_recoverable() {
     let dir = test_dir("duplicate");
-    let (singles, _) = image_with_commits(&dir);
-    let mut bytes = std::fs::read(&singles).unwrap();
-    // Copy slot 0 (id 5) over slot 1 (id 2).
-    bytes.copy_within(MJ_OFFSET..MJ_OFFSET + MJ_SIZE, MJ_OFFSET + MJ_SIZE);
-    std::fs::write(&singles, &bytes).unwrap();
-    let (code, r) = check(&singles);
+    let (_, later) = image_with_commits(&dir);
+    let mut bytes = std::fs::read(&later).unwrap();
+    // Copy slot 0 (id 6) over slot 3 (empty).
+    bytes.copy_within(MJ_OFFSET..MJ_OFFSET + MJ_SIZE, MJ_OFFSET + 3 * MJ_SIZE);
+    std::fs::write(&later, &bytes).unwrap();
+    let (code, r) = check(&later);
     assert_eq!(code, 1);
     assert_eq!(r["recoverable"], false);
     assert_eq!(
         r["reason"],
-        "duplicate commit id 5 in slots 0 and 1: not written by memkit"
+        "duplicate commit id 6 in slots 0 and 3: not written by memkit"
     );
     // The errno the kernel's attach fails with for the same image.
     assert_eq!(r["errno"]["name"], "EUCLEAN");
     assert_eq!(r["errno"]["code"], libc::EUCLEAN);
-    let o = memkit(&["journal", "check", singles.to_str().unwrap()]);
+    let o = memkit(&["journal", "check", later.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).ends_with(
-        "NOT recoverable: duplicate commit id 5 in slots 0 and 1: not written by memkit \
+        "NOT recoverable: duplicate commit id 6 in slots 0 and 3: not written by memkit \
          (attach fails: EUCLEAN)\n"
     ));
 }

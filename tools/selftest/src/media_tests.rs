@@ -28,7 +28,7 @@ use crate::ktap::{Outcome, TestResult};
 use memkit::dev::{Device, DeviceKind};
 use memkit::image::{self, CheckReport};
 use memkit_core::crc32c::Crc32c;
-use memkit_core::journal::engine::{self, Journal, Mode, OpenScratch, Range, SlotState};
+use memkit_core::journal::engine::{self, Journal, Mode, OpenScratch, Range, Slot};
 use memkit_core::journal::format::{
     self, entry_header, entry_size, Geometry, MjHeader, Superblock, MJ_HEADER_SIZE, SB_AREA,
     SB_SIZE,
@@ -170,25 +170,28 @@ impl Pmem for MemPmem {
     }
 }
 
+/// The engine with its slot table and staging buffer on the heap.
+type Engine = Journal<Vec<Slot>, Vec<u8>>;
+
 fn open_journal(
     pm: &mut MemPmem,
     mode: Mode,
     n: usize,
     mj_size: usize,
-) -> Result<
-    (
-        Journal<Vec<SlotState>>,
-        memkit_core::journal::recovery::Plan,
-    ),
-    engine::JournalError,
-> {
+) -> Result<(Engine, memkit_core::journal::recovery::Plan), engine::JournalError> {
     let (mut scans, mut order, mut mj) = (vec![SlotScan::Empty; n], vec![0; n], vec![0; mj_size]);
     let scratch = OpenScratch {
         scans: &mut scans,
         order: &mut order,
         mj: &mut mj,
     };
-    Journal::open(pm, mode, vec![SlotState::Free; n], scratch)
+    Journal::open(
+        pm,
+        mode,
+        vec![Slot::default(); n],
+        vec![0; mj_size],
+        scratch,
+    )
 }
 
 // --- The images ----------------------------------------------------------------------

@@ -30,9 +30,7 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use memkit_core::journal::engine::{
-    self, Journal, JournalError, Mode, OpenScratch, Range, SlotState,
-};
+use memkit_core::journal::engine::{self, Journal, JournalError, Mode, OpenScratch, Range, Slot};
 use memkit_core::journal::format::Geometry;
 use memkit_core::journal::pmem::Pmem;
 use memkit_core::journal::recovery::{Plan, SlotScan};
@@ -288,7 +286,7 @@ impl At<'_> {
 }
 
 /// The journal type the explorer opens.
-pub type Jrnl = Journal<Vec<SlotState>>;
+pub type Jrnl = Journal<Vec<Slot>, Vec<u8>>;
 
 /// Opens (recovers) the journal of geometry `geo` on `pm`.
 pub fn open<P: Pmem + ?Sized>(
@@ -305,7 +303,8 @@ pub fn open<P: Pmem + ?Sized>(
         order: &mut order,
         mj: &mut mj,
     };
-    Journal::open(pm, mode, vec![SlotState::Free; n], scratch)
+    let stage = vec![0u8; geo.mj_size as usize];
+    Journal::open(pm, mode, vec![Slot::default(); n], stage, scratch)
 }
 
 /// Commits `group` as one group; returns the commit ids.
