@@ -525,8 +525,11 @@ pub fn race_close_during_ioctl(_: &crate::Options) -> TestResult {
             // When close() was called, in ns from `t0` (MAX: not yet).
             let t0 = Instant::now();
             let closing = AtomicU64::new(u64::MAX);
+            // Workers that have begun their first ioctl: close() waits for all of them,
+            // then for `delay`, so the race does not depend on how fast threads start.
+            let ready = AtomicU64::new(0);
             let results = std::thread::scope(|s| {
-                let (map, stop, closing) = (map.as_ref(), &stop, &closing);
+                let (map, stop, closing, ready) = (map.as_ref(), &stop, &closing, &ready);
                 let toucher = s.spawn(move || {
                     // Faults and writes while the descriptor goes.
                     let mut i = 0u64;
@@ -543,6 +546,7 @@ pub fn race_close_during_ioctl(_: &crate::Options) -> TestResult {
                     .map(|t| {
                         s.spawn(move || -> Result<(u64, u64, u64, Option<u64>), String> {
                             let (mut ok, mut inside, mut last_tx) = (0u64, 0u64, None);
+                            ready.fetch_add(1, Ordering::SeqCst);
                             for i in 0..1_000_000u64 {
                                 let began = t0.elapsed().as_nanos() as u64;
                                 match one_ioctl(kind, fd, t, i, PAGES) {
@@ -571,6 +575,9 @@ pub fn race_close_during_ioctl(_: &crate::Options) -> TestResult {
                         })
                     })
                     .collect();
+                while ready.load(Ordering::SeqCst) < THREADS {
+                    std::thread::yield_now();
+                }
                 std::thread::sleep(delay);
                 closing.store(t0.elapsed().as_nanos() as u64, Ordering::SeqCst);
                 // SAFETY: closes the descriptor dup'ed above, which nothing else
