@@ -85,6 +85,9 @@ const PATH_MAX: usize = 4096;
 /// Bytes a `read` copies per chunk: read from the device with the locks held, copied
 /// out with none.
 const READ_CHUNK: usize = 64 * 1024;
+/// A file keeps the buffers of its last transaction for the next one when they hold
+/// at most this many data bytes; larger ones are freed after use.
+const SPARE_MAX: usize = 256 * 1024;
 
 kernel::sync::global_lock! {
     // SAFETY: Initialized by `Registration::new` in the module initializer, before any
@@ -141,6 +144,8 @@ struct Attached {
     device_flushes: u64,
     lines: u64,
     lat_hist: [u64; abi::JOURNAL_LAT_BUCKETS],
+    /// Commit ids of one group (at most half the MJs), allocated at attach.
+    ids: KVec<u64>,
 }
 
 /// What the last recovery did.
@@ -160,12 +165,101 @@ struct State {
     generation: u64,
 }
 
-/// A transaction copied in from userspace: ranges into one data buffer.
+/// A transaction copied in from userspace: ranges into one data buffer. The buffers
+/// go back to the file after the commit and serve its next transaction, so a file's
+/// transactions allocate nothing once they have reached their size.
+#[derive(Default)]
 struct TxBuf {
+    /// The `JournalRange` array as userspace passed it.
+    raw: KVec<u8>,
     /// `(offset in the data region, start in data, length)`.
     spans: KVec<(u64, usize, usize)>,
     data: KVVec<u8>,
+}
+
+impl TxBuf {
+    /// Copies in the ranges of `req` (`nr_ranges` checked by the caller: 1 to
+    /// `TX_RANGES_MAX`), checks each before any data, and copies in the data.
+    /// `check` sees the spans before the data is copied.
+    fn copy_in(
+        &mut self,
+        req: &abi::JournalTx,
+        check: impl FnOnce(&[(u64, usize, usize)]) -> Result,
+    ) -> Result {
+        let n = req.nr_ranges as usize;
+        let size = abi::JournalRange::SIZE;
+        self.raw.clear();
+        self.raw.resize(n * size, 0, GFP_KERNEL_ACCOUNT)?;
+        UserSlice::new(UserPtr::from_addr(req.ranges as usize), self.raw.len())
+            .reader()
+            .read_slice(&mut self.raw)?;
+        self.spans.clear();
+        self.spans.reserve(n, GFP_KERNEL_ACCOUNT)?;
+        let mut total = 0usize;
+        for raw in self.raw.chunks_exact(size) {
+            let r = abi::JournalRange::decode(raw);
+            let len = usize::try_from(r.len).map_err(|_| E2BIG)?;
+            if len == 0 || r.offset.checked_add(r.len).is_none() {
+                return Err(EINVAL);
+            }
+            if len > format::MJ_SIZE_MAX as usize {
+                return Err(E2BIG);
+            }
+            self.spans
+                .push((r.offset, total, len), GFP_KERNEL_ACCOUNT)?;
+            total = total.checked_add(len).ok_or(E2BIG)?;
+            if total > format::MJ_SIZE_MAX as usize {
+                return Err(E2BIG);
+            }
+        }
+        // Refused before the data is copied.
+        check(&self.spans)?;
+        self.data.clear();
+        self.data.resize(total, 0, GFP_KERNEL_ACCOUNT)?;
+        for (raw, &(_, start, len)) in self.raw.chunks_exact(size).zip(self.spans.iter()) {
+            let r = abi::JournalRange::decode(raw);
+            let dst = self.data.get_mut(start..start + len).ok_or(EINVAL)?;
+            UserSlice::new(UserPtr::from_addr(r.data as usize), len)
+                .reader()
+                .read_slice(dst)?;
+        }
+        Ok(())
+    }
+
+    /// The transaction's ranges, borrowing its data. A span outside the data (never
+    /// built by `copy_in`) reads as empty, which the engine refuses.
+    fn ranges(&self) -> impl Iterator<Item = Range<'_>> {
+        self.spans.iter().map(|&(offset, start, len)| Range {
+            offset,
+            data: start
+                .checked_add(len)
+                .and_then(|end| self.data.get(start..end))
+                .unwrap_or(&[]),
+        })
+    }
+}
+
+/// A queued transaction and, once its group is committed, its result.
+struct Request {
+    ticket: u64,
+    tx: TxBuf,
     queued: Instant<Monotonic>,
+    /// The attachment (`Queue::generation`) its ranges were checked against.
+    generation: u64,
+    result: Result<u64>,
+}
+
+/// The requests of one commit group, as the engine reads them.
+struct Requests<'a>(&'a [Request]);
+
+impl engine::Group for Requests<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn ranges(&self, i: usize) -> impl Iterator<Item = Range<'_>> {
+        self.0.get(i).into_iter().flat_map(|r| r.tx.ranges())
+    }
 }
 
 /// The group-commit queue.
@@ -173,13 +267,18 @@ struct Queue {
     /// The attached journal's geometry, to check a transaction before it is queued
     /// (kept here so that checking never waits for a commit in progress).
     geo: Option<Geometry>,
+    /// Which attachment `geo` is (`State::generation`).
+    generation: u64,
     next_ticket: u64,
     /// Tickets handed out and not yet collected.
     waiting: usize,
-    pending: KVec<(u64, TxBuf)>,
-    /// Finished tickets; capacity for every waiting ticket is reserved at submission,
-    /// so pushing a result never allocates.
-    results: KVec<(u64, Result<u64>)>,
+    pending: KVec<Request>,
+    /// An empty vector the leader swaps in for `pending`; the two keep their
+    /// capacity, so queueing allocates nothing once they are large enough.
+    spare: KVec<Request>,
+    /// Committed requests; capacity for every waiting ticket is reserved at
+    /// submission, so handing a result back never allocates.
+    results: KVec<Request>,
     leader: bool,
 }
 
@@ -232,6 +331,12 @@ fn journal_errno(e: JournalError) -> Error {
     }
 }
 
+/// The largest commit group: half the MJs, so that the next group always finds free
+/// MJs while this one's are in flight.
+fn max_group(geo: &Geometry) -> usize {
+    (geo.mj_count as usize / 2).max(1)
+}
+
 fn tx_spans<'a>(spans: &'a [(u64, usize, usize)]) -> impl Iterator<Item = (u64, u64)> + 'a {
     spans.iter().map(|&(off, _, len)| (off, len as u64))
 }
@@ -247,9 +352,11 @@ impl Shared {
             }),
             queue <- new_mutex!(Queue {
                 geo: None,
+                generation: 0,
                 next_ticket: 0,
                 waiting: 0,
                 pending: KVec::new(),
+                spare: KVec::new(),
                 results: KVec::new(),
                 leader: false,
             }),
@@ -358,7 +465,12 @@ impl Shared {
         drop(pm);
         st.rec = Recovery { plan, ns };
         st.generation = st.generation.wrapping_add(1);
-        self.queue.lock().geo = Some(sb.geo);
+        let ids = KVec::from_elem(0u64, max_group(&sb.geo), GFP_KERNEL)?;
+        {
+            let mut q = self.queue.lock();
+            q.geo = Some(sb.geo);
+            q.generation = st.generation;
+        }
         st.att = Some(Attached {
             engine,
             dax,
@@ -366,6 +478,7 @@ impl Shared {
             device_flushes,
             lines,
             lat_hist: [0; abi::JOURNAL_LAT_BUCKETS],
+            ids,
         });
         Ok(())
     }
@@ -386,63 +499,86 @@ impl Shared {
         Ok(())
     }
 
-    /// Checks transaction ranges against the attached geometry.
-    fn check(&self, spans: &[(u64, usize, usize)]) -> Result {
-        let geo = self.queue.lock().geo.ok_or(ENODEV)?;
+    /// Checks transaction ranges against the attached geometry; returns which
+    /// attachment that was.
+    fn check(&self, spans: &[(u64, usize, usize)]) -> Result<u64> {
+        let q = self.queue.lock();
+        let geo = q.geo.ok_or(ENODEV)?;
         format::plan_tx(&geo, tx_spans(spans)).map_err(tx_errno)?;
-        Ok(())
+        Ok(q.generation)
     }
 
-    /// Checks `tx` against the attached geometry (again: it may have changed), queues it, and returns its commit id
-    /// once it is durable (group commit).
-    fn submit(&self, tx: TxBuf) -> Result<u64> {
+    /// Queues `tx`, checked against attachment `generation`, and returns its commit
+    /// id once it is durable (group commit), with its buffers.
+    fn submit(&self, tx: TxBuf, generation: u64) -> (Result<u64>, TxBuf) {
         let mut q = self.queue.lock();
-        let geo = q.geo.ok_or(ENODEV)?;
-        format::plan_tx(&geo, tx_spans(&tx.spans)).map_err(tx_errno)?;
         let ticket = q.next_ticket;
         let room = (q.waiting + 1).saturating_sub(q.results.len());
-        q.results.reserve(room, GFP_KERNEL)?;
-        q.pending.push((ticket, tx), GFP_KERNEL)?;
+        if let Err(e) = q
+            .results
+            .reserve(room, GFP_KERNEL)
+            .and_then(|()| q.pending.reserve(1, GFP_KERNEL))
+        {
+            return (Err(e.into()), tx);
+        }
+        let request = Request {
+            ticket,
+            tx,
+            queued: Instant::now(),
+            generation,
+            result: Err(EINPROGRESS),
+        };
+        if let Err(e) = q.pending.push_within_capacity(request) {
+            // Not reached: room for one was reserved above.
+            return (Err(ENOMEM), e.0.tx);
+        }
         q.next_ticket += 1;
         q.waiting += 1;
         loop {
-            if let Some(i) = q.results.iter().position(|(t, _)| *t == ticket) {
-                let (_, r) = q.results.remove(i).map_err(|_| EIO)?;
+            if let Some(i) = q.results.iter().position(|r| r.ticket == ticket) {
                 q.waiting -= 1;
-                return r;
+                return match q.results.remove(i) {
+                    Ok(r) => (r.result, r.tx),
+                    // Not reached: `i` is an index of `results`.
+                    Err(_) => (Err(EIO), TxBuf::default()),
+                };
             }
             if q.leader {
                 self.done.wait(&mut q);
                 continue;
             }
             q.leader = true;
-            let batch = core::mem::take(&mut q.pending);
+            let spare = core::mem::take(&mut q.spare);
+            let mut batch = core::mem::replace(&mut q.pending, spare);
             drop(q);
-            let outcome = self.commit_batch(&batch);
+            self.commit_batch(&mut batch);
             q = self.queue.lock();
-            for (i, (t, _)) in batch.iter().enumerate() {
-                let r = match &outcome {
-                    Ok(ids) => ids.get(i).copied().unwrap_or(Err(EIO)),
-                    Err(e) => Err(*e),
-                };
-                // Never allocates: capacity is reserved for every waiting ticket.
-                q.results.push((*t, r), GFP_KERNEL).ok();
+            while let Some(r) = batch.pop() {
+                // Room was reserved for every waiting ticket: never fails.
+                q.results.push_within_capacity(r).ok();
             }
+            q.spare = batch;
             q.leader = false;
             self.done.notify_all();
         }
     }
 
-    /// Commits `batch` in groups of at most the free MJs, one barrier per group.
-    /// Returns each transaction's commit id or error, in batch order.
-    fn commit_batch(&self, batch: &[(u64, TxBuf)]) -> Result<KVec<Result<u64>>> {
-        let mut out = KVec::with_capacity(batch.len(), GFP_KERNEL)?;
-        let mut ranges: KVec<Range<'_>> = KVec::new();
-        let mut bounds: KVec<(usize, usize)> = KVec::new();
+    /// Commits `batch` in groups of at most the free MJs (and half the MJs), one
+    /// barrier per group, with one acquisition of the journal lock; sets each
+    /// request's result.
+    fn commit_batch(&self, batch: &mut [Request]) {
+        let fail = |batch: &mut [Request], e: Error| {
+            for r in batch.iter_mut() {
+                r.result = Err(e);
+            }
+        };
         let mut st = self.state.lock();
-        let att = st.att.as_mut().ok_or(ENODEV)?;
+        let generation = st.generation;
+        let Some(att) = st.att.as_mut() else {
+            return fail(batch, ENODEV);
+        };
         if att.broken {
-            return Err(EIO);
+            return fail(batch, EIO);
         }
         let Attached {
             engine,
@@ -451,47 +587,42 @@ impl Shared {
             device_flushes,
             lines,
             lat_hist,
+            ids,
         } = att;
-        let mut pm = dax.access()?;
+        let mut pm = match dax.access() {
+            Ok(pm) => pm,
+            Err(e) => return fail(batch, e),
+        };
         let geo = engine.superblock().geo;
-        // Keep half the MJs free for the next group: the in-flight half is freed only
-        // by the next barrier.
-        let max_group = (geo.mj_count as usize / 2).max(1);
+        // A request checked against an earlier attachment (the journal was attached
+        // again meanwhile) is checked again; an invalid one fails on its own.
+        for r in batch.iter_mut() {
+            r.result = if r.generation == generation {
+                Ok(0)
+            } else {
+                format::plan_tx(&geo, tx_spans(&r.tx.spans))
+                    .map(|_| 0)
+                    .map_err(tx_errno)
+            };
+        }
         let mut i = 0;
         while i < batch.len() {
+            if batch[i].result.is_err() {
+                i += 1;
+                continue;
+            }
             if engine.free_mjs() == 0 {
                 engine.sync(&mut pm);
             }
-            let room = engine.free_mjs().min(max_group);
-            // Build the group from the next transactions that are valid for this
-            // geometry; an invalid one (the journal was re-attached meanwhile) fails
-            // on its own.
-            ranges.clear();
-            bounds.clear();
-            let mut group_end = i;
-            let mut errors: KVec<(usize, Error)> = KVec::new();
-            while group_end < batch.len() && bounds.len() < room {
-                let tx = &batch[group_end].1;
-                match format::plan_tx(&geo, tx_spans(&tx.spans)) {
-                    Ok(_) => {
-                        let start = ranges.len();
-                        for &(offset, s, len) in tx.spans.iter() {
-                            let data = tx.data.get(s..s + len).ok_or(EINVAL)?;
-                            ranges.push(Range { offset, data }, GFP_KERNEL)?;
-                        }
-                        bounds.push((start, ranges.len()), GFP_KERNEL)?;
-                    }
-                    Err(e) => errors.push((group_end, tx_errno(e)), GFP_KERNEL)?,
-                }
-                group_end += 1;
+            // Keep half the MJs free for the next group: the in-flight half is freed
+            // only by the next barrier.
+            let room = engine.free_mjs().min(ids.len()).max(1);
+            let mut end = i;
+            while end < batch.len() && end - i < room && batch[end].result.is_ok() {
+                end += 1;
             }
-            let mut txs: KVec<&[Range<'_>]> = KVec::with_capacity(bounds.len(), GFP_KERNEL)?;
-            for &(s, e) in bounds.iter() {
-                txs.push(&ranges[s..e], GFP_KERNEL)?;
-            }
-            let mut ids = KVec::from_elem(0u64, txs.len(), GFP_KERNEL)?;
             let res = engine
-                .commit(&mut pm, &txs, &mut ids)
+                .commit(&mut pm, &Requests(&batch[i..end]), ids)
                 .map_err(journal_errno);
             let res = match (res, pm.fence_error) {
                 (Ok(()), None) => Ok(()),
@@ -505,31 +636,21 @@ impl Shared {
                 }
                 (Err(e), _) => Err(e),
             };
-            let mut next_id = ids.iter();
-            for (k, (_, tx)) in batch[i..group_end].iter().enumerate() {
-                let r = if let Some((_, e)) = errors.iter().find(|(j, _)| *j == i + k) {
-                    Err(*e)
-                } else {
-                    match &res {
-                        Ok(()) => next_id.next().copied().ok_or(EIO),
-                        Err(e) => Err(*e),
-                    }
-                };
-                if r.is_ok() {
-                    let us = u64::try_from(tx.queued.elapsed().as_micros_ceil())
+            for (r, id) in batch[i..end].iter_mut().zip(ids.iter()) {
+                r.result = res.map(|()| *id);
+                if r.result.is_ok() {
+                    let us = u64::try_from(r.queued.elapsed().as_micros_ceil())
                         .unwrap_or(0)
                         .max(1);
                     let bucket =
                         (63 - us.leading_zeros() as usize).min(abi::JOURNAL_LAT_BUCKETS - 1);
                     lat_hist[bucket] += 1;
                 }
-                out.push(r, GFP_KERNEL)?;
             }
-            i = group_end;
+            i = end;
         }
         *device_flushes += pm.flushes;
         *lines += pm.lines;
-        Ok(out)
     }
 
     fn status(&self) -> abi::JournalStatus {
@@ -647,8 +768,12 @@ impl Shared {
 }
 
 /// An open file of `/dev/memkit-journal`.
+#[pin_data]
 pub(crate) struct JournalDevice {
     shared: Arc<Shared>,
+    /// The buffers of the file's last transaction, for its next one.
+    #[pin]
+    spare: Mutex<Option<TxBuf>>,
 }
 
 impl JournalDevice {
@@ -700,52 +825,28 @@ impl JournalDevice {
 
     fn ioctl_tx(&self, arg: usize) -> Result<isize> {
         let req = uapi::read::<abi::JournalTx>(arg)?;
-        let n = req.nr_ranges as usize;
-        if n == 0 {
+        if req.nr_ranges == 0 {
             return Err(EINVAL);
         }
         if req.nr_ranges > format::TX_RANGES_MAX {
             return Err(E2BIG);
         }
-        let size = abi::JournalRange::SIZE;
-        let mut raw = KVec::from_elem(0u8, n * size, GFP_KERNEL_ACCOUNT)?;
-        UserSlice::new(UserPtr::from_addr(req.ranges as usize), raw.len())
-            .reader()
-            .read_slice(&mut raw)?;
-        // Check every range before allocating or copying data.
-        let mut spans = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
-        let mut total = 0usize;
-        for i in 0..n {
-            let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
-            let len = usize::try_from(r.len).map_err(|_| E2BIG)?;
-            if len == 0 || r.offset.checked_add(r.len).is_none() {
-                return Err(EINVAL);
-            }
-            if len > format::MJ_SIZE_MAX as usize {
-                return Err(E2BIG);
-            }
-            spans.push((r.offset, total, len), GFP_KERNEL_ACCOUNT)?;
-            total = total.checked_add(len).ok_or(E2BIG)?;
-            if total > format::MJ_SIZE_MAX as usize {
-                return Err(E2BIG);
-            }
+        // This file's buffers from its last transaction (fresh ones if another
+        // transaction on this file holds them now).
+        let mut tx = self.spare.lock().take().unwrap_or_default();
+        let mut generation = 0;
+        let (res, tx) = match tx.copy_in(&req, |spans| {
+            generation = self.shared.check(spans)?;
+            Ok(())
+        }) {
+            Ok(()) => self.shared.submit(tx, generation),
+            Err(e) => (Err(e), tx),
+        };
+        if tx.data.capacity() <= SPARE_MAX {
+            *self.spare.lock() = Some(tx);
         }
-        // Refused before the data is allocated and copied.
-        self.shared.check(&spans)?;
-        let mut data = KVVec::from_elem(0u8, total, GFP_KERNEL_ACCOUNT)?;
-        for (i, &(_, start, len)) in spans.iter().enumerate() {
-            let r = abi::JournalRange::decode(&raw[i * size..(i + 1) * size]);
-            UserSlice::new(UserPtr::from_addr(r.data as usize), len)
-                .reader()
-                .read_slice(&mut data[start..start + len])?;
-        }
-        let id = self.shared.submit(TxBuf {
-            spans,
-            data,
-            queued: Instant::now(),
-        })?;
         let out = abi::JournalTx {
-            commit_id: id,
+            commit_id: res?,
             size: req.size.min(abi::JournalTx::SIZE as u32),
             ..req
         };
@@ -756,14 +857,20 @@ impl JournalDevice {
 
 #[vtable]
 impl MiscDevice for JournalDevice {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         let shared = JOURNAL.lock().as_ref().ok_or(ENODEV)?.clone();
-        Ok(KBox::new(JournalDevice { shared }, GFP_KERNEL)?)
+        KBox::try_pin_init(
+            try_pin_init!(JournalDevice {
+                shared,
+                spare <- new_mutex!(None),
+            }),
+            GFP_KERNEL,
+        )
     }
 
-    fn ioctl(me: &JournalDevice, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: Pin<&JournalDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         // What changes the medium needs a descriptor open for writing, as write(2)
         // (and the block layer's BLKDISCARD) do.
         let writable = || {

@@ -125,6 +125,33 @@ pub struct Range<'a> {
     pub data: &'a [u8],
 }
 
+/// The transactions of one commit group, wherever the caller keeps them: a slice of
+/// range slices, or (in the module) the queued requests themselves, so that a
+/// commit needs no array built for it.
+pub trait Group {
+    /// Transactions in the group.
+    fn len(&self) -> usize;
+
+    /// Whether the group has no transaction.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ranges of transaction `i` (`i < len()`), in order; the same ranges on
+    /// every call.
+    fn ranges(&self, i: usize) -> impl Iterator<Item = Range<'_>>;
+}
+
+impl Group for [&[Range<'_>]] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn ranges(&self, i: usize) -> impl Iterator<Item = Range<'_>> {
+        self.get(i).into_iter().flat_map(|tx| tx.iter().copied())
+    }
+}
+
 /// Running totals of the engine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -405,10 +432,11 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
             pm,
             slot32,
             header,
-            &[Range {
+            [Range {
                 offset: 0,
                 data: &byte,
-            }],
+            }]
+            .into_iter(),
         )?;
         pm.fence();
         // Its in-place write changes nothing; it is in flight like any commit, until
@@ -482,14 +510,15 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         Ok(())
     }
 
-    /// Commits `txs` as one group with one persistence barrier (two in strict mode).
+    /// Commits the transactions of `txs` as one group with one persistence barrier
+    /// (two in strict mode).
     ///
     /// On success every transaction is durable and `ids[i]` holds the commit id of
-    /// `txs[i]`. On error nothing was written.
-    pub fn commit<P: Pmem + ?Sized>(
+    /// transaction `i`. On error nothing was written.
+    pub fn commit<P: Pmem + ?Sized, G: Group + ?Sized>(
         &mut self,
         pm: &mut P,
-        txs: &[&[Range<'_>]],
+        txs: &G,
         ids: &mut [u64],
     ) -> Result<(), JournalError> {
         let n = txs.len();
@@ -497,10 +526,10 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
             return Ok(());
         }
         let ids = ids.get_mut(..n).ok_or(JournalError::Buffer)?;
-        for (index, tx) in txs.iter().enumerate() {
+        for index in 0..n {
             format::plan_tx(
                 &self.sb.geo,
-                tx.iter().map(|r| (r.offset, r.data.len() as u64)),
+                txs.ranges(index).map(|r| (r.offset, r.data.len() as u64)),
             )
             .map_err(|err| JournalError::Tx { index, err })?;
         }
@@ -534,7 +563,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
             group.append(&mut self.slots, slot);
         }
         let mut slot = group.head;
-        for (tx, id) in txs.iter().zip(ids.iter()) {
+        for (i, id) in ids.iter().enumerate() {
             let header = MjHeader {
                 commit_id: *id,
                 lwm,
@@ -543,9 +572,10 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
                 group_first: first,
                 group_len,
             };
-            if let Err(e) = self.write_mj(pm, slot, header, tx) {
+            if let Err(e) = self.write_mj(pm, slot, header, txs.ranges(i)) {
                 // Nothing acknowledged: the group's MJs go back to the free list
-                // (a partly written MJ is not valid: its header comes last).
+                // (`write_mj` stores nothing when it fails; an MJ stored before it is
+                // not acknowledged and is overwritten when its slot is reused).
                 self.free_list(group);
                 return Err(e);
             }
@@ -559,8 +589,8 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         self.in_flight = List::EMPTY;
         self.in_flight_first = None;
 
-        for tx in txs {
-            for r in tx.iter() {
+        for i in 0..n {
+            for r in txs.ranges(i) {
                 // In range: checked by `plan_tx` above.
                 pm.write_flushed(self.sb.geo.data_offset + r.offset, r.data);
                 self.counters.inplace_bytes += r.data.len() as u64;
@@ -662,12 +692,12 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
     /// in memory first and stored with one cache-bypassing write, so each of its
     /// lines is written once (no line is written back and then stored to again) and
     /// its full lines can be streamed. Nothing is stored if it does not fit.
-    fn write_mj<P: Pmem + ?Sized>(
+    fn write_mj<'r, P: Pmem + ?Sized>(
         &mut self,
         pm: &mut P,
         slot: u32,
         mut header: MjHeader,
-        tx: &[Range<'_>],
+        tx: impl Iterator<Item = Range<'r>>,
     ) -> Result<(), JournalError> {
         let base = self
             .sb
@@ -679,6 +709,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
             .get_mut(..self.sb.geo.mj_size as usize)
             .ok_or(JournalError::Buffer)?;
         let mut end = MJ_HEADER_SIZE;
+        let mut entries = 0u32;
         for r in tx {
             let len = r.data.len();
             // Lossless: `plan_tx` checked each length fits an MJ.
@@ -692,10 +723,11 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
             data.copy_from_slice(r.data);
             pad.fill(0);
             end = next;
+            entries += 1;
         }
         let payload = (end - MJ_HEADER_SIZE) as u64;
         // Lossless: `plan_tx` bounded the entries by the MJ capacity.
-        header.entry_count = tx.len() as u32;
+        header.entry_count = entries;
         header.payload_len = payload as u32;
         let mut h = header.encode_unsummed();
         let mut crc = pm.crc32c_append(0, &self.sb.uuid);

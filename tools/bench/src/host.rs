@@ -349,8 +349,26 @@ pub fn run(opts: &HostOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
     Ok(())
 }
 
-/// Commits transactions of `w` (offsets from `offsets`, starting at transaction
-/// `*t`) on `side` one at a time until `dur` has passed.
+/// Runs `commit` on the transactions of `w` (their offsets from `offsets`, starting
+/// at transaction `*t`) one at a time until `dur` has passed.
+fn run_txs(
+    w: &Workload,
+    offsets: &[u64],
+    t: &mut usize,
+    dur: Duration,
+    mut commit: impl FnMut(&[u64]) -> io::Result<()>,
+) -> io::Result<(u64, f64)> {
+    let r = w.ranges;
+    timed(dur, || {
+        for _ in 0..CHUNK {
+            commit(&offsets[*t * r..(*t + 1) * r])?;
+            *t = (*t + 1) % CYCLE;
+        }
+        Ok(())
+    })
+}
+
+/// Commits transactions of `w` on the engine of `side`.
 fn memkit_run(
     side: &mut MemkitSide,
     w: &Workload,
@@ -365,22 +383,17 @@ fn memkit_run(
         offset: 0,
         data: src,
     }; MAX_RANGES];
-    let r = w.ranges;
-    timed(dur, || {
-        for _ in 0..CHUNK {
-            for (range, &off) in ranges.iter_mut().zip(&offsets[*t * r..(*t + 1) * r]) {
-                range.offset = off;
-            }
-            journal
-                .commit(pm, &[&ranges[..r]], &mut ids)
-                .map_err(other("commit"))?;
-            *t = (*t + 1) % CYCLE;
+    run_txs(w, offsets, t, dur, |offs| {
+        for (range, &off) in ranges.iter_mut().zip(offs) {
+            range.offset = off;
         }
-        Ok(())
+        journal
+            .commit(pm, &[&ranges[..offs.len()]][..], &mut ids)
+            .map_err(other("commit"))
     })
 }
 
-/// Commits transactions of `w` on the floor, as [`memkit_run`] does on the engine.
+/// Commits transactions of `w` on the floor.
 fn floor_run(
     floor: &mut Floor,
     w: &Workload,
@@ -389,12 +402,8 @@ fn floor_run(
     t: &mut usize,
     dur: Duration,
 ) -> io::Result<(u64, f64)> {
-    let r = w.ranges;
-    timed(dur, || {
-        for _ in 0..CHUNK {
-            floor.commit(&offsets[*t * r..(*t + 1) * r], src);
-            *t = (*t + 1) % CYCLE;
-        }
+    run_txs(w, offsets, t, dur, |offs| {
+        floor.commit(offs, src);
         Ok(())
     })
 }

@@ -328,7 +328,7 @@ fn commit_on_fresh_journal(
         .collect();
     let txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
     let mut ids = vec![0; txs.len()];
-    j.commit(&mut pm, &txs, &mut ids).unwrap();
+    j.commit(&mut pm, &txs[..], &mut ids).unwrap();
     (sb, pm, ids)
 }
 
@@ -781,14 +781,11 @@ fn regression_an_acknowledged_commit_leaves_ids_for_the_seal() {
     for value in 2u8.. {
         let data = [value];
         let mut ids = [0];
-        match j.commit(
-            &mut pm,
-            &[&[Range {
-                offset: 0,
-                data: &data,
-            }]],
-            &mut ids,
-        ) {
+        let tx = [Range {
+            offset: 0,
+            data: &data,
+        }];
+        match j.commit(&mut pm, &[&tx[..]][..], &mut ids) {
             Ok(()) => committed += 1,
             Err(engine::JournalError::IdsExhausted) => break,
             Err(e) => panic!("commit: {e:?}"),
