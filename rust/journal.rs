@@ -196,8 +196,8 @@ impl TxBuf {
         self.spans.clear();
         self.spans.reserve(n, GFP_KERNEL_ACCOUNT)?;
         let mut total = 0usize;
-        for raw in self.raw.chunks_exact(size) {
-            let r = abi::JournalRange::decode(raw);
+        for i in 0..n {
+            let r = self.range(i)?;
             let len = usize::try_from(r.len).map_err(|_| E2BIG)?;
             if len == 0 || r.offset.checked_add(r.len).is_none() {
                 return Err(EINVAL);
@@ -216,14 +216,21 @@ impl TxBuf {
         check(&self.spans)?;
         self.data.clear();
         self.data.resize(total, 0, GFP_KERNEL_ACCOUNT)?;
-        for (raw, &(_, start, len)) in self.raw.chunks_exact(size).zip(self.spans.iter()) {
-            let r = abi::JournalRange::decode(raw);
+        for (i, &(_, start, len)) in self.spans.iter().enumerate() {
+            let r = self.range(i)?;
             let dst = self.data.get_mut(start..start + len).ok_or(EINVAL)?;
             UserSlice::new(UserPtr::from_addr(r.data as usize), len)
                 .reader()
                 .read_slice(dst)?;
         }
         Ok(())
+    }
+
+    /// Range `i` of the array copied in.
+    fn range(&self, i: usize) -> Result<abi::JournalRange> {
+        let size = abi::JournalRange::SIZE;
+        let raw = self.raw.get(i * size..(i + 1) * size).ok_or(EINVAL)?;
+        Ok(abi::JournalRange::decode(raw))
     }
 
     /// The transaction's ranges, borrowing its data. A span outside the data (never
