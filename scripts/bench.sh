@@ -13,9 +13,13 @@
 #           file next to it (PMEM_IS_PMEM_FORCE=1), 1x64B, 8x64B and 1x4KiB
 #           transactions, rounds alternating the variants
 #   guest   memkit-bench guest in the test guest (TCG): /dev/memkit-journal on
-#           virtio-pmem, coalesced vs strict, 1, 2 and 4 threads
-#   memmap  a second boot with memmap=64M!512M: the same on a synchronous-DAX legacy
-#           pmem (no device flush), to price the flush
+#           virtio-pmem, coalesced vs strict, 1, 2 and 4 threads; and its peer,
+#           memkit-bench guest-pmdk: libpmemobj on a second virtio-pmem device
+#           (ext4 -o dax; libpmem calls msync there), 1 and 4 threads, same rounds
+#   memmap  a second boot with memmap=64M!512M memmap=128M!640M: the same on
+#           synchronous-DAX legacy pmem (no device flush; PMDK maps with MAP_SYNC
+#           and flushes with CPU instructions), 1 and 4 threads, to price the flush
+#           and to meet PMDK at its best
 #   ckpt    memkit-bench ckpt-collect in a third boot (-m 3G): collect + clear of
 #           64 MiB, 256 MiB and 1 GiB at 0.1, 1 and 10 % dirty, /dev/memkit-ckpt vs
 #           soft-dirty (pagemap + clear_refs) vs PAGEMAP_SCAN (uffd async wp); then,
@@ -109,8 +113,9 @@ if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,*
 	kdir=$(scripts/build.sh kdir) || die "the production kernel is not available"
 	ko=$(scripts/build.sh module) || die "building memkit.ko failed"
 	step "packing the bench initramfs"
+	# mkfs.ext4 (e2fsprogs; busybox has no ext4): the PMDK peer's pool lives on ext4 -o dax.
 	scripts/initramfs.sh "$out/initramfs.cpio" "$ko" "$bin/memkit" "$bin/memkit-selftest" \
-		"$bin/memkit-bench" || die "packing the initramfs failed"
+		"$bin/memkit-bench" "$(command -v mkfs.ext4 || echo /sbin/mkfs.ext4)" || die "packing the initramfs failed"
 	# A module that only works with the debugging options on is a bug: the guest
 	# selftests first, on this kernel (MEMKIT_BENCH_SELFTEST=0 skips them).
 	if [ "${MEMKIT_BENCH_SELFTEST:-1}" = 1 ]; then
@@ -127,21 +132,23 @@ if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,*
 fi
 
 if [[ $skip != *,guest,* ]]; then
-	step "guest: virtio-pmem, coalesced vs strict, 1/2/4 threads ($guest_rounds rounds of ${guest_secs}s)"
-	rm -f "$out/pmem0.img"
+	# /dev/pmem1, a second virtio-pmem device, carries PMDK's pool (ext4 -o dax).
+	step "guest: virtio-pmem, coalesced vs strict, 1/2/4 threads, and PMDK at 1 and 4 ($guest_rounds rounds of ${guest_secs}s)"
+	rm -f "$out/pmem0.img" "$out/pmem1.img"
 	guest_boot virtio-pmem "$out/guest" \
-		"MEMKIT_BENCH_DEVICE=virtio-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,2,4 MEMKIT_BENCH_WORKLOADS=1x64B,8x64B,1x4KiB" \
-		--pmem "$out/pmem0.img:256M" || failed+=(guest)
+		"MEMKIT_BENCH_DEVICE=virtio-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,2,4 MEMKIT_BENCH_WORKLOADS=1x64B,8x64B,1x4KiB MEMKIT_BENCH_PMDK_DEV=pmem1 MEMKIT_BENCH_PMDK_THREADS=1,4" \
+		--pmem "$out/pmem0.img:256M" --pmem "$out/pmem1.img:128M" || failed+=(guest)
 fi
 
 if [[ $skip != *,memmap,* ]]; then
 	# memmap=64M!512M makes the guest kernel treat 64 MiB of its RAM at 512 MiB as
-	# legacy persistent memory: /dev/pmem0 with a synchronous DAX mapping. No
-	# virtio-pmem device on this boot, so /dev/pmem0 is that one.
-	step "guest: memmap pmem (synchronous DAX), 1x64B, 1 and 4 threads ($guest_rounds rounds of ${guest_secs}s)"
+	# legacy persistent memory: /dev/pmem0 with a synchronous DAX mapping; the second
+	# range, /dev/pmem1, carries PMDK's pool on ext4 -o dax (MAP_SYNC: libpmem flushes
+	# with CPU instructions). No virtio-pmem device on this boot.
+	step "guest: memmap pmem (synchronous DAX), memkit vs PMDK, 1 and 4 threads ($guest_rounds rounds of ${guest_secs}s)"
 	guest_boot memmap-pmem "$out/guest-memmap" \
-		"MEMKIT_BENCH_DEVICE=memmap-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,4 MEMKIT_BENCH_WORKLOADS=1x64B" \
-		--append 'memmap=64M!512M' || failed+=(memmap)
+		"MEMKIT_BENCH_DEVICE=memmap-pmem MEMKIT_BENCH_ROUNDS=$guest_rounds MEMKIT_BENCH_SECS=$guest_secs MEMKIT_BENCH_THREADS=1,4 MEMKIT_BENCH_WORKLOADS=1x64B,8x64B,1x4KiB MEMKIT_BENCH_PMDK_DEV=pmem1" \
+		--append 'memmap=64M!512M memmap=128M!640M' || failed+=(memmap)
 fi
 
 if [[ $skip != *,ckpt,* ]] && { [[ $skip != *,ckpt-collect,* ]] || [[ $skip != *,ckpt-run,* ]]; }; then

@@ -7,12 +7,20 @@
 #   MEMKIT_BENCH_SECS       seconds per measurement
 #   MEMKIT_BENCH_THREADS    thread counts, e.g. 1,2,4
 #   MEMKIT_BENCH_WORKLOADS  e.g. 1x64B,8x64B,1x4KiB
+#   MEMKIT_BENCH_REGION     bytes of the data region the transactions scatter over
+#   MEMKIT_BENCH_PMDK_DEV   a second pmem block device (e.g. pmem1): formatted ext4,
+#                           mounted -o dax, and PMDK's libpmemobj runs the same
+#                           transactions on a pool there in every round (the peer)
+#   MEMKIT_BENCH_PMDK_THREADS  its thread counts (default: MEMKIT_BENCH_THREADS)
 set -u
 device=${MEMKIT_BENCH_DEVICE:-virtio-pmem}
 rounds=${MEMKIT_BENCH_ROUNDS:-3}
 secs=${MEMKIT_BENCH_SECS:-1}
 threads=${MEMKIT_BENCH_THREADS:-1,2,4}
 workloads=${MEMKIT_BENCH_WORKLOADS:-1x64B,8x64B,1x4KiB}
+region=${MEMKIT_BENCH_REGION:-32M}
+pmdk_dev=${MEMKIT_BENCH_PMDK_DEV:-}
+pmdk_threads=${MEMKIT_BENCH_PMDK_THREADS:-$threads}
 
 # Which pmem this is: the device path says virtio or e820 (memmap=), queue/dax whether
 # the block layer offers DAX; the journal's status reports sync_dax.
@@ -27,6 +35,18 @@ load() {
 	memkit journal attach /dev/pmem0 --format --force --mj-count 64 --mj-size 65536 >/dev/null || return 1
 }
 
+if [ -n "$pmdk_dev" ]; then
+	echo "bench: /dev/$pmdk_dev is $(readlink -f /sys/block/$pmdk_dev/device 2>/dev/null || echo '?')," \
+		"$(($(cat /sys/block/$pmdk_dev/size 2>/dev/null || echo 0) / 2048)) MiB: ext4 -o dax for PMDK"
+	mkdir -p /mnt/pmdk
+	if ! mkfs.ext4 -q -F -b 4096 "/dev/$pmdk_dev" || ! mount -t ext4 -o dax "/dev/$pmdk_dev" /mnt/pmdk; then
+		echo "bench: ERROR: formatting or DAX-mounting /dev/$pmdk_dev failed"
+		dmesg | tail -n 5
+		exit 1
+	fi
+	grep " /mnt/pmdk " /proc/mounts | sed 's/^/bench: /'
+fi
+
 fail=0
 r=0
 while [ "$r" -lt "$rounds" ]; do
@@ -40,9 +60,13 @@ while [ "$r" -lt "$rounds" ]; do
 		fi
 		[ "$r" -gt 0 ] || memkit journal status | grep -iE 'mode|sync' | sed 's/^/bench: /'
 		memkit-bench guest --round "$r" --device "$device" --expect-mode "$mode" \
-			--secs "$secs" --threads "$threads" --workloads "$workloads" || fail=1
+			--secs "$secs" --threads "$threads" --workloads "$workloads" --region "$region" || fail=1
 		memkit journal detach >/dev/null || fail=1
 	done
+	if [ -n "$pmdk_dev" ]; then
+		memkit-bench guest-pmdk --dir /mnt/pmdk --round "$r" --device "$device" \
+			--secs "$secs" --threads "$pmdk_threads" --workloads "$workloads" --region "$region" || fail=1
+	fi
 	r=$((r + 1))
 done
 rmmod memkit

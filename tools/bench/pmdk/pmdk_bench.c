@@ -7,9 +7,15 @@
  *	for each range: pmemobj_tx_add_range (snapshot); memcpy (the new bytes)
  *	pmemobj_tx_commit; pmemobj_tx_end
  *
- * on a pool whose root object is the data region.  Run with PMEM_IS_PMEM_FORCE=1
- * on a DRAM-backed file (/dev/shm) so that libpmem flushes with clwb/clflushopt and
- * drains with sfence, as on real persistent memory, instead of calling msync.
+ * on a pool whose root object is the data region.  On the host, run with
+ * PMEM_IS_PMEM_FORCE=1 on a DRAM-backed file (/dev/shm) so that libpmem flushes with
+ * clwb/clflushopt and drains with sfence, as on real persistent memory, instead of
+ * calling msync.  In the guest, on a DAX-mounted ext4, libpmem decides for itself:
+ * MAP_SYNC on synchronous pmem, msync (a device flush) on virtio-pmem.
+ *
+ * mkb_pmdk_run only reads its struct: several threads may run transactions on one
+ * pool at once, on disjoint ranges (libpmemobj's transaction state is per thread;
+ * transactions are not isolated from each other).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -66,8 +72,8 @@ int mkb_pmdk_is_pmem(const struct mkb_pmdk *b)
 	return pmem_is_pmem(b->base, b->size);
 }
 
-int mkb_pmdk_run(struct mkb_pmdk *b, const uint64_t *offsets, size_t nranges, size_t len,
-		 const uint8_t *src, size_t ntx)
+int mkb_pmdk_run(const struct mkb_pmdk *b, const uint64_t *offsets, size_t nranges,
+		 size_t len, const uint8_t *src, size_t ntx)
 {
 	for (size_t t = 0; t < ntx; t++) {
 		const uint64_t *off = offsets + t * nranges;

@@ -17,8 +17,8 @@ const char *mkb_pmdk_errormsg(void);
 int mkb_pmdk_is_pmem(const struct mkb_pmdk *b);
 /* Runs `ntx` transactions; transaction t writes `len` bytes of `src` at each of
  * offsets[t * nranges .. (t + 1) * nranges] of the data region. */
-int mkb_pmdk_run(struct mkb_pmdk *b, const uint64_t *offsets, size_t nranges, size_t len,
-		 const uint8_t *src, size_t ntx);
+int mkb_pmdk_run(const struct mkb_pmdk *b, const uint64_t *offsets, size_t nranges,
+		 size_t len, const uint8_t *src, size_t ntx);
 /* Copies bytes of the data region out (for checking that the writes landed). */
 int mkb_pmdk_read(const struct mkb_pmdk *b, uint64_t off, void *buf, size_t len);
 void mkb_pmdk_close(struct mkb_pmdk *b);

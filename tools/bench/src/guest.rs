@@ -4,8 +4,14 @@
 //!
 //! The journal must be attached; its commit mode is the module's `commit_mode`
 //! (`--expect-mode` refuses to run under the other one).
+//!
+//! `memkit-bench guest-pmdk`: the same transactions, threads and data areas with
+//! PMDK's libpmemobj on a pool file of a DAX-mounted filesystem on the same kind of
+//! pmem (libpmem flushes with CPU instructions where it can map with `MAP_SYNC`, and
+//! calls `msync` where it cannot, as on virtio-pmem).
 
 use crate::host::{cpu_model, kernel_release};
+use crate::pmdk::Pmdk;
 use crate::sample::{Hist, Raw, Sample};
 use crate::workload::{self, Workload};
 use memkit::core::abi::{self, JournalStatus};
@@ -66,17 +72,17 @@ struct ThreadRun {
     pattern: u8,
 }
 
-/// Commits transactions of `w` at `offsets` through `dev` until `deadline`.
+/// Commits transactions of `w` at `offsets` with `commit` (offsets, then the bytes
+/// for each) until `dur` has passed since the common start.
 fn thread_loop(
-    dev: &Device,
     w: &Workload,
     offsets: &[u64],
     pattern: u8,
     start: &Barrier,
     dur: Duration,
+    mut commit: impl FnMut(&[u64], &[u8]) -> io::Result<()>,
 ) -> io::Result<ThreadRun> {
     let data = vec![pattern; w.len];
-    let mut ranges: Vec<(u64, &[u8])> = vec![(0, &data); w.ranges];
     let mut run = ThreadRun {
         tx: 0,
         hist: Hist::default(),
@@ -89,11 +95,8 @@ fn thread_loop(
     let mut t = 0usize;
     loop {
         let offs = &offsets[t * w.ranges..(t + 1) * w.ranges];
-        for (r, &off) in ranges.iter_mut().zip(offs) {
-            r.0 = off;
-        }
         let t0 = Instant::now();
-        dev.journal_tx(&ranges)?;
+        commit(offs, &data)?;
         let now = Instant::now();
         let ns = (now - t0).as_nanos() as u64;
         run.hist.add(ns);
@@ -107,9 +110,18 @@ fn thread_loop(
     }
 }
 
-/// One measurement of `w` with `threads` threads over `dur`: the runs of every
-/// thread and the wall time from the common start to the last thread's end.
+/// Where transactions go: the journal device (one descriptor per thread) or a PMDK
+/// pool shared by the threads.
+enum Target<'a> {
+    Journal,
+    Pmdk(&'a Pmdk),
+}
+
+/// One measurement of `w` with `threads` threads over `dur`, each thread in its own
+/// part of `region`: the runs of every thread and the wall time from the common
+/// start to the last thread's end.
 fn measure(
+    target: &Target<'_>,
     w: &Workload,
     threads: u32,
     region: u64,
@@ -117,9 +129,12 @@ fn measure(
     dur: Duration,
 ) -> io::Result<(Vec<ThreadRun>, f64)> {
     let per = (region / u64::from(threads)) & !4095;
-    let devs = (0..threads)
-        .map(|_| Device::open(DeviceKind::Journal))
-        .collect::<io::Result<Vec<_>>>()?;
+    let devs = match target {
+        Target::Journal => (0..threads)
+            .map(|_| Device::open(DeviceKind::Journal).map(Some))
+            .collect::<io::Result<Vec<_>>>()?,
+        Target::Pmdk(_) => (0..threads).map(|_| None).collect(),
+    };
     let offsets: Vec<Vec<u64>> = (0..threads)
         .map(|k| workload::offsets(w, u64::from(k) * per, per, CYCLE, seed ^ u64::from(k) << 32))
         .collect();
@@ -132,7 +147,22 @@ fn measure(
             .map(|(k, (dev, offs))| {
                 let pattern = (seed as u8).wrapping_mul(31) ^ k as u8 ^ 0x3c;
                 let start = &start;
-                s.spawn(move || thread_loop(dev, w, offs, pattern, start, dur))
+                s.spawn(move || match (dev, target) {
+                    (Some(dev), _) => thread_loop(w, offs, pattern, start, dur, |offs, data| {
+                        let mut ranges = [(0u64, &[][..]); workload::MAX_RANGES];
+                        for (r, &o) in ranges.iter_mut().zip(offs) {
+                            *r = (o, data);
+                        }
+                        let n = offs.len().min(ranges.len());
+                        dev.journal_tx(&ranges[..n]).map(|_| ())
+                    }),
+                    (None, Target::Pmdk(pool)) => {
+                        thread_loop(w, offs, pattern, start, dur, |offs, data| {
+                            pool.run(offs, offs.len(), data)
+                        })
+                    }
+                    (None, Target::Journal) => Err(io::Error::other("no journal descriptor")),
+                })
             })
             .collect();
         start.wait();
@@ -187,9 +217,9 @@ pub fn run(opts: &GuestOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
         for &threads in &opts.threads {
             let seed = u64::from(opts.round) << 16 | (wi as u64) << 8 | u64::from(threads);
             // Warm-up, not counted.
-            measure(w, threads, region, seed, dur / 10)?;
+            measure(&Target::Journal, w, threads, region, seed, dur / 10)?;
             let s0 = dev.journal_status()?;
-            let (runs, secs) = measure(w, threads, region, seed, dur)?;
+            let (runs, secs) = measure(&Target::Journal, w, threads, region, seed, dur)?;
             let s1 = dev.journal_status()?;
             let tx: u64 = runs.iter().map(|r| r.tx).sum();
             let d = |f: fn(&JournalStatus) -> u64| f(&s1) - f(&s0);
@@ -256,4 +286,135 @@ pub fn run(opts: &GuestOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Options of `memkit-bench guest-pmdk`.
+#[derive(clap::Args)]
+pub struct GuestPmdkOpts {
+    /// Directory of the pool file: on a DAX-mounted filesystem on the pmem.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 1.0)]
+    pub secs: f64,
+    /// Thread counts, comma-separated.
+    #[arg(long, default_value = "1,4", value_delimiter = ',')]
+    pub threads: Vec<u32>,
+    /// Workloads, comma-separated.
+    #[arg(long, default_value = "1x64B,8x64B,1x4KiB", value_parser = workload::parse_list)]
+    pub workloads: std::vec::Vec<Workload>,
+    /// Round number recorded with the samples.
+    #[arg(long, default_value_t = 0)]
+    pub round: u32,
+    /// The pmem device's kind, as results name it (`virtio-pmem`, `memmap-pmem`).
+    #[arg(long, default_value = "virtio-pmem")]
+    pub device: String,
+    /// Bytes of the data region (the pool's root object) to scatter the
+    /// transactions over, split between the threads, as `memkit-bench guest` does.
+    #[arg(long, default_value = "32M", value_parser = crate::parse_size)]
+    pub region: u64,
+}
+
+/// Bytes of the pool beyond its root object (libpmemobj's lanes, heap and logs).
+const PMDK_POOL_EXTRA: u64 = 24 << 20;
+
+/// Runs the PMDK side of the guest benchmark, handing every raw line to `emit`.
+pub fn run_pmdk(opts: &GuestPmdkOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
+    let path = opts.dir.join("memkit-bench.pool");
+    let size = |n: u64| usize::try_from(n).map_err(|_| io::Error::other("region too large"));
+    let pool = Pmdk::create(
+        &path,
+        size(opts.region + PMDK_POOL_EXTRA)?,
+        size(opts.region)?,
+    )?;
+    let mut env = BTreeMap::new();
+    env.insert("where".into(), format!("guest/{}", opts.device));
+    env.insert("round".into(), opts.round.to_string());
+    // libpmemobj maps its pool with MAP_SYNC where the filesystem and device allow it
+    // and then flushes with CPU instructions; otherwise it calls msync. (libpmem's
+    // pmem_is_pmem cannot tell: it only knows mappings libpmem made itself.)
+    env.insert(
+        "pmdk_map_sync".into(),
+        u8::from(map_sync_works(&path)).to_string(),
+    );
+    env.insert("pmdk_dir".into(), opts.dir.display().to_string());
+    emit(Raw::Env(env));
+    let dur = Duration::from_secs_f64(opts.secs);
+    for (wi, w) in opts.workloads.iter().enumerate() {
+        for &threads in &opts.threads {
+            let seed = u64::from(opts.round) << 16 | (wi as u64) << 8 | u64::from(threads);
+            let target = Target::Pmdk(&pool);
+            measure(&target, w, threads, opts.region, seed, dur / 10)?;
+            let (runs, secs) = measure(&target, w, threads, opts.region, seed, dur)?;
+            let tx: u64 = runs.iter().map(|r| r.tx).sum();
+            for r in &runs {
+                for &off in &r.last {
+                    let mut buf = vec![0u8; w.len];
+                    pool.read(off, &mut buf)?;
+                    if buf.iter().any(|&b| b != r.pattern) {
+                        return Err(io::Error::other(format!(
+                            "pmdk: the last transaction's bytes at {off} are not in place"
+                        )));
+                    }
+                }
+            }
+            let mut hist = Hist::default();
+            for r in &runs {
+                hist.merge(&r.hist.pairs());
+            }
+            let sample = Sample {
+                kind: "guest".into(),
+                workload: w.name.into(),
+                variant: "pmdk".into(),
+                device: Some(opts.device.clone()),
+                threads,
+                round: opts.round,
+                tx,
+                secs,
+                payload_bytes: tx * w.payload(),
+                lat_ns_sum: Some(runs.iter().map(|r| r.lat_ns_sum).sum()),
+                lat_hist: Some(hist.pairs()),
+                ..Default::default()
+            };
+            eprintln!(
+                "guest {} pmdk round {}: {:>6} {}t {:>8.0} tx/s",
+                opts.device,
+                opts.round,
+                w.name,
+                threads,
+                tx as f64 / secs,
+            );
+            emit(Raw::Sample(Box::new(sample)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` (the pool file) can be mapped with `MAP_SYNC`.
+fn map_sync_works(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: a fresh shared mapping of one page of an open file, unmapped at once;
+    // no memory is accessed through it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+            file.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        libc::munmap(p, 4096);
+    }
+    true
 }

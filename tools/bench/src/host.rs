@@ -208,7 +208,7 @@ pub fn run(opts: &HostOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
         opts.dir.join(format!("memkit-bench-{pid}-floor.pmem")),
         flush,
     )?;
-    let mut pmdk = Pmdk::create(
+    let pmdk = Pmdk::create(
         &opts.dir.join(format!("memkit-bench-{pid}.pool")),
         64 << 20,
         DATA as usize,

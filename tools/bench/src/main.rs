@@ -4,6 +4,8 @@
 //!   against PMDK libpmemobj transactions doing the same writes (single thread).
 //! - `memkit-bench guest`: transactions through `/dev/memkit-journal` from several
 //!   threads, with the journal's counters (run in the test guest).
+//! - `memkit-bench guest-pmdk`: the same with PMDK libpmemobj on a DAX-mounted
+//!   filesystem on the same kind of pmem (run in the test guest).
 //! - `memkit-bench ckpt-collect`: the checkpoint device's collect + clear against
 //!   soft-dirty and `PAGEMAP_SCAN` (run in the test guest).
 //! - `memkit-bench ckpt-run`: the checkpointer through the `memkit` CLI —
@@ -44,6 +46,9 @@ enum Cmd {
     Host(host::HostOpts),
     /// Transactions through /dev/memkit-journal (attached) from 1..N threads.
     Guest(guest::GuestOpts),
+    /// The same transactions with PMDK libpmemobj on a pool in a DAX-mounted
+    /// directory (the peer of `guest`, on the same kind of pmem).
+    GuestPmdk(guest::GuestPmdkOpts),
     /// Collect + clear of dirty pages: /dev/memkit-ckpt vs soft-dirty vs PAGEMAP_SCAN.
     CkptCollect(ckpt::CkptOpts),
     /// The checkpointer through `memkit ckpt run | backup | writer`: checkpoints per
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Host(opts) => host::run(&opts, &mut emitter()),
         Cmd::Guest(opts) => guest::run(&opts, &mut emitter()),
+        Cmd::GuestPmdk(opts) => guest::run_pmdk(&opts, &mut emitter()),
         Cmd::CkptCollect(opts) => ckpt::run(&opts, &mut emitter()),
         Cmd::CkptRun(opts) => ckpt_run::run(&opts, &mut emitter()),
         Cmd::Report { raw, out } => run_report(&raw, out.as_deref()),

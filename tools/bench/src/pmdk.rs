@@ -21,7 +21,7 @@ extern "C" {
     fn mkb_pmdk_errormsg() -> *const c_char;
     fn mkb_pmdk_is_pmem(b: *const RawPmdk) -> c_int;
     fn mkb_pmdk_run(
-        b: *mut RawPmdk,
+        b: *const RawPmdk,
         offsets: *const u64,
         nranges: usize,
         len: usize,
@@ -75,8 +75,9 @@ impl Pmdk {
     }
 
     /// Runs `offsets.len() / nranges` transactions, each writing `src` at `nranges`
-    /// consecutive offsets of `offsets`.
-    pub fn run(&mut self, offsets: &[u64], nranges: usize, src: &[u8]) -> io::Result<()> {
+    /// consecutive offsets of `offsets`. Threads may run transactions on one pool at
+    /// once; their ranges must not overlap (transactions are not isolated).
+    pub fn run(&self, offsets: &[u64], nranges: usize, src: &[u8]) -> io::Result<()> {
         assert!(nranges > 0 && offsets.chunks_exact(nranges).remainder().is_empty());
         let ntx = offsets.len() / nranges;
         // SAFETY: `raw` is an open pool; `offsets` holds `ntx * nranges` values and
@@ -109,6 +110,13 @@ impl Pmdk {
         Ok(())
     }
 }
+
+// SAFETY: the pool handle may be used from any thread: libpmemobj keeps each thread's
+// transaction state per thread, and the shim's calls other than open and close only
+// read its struct (`mkb_pmdk_run` and `mkb_pmdk_read` take it `const`).
+unsafe impl Send for Pmdk {}
+// SAFETY: as above; `run` and `read` take `&self` and may run at once.
+unsafe impl Sync for Pmdk {}
 
 impl Drop for Pmdk {
     fn drop(&mut self) {
