@@ -514,7 +514,8 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
     /// (two in strict mode).
     ///
     /// On success every transaction is durable and `ids[i]` holds the commit id of
-    /// transaction `i`. On error nothing was written.
+    /// transaction `i`. On error nothing is acknowledged; a refused transaction or a
+    /// lack of MJs or ids is found before anything is written.
     pub fn commit<P: Pmem + ?Sized, G: Group + ?Sized>(
         &mut self,
         pm: &mut P,
@@ -573,10 +574,11 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
                 group_len,
             };
             if let Err(e) = self.write_mj(pm, slot, header, txs.ranges(i)) {
-                // Nothing acknowledged: the group's MJs go back to the free list
-                // (`write_mj` stores nothing when it fails; an MJ stored before it is
-                // not acknowledged and is overwritten when its slot is reused).
+                // Nothing acknowledged: the group's MJs go back to the free list, and
+                // its ids are not handed out again (an MJ stored before the failure
+                // is an incomplete group to recovery, never a duplicate id).
                 self.free_list(group);
+                self.next_id = next;
                 return Err(e);
             }
             slot = self.slots[slot as usize].next;
