@@ -413,6 +413,12 @@ impl Shared {
                     path,
                     dax.len()
                 ),
+                FormatError::BadVersion(v) => pr_err!(
+                    "journal: {}: journal format version {}, this memkit reads version {}: recover it with the memkit that wrote it, then format it again\n",
+                    path,
+                    v,
+                    format::FORMAT_VERSION
+                ),
                 _ => pr_err!(
                     "journal: {}: corrupt journal superblock ({:?}); `memkit journal check` on a copy says more\n",
                     path,

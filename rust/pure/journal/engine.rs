@@ -36,6 +36,7 @@ use super::format::{
     TxError,
     ENTRY_ALIGN,
     MJ_HEADER_SIZE,
+    MJ_SUMMED,
     SB_AREA,
     SB_SIZE, //
 };
@@ -734,7 +735,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         let mut h = header.encode_unsummed();
         let mut crc = pm.crc32c_append(0, &self.sb.uuid);
         crc = pm.crc32c_append(crc, &stage[MJ_HEADER_SIZE..end]);
-        crc = pm.crc32c_append(crc, &h[..MJ_HEADER_SIZE - 8]);
+        crc = pm.crc32c_append(crc, &h[..MJ_SUMMED]);
         set_mj_checksum(&mut h, crc);
         stage[..MJ_HEADER_SIZE].copy_from_slice(&h);
         pm.write_flushed(base, &stage[..end]);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! On-media format v1 of the micro-journal (`Documentation/journal.rst` has the byte
+//! On-media format v2 of the micro-journal (`Documentation/journal.rst` has the byte
 //! map): the superblock, micro-journal (MJ) headers and their redo entries.
 //!
 //! Everything read from the medium is untrusted: every number is range-checked with
@@ -11,18 +11,29 @@ use crate::pure::crc32c::Crc32c;
 
 /// Superblock magic, at offset 0 of the device.
 pub const SB_MAGIC: [u8; 8] = *b"MKJRNL\0\x01";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes and reads. Version 1 (a 64-byte MJ header
+/// and 16-byte entry headers) is recognised and refused by version number.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the superblock (the checksum is its last 4 bytes).
 pub const SB_SIZE: usize = 128;
 /// Bytes reserved for the superblock at the start of the device; MJs follow.
 pub const SB_AREA: u64 = 4096;
-/// Bytes of an MJ header: one cache line.
-pub const MJ_HEADER_SIZE: usize = 64;
-/// MJ header magic ("MKMJ").
-pub const MJ_MAGIC: u32 = u32::from_le_bytes(*b"MKMJ");
-/// Bytes of an entry header (target offset, length, reserved).
-pub const ENTRY_HEADER_SIZE: usize = 16;
+/// Bytes of an MJ header: half a cache line, so that a small transaction's first
+/// entry shares the header's line.
+pub const MJ_HEADER_SIZE: usize = 32;
+/// MJ header magic ("MKM2").
+pub const MJ_MAGIC: u32 = u32::from_le_bytes(*b"MKM2");
+/// Bytes of the MJ header the checksum covers: all but the checksum itself, which is
+/// the header's last field.
+pub const MJ_SUMMED: usize = MJ_HEADER_SIZE - 4;
+/// Bytes of an entry header: one little-endian `u64`, the target offset in its low
+/// [`OFFSET_BITS`] bits and the length above them.
+pub const ENTRY_HEADER_SIZE: usize = 8;
+/// Bits of an entry's target offset: the data region is at most 1 TiB.
+pub const OFFSET_BITS: u32 = 40;
+/// Largest data region: offsets must fit [`OFFSET_BITS`]. A journal on a larger device
+/// uses only its first `data_offset + DATA_SIZE_MAX` bytes.
+pub const DATA_SIZE_MAX: u64 = 1 << OFFSET_BITS;
 /// Entry data is padded to this alignment.
 pub const ENTRY_ALIGN: usize = 8;
 /// The persistence granule the layout aligns to: a CPU cache line.
@@ -81,6 +92,8 @@ const PAGE: u64 = 4096;
 
 impl Geometry {
     /// Lays out a journal of `mj_count` MJs of `mj_size` bytes on `dev_size` bytes.
+    /// The data region stops at [`DATA_SIZE_MAX`]; the device bytes after it are not
+    /// part of the journal (`dev_size` says how many are).
     pub fn new(dev_size: u64, mj_count: u32, mj_size: u32) -> Result<Geometry, FormatError> {
         if !(MJ_COUNT_MIN..=MJ_COUNT_MAX).contains(&mj_count) {
             return Err(FormatError::BadGeometry("MJ count out of range"));
@@ -100,6 +113,7 @@ impl Geometry {
         if dev_size <= data_offset {
             return Err(FormatError::TooSmall);
         }
+        let dev_size = dev_size.min(data_offset.saturating_add(DATA_SIZE_MAX));
         Ok(Geometry {
             dev_size,
             mj_count,
@@ -275,7 +289,8 @@ pub struct MjHeader {
     pub lwm: u64,
     /// Number of entries.
     pub entry_count: u32,
-    /// Bytes of entries after the header.
+    /// Bytes of entries after the header. Not stored: [`decode_mj`] derives it from
+    /// the entries' lengths, and [`MjHeader::encode_unsummed`] ignores it.
     pub payload_len: u32,
     /// First commit id of the group this transaction was committed with (one
     /// persistence barrier per group).
@@ -285,14 +300,12 @@ pub struct MjHeader {
 }
 
 // MJ header field offsets.
+const MJ_ENTRY_COUNT: usize = 4;
+const MJ_GROUP_POS: usize = 6;
 const MJ_COMMIT_ID: usize = 8;
 const MJ_LWM: usize = 16;
-const MJ_ENTRY_COUNT: usize = 24;
-const MJ_PAYLOAD_LEN: usize = 28;
-const MJ_GROUP_FIRST: usize = 32;
-const MJ_GROUP_LEN: usize = 40;
-const MJ_RESERVED: usize = 44;
-const MJ_CRC: usize = 56;
+const MJ_GROUP_LEN: usize = 24;
+const MJ_CRC: usize = MJ_SUMMED;
 
 impl MjHeader {
     /// The header's bytes, checksum included; `payload` is the entries it covers.
@@ -304,26 +317,37 @@ impl MjHeader {
     }
 
     /// The header's bytes without the checksum (zero there).
+    ///
+    /// The entry count and the commit id's position in its group are stored in 16
+    /// bits: a valid header has at most [`TX_RANGES_MAX`] entries and a group of at
+    /// most [`MJ_COUNT_MAX`] transactions. Out-of-range values are stored as
+    /// `u16::MAX`, which [`decode_mj`] refuses (the entry count) or which no longer
+    /// names this commit id (the position): the engine never encodes either.
     pub fn encode_unsummed(&self) -> [u8; MJ_HEADER_SIZE] {
+        let narrow = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+        let pos = self.commit_id.wrapping_sub(self.group_first);
         let mut h = [0u8; MJ_HEADER_SIZE];
         put(&mut h, 0, &MJ_MAGIC.to_le_bytes());
+        put(
+            &mut h,
+            MJ_ENTRY_COUNT,
+            &narrow(u64::from(self.entry_count)).to_le_bytes(),
+        );
+        put(&mut h, MJ_GROUP_POS, &narrow(pos).to_le_bytes());
         put(&mut h, MJ_COMMIT_ID, &self.commit_id.to_le_bytes());
         put(&mut h, MJ_LWM, &self.lwm.to_le_bytes());
-        put(&mut h, MJ_ENTRY_COUNT, &self.entry_count.to_le_bytes());
-        put(&mut h, MJ_PAYLOAD_LEN, &self.payload_len.to_le_bytes());
-        put(&mut h, MJ_GROUP_FIRST, &self.group_first.to_le_bytes());
         put(&mut h, MJ_GROUP_LEN, &self.group_len.to_le_bytes());
         h
     }
 }
 
 /// The MJ checksum: CRC-32C over the journal's uuid, the payload, then the header's
-/// first 56 bytes.
+/// first [`MJ_SUMMED`] bytes.
 pub fn mj_checksum(uuid: &[u8; 16], payload: &[u8], header: &[u8; MJ_HEADER_SIZE]) -> u32 {
     Crc32c::new()
         .update(uuid)
         .update(payload)
-        .update(&header[..MJ_CRC])
+        .update(&header[..MJ_SUMMED])
         .finish()
 }
 
@@ -339,12 +363,16 @@ pub fn entry_size(len: u32) -> Option<usize> {
         .checked_add(ENTRY_HEADER_SIZE)
 }
 
-/// The 16 header bytes of an entry writing `len` bytes at data-region offset `offset`.
+const OFFSET_MASK: u64 = DATA_SIZE_MAX - 1;
+
+/// The 8 header bytes of an entry writing `len` bytes at data-region offset `offset`.
+///
+/// [`plan_tx`] guarantees the fields fit: `offset + len` inside a data region of at
+/// most [`DATA_SIZE_MAX`] bytes, `len` inside an MJ of at most [`MJ_SIZE_MAX`] bytes
+/// (24 bits). Bits that do not fit are dropped, which [`decode_mj`] then refuses or
+/// the checksum catches; the engine never encodes such an entry.
 pub fn entry_header(offset: u64, len: u32) -> [u8; ENTRY_HEADER_SIZE] {
-    let mut e = [0u8; ENTRY_HEADER_SIZE];
-    put(&mut e, 0, &offset.to_le_bytes());
-    put(&mut e, 8, &len.to_le_bytes());
-    e
+    ((offset & OFFSET_MASK) | (u64::from(len) << OFFSET_BITS)).to_le_bytes()
 }
 
 /// One redo entry of a valid MJ.
@@ -387,11 +415,10 @@ fn parse_entry(rest: &[u8], data_size: u64) -> Result<(Entry<'_>, &[u8]), &'stat
     let head = rest
         .get(..ENTRY_HEADER_SIZE)
         .ok_or("truncated entry header")?;
-    let offset = get_u64(head, 0);
-    let len = get_u32(head, 8);
-    if get_u32(head, 12) != 0 {
-        return Err("reserved field not zero");
-    }
+    let word = get_u64(head, 0);
+    let offset = word & OFFSET_MASK;
+    // Lossless: 64 - OFFSET_BITS = 24 bits.
+    let len = (word >> OFFSET_BITS) as u32;
     if len == 0 {
         return Err("zero length");
     }
@@ -427,11 +454,30 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
+/// Bytes of the `count` entries at the front of `payload`, from their headers' lengths
+/// alone; `None` if they do not fit. Nothing else is checked: this only bounds what
+/// the checksum covers.
+fn entries_len(payload: &[u8], count: u32) -> Option<usize> {
+    let mut at = 0usize;
+    for _ in 0..count {
+        let head = payload.get(at..at.checked_add(ENTRY_HEADER_SIZE)?)?;
+        // Lossless: 24 bits.
+        let len = (get_u64(head, 0) >> OFFSET_BITS) as u32;
+        at = at.checked_add(entry_size(len)?)?;
+        if at > payload.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
 /// Decodes the MJ in `slot` (its `mj_size` bytes) of the journal `sb`.
 ///
-/// Succeeds only for an MJ whose every byte is as a commit wrote it: magic, zero
-/// reserved fields, header within range, checksum over uuid, payload and header, and
-/// entries that exactly fill the payload, each inside the data region.
+/// Succeeds only for an MJ whose every byte is as a commit wrote it: magic, header
+/// within range, checksum over uuid, entries and header, and entries each inside the
+/// data region with zero padding. The header does not store the payload's length:
+/// the entries' own lengths give it, bounded by the MJ, and an MJ whose entries run
+/// past its end is as torn as one whose checksum does not match.
 pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError> {
     let h = slot
         .get(..MJ_HEADER_SIZE)
@@ -442,30 +488,29 @@ pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError>
     if get_u32(h, 0) != MJ_MAGIC {
         return Err(MjError::BadMagic);
     }
-    let header = MjHeader {
-        commit_id: get_u64(h, MJ_COMMIT_ID),
-        lwm: get_u64(h, MJ_LWM),
-        entry_count: get_u32(h, MJ_ENTRY_COUNT),
-        payload_len: get_u32(h, MJ_PAYLOAD_LEN),
-        group_first: get_u64(h, MJ_GROUP_FIRST),
-        group_len: get_u32(h, MJ_GROUP_LEN),
-    };
-    if get_u32(h, 4) != 0
-        || get_u32(h, MJ_CRC + 4) != 0
-        || h[MJ_RESERVED..MJ_CRC].iter().any(|&b| b != 0)
-    {
-        return Err(MjError::BadHeader("reserved field not zero"));
-    }
-    let payload_len = header.payload_len as usize;
-    if payload_len > sb.geo.mj_capacity() || payload_len > slot.len() - MJ_HEADER_SIZE {
-        return Err(MjError::BadHeader("payload longer than the MJ"));
-    }
-    let payload = &slot[MJ_HEADER_SIZE..MJ_HEADER_SIZE + payload_len];
+    let field16 = |off: usize| u16::from_le_bytes([h[off], h[off + 1]]);
+    let entry_count = u32::from(field16(MJ_ENTRY_COUNT));
+    let commit_id = get_u64(h, MJ_COMMIT_ID);
+    let body = slot
+        .get(MJ_HEADER_SIZE..)
+        .and_then(|b| b.get(..sb.geo.mj_capacity().min(b.len())))
+        .ok_or(MjError::BadHeader("truncated"))?;
+    let payload_len = entries_len(body, entry_count).ok_or(MjError::BadChecksum)?;
+    let payload = &body[..payload_len];
     let mut hdr = [0u8; MJ_HEADER_SIZE];
     hdr.copy_from_slice(h);
     if get_u32(h, MJ_CRC) != mj_checksum(&sb.uuid, payload, &hdr) {
         return Err(MjError::BadChecksum);
     }
+    let header = MjHeader {
+        commit_id,
+        lwm: get_u64(h, MJ_LWM),
+        entry_count,
+        // Lossless: at most `mj_capacity() < MJ_SIZE_MAX`.
+        payload_len: payload_len as u32,
+        group_first: commit_id.wrapping_sub(u64::from(field16(MJ_GROUP_POS))),
+        group_len: get_u32(h, MJ_GROUP_LEN),
+    };
     // Checksummed, so written by a commit of this journal; still check the shape, so
     // that a crafted image with a matching checksum is refused too.
     if header.commit_id == 0 {
@@ -492,12 +537,6 @@ pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError>
         let (_, r) =
             parse_entry(rest, sb.geo.data_size).map_err(|why| MjError::BadEntry { index, why })?;
         rest = r;
-    }
-    if !rest.is_empty() {
-        return Err(MjError::BadEntry {
-            index: header.entry_count,
-            why: "bytes after the last entry",
-        });
     }
     Ok(Mj { header, payload })
 }

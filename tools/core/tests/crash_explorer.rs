@@ -30,7 +30,7 @@ use common::explorer::{self, Budget, Explorer, Group, Jrnl, Scenario, Stats, Tx}
 use common::rng::Rng;
 use common::sim::{CrashState, Device, Fault, Faulty, PointKind, SimPmem};
 use memkit_core::journal::engine::{JournalError, Mode};
-use memkit_core::journal::format::{self, Geometry, MJ_HEADER_SIZE};
+use memkit_core::journal::format::{self, Geometry};
 use memkit_core::journal::pmem::Pmem;
 use memkit_core::journal::recovery::PlanError;
 
@@ -55,10 +55,11 @@ fn tiny_geometry(mj_count: u32, mj_size: u32) -> Geometry {
     Geometry::new(data_offset + 4096, mj_count, mj_size).unwrap()
 }
 
-/// Device offset of MJ `slot`'s header line and of its first payload line.
+/// Device offsets of MJ `slot`'s first line (its header and the start of its first
+/// entry) and of its second line (entry data only, for a 64-byte write).
 fn mj_lines(geo: &Geometry, slot: u32) -> (u64, u64) {
     let at = geo.mj_at(slot).unwrap();
-    (at, at + MJ_HEADER_SIZE as u64)
+    (at, at + format::LINE)
 }
 
 /// Prints the summary and fails the test, with the explorer's reports, if it found
@@ -395,16 +396,17 @@ fn image_with_new(state: &CrashState, new: &[u64]) -> Vec<u8> {
     state.image(&choice)
 }
 
-/// One 8-byte write of `byte` at data offset 0.
-fn write8(byte: u8) -> Group {
-    vec![vec![(0, vec![byte; 8])]]
+/// One 64-byte write of `byte` at data offset 0: its MJ spans two lines, the header
+/// with the entry's first bytes, then entry data only.
+fn write64(byte: u8) -> Group {
+    vec![vec![(0, vec![byte; 64])]]
 }
 
 fn data_of(sim: &SimPmem, geo: &Geometry) -> Vec<u8> {
-    sim.visible(geo.data_offset, 8).to_vec()
+    sim.visible(geo.data_offset, 64).to_vec()
 }
 
-/// Bug 1, minimal (two MJs, single-transaction groups, every write at the same 8
+/// Bug 1, minimal (two MJs, single-transaction groups, every write at the same 64
 /// bytes):
 ///
 /// 1. commit A (MJ 0), B (MJ 1), C (MJ 0 again); crash with everything durable;
@@ -431,21 +433,21 @@ fn first_commit_after_recovery_rolls_back(mode: Mode) {
         &mut sim,
         &geo,
         mode,
-        &[write8(0xaa), write8(0xbb), write8(0xcc)],
+        &[write64(0xaa), write64(0xbb), write64(0xcc)],
     );
     // Crash with everything written on the medium.
     let mut sim = SimPmem::from_image(sim.visible(0, geo.dev_size as usize).to_vec());
     let (mut j, _) = explorer::open(&mut sim, &geo, mode).expect("recovery");
-    assert_eq!(data_of(&sim, &geo), [0xcc; 8], "first recovery");
+    assert_eq!(data_of(&sim, &geo), [0xcc; 64], "first recovery");
     let state = crash_before_first_fence(&mut sim, |sim| {
-        explorer::commit(&mut j, sim, &write8(0xdd)).expect("commit D");
+        explorer::commit(&mut j, sim, &write64(0xdd)).expect("commit D");
     });
     let (_, payload) = mj_lines(&geo, 0);
     let mut sim = SimPmem::from_image(image_with_new(&state, &[payload]));
     let (_, plan) = explorer::open(&mut sim, &geo, mode).expect("second recovery");
     let got = data_of(&sim, &geo);
     assert!(
-        got == [0xcc; 8] || got == [0xdd; 8],
+        got == [0xcc; 64] || got == [0xdd; 64],
         "acknowledged C rolled back: data {got:02x?} after {plan:?}"
     );
 }
@@ -488,25 +490,25 @@ fn regression_torn_mj_revived_after_recovery_breaks_attach() {
     let mode = Mode::Strict;
     let geo = tiny_geometry(2, 256);
     let mut sim = SimPmem::new(geo.dev_size);
-    let mut j = format_and_commit(&mut sim, &geo, mode, &[write8(0xaa)]);
+    let mut j = format_and_commit(&mut sim, &geo, mode, &[write64(0xaa)]);
     let state = crash_before_first_fence(&mut sim, |sim| {
-        explorer::commit(&mut j, sim, &write8(0xbb)).expect("commit B");
+        explorer::commit(&mut j, sim, &write64(0xbb)).expect("commit B");
     });
     let (header, _) = mj_lines(&geo, 1);
     let mut sim = SimPmem::from_image(image_with_new(&state, &[header]));
     let (mut j, _) = explorer::open(&mut sim, &geo, mode).expect("first recovery");
-    assert_eq!(data_of(&sim, &geo), [0xaa; 8], "first recovery");
+    assert_eq!(data_of(&sim, &geo), [0xaa; 64], "first recovery");
 
-    explorer::commit(&mut j, &mut sim, &write8(0xcc)).expect("commit C");
+    explorer::commit(&mut j, &mut sim, &write64(0xcc)).expect("commit C");
     let state = crash_before_first_fence(&mut sim, |sim| {
-        explorer::commit(&mut j, sim, &write8(0xbb)).expect("retry B");
+        explorer::commit(&mut j, sim, &write64(0xbb)).expect("retry B");
     });
     let (_, payload) = mj_lines(&geo, 1);
     let mut sim = SimPmem::from_image(image_with_new(&state, &[payload]));
     match explorer::open(&mut sim, &geo, mode) {
         Ok(_) => {
             let got = data_of(&sim, &geo);
-            assert!(got == [0xcc; 8] || got == [0xbb; 8], "data {got:02x?}");
+            assert!(got == [0xcc; 64] || got == [0xbb; 64], "data {got:02x?}");
         }
         Err(JournalError::Plan(PlanError::DuplicateId(id))) => {
             panic!("second recovery refused the journal: DuplicateId({id})")
@@ -530,10 +532,10 @@ fn regression_torn_mj_revived_after_recovery_breaks_attach() {
 fn regression_torn_mj_revived_after_recovery_replays_discarded_tx() {
     let mode = Mode::Strict;
     let geo = tiny_geometry(3, 256);
-    let x: Tx = vec![(0, vec![0x11; 8])];
-    let y: Tx = vec![(8, vec![0x22; 8])];
+    let x: Tx = vec![(0, vec![0x11; 64])];
+    let y: Tx = vec![(64, vec![0x22; 64])];
     let mut sim = SimPmem::new(geo.dev_size);
-    let abc = [write8(0xaa), write8(0xbb), write8(0xcc)];
+    let abc = [write64(0xaa), write64(0xbb), write64(0xcc)];
     let mut j = format_and_commit(&mut sim, &geo, mode, &abc);
     let state = crash_before_first_fence(&mut sim, |sim| {
         explorer::commit(&mut j, sim, &[x.clone(), y.clone()]).expect("commit {X, Y}");
@@ -544,8 +546,12 @@ fn regression_torn_mj_revived_after_recovery_replays_discarded_tx() {
     let mut sim = SimPmem::from_image(image);
     let (mut j, plan) = explorer::open(&mut sim, &geo, mode).expect("first recovery");
     assert_eq!(plan.incomplete, 1, "Y's MJ is valid, its group incomplete");
-    let after_first = sim.visible(geo.data_offset, 16).to_vec();
-    assert_eq!(after_first, [[0xcc; 8], [0; 8]].concat(), "first recovery");
+    let after_first = sim.visible(geo.data_offset, 128).to_vec();
+    assert_eq!(
+        after_first,
+        [[0xcc; 64], [0; 64]].concat(),
+        "first recovery"
+    );
 
     let state = crash_before_first_fence(&mut sim, |sim| {
         explorer::commit(&mut j, sim, std::slice::from_ref(&x)).expect("retry X");
@@ -553,8 +559,8 @@ fn regression_torn_mj_revived_after_recovery_replays_discarded_tx() {
     let (_, x_payload) = mj_lines(&geo, 0);
     let mut sim = SimPmem::from_image(image_with_new(&state, &[x_payload]));
     let (_, plan) = explorer::open(&mut sim, &geo, mode).expect("second recovery");
-    let got = sim.visible(geo.data_offset, 16).to_vec();
-    let with_x = [[0x11; 8], [0; 8]].concat();
+    let got = sim.visible(geo.data_offset, 128).to_vec();
+    let with_x = [[0x11; 64], [0; 64]].concat();
     assert!(
         got == after_first || got == with_x,
         "second recovery gave {got:02x?} after {plan:?}: Y reappeared"

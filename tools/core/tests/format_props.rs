@@ -154,9 +154,8 @@ fn valid_mj() -> impl Strategy<Value = (Superblock, Vec<u8>)> {
 #[derive(Clone, Debug)]
 struct RawEntry {
     offset: u64,
-    /// The length field; usually `data.len()`.
+    /// The length field; usually `data.len()` (24 bits are stored).
     len: u32,
-    reserved: u32,
     data: Vec<u8>,
     /// The padding bytes; usually the right number of zeros.
     pad: Vec<u8>,
@@ -170,33 +169,45 @@ fn raw_entry(data_size: u64) -> impl Strategy<Value = RawEntry> {
         1 => any::<u64>(),
     ];
     let len_error = prop::option::weighted(0.05, any::<u32>());
-    let reserved = prop_oneof![19 => Just(0u32), 1 => any::<u32>()];
     let pad_error = prop::option::weighted(0.05, prop::collection::vec(any::<u8>(), 0..10));
     (
         offset,
         prop::collection::vec(any::<u8>(), 1..40),
         len_error,
-        reserved,
         pad_error,
     )
-        .prop_map(|(offset, data, len_error, reserved, pad_error)| {
+        .prop_map(|(offset, data, len_error, pad_error)| {
             let pad_len = data.len().next_multiple_of(8) - data.len();
             RawEntry {
                 offset,
                 len: len_error.unwrap_or(data.len() as u32),
-                reserved,
                 pad: pad_error.unwrap_or_else(|| vec![0; pad_len]),
                 data,
             }
         })
 }
 
-/// Header byte ranges the format reserves (must be zero): after the magic, after
-/// the group length, after the checksum.
-const HEADER_RESERVED: [std::ops::Range<usize>; 3] = [4..8, 44..56, 60..64];
+/// Header bytes of the two 16-bit fields (entry count, the commit id's position in
+/// its group), which a mutation may overwrite directly.
+const HEADER_NARROW: std::ops::Range<usize> = 4..8;
+
+/// Bytes of the `count` entries at the front of `payload` as `decode_mj` bounds its
+/// checksum: each header's 24-bit length, padded, until one runs past the end.
+fn covered_len(payload: &[u8], count: u32) -> Option<usize> {
+    let mut at = 0usize;
+    for _ in 0..count {
+        let word = u64::from_le_bytes(payload.get(at..at + 8)?.try_into().ok()?);
+        at += ENTRY_HEADER_SIZE + ((word >> 40) as usize).next_multiple_of(8);
+        if at > payload.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
 
 /// An MJ slot built from raw entries and a header that is usually valid, sometimes
-/// with one field (or reserved byte) replaced, and always with a correct checksum.
+/// with one field (or byte of a 16-bit field) replaced, and always with a correct
+/// checksum.
 fn nearly_valid_mj() -> impl Strategy<Value = (Superblock, Vec<u8>)> {
     superblock().prop_flat_map(|sb| {
         (
@@ -211,15 +222,14 @@ fn nearly_valid_mj() -> impl Strategy<Value = (Superblock, Vec<u8>)> {
             .prop_map(move |(mut h, entries, mutation, filler)| {
                 let mut payload = Vec::new();
                 for e in &entries {
-                    payload.extend_from_slice(&e.offset.to_le_bytes());
-                    payload.extend_from_slice(&e.len.to_le_bytes());
-                    payload.extend_from_slice(&e.reserved.to_le_bytes());
+                    let word = (e.offset & (format::DATA_SIZE_MAX - 1))
+                        | (u64::from(e.len) << format::OFFSET_BITS);
+                    payload.extend_from_slice(&word.to_le_bytes());
                     payload.extend_from_slice(&e.data);
                     payload.extend_from_slice(&e.pad);
                 }
                 h.entry_count = entries.len() as u32;
-                h.payload_len = payload.len() as u32;
-                let mut reserved_byte = None;
+                let mut narrow_byte = None;
                 if let Some((field, v)) = mutation {
                     match field {
                         0 => h.commit_id = v % 1100,
@@ -227,22 +237,24 @@ fn nearly_valid_mj() -> impl Strategy<Value = (Superblock, Vec<u8>)> {
                         2 => h.group_first = v % 1100,
                         3 => h.group_len = (v % 20) as u32,
                         4 => h.entry_count = (v % 8) as u32,
-                        5 => h.payload_len = (v % 1100) as u32,
+                        5 => h.entry_count = (v % 2000) as u32,
                         6 => h.commit_id = v,
                         7 => h.group_first = v,
-                        _ => reserved_byte = Some(v),
+                        _ => narrow_byte = Some(v),
                     }
                 }
                 let mut header = h.encode_unsummed();
-                if let Some(v) = reserved_byte {
-                    let all: Vec<usize> = HEADER_RESERVED.iter().cloned().flatten().collect();
-                    header[all[v as usize % all.len()]] = (v >> 8) as u8 | 1;
+                if let Some(v) = narrow_byte {
+                    let at = HEADER_NARROW.start + v as usize % HEADER_NARROW.len();
+                    header[at] = (v >> 8) as u8;
                 }
                 let mut slot = header.to_vec();
                 slot.extend_from_slice(&payload);
                 slot.resize(sb.geo.mj_size as usize, filler);
                 // The checksum over what `decode_mj` will take as the payload.
-                let end = (MJ_HEADER_SIZE + h.payload_len as usize).min(slot.len());
+                let count = u32::from(u16::from_le_bytes([header[4], header[5]]));
+                let body = &slot[MJ_HEADER_SIZE..];
+                let end = MJ_HEADER_SIZE + covered_len(body, count).unwrap_or(0);
                 let crc = format::mj_checksum(&sb.uuid, &slot[MJ_HEADER_SIZE..end], &header);
                 set_mj_checksum(&mut header, crc);
                 slot[..MJ_HEADER_SIZE].copy_from_slice(&header);
@@ -754,11 +766,43 @@ fn nearly_valid_generator_covers_both_outcomes() {
 /// Entry header layout sanity: what `entry_header` writes is what `decode_mj` reads.
 #[test]
 fn entry_header_is_offset_then_length() {
-    let e = entry_header(0x0102_0304_0506_0708, 0x0a0b_0c0d);
+    let e = entry_header(0x01_0203_0405, 0x0a_0b0c);
     assert_eq!(e.len(), ENTRY_HEADER_SIZE);
-    assert_eq!(e[..8], 0x0102_0304_0506_0708u64.to_le_bytes());
-    assert_eq!(e[8..12], 0x0a0b_0c0du32.to_le_bytes());
-    assert_eq!(e[12..], [0; 4]);
+    assert_eq!(e, [0x05, 0x04, 0x03, 0x02, 0x01, 0x0c, 0x0b, 0x0a]);
+}
+
+/// Offsets are 40 bits: the data region of a journal on a larger device stops at
+/// 1 TiB, and the superblock of such a journal decodes.
+#[test]
+fn the_data_region_stops_at_one_tib() {
+    let geo = Geometry::new(u64::MAX / 2, 4, 256).unwrap();
+    assert_eq!(geo.data_size, format::DATA_SIZE_MAX);
+    assert_eq!(geo.dev_size, geo.data_offset + format::DATA_SIZE_MAX);
+    let sb = Superblock { uuid: [3; 16], geo };
+    assert_eq!(Superblock::decode(&sb.encode(), u64::MAX / 2), Ok(sb));
+    let last = format::DATA_SIZE_MAX - 8;
+    assert!(format::plan_tx(&geo, [(last, 8)]).is_ok());
+    assert_eq!(
+        format::plan_tx(&geo, [(last, 9)]),
+        Err(TxError::BadRange(0))
+    );
+}
+
+/// A version 1 superblock (64-byte MJ headers, 16-byte entry headers) is refused by
+/// its version number, so that an older journal is never misread.
+#[test]
+fn a_version_1_superblock_is_refused_by_version() {
+    let geo = geometry(4, 4, 4096);
+    let mut b = Superblock { uuid: [5; 16], geo }.encode();
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = memkit_core::crc32c::Crc32c::new()
+        .update(&b[..SB_SIZE - 4])
+        .finish();
+    b[SB_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        Superblock::decode(&b, geo.dev_size),
+        Err(format::FormatError::BadVersion(1))
+    );
 }
 
 /// Regression (found by the guest's corrupted-media test): with commit ids near 2^64

@@ -97,7 +97,8 @@ pub fn describe_format_error(e: FormatError) -> String {
     match e {
         FormatError::BadMagic => "bad magic: not a memkit journal".into(),
         FormatError::BadVersion(v) => format!(
-            "format version {v}, this tool reads version {}",
+            "format version {v}, this tool reads version {}: recover the journal with \
+             the memkit that wrote it (attach and detach), then format it again",
             format::FORMAT_VERSION
         ),
         FormatError::BadChecksum { stored, computed } => format!(

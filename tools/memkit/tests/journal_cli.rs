@@ -5,6 +5,7 @@
 //! `/dev/memkit-journal` (`MEMKIT_DEV_DIR`), which answers `pread` but not ioctls.
 
 use memkit_core::journal::engine::{Journal, Mode, OpenScratch, Range, Slot};
+use memkit_core::journal::format::{ENTRY_HEADER_SIZE, MJ_HEADER_SIZE};
 use memkit_core::journal::pmem::Pmem;
 use memkit_core::journal::recovery::{Plan, SlotScan};
 use serde_json::Value;
@@ -269,7 +270,7 @@ fn a_torn_mj_is_discarded_and_its_group_skipped() {
     let (grouped, _) = image_with_commits(&dir);
     let mut bytes = std::fs::read(&grouped).unwrap();
     // Id 5 is in slot 2: flip a byte of its entry data.
-    bytes[MJ_OFFSET + 2 * MJ_SIZE + 64 + 16] ^= 0x01;
+    bytes[MJ_OFFSET + 2 * MJ_SIZE + MJ_HEADER_SIZE + ENTRY_HEADER_SIZE] ^= 0x01;
     std::fs::write(&grouped, &bytes).unwrap();
 
     let (code, r) = check(&grouped);
@@ -332,7 +333,21 @@ fn a_bad_superblock_is_not_recoverable_and_says_why() {
     format_small(&img);
     let good = std::fs::read(&img).unwrap();
 
-    let cases: [(&str, Vec<u8>); 5] = [
+    let cases: [(&str, Vec<u8>); 6] = [
+        (
+            "bad superblock: format version 1, this tool reads version 2: recover the \
+             journal with the memkit that wrote it",
+            {
+                // A version 1 superblock, its checksum right.
+                let mut b = good.clone();
+                b[8..12].copy_from_slice(&1u32.to_le_bytes());
+                let crc = memkit_core::crc32c::Crc32c::new()
+                    .update(&b[..124])
+                    .finish();
+                b[124..128].copy_from_slice(&crc.to_le_bytes());
+                b
+            },
+        ),
         ("bad superblock: superblock checksum mismatch", {
             let mut b = good.clone();
             b[40] ^= 1;

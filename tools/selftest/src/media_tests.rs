@@ -550,8 +550,8 @@ fn corrupt(rng: &mut Rng, bytes: &mut [u8], sb: &Superblock, dev_len: u64) -> St
                     "entry count"
                 }
                 1 => {
-                    h.payload_len = rng.pick(&[u32::MAX, geo.mj_size, h.payload_len + 8]);
-                    "payload length"
+                    h.entry_count = rng.pick(&[h.entry_count + 1, 1 << 16, 1 << 20]);
+                    "entry count past the entries"
                 }
                 2 => {
                     h.group_len = rng.pick(&[0, geo.mj_count + 1, u32::MAX]);
@@ -582,15 +582,20 @@ fn corrupt(rng: &mut Rng, bytes: &mut [u8], sb: &Superblock, dev_len: u64) -> St
                     "commit id after its group"
                 }
                 _ => {
+                    // A raw byte in the 16-bit fields (entry count, position in the
+                    // group), whatever it makes of them.
                     let mut hb = h.encode_unsummed();
-                    hb[44 + rng.index(12)] = 1;
+                    let at = 4 + rng.index(4);
+                    hb[at] = rng.bytes(1)[0];
                     let off = slot_off;
                     let mut c = Crc32c::new();
-                    c.update(&sb.uuid).update(&p).update(&hb[..56]);
+                    c.update(&sb.uuid)
+                        .update(&p)
+                        .update(&hb[..format::MJ_SUMMED]);
                     format::set_mj_checksum(&mut hb, c.finish());
                     bytes[off..off + MJ_HEADER_SIZE].copy_from_slice(&hb);
                     bytes[off + MJ_HEADER_SIZE..off + MJ_HEADER_SIZE + p.len()].copy_from_slice(&p);
-                    return format!("MJ slot {slot}: reserved header byte (checksum matches)");
+                    return format!("MJ slot {slot}: header byte {at} raw (checksum matches)");
                 }
             };
             put_mj(bytes, sb, &sb.uuid, slot, h, &p);
@@ -605,22 +610,26 @@ fn corrupt(rng: &mut Rng, bytes: &mut [u8], sb: &Superblock, dev_len: u64) -> St
                 }
                 1 => {
                     tx[0].0 = u64::MAX - rng.below(tx[0].1.len() as u64);
-                    ("offset + length overflows", encode_entries(&tx))
+                    ("offset past 40 bits", encode_entries(&tx))
                 }
                 2 => {
+                    // The 24-bit length, in the top 3 bytes of the entry header.
                     let mut p = encode_entries(&tx);
-                    p[8..12].copy_from_slice(&rng.pick(&[0u32, u32::MAX, 1 << 20]).to_le_bytes());
+                    let len = rng.pick(&[0u32, 0xff_ffff, 1 << 20]);
+                    p[5..8].copy_from_slice(&len.to_le_bytes()[..3]);
                     ("bad length", p)
                 }
                 3 => {
+                    // A length one padding unit longer: the entries run into what
+                    // follows them.
                     let mut p = encode_entries(&tx);
-                    p[12] = 1;
-                    ("reserved entry bytes", p)
+                    p[5] = p[5].wrapping_add(8);
+                    ("length past its entry", p)
                 }
                 4 => {
                     tx[0].1.truncate(1);
                     let mut p = encode_entries(&tx);
-                    p[17] = 0xff;
+                    p[format::ENTRY_HEADER_SIZE + 1] = 0xff;
                     ("padding not zero", p)
                 }
                 5 => {
@@ -701,8 +710,10 @@ fn corrupt(rng: &mut Rng, bytes: &mut [u8], sb: &Superblock, dev_len: u64) -> St
 /// The number of entries of a payload built by [`encode_entries`].
 fn count_entries(p: &[u8]) -> u32 {
     let (mut n, mut at) = (0u32, 0usize);
-    while at + 16 <= p.len() {
-        let len = u32::from_le_bytes(p[at + 8..at + 12].try_into().expect("4 bytes"));
+    while at + format::ENTRY_HEADER_SIZE <= p.len() {
+        let word = u64::from_le_bytes(p[at..at + 8].try_into().expect("8 bytes"));
+        // Lossless: 24 bits.
+        let len = (word >> format::OFFSET_BITS) as u32;
         at += entry_size(len).unwrap_or(usize::MAX / 2);
         n += 1;
     }
