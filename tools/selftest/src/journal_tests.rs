@@ -80,7 +80,8 @@ pub fn journal_attach_format(_: &crate::Options) -> TestResult {
     if s.attached != 1 || s.mj_count != 16 || s.mj_size != 4096 || s.next_id != 1 {
         return Err(format!("unexpected status after format: {s:?}"));
     }
-    if s.max_tx_bytes != 4096 - 64 || s.data_size == 0 || s.data_offset % 4096 != 0 {
+    let header = memkit_core::journal::format::MJ_HEADER_SIZE as u32;
+    if s.max_tx_bytes != 4096 - header || s.data_size == 0 || s.data_offset % 4096 != 0 {
         return Err(format!("unexpected limits: {s:?}"));
     }
     // A second attach while attached is refused.

@@ -130,7 +130,7 @@ struct memkit_journal_detach {
  * @mj_count: number of micro-journals.
  * @mj_size: bytes per micro-journal.
  * @max_ranges: most ranges per transaction.
- * @max_tx_bytes: most entry bytes per transaction: each range takes 16 bytes plus
+ * @max_tx_bytes: most entry bytes per transaction: each range takes 8 bytes plus
  *	its length rounded up to 8.
  * @sync_dax: 1 if the DAX mapping is synchronous (no device flush needed).
  * @__pad: zero.
