@@ -11,7 +11,7 @@
 SHELL := /bin/bash
 export KDIR
 
-.PHONY: all run check soak bench fuzz setup kernel module tools initramfs fmt clean help
+.PHONY: all run check soak bench fuzz setup kernel module tools initramfs install uninstall fmt clean help
 
 all: module tools
 
@@ -32,6 +32,15 @@ tools:
 
 initramfs:
 	@scripts/build.sh initramfs
+
+# The module (for KDIR, default the running kernel), the memkit tool, the C header, man
+# pages, completions, the udev rule and a modprobe.d example; DESTDIR and PREFIX
+# (/usr/local) are honoured (Documentation/install.rst).
+install:
+	@scripts/install.sh install
+
+uninstall:
+	@scripts/install.sh uninstall
 
 run:
 	@scripts/demo.sh $(VMFLAGS)

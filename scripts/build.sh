@@ -73,7 +73,7 @@ initramfs() {
 	bin=$(tools)
 	out=$(dirname "$(dirname "$ko")")/initramfs.cpio
 	step "packing the initramfs"
-	"$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
+	MEMKIT_INSTALL_KDIR=$(kdir) "$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
 	echo "$out"
 }
 

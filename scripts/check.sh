@@ -2,7 +2,8 @@
 # `make check`: every test of memkit, host and guest, counted together.
 #
 #   host   cargo test of tools/ (the CLI, the selftest runner and the pure logic of
-#          rust/pure/ shared with the module), rustfmt and clippy of both sides
+#          rust/pure/ shared with the module), rustfmt and clippy of both sides,
+#          make install/uninstall into a scratch DESTDIR (scripts/test-install.sh)
 #   guest  memkit.ko loaded in the test kernel under QEMU, memkit-selftest (KTAP)
 #
 # The last line is "N passed, N failed" (", N skipped" when some were); the exit
@@ -107,6 +108,14 @@ else
 fi
 # The module was built with CLIPPY=1 and refused on any warning by build.sh.
 case_result "clippy (module)" ok
+
+step "host: make install into a scratch DESTDIR, then make uninstall"
+if scripts/test-install.sh "$kdir" >"$logs/install.log" 2>&1; then
+	case_result "make install/uninstall" ok
+else
+	cat "$logs/install.log" >&2
+	case_result "make install/uninstall (see $logs/install.log)" fail
+fi
 
 if [ "$kills" -gt 0 ]; then
 	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where (in the background)"

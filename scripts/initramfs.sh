@@ -4,6 +4,10 @@
 # the job script a boot is given (scripts/vm.sh appends it as a second cpio archive).
 #
 # usage: initramfs.sh OUT.cpio MODULE.ko BINARY...
+#
+# With MEMKIT_INSTALL_KDIR set (build.sh does), the module is also installed the way
+# `make install` does it (scripts/install.sh: modules_install into extra/, depmod),
+# with the modprobe.d example, so that the guest can `modprobe memkit`.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -17,6 +21,10 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/memkit,mnt}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$ko" "$stage/lib/memkit/memkit.ko"
+if [ -n "${MEMKIT_INSTALL_KDIR:-}" ]; then
+	KDIR=$MEMKIT_INSTALL_KDIR DESTDIR=$stage "$MEMKIT_TOP/scripts/install.sh" module >/dev/null
+	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe.d/memkit.conf" "$stage/etc/modprobe.d/memkit.conf"
+fi
 for b in "$@"; do
 	cp "$b" "$stage/bin/"
 	# Every shared library the binary loads, at the same path as on the host.

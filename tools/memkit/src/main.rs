@@ -1,12 +1,14 @@
 //! `memkit`: the command-line tool of the memkit kernel module.
 
+mod check;
 mod ckpt;
 mod journal;
 mod rmem;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use memkit::dev::{feature_names, Device, DeviceKind};
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Drive memkit's devices: /dev/memkit-journal, /dev/memkit-rmem, /dev/memkit-ckpt.
@@ -22,6 +24,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Check that memkit can run here: the module and its ABI, each device and
+    /// whether this user can open it, the kernel features each part relies on.
+    /// Exit status 0 if every required check passed, 1 if not.
+    Check {
+        /// Also check that this block device supports DAX (the journal's device).
+        #[arg(long, value_name = "DEV")]
+        device: Option<PathBuf>,
+    },
     /// Show the ABI version and features of each device (MEMKIT_IOC_VERSION).
     Version {
         /// Only this device (default: all three).
@@ -43,6 +53,51 @@ enum Cmd {
         #[command(subcommand)]
         cmd: rmem::RmemCmd,
     },
+    /// Write this tool's man pages or shell completions (what `make install` installs).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// One man page per command and subcommand (memkit.1, memkit-journal.1, ...).
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
+    /// The completion script for SHELL (memkit.bash, _memkit, memkit.fish, ...).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// Directory to write the script into (created if missing).
+        dir: PathBuf,
+    },
+}
+
+/// Writes what `what` asks for; the files written, or the error.
+fn generate(what: &Generate) -> std::io::Result<Vec<PathBuf>> {
+    let dir: &Path = match what {
+        Generate::Man { dir } | Generate::Completions { dir, .. } => dir,
+    };
+    std::fs::create_dir_all(dir)?;
+    match what {
+        Generate::Man { dir } => {
+            clap_mangen::generate_to(Cli::command(), dir)?;
+            let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "1"))
+                .collect();
+            pages.sort();
+            Ok(pages)
+        }
+        Generate::Completions { shell, dir } => {
+            let path = clap_complete::generate_to(*shell, &mut Cli::command(), "memkit", dir)?;
+            Ok(vec![path])
+        }
+    }
 }
 
 /// One device's answer to `memkit version`.
@@ -88,6 +143,19 @@ fn main() -> ExitCode {
         Cmd::Journal { cmd } => journal::run(cmd, cli.json),
         Cmd::Ckpt { cmd } => ckpt::run(cmd, cli.json),
         Cmd::Rmem { cmd } => rmem::run(cmd, cli.json),
+        Cmd::Check { device } => check::run(device.as_deref(), cli.json),
+        Cmd::Generate { what } => match generate(&what) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("memkit generate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Version { device } => {
             let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
             let reports = version(&kinds);

@@ -61,6 +61,27 @@ const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
 pub const PAGEMAP_SCAN: libc::c_ulong =
     (3 << 30) | (96 << 16) | ((b'f' as libc::c_ulong) << 8) | 16;
 
+/// Whether this caller can create a userfaultfd (`CONFIG_USERFAULTFD`, and for an
+/// unprivileged caller `vm.unprivileged_userfaultfd` or user-mode-only faults): `Ok`,
+/// or the error `userfaultfd(2)` gave (`ENOSYS` without the syscall).
+pub fn userfaultfd_available() -> io::Result<()> {
+    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    // SAFETY: the userfaultfd syscall takes flags and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_userfaultfd,
+            libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us, is owned by nothing else, and is closed
+    // once, here.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
 /// Soft-dirty tracking of one process.
 pub struct SoftDirty {
     pid: libc::pid_t,

@@ -296,6 +296,14 @@ const CASES: &[Case] = &[
         run: module_tests::load_unload_50,
     },
     Case {
+        name: "modprobe_loads_the_installed_module",
+        run: module_tests::modprobe_loads_the_installed_module,
+    },
+    Case {
+        name: "cli_memkit_check",
+        run: module_tests::cli_memkit_check,
+    },
+    Case {
         name: "kmemleak_clean",
         run: module_tests::kmemleak_clean,
     },

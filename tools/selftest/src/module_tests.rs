@@ -132,6 +132,141 @@ pub fn load_unload_50(opts: &crate::Options) -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// `modprobe memkit` loads the module `make install` put under
+/// `/lib/modules/$(uname -r)/extra` (the guest's initramfs is built with it), and
+/// `modprobe -r` unloads it: the path a user on a real machine takes.
+pub fn modprobe_loads_the_installed_module(_: &crate::Options) -> TestResult {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_err(|e| format!("/proc/sys/kernel/osrelease: {e}"))?;
+    let installed = format!("/lib/modules/{}/extra/memkit.ko", release.trim());
+    if !std::path::Path::new(&installed).exists() {
+        return Ok(Outcome::Skip(format!(
+            "{installed} is not there: memkit is not installed (make install)"
+        )));
+    }
+    let modprobe = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("modprobe")
+            .args(args)
+            .output()
+            .map_err(|e| format!("modprobe {}: {e}", args.join(" ")))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            return Err(format!(
+                "modprobe {}: {}: {text}",
+                args.join(" "),
+                out.status
+            ));
+        }
+        Ok(text)
+    };
+    if loaded()? {
+        modprobe(&["-r", NAME])?;
+    }
+    if loaded()? {
+        return Err("modprobe -r memkit left the module loaded".into());
+    }
+    // What modprobe resolves the name to (kmod and busybox both print "insmod PATH"),
+    // then the load itself.
+    let said = modprobe(&["-D", NAME])?;
+    if !said.contains(&format!("insmod {installed}")) {
+        return Err(format!(
+            "modprobe -D memkit does not resolve to {installed}; it said: {said}"
+        ));
+    }
+    modprobe(&[NAME])?;
+    if !loaded()? {
+        return Err("modprobe memkit succeeded but memkit is not loaded".into());
+    }
+    for k in DeviceKind::ALL {
+        Device::open(k)
+            .and_then(|d| d.version())
+            .map_err(|e| format!("{} after modprobe: {e}", k.name()))?;
+    }
+    Ok(Outcome::Pass)
+}
+
+/// `memkit check`: as root, with the journal's pmem device, every required check
+/// passes (the module, each device with this tool's ABI, DAX, the mapping-dirty
+/// helpers) and the exit status is 0; as `nobody`, with the nodes at their default
+/// 0600 root, each device is reported denied and the exit status is 1.
+pub fn cli_memkit_check(_: &crate::Options) -> TestResult {
+    use std::os::unix::process::CommandExt;
+    let run = |nobody: bool| -> Result<(Option<i32>, serde_json::Value), String> {
+        let mut cmd = std::process::Command::new("memkit");
+        cmd.args(["--json", "check", "--device", "/dev/pmem0"]);
+        if nobody {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().map_err(|e| format!("memkit check: {e}"))?;
+        let v = serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "memkit check: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+        Ok((out.status.code(), v))
+    };
+    let (code, v) = run(false)?;
+    let checks = v["checks"].as_array().ok_or(format!("no checks: {v}"))?;
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap_or("?").to_string())
+    };
+    for name in [
+        "module",
+        "device memkit-journal",
+        "device memkit-rmem",
+        "device memkit-ckpt",
+        "dax /dev/pmem0",
+        "mapping-dirty-helpers",
+    ] {
+        if status(name).as_deref() != Some("ok") {
+            return Err(format!(
+                "as root, check {name:?} is {:?}: {v}",
+                status(name)
+            ));
+        }
+    }
+    if code != Some(0) || v["ok"] != true {
+        return Err(format!("as root: exit {code:?}, report {v}"));
+    }
+    // The guest kernel has every optional feature too.
+    for name in ["soft-dirty", "pagemap-scan", "userfaultfd"] {
+        if status(name).as_deref() != Some("ok") {
+            return Err(format!(
+                "optional check {name:?} is {:?}: {v}",
+                status(name)
+            ));
+        }
+    }
+    let nodes_default = DeviceKind::ALL.iter().all(|k| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(k.path()).is_ok_and(|m| m.mode() & 0o777 == 0o600 && m.uid() == 0)
+    });
+    if !nodes_default {
+        return Ok(Outcome::Skip("the device nodes are not 0600 root".into()));
+    }
+    let (code, v) = run(true)?;
+    let checks = v["checks"].as_array().ok_or(format!("no checks: {v}"))?;
+    for k in DeviceKind::ALL {
+        let name = format!("device {}", k.name());
+        let c = checks.iter().find(|c| c["name"] == name.as_str());
+        if c.map(|c| &c["status"]) != Some(&serde_json::json!("denied")) {
+            return Err(format!("as nobody, {name} is not denied: {v}"));
+        }
+    }
+    if code != Some(1) || v["ok"] != false {
+        return Err(format!("as nobody: exit {code:?}, report {v}"));
+    }
+    Ok(Outcome::Pass)
+}
+
 pub fn kmemleak_clean(_: &crate::Options) -> TestResult {
     let ctl = "/sys/kernel/debug/kmemleak";
     if !std::path::Path::new(ctl).exists() {
