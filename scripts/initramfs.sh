@@ -23,7 +23,7 @@ cp /bin/busybox "$stage/bin/busybox"
 cp "$ko" "$stage/lib/memkit/memkit.ko"
 if [ -n "${MEMKIT_INSTALL_KDIR:-}" ]; then
 	KDIR=$MEMKIT_INSTALL_KDIR DESTDIR=$stage "$MEMKIT_TOP/scripts/install.sh" module >/dev/null
-	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe.d/memkit.conf" "$stage/etc/modprobe.d/memkit.conf"
+	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe/memkit.conf" "$stage/etc/modprobe.d/memkit.conf"
 fi
 for b in "$@"; do
 	cp "$b" "$stage/bin/"

@@ -100,7 +100,7 @@ install_tools() {
 	install -D -m 0644 "$gen/fish/memkit.fish" "$prefix/share/fish/vendor_completions.d/memkit.fish"
 	step "installing the udev rule and the modprobe.d example"
 	install -D -m 0644 "$MEMKIT_TOP/tools/udev/70-memkit.rules" "$root$UDEVRULESDIR/70-memkit.rules"
-	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe.d/memkit.conf" "$root$MODPROBEDIR/memkit.conf"
+	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe/memkit.conf" "$root$MODPROBEDIR/memkit.conf"
 }
 
 uninstall() {
