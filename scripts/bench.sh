@@ -114,7 +114,9 @@ if [[ $skip != *,guest,* ]] || [[ $skip != *,memmap,* ]] || [[ $skip != *,ckpt,*
 	ko=$(scripts/build.sh module) || die "building memkit.ko failed"
 	step "packing the bench initramfs"
 	# mkfs.ext4 (e2fsprogs; busybox has no ext4): the PMDK peer's pool lives on ext4 -o dax.
-	scripts/initramfs.sh "$out/initramfs.cpio" "$ko" "$bin/memkit" "$bin/memkit-selftest" \
+	# MEMKIT_INSTALL_KDIR: the module also installed as `make install` does, for the
+	# selftests' job (modprobe memkit).
+	MEMKIT_INSTALL_KDIR=$kdir scripts/initramfs.sh "$out/initramfs.cpio" "$ko" "$bin/memkit" "$bin/memkit-selftest" \
 		"$bin/memkit-bench" "$(command -v mkfs.ext4 || echo /sbin/mkfs.ext4)" || die "packing the initramfs failed"
 	# A module that only works with the debugging options on is a bug: the guest
 	# selftests first, on this kernel (MEMKIT_BENCH_SELFTEST=0 skips them).
