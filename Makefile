@@ -15,6 +15,10 @@ export KDIR
 
 all: module tools
 
+# Build targets build: they check the host and name what is missing, and never install
+# packages; `make setup` (and `run`, `check`, `bench`, which call it) installs them.
+all module initramfs kernel: export MEMKIT_SETUP = check
+
 help:
 	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
 

@@ -25,7 +25,8 @@ kdir() {
 		echo "$KDIR"
 		return
 	fi
-	"$MEMKIT_TOP/scripts/setup-host.sh"
+	# MEMKIT_SETUP=check (the Makefile's build targets): check the host, install nothing.
+	"$MEMKIT_TOP/scripts/setup-host.sh" ${MEMKIT_SETUP:+"--$MEMKIT_SETUP"}
 	"$MEMKIT_TOP/scripts/kernel.sh" "${MEMKIT_KERNEL:-debug}"
 }
 

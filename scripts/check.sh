@@ -3,7 +3,8 @@
 #
 #   host   cargo test of tools/ (the CLI, the selftest runner and the pure logic of
 #          rust/pure/ shared with the module), rustfmt and clippy of both sides,
-#          make install/uninstall into a scratch DESTDIR (scripts/test-install.sh)
+#          make install/uninstall into a scratch DESTDIR (scripts/test-install.sh),
+#          the host set-up's decisions (scripts/test-setup.sh)
 #   guest  memkit.ko loaded in the test kernel under QEMU, memkit-selftest (KTAP)
 #
 # The last line is "N passed, N failed" (", N skipped" when some were); the exit
@@ -108,6 +109,14 @@ else
 fi
 # The module was built with CLIPPY=1 and refused on any warning by build.sh.
 case_result "clippy (module)" ok
+
+step "host: set-up's decisions (scripts/test-setup.sh), without touching the host"
+if scripts/test-setup.sh >"$logs/setup.log" 2>&1; then
+	case_result "host set-up checks, build targets install nothing" ok
+else
+	cat "$logs/setup.log" >&2
+	case_result "host set-up checks (see $logs/setup.log)" fail
+fi
 
 step "host: make install into a scratch DESTDIR, then make uninstall"
 if scripts/test-install.sh "$kdir" >"$logs/install.log" 2>&1; then

@@ -2,8 +2,20 @@
 # Installs what memkit's build needs on a Debian 12 host: Debian packages (with the
 # bookworm-backports and trixie-backports suites, on the machine's own mirror) and
 # bindgen-cli at a pinned version.  Idempotent: a second run checks and returns.
+#
+# usage: setup-host.sh [--check]
+#   --check  install nothing: exit 0 if everything is there, else name what is missing
+#            and point at `make setup` (what the build targets of the Makefile do;
+#            `make setup`, `run`, `check` and `bench` install)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+
+check_only=0
+case ${1:-} in
+--check) check_only=1 ;;
+"") ;;
+*) die "usage: setup-host.sh [--check]" ;;
+esac
 
 # Packages from the default suites.
 PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev
@@ -21,6 +33,13 @@ missing=()
 for p in "${PKGS[@]}" "$BPO_QEMU" "$BPO_LINUX"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+
+if [ "$check_only" = 1 ]; then
+	[ -x "$BINDGEN" ] || missing+=("bindgen-cli $BINDGEN_VERSION (cargo install, under $MEMKIT_CACHE)")
+	[ ${#missing[@]} -eq 0 ] ||
+		die "the host lacks what the build needs: ${missing[*]}; 'make setup' installs it (as root, Debian 12; Documentation/build.rst)"
+	exit 0
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
 	need_root "${missing[*]}"

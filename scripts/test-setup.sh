@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The host set-up's decision logic, without touching the host: a case of `make check`.
+#
+# - on this host (set up by the build before this runs), `setup-host.sh --check`
+#   finds everything and exits 0;
+# - on a host that lacks the packages (a stub dpkg-query that reports none installed,
+#   first in PATH), `setup-host.sh --check` and the Makefile's build target
+#   `make module` fail, name what is missing and `make setup`, and never run apt-get
+#   (a stub that records any call).
+#
+# usage: test-setup.sh    (prints "ok" or what is wrong; exit status says)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+stubs=$(mktemp -d)
+trap 'rm -rf "$stubs"' EXIT
+errors=()
+fail() { errors+=("$*"); }
+
+"$MEMKIT_TOP/scripts/setup-host.sh" --check 2>"$stubs/ok.err" ||
+	fail "setup-host.sh --check fails on the set-up host: $(cat "$stubs/ok.err")"
+
+printf '#!/bin/sh\nexit 1\n' >"$stubs/dpkg-query"
+printf '#!/bin/sh\necho "$0 $*" >>"%s/apt-calls"\nexit 1\n' "$stubs" >"$stubs/apt-get"
+chmod +x "$stubs/dpkg-query" "$stubs/apt-get"
+
+if PATH=$stubs:$PATH "$MEMKIT_TOP/scripts/setup-host.sh" --check 2>"$stubs/check.err"; then
+	fail "setup-host.sh --check passes with no package installed"
+fi
+grep -q "make setup" "$stubs/check.err" || fail "setup-host.sh --check does not point at 'make setup': $(cat "$stubs/check.err")"
+grep -q "qemu-system-x86" "$stubs/check.err" || fail "setup-host.sh --check does not name the missing packages"
+
+if PATH=$stubs:$PATH make -s -C "$MEMKIT_TOP" module KDIR= >/dev/null 2>"$stubs/make.err"; then
+	fail "make module passes with no package installed"
+fi
+grep -q "make setup" "$stubs/make.err" || fail "make module does not point at 'make setup': $(tail -n 3 "$stubs/make.err")"
+
+[ ! -e "$stubs/apt-calls" ] || fail "apt-get was run: $(cat "$stubs/apt-calls")"
+
+if [ ${#errors[@]} -gt 0 ]; then
+	printf '%s\n' "${errors[@]}"
+	exit 1
+fi
+echo ok
