@@ -34,6 +34,39 @@ for p in "${PKGS[@]}" "$BPO_QEMU" "$BPO_LINUX"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 
+# The added suites are pinned low (priority 1: nothing is installed or upgraded from
+# them unless asked for by name or -t) and only the two packages memkit asks for are
+# raised; without this, `apt-get upgrade` moves what qemu-system-x86 pulled from
+# bookworm-backports (qemu-system-data, seabios) on to trixie-backports versions.
+src=/etc/apt/sources.list.d/memkit-backports.sources
+pins=/etc/apt/preferences.d/memkit-backports
+pins_text="# Added by memkit's scripts/setup-host.sh: the suites of $src stay at
+# priority 1 but for the two packages memkit installs from them.
+Package: *
+Pin: release n=bookworm-backports
+Pin-Priority: 1
+
+Package: *
+Pin: release n=trixie-backports
+Pin-Priority: 1
+
+Package: $BPO_QEMU
+Pin: release n=bookworm-backports
+Pin-Priority: 500
+
+Package: $BPO_LINUX
+Pin: release n=trixie-backports
+Pin-Priority: 500"
+write_pins() {
+	[ "$(cat "$pins" 2>/dev/null)" != "$pins_text" ] || return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "memkit: warning: the backports suites are not pinned; run 'make setup' as root to write $pins" >&2
+		return 0
+	fi
+	step "pinning the backports suites low ($pins)"
+	printf '%s\n' "$pins_text" >"$pins"
+}
+
 if [ "$check_only" = 1 ]; then
 	[ -x "$BINDGEN" ] || missing+=("bindgen-cli $BINDGEN_VERSION (cargo install, under $MEMKIT_CACHE)")
 	[ ${#missing[@]} -eq 0 ] ||
@@ -41,9 +74,10 @@ if [ "$check_only" = 1 ]; then
 	exit 0
 fi
 
+[ ! -f "$src" ] || write_pins
+
 if [ ${#missing[@]} -gt 0 ]; then
 	need_root "${missing[*]}"
-	src=/etc/apt/sources.list.d/memkit-backports.sources
 	if [ ! -f "$src" ]; then
 		# Reuse the mirror of the machine's existing Debian source; no host name here.
 		uri=$(grep -hs -A3 -E '^Types:.*deb' /etc/apt/sources.list.d/*.sources |
@@ -60,6 +94,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 	fi
+	write_pins
 	step "apt-get update"
 	logged /tmp/memkit-apt-update.log apt-get update
 	step "installing ${missing[*]}"

@@ -2,7 +2,8 @@
 # The host set-up's decision logic, without touching the host: a case of `make check`.
 #
 # - on this host (set up by the build before this runs), `setup-host.sh --check`
-#   finds everything and exits 0;
+#   finds everything and exits 0, and `apt-get -s upgrade` takes nothing from the
+#   backports suites set-up added (they are pinned low);
 # - on a host that lacks the packages (a stub dpkg-query that reports none installed,
 #   first in PATH), `setup-host.sh --check` and the Makefile's build target
 #   `make module` fail, name what is missing and `make setup`, and never run apt-get
@@ -19,6 +20,15 @@ fail() { errors+=("$*"); }
 
 "$MEMKIT_TOP/scripts/setup-host.sh" --check 2>"$stubs/ok.err" ||
 	fail "setup-host.sh --check fails on the set-up host: $(cat "$stubs/ok.err")"
+
+# After set-up (which pins the backports suites it added), an upgrade takes nothing
+# from them: a simulation, which changes nothing.
+if [ -f /etc/apt/sources.list.d/memkit-backports.sources ]; then
+	[ -f /etc/apt/preferences.d/memkit-backports ] ||
+		fail "set-up added the backports suites without pinning them (/etc/apt/preferences.d/memkit-backports)"
+	moved=$(apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null | grep '^Inst .*Backports' || true)
+	[ -z "$moved" ] || fail "apt-get upgrade would take packages from the backports suites: $moved"
+fi
 
 printf '#!/bin/sh\nexit 1\n' >"$stubs/dpkg-query"
 printf '#!/bin/sh\necho "$0 $*" >>"%s/apt-calls"\nexit 1\n' "$stubs" >"$stubs/apt-get"
