@@ -3,24 +3,43 @@
 # bookworm-backports and trixie-backports suites, on the machine's own mirror) and
 # bindgen-cli at a pinned version.  Idempotent: a second run checks and returns.
 #
-# usage: setup-host.sh [--check]
+# cargo and rustfmt (for the tools and bindgen-cli) come from rustup when it is there
+# (~/.cargo/bin, which lib.sh puts first in PATH), else from Debian's cargo-web and
+# rustfmt-web (1.96, beside rustc-web: Debian's own cargo 0.66 cannot read the tools'
+# version-4 Cargo.lock). The kernel and the module always build with Debian's rustc.
+#
+# usage: setup-host.sh [--check | --plan]
 #   --check  install nothing: exit 0 if everything is there, else name what is missing
 #            and point at `make setup` (what the build targets of the Makefile do;
 #            `make setup`, `run`, `check` and `bench` install)
+#   --plan   install nothing: print the cargo it chose and the packages it would
+#            install, one "key: value" line each (scripts/test-setup.sh reads them)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-check_only=0
+mode=install
 case ${1:-} in
---check) check_only=1 ;;
+--check) mode=check ;;
+--plan) mode=plan ;;
 "") ;;
-*) die "usage: setup-host.sh [--check]" ;;
+*) die "usage: setup-host.sh [--check | --plan]" ;;
 esac
+check_only=0
+[ "$mode" != check ] || check_only=1
 
 # Packages from the default suites.
 PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod dwarves busybox-static
 	make gcc libc6-dev xz-utils jq libpmemobj-dev libblkid-dev)
+
+# Which cargo: rustup's if one is in PATH, else Debian's 1.96 packages.
+if command -v rustup >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1 &&
+	[ "$(command -v cargo)" != /usr/bin/cargo ]; then
+	cargo_from="rustup ($(command -v cargo))"
+else
+	cargo_from="debian (cargo-web, rustfmt-web: /usr/bin/cargo)"
+	PKGS+=(cargo-web rustfmt-web)
+fi
 # Packages that only a backports suite has.
 BPO_QEMU=qemu-system-x86
 BPO_LINUX=linux-source-$KERNEL_SERIES
@@ -33,6 +52,13 @@ missing=()
 for p in "${PKGS[@]}" "$BPO_QEMU" "$BPO_LINUX"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+
+if [ "$mode" = plan ]; then
+	echo "cargo: $cargo_from"
+	echo "missing: ${missing[*]}"
+	[ -x "$BINDGEN" ] || echo "bindgen: cargo install bindgen-cli $BINDGEN_VERSION"
+	exit 0
+fi
 
 # The added suites are pinned low (priority 1: nothing is installed or upgraded from
 # them unless asked for by name or -t) and only the two packages memkit asks for are
@@ -108,6 +134,7 @@ SRC
 	logged /tmp/memkit-apt-linux.log apt-get install -y --no-install-recommends -t trixie-backports "$BPO_LINUX"
 	step "host packages installed"
 fi
+[ "$check_only" = 1 ] || step "cargo and rustfmt: $cargo_from"
 
 if [ ! -x "$BINDGEN" ]; then
 	step "cargo install bindgen-cli $BINDGEN_VERSION (about a minute)"

@@ -4,6 +4,8 @@
 # - on this host (set up by the build before this runs), `setup-host.sh --check`
 #   finds everything and exits 0, and `apt-get -s upgrade` takes nothing from the
 #   backports suites set-up added (they are pinned low);
+# - set-up picks rustup's cargo when rustup is in PATH, and Debian's cargo-web and
+#   rustfmt-web when it is hidden (--plan: it installs nothing);
 # - on a host that lacks the packages (a stub dpkg-query that reports none installed,
 #   first in PATH), `setup-host.sh --check` and the Makefile's build target
 #   `make module` fail, name what is missing and `make setup`, and never run apt-get
@@ -28,6 +30,25 @@ if [ -f /etc/apt/sources.list.d/memkit-backports.sources ]; then
 		fail "set-up added the backports suites without pinning them (/etc/apt/preferences.d/memkit-backports)"
 	moved=$(apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null | grep '^Inst .*Backports' || true)
 	[ -z "$moved" ] || fail "apt-get upgrade would take packages from the backports suites: $moved"
+fi
+
+# Which cargo set-up picks: rustup's when it is in PATH; with rustup hidden (HOME
+# elsewhere, so lib.sh adds no ~/.cargo/bin, and PATH without it), Debian's cargo-web
+# and rustfmt-web, which it then installs.
+plan=$("$MEMKIT_TOP/scripts/setup-host.sh" --plan)
+if command -v rustup >/dev/null 2>&1; then
+	grep -q '^cargo: rustup' <<<"$plan" || fail "with rustup in PATH, set-up chose: $(grep '^cargo:' <<<"$plan")"
+	grep -q 'cargo-web' <<<"$plan" && fail "with rustup in PATH, set-up would install cargo-web"
+fi
+no_rustup_path=$(tr ':' '\n' <<<"$PATH" | grep -v '/\.cargo/bin$' | while read -r d; do
+	[ -x "$d/rustup" ] || printf '%s:' "$d"
+done)
+mkdir -p "$stubs/home"
+plan=$(HOME=$stubs/home PATH=${no_rustup_path%:} "$MEMKIT_TOP/scripts/setup-host.sh" --plan)
+grep -q '^cargo: debian' <<<"$plan" || fail "with rustup hidden, set-up chose: $(grep '^cargo:' <<<"$plan")"
+if ! dpkg-query -W -f='${Status}' cargo-web 2>/dev/null | grep -q 'install ok installed'; then
+	grep -q '^missing:.* cargo-web' <<<"$plan" && grep -q '^missing:.* rustfmt-web' <<<"$plan" ||
+		fail "with rustup hidden, set-up would not install cargo-web and rustfmt-web: $plan"
 fi
 
 printf '#!/bin/sh\nexit 1\n' >"$stubs/dpkg-query"
