@@ -73,10 +73,10 @@ job=$logs/job.sh
 rm -f "$logs/pmem0.img"
 # The boot limit leaves room for a host whose two cores are busy (another guest); the
 # run's limit catches a hung guest, not a slow one (each case has its own limit in
-# memkit-selftest): the cases took 400-520 s on a quiet host, about twice that on a
-# loaded one.
+# memkit-selftest, 600 s): the cases took 400-520 s on a quiet host, and up to 1260 s
+# on a loaded one.
 scripts/vm.sh --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --job "$job" \
-	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 2400 --boot-timeout 300 &
+	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 3600 --boot-timeout 300 &
 guest_pid=$!
 
 step "host: cargo test"
