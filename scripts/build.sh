@@ -69,12 +69,14 @@ tools() {
 }
 
 initramfs() {
-	local ko bin out
-	ko=$(module)
+	local k ko bin out
+	# The kernel once (set-up and kernel build included); module() then only checks it.
+	k=$(kdir)
+	ko=$(KDIR=$k module)
 	bin=$(tools)
 	out=$(dirname "$(dirname "$ko")")/initramfs.cpio
 	step "packing the initramfs"
-	MEMKIT_INSTALL_KDIR=$(kdir) "$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
+	MEMKIT_INSTALL_KDIR=$k "$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
 	echo "$out"
 }
 

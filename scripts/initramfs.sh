@@ -22,7 +22,7 @@ mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/memkit,mnt}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$ko" "$stage/lib/memkit/memkit.ko"
 if [ -n "${MEMKIT_INSTALL_KDIR:-}" ]; then
-	KDIR=$MEMKIT_INSTALL_KDIR DESTDIR=$stage "$MEMKIT_TOP/scripts/install.sh" module >/dev/null
+	KDIR=$MEMKIT_INSTALL_KDIR MEMKIT_MODULE_KO=$ko DESTDIR=$stage "$MEMKIT_TOP/scripts/install.sh" module >/dev/null
 	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe/memkit.conf" "$stage/etc/modprobe.d/memkit.conf"
 fi
 for b in "$@"; do

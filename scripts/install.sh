@@ -49,7 +49,8 @@ install_module() {
 	local k ko mo rel
 	set_kdir
 	k=$KDIR
-	ko=$("$MEMKIT_TOP/scripts/build.sh" module)
+	# MEMKIT_MODULE_KO: a memkit.ko already built against KDIR (initramfs.sh passes it).
+	ko=${MEMKIT_MODULE_KO:-$("$MEMKIT_TOP/scripts/build.sh" module)}
 	mo=$(dirname "$ko")
 	rel=$(kernel_release "$k")
 	step "installing memkit.ko for $rel under ${root:-/}lib/modules/$rel/extra"
