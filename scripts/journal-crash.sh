@@ -80,8 +80,11 @@ for ((i = 0; i <= kills; i++)); do
 	for attempt in 1 2; do
 		booted[$boot_flavour]=$((${booted[$boot_flavour]:-0} + 1))
 		rc=0
+		# --boot-timeout as make check's guest: beside that guest on a loaded host, the
+		# debug boot once took past vm.sh's default 120 s to reach its job.
 		"$MEMKIT_TOP/scripts/vm.sh" --quiet --kernel "$boot_kdir/arch/x86/boot/bzImage" --initrd "$boot_initrd" \
-			--job "$job" --pmem "$pmem:64M" --logdir "$dir/boot-$i" --timeout 300 "${kill_args[@]}" || rc=$?
+			--job "$job" --pmem "$pmem:64M" --logdir "$dir/boot-$i" --timeout 600 --boot-timeout 300 \
+			"${kill_args[@]}" || rc=$?
 		out=$dir/boot-$i/output.txt
 		tr -d '\r' <"$out" >"$out.clean"
 		# QEMU itself can abort under TCG (seen once in a few hundred boots: an
