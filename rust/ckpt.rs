@@ -40,6 +40,8 @@ use kernel::{
     new_mutex,
     page::Page,
     prelude::*,
+    seq_file::SeqFile,
+    seq_print,
     sync::Mutex,
     uaccess::{UserPtr, UserSlice},
 };
@@ -638,7 +640,7 @@ impl MiscDevice for CkptDevice {
     fn ioctl(me: Pin<&CkptDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
             Some(abi::Command::Version) => {
-                crate::uapi::version(arg, abi::DEV_CKPT, abi::FEAT_CKPT_DIRTY)
+                crate::uapi::version(arg, abi::DEV_CKPT, abi::FEAT_CKPT_DIRTY | abi::FEAT_FDINFO)
             }
             Some(abi::Command::CkptCreate) => me.create(file, arg),
             Some(abi::Command::CkptStart) => me.start(arg),
@@ -650,5 +652,37 @@ impl MiscDevice for CkptDevice {
             Some(abi::Command::CkptCopyDiff) => me.copy_diff(arg),
             _ => Err(ENOTTY),
         }
+    }
+
+    /// `/proc/PID/fdinfo/FD`: the file's region (`abi::fdinfo`, what `memkit list`
+    /// reads).
+    fn show_fdinfo(me: Pin<&CkptDevice>, m: &SeqFile, _file: &File) {
+        use abi::fdinfo as key;
+        seq_print!(m, "{}:\tckpt\n", key::DEVICE);
+        let guard = me.region.lock();
+        let Some(r) = guard.as_ref() else {
+            seq_print!(m, "{}:\tnone\n", key::REGION);
+            return;
+        };
+        seq_print!(
+            m,
+            "{}:\t{}\n",
+            key::REGION,
+            r.base >> RegionId::WINDOW_SHIFT
+        );
+        seq_print!(
+            m,
+            "{}:\t{:#x}\n",
+            key::MMAP_OFFSET,
+            r.base << crate::edge::PAGE_SHIFT
+        );
+        seq_print!(m, "{}:\t{}\n", key::BYTES, r.stats.bytes);
+        seq_print!(
+            m,
+            "{}:\t{}\n",
+            key::PAGES_ALLOCATED,
+            r.stats.pages_allocated
+        );
+        seq_print!(m, "{}:\t{}\n", key::INTERVALS, r.stats.intervals);
     }
 }

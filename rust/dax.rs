@@ -26,6 +26,8 @@ struct RawDax {
     kaddr: *mut u8,
     size: u64,
     sync: bool,
+    dev_major: u32,
+    dev_minor: u32,
 }
 
 extern "C" {
@@ -94,6 +96,8 @@ impl DaxDevice {
             kaddr: core::ptr::null_mut(),
             size: 0,
             sync: false,
+            dev_major: 0,
+            dev_minor: 0,
         };
         // SAFETY: `path` is NUL-terminated; `raw` is a valid `RawDax` on our stack.
         let ret = unsafe { memkit_dax_open(path.as_char_ptr(), &mut raw) };
@@ -107,6 +111,11 @@ impl DaxDevice {
     /// Bytes mapped.
     pub(crate) fn len(&self) -> u64 {
         self.raw.size
+    }
+
+    /// The block device's number, `(major, minor)`.
+    pub(crate) fn dev(&self) -> (u32, u32) {
+        (self.raw.dev_major, self.raw.dev_minor)
     }
 
     /// Whether the mapping is synchronous (no device flush needed for durability).

@@ -73,6 +73,8 @@ struct memkit_dax {
 	void *kaddr;
 	u64 size;
 	bool sync;
+	u32 dev_major;
+	u32 dev_minor;
 };
 
 /* The holder that claims the block device and its DAX device while attached. */
@@ -100,6 +102,8 @@ int memkit_dax_open(const char *path, struct memkit_dax *d)
 		return err;
 	}
 	bdev = file_bdev(d->bdev_file);
+	d->dev_major = MAJOR(bdev->bd_dev);
+	d->dev_minor = MINOR(bdev->bd_dev);
 	d->dax_dev = fs_dax_get_by_bdev(bdev, &start_off, &memkit_dax_holder, NULL);
 	if (!d->dax_dev) {
 		err = -EOPNOTSUPP;

@@ -61,6 +61,8 @@ use kernel::{
     },
     new_condvar, new_mutex,
     prelude::*,
+    seq_file::SeqFile,
+    seq_print,
     sync::{
         Arc,
         CondVar,
@@ -666,6 +668,11 @@ impl Shared {
         *lines += pm.lines;
     }
 
+    /// The attached device's number, `(major, minor)`.
+    fn device(&self) -> Option<(u32, u32)> {
+        self.state.lock().att.as_ref().map(|a| a.dax.dev())
+    }
+
     fn status(&self) -> abi::JournalStatus {
         let st = self.state.lock();
         let mut s = abi::JournalStatus {
@@ -894,9 +901,11 @@ impl MiscDevice for JournalDevice {
             }
         };
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => {
-                uapi::version(arg, abi::DEV_JOURNAL, abi::FEAT_JOURNAL_TX)
-            }
+            Some(abi::Command::Version) => uapi::version(
+                arg,
+                abi::DEV_JOURNAL,
+                abi::FEAT_JOURNAL_TX | abi::FEAT_FDINFO,
+            ),
             Some(abi::Command::JournalAttach) => writable().and_then(|()| me.ioctl_attach(arg)),
             Some(abi::Command::JournalDetach) => writable().and_then(|()| me.ioctl_detach(arg)),
             Some(abi::Command::JournalStatus) => me.ioctl_status(arg),
@@ -910,5 +919,16 @@ impl MiscDevice for JournalDevice {
         let n = kiocb.file().shared.read(pos, iov)?;
         *kiocb.ki_pos_mut() += n as i64;
         Ok(n)
+    }
+
+    /// `/proc/PID/fdinfo/FD`: the attached device (`abi::fdinfo`, what `memkit list`
+    /// reads).
+    fn show_fdinfo(me: Pin<&JournalDevice>, m: &SeqFile, _file: &File) {
+        use abi::fdinfo as key;
+        seq_print!(m, "{}:\tjournal\n", key::DEVICE);
+        match me.shared.device() {
+            Some((major, minor)) => seq_print!(m, "{}:\t{major}:{minor}\n", key::JOURNAL_DEV),
+            None => seq_print!(m, "{}:\tnone\n", key::JOURNAL_DEV),
+        }
     }
 }

@@ -67,6 +67,8 @@ use kernel::{
     new_mutex, new_work,
     page::Page,
     prelude::*,
+    seq_file::SeqFile,
+    seq_print,
     sync::{aref::ARef, Arc, ArcBorrow, Mutex, MutexGuard, UniqueArc},
     time::{
         hrtimer::{
@@ -1973,12 +1975,41 @@ impl MiscDevice for RmemDevice {
 
     fn ioctl(me: Pin<&RmemDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => {
-                crate::uapi::version(arg, abi::DEV_RMEM, abi::FEAT_RMEM_PREFETCH)
-            }
+            Some(abi::Command::Version) => crate::uapi::version(
+                arg,
+                abi::DEV_RMEM,
+                abi::FEAT_RMEM_PREFETCH | abi::FEAT_FDINFO,
+            ),
             Some(abi::Command::RmemConfigure) => me.configure(file, arg),
             Some(abi::Command::RmemStats) => me.stats(arg),
             _ => Err(ENOTTY),
         }
+    }
+
+    /// `/proc/PID/fdinfo/FD`: the file's region (`abi::fdinfo`, what `memkit list`
+    /// reads).
+    fn show_fdinfo(me: Pin<&RmemDevice>, m: &SeqFile, _file: &File) {
+        use abi::fdinfo as key;
+        seq_print!(m, "{}:\trmem\n", key::DEVICE);
+        let Some(r) = me.region.lock().clone() else {
+            seq_print!(m, "{}:\tnone\n", key::REGION);
+            return;
+        };
+        let mut s = abi::RmemStats::default();
+        r.stats(&mut s);
+        seq_print!(
+            m,
+            "{}:\t{}\n",
+            key::REGION,
+            r.base >> RegionId::WINDOW_SHIFT
+        );
+        seq_print!(m, "{}:\t{:#x}\n", key::MMAP_OFFSET, r.base << PAGE_SHIFT);
+        seq_print!(m, "{}:\t{}\n", key::BYTES, s.bytes);
+        seq_print!(m, "{}:\t{}\n", key::BACKEND, r.cfg.backend.name());
+        seq_print!(m, "{}:\t{}\n", key::POLICY, r.cfg.policy.name());
+        seq_print!(m, "{}:\t{}\n", key::BUDGET, s.budget);
+        seq_print!(m, "{}:\t{}\n", key::LOCAL, s.local);
+        seq_print!(m, "{}:\t{}\n", key::FAULTS_SYNC, s.faults_sync);
+        seq_print!(m, "{}:\t{}\n", key::PREFETCHES, s.prefetches);
     }
 }

@@ -14,7 +14,7 @@
 /// Major ABI version: bumped on an incompatible change.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor ABI version: bumped when commands or struct fields are added.
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 
 /// The ioctl type byte of every memkit command.
 pub const IOC_MAGIC: u32 = 0xE7;
@@ -34,8 +34,48 @@ pub const FEAT_JOURNAL_TX: u64 = 1 << 0;
 pub const FEAT_RMEM_PREFETCH: u64 = 1 << 1;
 /// Feature bit: checkpoint dirty tracking.
 pub const FEAT_CKPT_DIRTY: u64 = 1 << 2;
+/// Feature bit (ABI 1.1): the device's open files describe themselves (the
+/// journal's device, the file's region) in `/proc/PID/fdinfo/FD`, in the lines of
+/// [`fdinfo`].
+pub const FEAT_FDINFO: u64 = 1 << 3;
 /// Every feature bit this ABI version defines.
-pub const FEATURES_KNOWN: u64 = FEAT_JOURNAL_TX | FEAT_RMEM_PREFETCH | FEAT_CKPT_DIRTY;
+pub const FEATURES_KNOWN: u64 =
+    FEAT_JOURNAL_TX | FEAT_RMEM_PREFETCH | FEAT_CKPT_DIRTY | FEAT_FDINFO;
+
+/// The lines memkit's devices add to `/proc/PID/fdinfo/FD` of their open files
+/// (`FEAT_FDINFO`), each `KEY:\tVALUE`, as DRM's `drm-` keys: what `memkit list`
+/// reads. Every file has [`DEVICE`](fdinfo::DEVICE); a journal file has
+/// [`JOURNAL_DEV`](fdinfo::JOURNAL_DEV); an rmem or ckpt file has
+/// [`REGION`](fdinfo::REGION), and once it has a region, the other keys its device
+/// lists. Numbers are decimal, except `memkit-mmap-offset` (hex, `0x…`).
+pub mod fdinfo {
+    /// `journal`, `rmem` or `ckpt`.
+    pub const DEVICE: &str = "memkit-device";
+    /// journal: the attached block device, `MAJOR:MINOR`, or `none`.
+    pub const JOURNAL_DEV: &str = "memkit-journal-dev";
+    /// The region's id (its mmap window), or `none` before configure/create.
+    pub const REGION: &str = "memkit-region";
+    /// The offset to mmap the region at.
+    pub const MMAP_OFFSET: &str = "memkit-mmap-offset";
+    /// Region bytes.
+    pub const BYTES: &str = "memkit-bytes";
+    /// rmem: `emulated` or `agent`.
+    pub const BACKEND: &str = "memkit-backend";
+    /// rmem: the prefetch policy's name (`ptline`, …).
+    pub const POLICY: &str = "memkit-policy";
+    /// rmem: the local budget, pages.
+    pub const BUDGET: &str = "memkit-budget-pages";
+    /// rmem: pages local now.
+    pub const LOCAL: &str = "memkit-local-pages";
+    /// rmem: faults served from the backend synchronously.
+    pub const FAULTS_SYNC: &str = "memkit-faults-sync";
+    /// rmem: prefetches issued.
+    pub const PREFETCHES: &str = "memkit-prefetches";
+    /// ckpt: pages touched so far.
+    pub const PAGES_ALLOCATED: &str = "memkit-pages-allocated";
+    /// ckpt: clearing collects (checkpoint intervals).
+    pub const INTERVALS: &str = "memkit-intervals";
+}
 
 // The generic `_IOC` encoding (x86, arm64, riscv; not alpha, mips, powerpc, sparc).
 const IOC_NRBITS: u32 = 8;

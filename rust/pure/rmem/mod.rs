@@ -50,6 +50,14 @@ impl Backend {
             _ => None,
         }
     }
+
+    /// The backend's name, as `fdinfo` and the tools spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Emulated => "emulated",
+            Backend::Agent => "agent",
+        }
+    }
 }
 
 /// How a fault chooses the pages to prefetch.

@@ -29,6 +29,7 @@ int main(void)
 	P("MEMKIT_FEAT_JOURNAL_TX", MEMKIT_FEAT_JOURNAL_TX);
 	P("MEMKIT_FEAT_RMEM_PREFETCH", MEMKIT_FEAT_RMEM_PREFETCH);
 	P("MEMKIT_FEAT_CKPT_DIRTY", MEMKIT_FEAT_CKPT_DIRTY);
+	P("MEMKIT_FEAT_FDINFO", MEMKIT_FEAT_FDINFO);
 	P("MEMKIT_FEATURES_KNOWN", MEMKIT_FEATURES_KNOWN);
 	P("MEMKIT_IOC_VERSION", MEMKIT_IOC_VERSION);
 	P("sizeof.memkit_version", sizeof(struct memkit_version));
@@ -221,6 +222,7 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_FEAT_JOURNAL_TX", abi::FEAT_JOURNAL_TX),
         ("MEMKIT_FEAT_RMEM_PREFETCH", abi::FEAT_RMEM_PREFETCH),
         ("MEMKIT_FEAT_CKPT_DIRTY", abi::FEAT_CKPT_DIRTY),
+        ("MEMKIT_FEAT_FDINFO", abi::FEAT_FDINFO),
         ("MEMKIT_FEATURES_KNOWN", abi::FEATURES_KNOWN),
         ("MEMKIT_IOC_VERSION", abi::IOC_VERSION.into()),
         ("sizeof.memkit_version", abi::Version::SIZE as u64),

@@ -786,10 +786,11 @@ fn encode_ranges(ranges: &[abi::JournalRange]) -> Vec<u8> {
 
 /// Names of the feature bits set in `features`; unknown bits as hex.
 pub fn feature_names(features: u64) -> Vec<String> {
-    const NAMES: [(u64, &str); 3] = [
+    const NAMES: [(u64, &str); 4] = [
         (abi::FEAT_JOURNAL_TX, "journal-tx"),
         (abi::FEAT_RMEM_PREFETCH, "rmem-prefetch"),
         (abi::FEAT_CKPT_DIRTY, "ckpt-dirty"),
+        (abi::FEAT_FDINFO, "fdinfo"),
     ];
     let mut names: Vec<String> = NAMES
         .iter()
@@ -903,7 +904,7 @@ mod tests {
         assert!(feature_names(0).is_empty());
         assert_eq!(
             feature_names(abi::FEATURES_KNOWN),
-            ["journal-tx", "rmem-prefetch", "ckpt-dirty"]
+            ["journal-tx", "rmem-prefetch", "ckpt-dirty", "fdinfo"]
         );
         assert_eq!(
             feature_names(1 << 40 | abi::FEAT_CKPT_DIRTY),

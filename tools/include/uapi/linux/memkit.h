@@ -25,7 +25,7 @@
 #include <linux/types.h>
 
 #define MEMKIT_ABI_MAJOR 1
-#define MEMKIT_ABI_MINOR 0
+#define MEMKIT_ABI_MINOR 1
 
 /* The ioctl type byte of every memkit command (unused in ioctl-number.rst). */
 #define MEMKIT_IOC_MAGIC 0xE7
@@ -41,13 +41,21 @@
 /*
  * Feature bits of memkit_version.features: each device sets the bit of what it
  * implements (the journal MEMKIT_FEAT_JOURNAL_TX, rmem MEMKIT_FEAT_RMEM_PREFETCH,
- * ckpt MEMKIT_FEAT_CKPT_DIRTY).
+ * ckpt MEMKIT_FEAT_CKPT_DIRTY; all three MEMKIT_FEAT_FDINFO).
  */
 #define MEMKIT_FEAT_JOURNAL_TX (1ULL << 0)
 #define MEMKIT_FEAT_RMEM_PREFETCH (1ULL << 1)
 #define MEMKIT_FEAT_CKPT_DIRTY (1ULL << 2)
-#define MEMKIT_FEATURES_KNOWN \
-	(MEMKIT_FEAT_JOURNAL_TX | MEMKIT_FEAT_RMEM_PREFETCH | MEMKIT_FEAT_CKPT_DIRTY)
+/*
+ * ABI 1.1: the open files of each device describe themselves (the journal's
+ * device, the file's region) in /proc/PID/fdinfo/FD, one "memkit-KEY:\tVALUE"
+ * line per field
+ * (Documentation/userspace-api.rst lists the keys).
+ */
+#define MEMKIT_FEAT_FDINFO (1ULL << 3)
+#define MEMKIT_FEATURES_KNOWN                                   \
+	(MEMKIT_FEAT_JOURNAL_TX | MEMKIT_FEAT_RMEM_PREFETCH |   \
+	 MEMKIT_FEAT_CKPT_DIRTY | MEMKIT_FEAT_FDINFO)
 
 /**
  * struct memkit_version - MEMKIT_IOC_VERSION, answered by every device.
