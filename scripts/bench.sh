@@ -27,7 +27,7 @@
 #           memkit CLI — checkpoints per second on 64 MiB at 1 % dirty (memkit region
 #           and soft-dirty), time stopped with and without pre-copy (uniform and Zipf
 #           writes), bytes sent with and without diffs (sparse and dense writes)
-#   rmem    a fourth boot (-m 2G): `memkit rmem run`, an access-pattern program over a
+#   rmem    a fourth boot (-m 2G): `memkit workload rmem-run`, an access-pattern program over a
 #           region 4x its local budget — sequential, strided 2/4/16, uniform random,
 #           Zipf, pointer chase — at two emulated latencies, per prefetch policy; and
 #           the Linux peer in the same boot: the same program on anonymous memory in a

@@ -1,5 +1,5 @@
 # Guest job of `make bench` (scripts/bench.sh), step "rmem": the access-pattern
-# program (`memkit rmem run`) over a region 4x its local budget, per emulated latency,
+# program (`memkit workload rmem-run`) over a region 4x its local budget, per emulated latency,
 # pattern and prefetch policy; and the same program on anonymous memory in a memory
 # cgroup limited to the same budget, swapping to a RAM-backed null_blk device with the
 # same per-request latency (swap VMA readahead on: the Linux peer). One JSON line per
@@ -44,7 +44,7 @@ mkdir -p $cg
 # What the program itself costs the cgroup (binary, stack, heap) with a 1-page
 # region: added to the peer's limit so that both get `budget` pages for data.
 echo max >$cg/memory.max
-sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json rmem run --anon --pages 1 --budget 1 --ops 1 >/dev/null" || fail=1
+sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json workload rmem-run --anon --pages 1 --budget 1 --ops 1 >/dev/null" || fail=1
 slack=$(cat $cg/memory.peak)
 limit=$((budget * 4096 + slack))
 echo "bench: peer cgroup: memory.max = $budget pages + $slack bytes of the program's own"
@@ -65,11 +65,11 @@ for lat in $(echo "$lats" | tr , ' '); do
 	for pat in $(echo "$patterns" | tr , ' '); do
 		echo max >$cg/memory.swap.max
 		echo $limit >$cg/memory.max
-		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json rmem run --anon --pages $pages --budget $budget --lat-us $lat --pattern $pat --ops $ops")
+		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json workload rmem-run --anon --pages $pages --budget $budget --lat-us $lat --pattern $pat --ops $ops")
 		[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
 		echo max >$cg/memory.max
 		for pol in $(echo "$policies" | tr , ' '); do
-			line=$(memkit --json rmem run --pages $pages --budget $budget --policy $pol \
+			line=$(memkit --json workload rmem-run --pages $pages --budget $budget --policy $pol \
 				--degree $degree --lat-us $lat --page-ns 0 --deadline-us $((lat * 10)) \
 				--inflight 64 --pattern $pat --ops $ops)
 			[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
@@ -82,12 +82,12 @@ for lat in $(echo "$lats" | tr , ' '); do
 		echo 5 >/proc/sys/vm/page-cluster
 		echo max >$cg/memory.swap.max
 		echo $limit >$cg/memory.max
-		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json rmem run --anon --pages $pages --budget $budget --lat-us $lat --pattern seq --ops $ops")
+		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json workload rmem-run --anon --pages $pages --budget $budget --lat-us $lat --pattern seq --ops $ops")
 		[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1
 		echo max >$cg/memory.max
 		echo "$cluster" >/proc/sys/vm/page-cluster
 		for pol in $(echo "$wide" | tr , ' '); do
-			line=$(memkit --json rmem run --pages $pages --budget $budget --policy $pol \
+			line=$(memkit --json workload rmem-run --pages $pages --budget $budget --policy $pol \
 				--degree 31 --lat-us $lat --page-ns 0 --deadline-us $((lat * 10)) \
 				--inflight 64 --pattern seq --ops $ops)
 			[ -n "$line" ] && echo "{\"rmem\":$line}" || fail=1

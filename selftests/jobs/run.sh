@@ -22,28 +22,28 @@ say "memkit journal tx --range 65536:str:hello --range 73728:str:world"
 memkit journal tx --range 65536:str:hello --range 73728:str:world || exit 1
 say "memkit journal read 65536 5; memkit journal read 73728 5"
 memkit journal read 65536 5 && memkit journal read 73728 5
-say "memkit ckpt demo --pages 64 --rounds 5   # dirty tracking: collect, diffs, a replica"
-memkit ckpt demo --pages 64 --rounds 5 || exit 1
+say "memkit workload ckpt-demo --pages 64 --rounds 5   # dirty tracking: collect, diffs, a replica"
+memkit workload ckpt-demo --pages 64 --rounds 5 || exit 1
 say "memkit ckpt backup --once --dir /tmp/replica --listen 127.0.0.1:7070 &   # a backup on loopback"
 memkit ckpt backup --once --dir /tmp/replica --listen 127.0.0.1:7070 >/tmp/backup.log 2>&1 &
 sleep 1
-say "memkit ckpt run --backup 127.0.0.1:7070 --bytes 2M --count 10 --precopy --then stop -- memkit ckpt writer --threads 2 --rate 300 --pattern zipf"
+say "memkit ckpt run --backup 127.0.0.1:7070 --bytes 2M --count 10 --precopy --then stop -- memkit workload ckpt-writer --threads 2 --rate 300 --pattern zipf"
 memkit ckpt run --backup 127.0.0.1:7070 --bytes 2M --count 10 --precopy --then stop -- \
-	memkit ckpt writer --threads 2 --rate 300 --pattern zipf 2>/dev/null | tee /tmp/run.txt || exit 1
+	memkit workload ckpt-writer --threads 2 --rate 300 --pattern zipf 2>/dev/null | tee /tmp/run.txt || exit 1
 pid=$(sed -n 's/.* of process \([0-9]*\) .*/\1/p' /tmp/run.txt)
 say "memkit ckpt verify --pid $pid --dir /tmp/replica   # the stopped writer vs the replica, byte for byte"
 memkit ckpt verify --pid "$pid" --dir /tmp/replica || exit 1
 kill -9 "$pid"
-say "memkit rmem run --pages 512 --budget 128 --policy none --pattern seq   # remote memory: a scan, every page a sync fault"
-memkit rmem run --pages 512 --budget 128 --policy none --pattern seq --ops 512 || exit 1
-say "memkit rmem run --pages 512 --budget 128 --policy ptline --pattern seq   # the same scan, prefetching each fault's PTE line"
-memkit rmem run --pages 512 --budget 128 --policy ptline --pattern seq --ops 512 || exit 1
-say "memkit rmem server --listen 127.0.0.1:7071 & memkit rmem agent --server 127.0.0.1:7071 --policy window -- memkit rmem run --inherit --pattern random   # pages from a TCP memory server"
+say "memkit workload rmem-run --pages 512 --budget 128 --policy none --pattern seq   # remote memory: a scan, every page a sync fault"
+memkit workload rmem-run --pages 512 --budget 128 --policy none --pattern seq --ops 512 || exit 1
+say "memkit workload rmem-run --pages 512 --budget 128 --policy ptline --pattern seq   # the same scan, prefetching each fault's PTE line"
+memkit workload rmem-run --pages 512 --budget 128 --policy ptline --pattern seq --ops 512 || exit 1
+say "memkit rmem server --listen 127.0.0.1:7071 & memkit rmem agent --server 127.0.0.1:7071 --policy window -- memkit workload rmem-run --inherit --pattern random   # pages from a TCP memory server"
 memkit rmem server --listen 127.0.0.1:7071 --pages 512 >/dev/null 2>&1 &
 srv=$!
 sleep 1
 memkit rmem agent --server 127.0.0.1:7071 --pages 512 --budget 64 --policy window -- \
-	memkit rmem run --inherit --pattern random --ops 200 --write-every 4 || exit 1
+	memkit workload rmem-run --inherit --pattern random --ops 200 --write-every 4 || exit 1
 { kill "$srv" && wait "$srv"; } 2>/dev/null
 say "memkit rmem stats"
 memkit rmem stats

@@ -1,5 +1,5 @@
 //! `memkit-bench ckpt-run`: the checkpointer end to end, through the `memkit` CLI
-//! exactly as a user runs it — `memkit ckpt backup` on loopback, `memkit ckpt writer`
+//! exactly as a user runs it — `memkit ckpt backup` on loopback, `memkit workload ckpt-writer`
 //! as the program, `memkit --json ckpt run --pid PID --reports` — in three parts:
 //!
 //! - `rate`: checkpoints per second sustained back to back (`--interval-ms 0`) on
@@ -301,8 +301,8 @@ fn one_run(o: &CkptRunOpts, s: &Spec) -> io::Result<CkptRunSample> {
         .to_string();
 
     let mut w = args(&[
-        "ckpt",
-        "writer",
+        "workload",
+        "ckpt-writer",
         "--bytes",
         &s.bytes.to_string(),
         "--threads",

@@ -206,7 +206,7 @@ impl CkptRunSample {
     }
 }
 
-/// One run of the remote-memory access program: the JSON line `memkit rmem run`
+/// One run of the remote-memory access program: the JSON line `memkit workload rmem-run`
 /// prints (guest job `bench-rmem`), read back with the same type.
 pub use memkit::workload::RunReport as RmemSample;
 

@@ -300,13 +300,14 @@ fn render(r: &Report) -> String {
     s
 }
 
-/// `memkit check [--device DEV]`: exit 0 if every required check passed, 1 if not.
+/// `memkit check [--device DEV]`: exit 0 if every required check passed, 5
+/// ([`crate::exit::NOT_READY`]) if not.
 pub fn run(device: Option<&Path>, json: bool) -> ExitCode {
     let r = report(device);
     emit(json, &r, || render(&r));
     if r.ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(crate::exit::NOT_READY)
     }
 }

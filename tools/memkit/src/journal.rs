@@ -4,9 +4,10 @@
 //! `/dev/memkit-journal` ([`memkit::dev::Device`]): `attach`, `detach`, `status`, `tx`
 //! and `read`. Every subcommand prints a readable report, or JSON with `--json`.
 //!
-//! Exit status: 0 on success, 1 on failure (for `check`: the image is not
-//! recoverable), 2 for usage errors and, for `check`, an image that could not be read.
+//! Exit status ([`crate::exit`]): 0 on success, 1 on failure, 2 for usage errors,
+//! and for `check` 4 if the image was read and is not recoverable.
 
+use crate::exit::{self, fail};
 use clap::Subcommand;
 use memkit::core::abi;
 use memkit::dev::{Device, DeviceKind};
@@ -44,7 +45,7 @@ pub enum JournalCmd {
     },
     /// Check an image offline: validate it and show what recovery would do.
     ///
-    /// Exit status 0 if the image is recoverable, 1 if not (with the reason), 2 if
+    /// Exit status 0 if the image is recoverable, 4 if not (with the reason), 1 if
     /// it could not be read.
     Check {
         /// The image file (or block device, read only).
@@ -178,25 +179,16 @@ pub fn parse_range(s: &str) -> Result<TxRange, String> {
     Ok(TxRange { offset, data })
 }
 
-/// Prints `value` as JSON, or `text()` as it is.
+/// Prints `value` as one line of JSON, or `text()` as it is.
 pub(crate) fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     if json {
-        match serde_json::to_string_pretty(value) {
+        match serde_json::to_string(value) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("memkit: cannot encode JSON: {e}"),
         }
     } else {
         print!("{}", text());
     }
-}
-
-/// Reports `msg` on stderr (and as `{"error": …}` with `--json`); returns `code`.
-pub(crate) fn fail(json: bool, msg: &str, code: u8) -> ExitCode {
-    eprintln!("memkit: {msg}");
-    if json {
-        println!("{}", serde_json::json!({ "error": msg }));
-    }
-    ExitCode::from(code)
 }
 
 /// `e` from `what` on the journal device, with a hint for the errnos that have one.
@@ -634,10 +626,10 @@ pub fn run(cmd: JournalCmd, json: bool) -> ExitCode {
                     if r.recoverable {
                         ExitCode::SUCCESS
                     } else {
-                        ExitCode::FAILURE
+                        ExitCode::from(exit::NOT_RECOVERABLE)
                     }
                 }
-                Err(e) => fail(json, &e, 2),
+                Err(e) => fail(json, &e, exit::ERROR),
             };
         }
         JournalCmd::Attach {
@@ -671,7 +663,7 @@ pub fn run(cmd: JournalCmd, json: bool) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(json, &e, 1),
+        Err(e) => fail(json, &e, exit::ERROR),
     }
 }
 

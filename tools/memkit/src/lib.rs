@@ -9,6 +9,7 @@ pub mod dev;
 pub mod image;
 pub mod pmem_file;
 pub mod primary;
+pub mod regions;
 pub mod replica;
 pub mod rmem_agent;
 pub mod signature;

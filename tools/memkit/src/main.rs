@@ -2,20 +2,27 @@
 
 mod check;
 mod ckpt;
+mod exit;
 mod journal;
+mod list;
 mod rmem;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{error::ErrorKind, CommandFactory, Parser, Subcommand};
 use memkit::dev::{feature_names, Device, DeviceKind};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Drive memkit's devices: /dev/memkit-journal, /dev/memkit-rmem, /dev/memkit-ckpt.
+///
+/// Exit status: 0 success, 1 error, 2 usage error, 3 `ckpt verify` found a
+/// difference, 4 `journal check` found the journal not recoverable, 5 `check` found
+/// a required check failing.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Cli {
-    /// Print results as JSON on stdout.
+    /// Print results as JSON on stdout: one object per line (errors too, as
+    /// {"error": ..., "status": N}); streams print one object per event.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -26,12 +33,15 @@ struct Cli {
 enum Cmd {
     /// Check that memkit can run here: the module and its ABI, each device and
     /// whether this user can open it, the kernel features each part relies on.
-    /// Exit status 0 if every required check passed, 1 if not.
+    /// Exit status 0 if every required check passed, 5 if not.
     Check {
         /// Also check that this block device supports DAX (the journal's device).
         #[arg(long, value_name = "DEV")]
         device: Option<PathBuf>,
     },
+    /// The attached journal and the live rmem and ckpt regions (those of the
+    /// processes this user may inspect: all of them for root).
+    List,
     /// Show the ABI version and features of each device (MEMKIT_IOC_VERSION).
     Version {
         /// Only this device (default: all three).
@@ -53,12 +63,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: rmem::RmemCmd,
     },
+    /// Programs that exercise memkit for demos, tests and benchmarks (not needed to
+    /// use it).
+    Workload {
+        #[command(subcommand)]
+        cmd: WorkloadCmd,
+    },
     /// Write this tool's man pages or shell completions (what `make install` installs).
     #[command(hide = true)]
     Generate {
         #[command(subcommand)]
         what: Generate,
     },
+}
+
+#[derive(Subcommand)]
+enum WorkloadCmd {
+    /// Checkpoint rounds over a region of this process: collect, diff, replica.
+    CkptDemo(ckpt::DemoOpts),
+    /// A program that writes its memory at random: something to checkpoint.
+    CkptWriter(ckpt::WriterOpts),
+    /// An access pattern over a new remote-memory region (or anonymous memory,
+    /// Linux swap's side of the benchmark), with a report.
+    RmemRun(rmem::RunOpts),
 }
 
 #[derive(Subcommand)]
@@ -138,32 +165,66 @@ fn version(devices: &[DeviceKind]) -> Vec<VersionReport> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            // clap's own report on stderr; with --json, the same as a JSON object.
+            let _ = e.print();
+            if exit::wants_json(std::env::args()) {
+                let msg = e.kind().as_str().unwrap_or("invalid usage").to_string();
+                let detail = e.render().to_string();
+                let first = detail
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": first, "kind": msg, "status": exit::USAGE })
+                );
+            }
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let json = cli.json;
     match cli.cmd {
-        Cmd::Journal { cmd } => journal::run(cmd, cli.json),
-        Cmd::Ckpt { cmd } => ckpt::run(cmd, cli.json),
-        Cmd::Rmem { cmd } => rmem::run(cmd, cli.json),
-        Cmd::Check { device } => check::run(device.as_deref(), cli.json),
+        Cmd::Journal { cmd } => journal::run(cmd, json),
+        Cmd::Ckpt { cmd } => ckpt::run(cmd, json),
+        Cmd::Rmem { cmd } => rmem::run(cmd, json),
+        Cmd::Check { device } => check::run(device.as_deref(), json),
+        Cmd::List => list::run(json),
+        Cmd::Workload { cmd } => match cmd {
+            WorkloadCmd::CkptDemo(o) => ckpt::run_demo(&o, json),
+            WorkloadCmd::CkptWriter(o) => ckpt::run_writer(&o, json),
+            WorkloadCmd::RmemRun(o) => rmem::run_workload(&o, json),
+        },
         Cmd::Generate { what } => match generate(&what) {
             Ok(files) => {
-                for f in files {
-                    println!("{}", f.display());
-                }
+                let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                journal::emit(json, &serde_json::json!({ "files": files }), || {
+                    files.iter().map(|f| format!("{f}\n")).collect()
+                });
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("memkit generate: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => exit::fail(json, &format!("generate: {e}"), exit::ERROR),
         },
         Cmd::Version { device } => {
             let kinds = device.map_or(DeviceKind::ALL.to_vec(), |d| vec![d]);
             let reports = version(&kinds);
-            if cli.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&reports).expect("serialisable")
-                );
+            let failed = reports.iter().filter(|r| r.error.is_some()).count();
+            if json {
+                // One object, with the error fields of a failure when a device
+                // could not be asked.
+                let mut v = serde_json::json!({ "devices": reports });
+                if failed > 0 {
+                    v["error"] =
+                        format!("{failed} of {} devices could not be asked", kinds.len()).into();
+                    v["status"] = exit::ERROR.into();
+                }
+                println!("{v}");
             } else {
                 for r in &reports {
                     match (&r.abi, &r.features, &r.error) {
@@ -176,13 +237,13 @@ fn main() -> ExitCode {
                             println!("{:<20} ABI {abi:<6} features: {f}", r.path);
                         }
                         (_, _, e) => {
-                            println!("{:<20} error: {}", r.path, e.as_deref().unwrap_or("?"))
+                            eprintln!("memkit: {}: {}", r.path, e.as_deref().unwrap_or("?"))
                         }
                     }
                 }
             }
-            if reports.iter().any(|r| r.error.is_some()) {
-                ExitCode::FAILURE
+            if failed > 0 {
+                ExitCode::from(exit::ERROR)
             } else {
                 ExitCode::SUCCESS
             }

@@ -1,7 +1,7 @@
 //! `memkit rmem`: remote-memory regions from the command line.
 //!
-//! - `memkit rmem run`: configures a region, writes every page once, then runs an
-//!   access pattern over it and reports the time and what the prefetcher did
+//! - `memkit workload rmem-run`: configures a region, writes every page once, then
+//!   runs an access pattern over it and reports the time and what the prefetcher did
 //!   (`--anon`: the same program on anonymous memory, the swap peer of the
 //!   benchmark, reporting major faults and the kernel's swap readahead counters);
 //! - `memkit rmem server`: a TCP memory server for agent-backed regions, one
@@ -11,6 +11,8 @@
 //!   region's requests from a server until the program exits;
 //! - `memkit rmem stats`: the module's totals over every region.
 
+use crate::exit::{self, fail};
+use crate::journal::emit;
 use clap::{Args, Subcommand};
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
 use memkit::workload::{self, Pattern, RunReport};
@@ -21,8 +23,6 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum RmemCmd {
-    /// Run an access pattern over a new region (or anonymous memory) and report.
-    Run(RunOpts),
     /// The module's counters, summed over every region so far.
     Stats,
     /// A TCP memory server for agent-backed regions: one namespace of pages per
@@ -487,6 +487,42 @@ fn print_stats(s: &abi::RmemStats, json: bool) {
     println!("fetch latency        {}", hist.join(" "));
 }
 
+/// Runs `memkit workload rmem-run`.
+pub fn run_workload(o: &RunOpts, json: bool) -> ExitCode {
+    let ops = o.ops.unwrap_or(2 * o.region.pages);
+    let r = if o.anon {
+        run_anon(o, ops)
+    } else {
+        run_region(o, ops)
+    };
+    match r {
+        Ok(r) => {
+            emit(json, &r, || {
+                format!(
+                    "{} {} policy {}: {} accesses in {:.1} ms; {} sync faults, {} waits, {} prefetches, {} hits (accuracy {:.2}, coverage {:.2}), {} late, {} wasted, {} evictions\n",
+                    r.memory,
+                    r.pattern,
+                    r.policy,
+                    r.accesses,
+                    r.runtime_ns as f64 / 1e6,
+                    r.sync_faults,
+                    r.waits,
+                    r.prefetches,
+                    r.hits,
+                    r.accuracy,
+                    r.coverage,
+                    r.late,
+                    r.wasted,
+                    r.evictions
+                )
+            });
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(json, &format!("rmem-run: {e}"), exit::ERROR),
+    }
+}
+
+/// Runs a `memkit rmem` subcommand.
 pub fn run(cmd: RmemCmd, json: bool) -> ExitCode {
     let res = match cmd {
         RmemCmd::Stats => Device::open(DeviceKind::Rmem)
@@ -495,43 +531,9 @@ pub fn run(cmd: RmemCmd, json: bool) -> ExitCode {
             .map_err(|e| format!("RMEM_STATS: {e}")),
         RmemCmd::Server(o) => server(&o, json),
         RmemCmd::Agent(o) => agent(&o),
-        RmemCmd::Run(o) => {
-            let ops = o.ops.unwrap_or(2 * o.region.pages);
-            let r = if o.anon {
-                run_anon(&o, ops)
-            } else {
-                run_region(&o, ops)
-            };
-            r.map(|r| {
-                if json {
-                    println!("{}", serde_json::to_string(&r).expect("serialisable"));
-                } else {
-                    println!(
-                        "{} {} policy {}: {} accesses in {:.1} ms; {} sync faults, {} waits, {} prefetches, {} hits (accuracy {:.2}, coverage {:.2}), {} late, {} wasted, {} evictions",
-                        r.memory,
-                        r.pattern,
-                        r.policy,
-                        r.accesses,
-                        r.runtime_ns as f64 / 1e6,
-                        r.sync_faults,
-                        r.waits,
-                        r.prefetches,
-                        r.hits,
-                        r.accuracy,
-                        r.coverage,
-                        r.late,
-                        r.wasted,
-                        r.evictions
-                    );
-                }
-            })
-        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("memkit rmem: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(json, &format!("rmem: {e}"), exit::ERROR),
     }
 }

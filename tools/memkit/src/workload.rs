@@ -1,6 +1,6 @@
 //! Workloads shared by the tools and benchmarks: a random generator, a Zipf
 //! distribution over pages, and the access-pattern program of remote-memory regions
-//! (`memkit rmem run`, the benchmark and its swap peer run the same code).
+//! (`memkit workload rmem-run`, the benchmark and its swap peer run the same code).
 
 use crate::dev::{CkptMap, CKPT_PAGE_SIZE};
 use std::time::Instant;
@@ -195,7 +195,7 @@ pub fn run(
     })
 }
 
-/// One run of the remote-memory access program (`memkit rmem run`, guest job
+/// One run of the remote-memory access program (`memkit workload rmem-run`, guest job
 /// `bench-rmem`): one pattern, one prefetch policy, one emulated latency. The Linux
 /// peer (`memory` `anon+swap`, `policy` `linux-swap`) runs the same program on
 /// anonymous memory in a memory cgroup limited to the same budget, swapping to a

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn pmem_path() -> String {
+pub(crate) fn pmem_path() -> String {
     std::env::var("MEMKIT_PMEM").unwrap_or_else(|_| "/dev/pmem0".into())
 }
 
@@ -50,7 +50,7 @@ fn read_at(off: u64, len: usize) -> Result<Vec<u8>, String> {
 }
 
 /// Opens the device and attaches a freshly formatted journal; `None`: no pmem here.
-fn fresh(mj_count: u32, mj_size: u32) -> Result<Option<Device>, String> {
+pub(crate) fn fresh(mj_count: u32, mj_size: u32) -> Result<Option<Device>, String> {
     if !std::path::Path::new(&pmem_path()).exists() {
         return Ok(None);
     }

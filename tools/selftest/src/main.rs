@@ -8,6 +8,7 @@
 
 mod abi_tests;
 mod ckpt_tests;
+mod cli_tests;
 mod crash;
 mod fuzz;
 mod journal_tests;
@@ -302,6 +303,10 @@ const CASES: &[Case] = &[
     Case {
         name: "cli_memkit_check",
         run: module_tests::cli_memkit_check,
+    },
+    Case {
+        name: "cli_memkit_list",
+        run: cli_tests::cli_memkit_list,
     },
     Case {
         name: "kmemleak_clean",

@@ -261,7 +261,8 @@ pub fn cli_memkit_check(_: &crate::Options) -> TestResult {
             return Err(format!("as nobody, {name} is not denied: {v}"));
         }
     }
-    if code != Some(1) || v["ok"] != false {
+    // 5: a required check failed (`memkit`'s exit statuses).
+    if code != Some(5) || v["ok"] != false {
         return Err(format!("as nobody: exit {code:?}, report {v}"));
     }
     Ok(Outcome::Pass)

@@ -166,8 +166,8 @@ fn run_and_verify(what: &str, run_extra: &[&str], writer: &[&str]) -> Result<Val
     args.extend_from_slice(&[
         "--",
         "memkit",
-        "ckpt",
-        "writer",
+        "workload",
+        "ckpt-writer",
         "--threads",
         "3",
         "--rate",
@@ -231,11 +231,11 @@ pub fn ckpt_run_replica_equals_memory(_: &crate::Options) -> TestResult {
     Ok(Outcome::Pass)
 }
 
-/// `memkit ckpt writer` on 2 MiB with 2 threads at 500 writes/s each, at most
+/// `memkit workload ckpt-writer` on 2 MiB with 2 threads at 500 writes/s each, at most
 /// [`PER_CHECKPOINT`] each between two checkpoints.
 const WRITER_2M: [&str; 10] = [
-    "ckpt",
-    "writer",
+    "workload",
+    "ckpt-writer",
     "--bytes",
     "2M",
     "--threads",
@@ -325,8 +325,8 @@ pub fn ckpt_run_target_exits(_: &crate::Options) -> TestResult {
         "5",
         "--",
         "memkit",
-        "ckpt",
-        "writer",
+        "workload",
+        "ckpt-writer",
         "--threads",
         "2",
         "--rate",

@@ -1,4 +1,4 @@
-//! Remote memory (`memkit rmem run`, guest job `bench-rmem`): the access program on a
+//! Remote memory (`memkit workload rmem-run`, guest job `bench-rmem`): the access program on a
 //! memkit region with each prefetch policy, against the same program on anonymous
 //! memory + swap (`linux-swap`: a memory cgroup limited to the same budget, swapping
 //! to a RAM-backed null_blk with the same per-request latency, swap VMA readahead
@@ -187,7 +187,7 @@ pub(super) fn section(
     }
     let _ = writeln!(
         b.table,
-        "Remote memory: memkit rmem run on a region (emulated fetch latency) per prefetch \
+        "Remote memory: memkit workload rmem-run on a region (emulated fetch latency) per prefetch \
          policy vs the same program on anonymous memory + swap (linux-swap: memory cgroup \
          at the same budget, RAM-backed null_blk at the same latency, VMA readahead)"
     );

@@ -1,8 +1,8 @@
 //! `memkit ckpt`: checkpoint dirty tracking on `/dev/memkit-ckpt`, the
-//! checkpointer (`run`), the backup, `verify`, and a program to checkpoint
-//! (`writer`).
+//! checkpointer (`run`), the backup and `verify`; and, under `memkit workload`, a
+//! program to checkpoint (`ckpt-writer`) and the demo.
 //!
-//! `memkit ckpt demo` shows the mechanism in one process: it creates and maps a
+//! `memkit workload ckpt-demo` shows the mechanism in one process: it creates and maps a
 //! region, writes it, then runs checkpoint rounds — a few small writes, a clearing
 //! collect, a copy of the dirty pages as segment diffs where the page is in the diff
 //! set, applied to an in-memory replica that must equal the region after every round.
@@ -11,8 +11,9 @@ mod backup;
 mod run;
 mod writer;
 
-use crate::journal::{emit, fail};
-use clap::Subcommand;
+use crate::exit::{self, fail};
+use crate::journal::emit;
+use clap::{Args, Subcommand};
 use memkit::core::ckpt::diff;
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
 use serde::Serialize;
@@ -21,30 +22,34 @@ use std::process::ExitCode;
 /// `memkit ckpt` subcommands.
 #[derive(Subcommand)]
 pub enum CkptCmd {
-    /// Checkpoint rounds over a region of this process: collect, diff, replica.
-    Demo {
-        /// Pages of the region.
-        #[arg(long, default_value_t = 64)]
-        pages: u64,
-        /// Checkpoint rounds after the first (full) one.
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
-        /// Bytes per diff segment (a power of two, 64 to 4096).
-        #[arg(long, default_value_t = 256)]
-        segment: u32,
-        /// A page with more changed segments is sent whole.
-        #[arg(long, default_value_t = 4)]
-        max_changed: u32,
-    },
     /// Checkpoint a process at intervals and stream the checkpoints to a backup.
     Run(run::RunOpts),
     /// Receive checkpoints into a replica directory, committing each atomically.
     Backup(backup::BackupOpts),
     /// Compare a stopped process's memory with a replica, byte for byte.
+    ///
+    /// Exit status 0 if equal, 3 if they differ, 1 if they could not be compared.
     Verify(run::VerifyOpts),
-    /// A program that writes its memory at random (something to checkpoint).
-    Writer(writer::WriterOpts),
 }
+
+/// `memkit workload ckpt-demo`'s settings.
+#[derive(Args)]
+pub struct DemoOpts {
+    /// Pages of the region.
+    #[arg(long, default_value_t = 64)]
+    pages: u64,
+    /// Checkpoint rounds after the first (full) one.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Bytes per diff segment (a power of two, 64 to 4096).
+    #[arg(long, default_value_t = 256)]
+    segment: u32,
+    /// A page with more changed segments is sent whole.
+    #[arg(long, default_value_t = 4)]
+    max_changed: u32,
+}
+
+pub use writer::WriterOpts;
 
 /// One checkpoint round of the demo.
 #[derive(Serialize)]
@@ -230,35 +235,42 @@ impl Demo {
     }
 }
 
+/// Runs `memkit workload ckpt-demo`.
+pub fn run_demo(o: &DemoOpts, json: bool) -> ExitCode {
+    match demo(o.pages, o.rounds, o.segment, o.max_changed) {
+        Ok(d) if d.rounds.iter().all(|r| r.replica_equal) => {
+            emit(json, &d, || d.render());
+            ExitCode::SUCCESS
+        }
+        Ok(d) => {
+            emit(json, &d, || d.render());
+            fail(json, "the replica differs from the region", exit::ERROR)
+        }
+        Err(e) => fail(json, &e, exit::ERROR),
+    }
+}
+
+/// Runs `memkit workload ckpt-writer`.
+pub fn run_writer(o: &WriterOpts, json: bool) -> ExitCode {
+    match writer::run(o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(json, &e, exit::ERROR),
+    }
+}
+
 /// Runs a `memkit ckpt` subcommand.
 pub fn run(cmd: CkptCmd, json: bool) -> ExitCode {
     match cmd {
-        CkptCmd::Demo {
-            pages,
-            rounds,
-            segment,
-            max_changed,
-        } => match demo(pages, rounds, segment, max_changed) {
-            Ok(d) if d.rounds.iter().all(|r| r.replica_equal) => {
-                emit(json, &d, || d.render());
-                ExitCode::SUCCESS
-            }
-            Ok(d) => {
-                emit(json, &d, || d.render());
-                fail(json, "the replica differs from the region", 1)
-            }
-            Err(e) => fail(json, &e, 1),
-        },
         CkptCmd::Run(o) => match run::run(&o) {
             Ok(s) => {
                 emit(json, &s, || s.render());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(json, &e, 1),
+            Err(e) => fail(json, &e, exit::ERROR),
         },
         CkptCmd::Backup(o) => match backup::run(&o) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(json, &e, 1),
+            Err(e) => fail(json, &e, exit::ERROR),
         },
         CkptCmd::Verify(o) => match run::verify(&o) {
             Ok(v) => {
@@ -266,14 +278,10 @@ pub fn run(cmd: CkptCmd, json: bool) -> ExitCode {
                 if v.equal {
                     ExitCode::SUCCESS
                 } else {
-                    ExitCode::from(2)
+                    ExitCode::from(exit::DIFFERENT)
                 }
             }
-            Err(e) => fail(json, &e, 1),
-        },
-        CkptCmd::Writer(o) => match writer::run(&o) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(json, &e, 1),
+            Err(e) => fail(json, &e, exit::ERROR),
         },
     }
 }

@@ -76,7 +76,7 @@ pub struct RunOpts {
     #[arg(long)]
     pub reports: bool,
     /// The program to start and checkpoint, with its region passed as
-    /// MEMKIT_CKPT_FD / MEMKIT_CKPT_OFFSET (`memkit ckpt writer` maps it).
+    /// MEMKIT_CKPT_FD / MEMKIT_CKPT_OFFSET (`memkit workload ckpt-writer` maps it).
     #[arg(last = true)]
     pub command: Vec<String>,
 }

@@ -1,4 +1,4 @@
-//! `memkit ckpt writer`: a program to checkpoint — threads writing random bytes at
+//! `memkit workload ckpt-writer`: a program to checkpoint — threads writing random bytes at
 //! random places of its memory until it is killed.
 //!
 //! Its memory is, in this order of preference: the region `memkit ckpt run` passes
