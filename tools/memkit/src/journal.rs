@@ -8,6 +8,7 @@
 //! and for `check` 4 if the image was read and is not recoverable.
 
 use crate::exit::{self, fail};
+use crate::progress::Progress;
 use clap::Subcommand;
 use memkit::core::abi;
 use memkit::dev::{Device, DeviceKind};
@@ -540,13 +541,25 @@ fn attach_cmd(
         signature::check_before_format(dev_path, force)?;
     }
     let dev = open_journal(true)?;
-    dev.journal_attach(
+    // The kernel formats, or recovers, a large journal in this one call.
+    let what = if format {
+        "formatting and attaching"
+    } else {
+        "attaching (recovery)"
+    };
+    let progress = Progress::start(format!("{what} {}", dev_path.display()), None, "");
+    let attached = dev.journal_attach(
         dev_path,
         format,
         mj_count.unwrap_or(0),
         mj_size.unwrap_or(0),
-    )
-    .map_err(|e| dev_error(&format!("cannot attach {}", dev_path.display()), e))?;
+    );
+    progress.finish(if attached.is_ok() {
+        "attached"
+    } else {
+        "failed"
+    });
+    attached.map_err(|e| dev_error(&format!("cannot attach {}", dev_path.display()), e))?;
     let (status, status_error) = match dev.journal_status() {
         Ok(s) => (Some(StatusReport::new(&s)), None),
         Err(e) => (None, Some(dev_error("status", e))),
@@ -617,10 +630,16 @@ pub fn run(cmd: JournalCmd, json: bool) -> ExitCode {
                 mj_size,
                 force,
             };
-            image::format_image(&image, &opts).map(|r| emit(json, &r, || r.render()))
+            let progress = Progress::start(format!("formatting {}", image.display()), None, "");
+            let r = image::format_image(&image, &opts);
+            progress.finish(if r.is_ok() { "formatted" } else { "failed" });
+            r.map(|r| emit(json, &r, || r.render()))
         }
         JournalCmd::Check { image } => {
-            return match image::check_image(&image) {
+            let progress = Progress::start(format!("checking {}", image.display()), None, "");
+            let checked = image::check_image(&image);
+            progress.finish(if checked.is_ok() { "read" } else { "failed" });
+            return match checked {
                 Ok(r) => {
                     emit(json, &r, || r.render());
                     if r.recoverable {

@@ -5,6 +5,7 @@ mod ckpt;
 mod exit;
 mod journal;
 mod list;
+mod progress;
 mod rmem;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, Subcommand};

@@ -206,7 +206,19 @@ fn checkpoints<S: Source>(
         } else {
             hold.0
         };
-        let r: Report = match primary.checkpoint(pause) {
+        // The first checkpoint sends every page: say so if it takes a while.
+        let progress = (s.checkpoints == 0).then(|| {
+            crate::progress::Progress::start(
+                format!("checkpoint {} (the first: every page)", primary.seq() + 1),
+                None,
+                "pages",
+            )
+        });
+        let taken = primary.checkpoint(pause);
+        if let Some(p) = progress {
+            p.finish(if taken.is_ok() { "committed" } else { "failed" });
+        }
+        let r: Report = match taken {
             Ok(r) => r,
             Err(e) if Target::new(target.pid()).is_err() || e.to_string().contains("exited") => {
                 s.ended = Some(format!("the target exited: {e}"));
@@ -405,8 +417,14 @@ pub fn verify(o: &VerifyOpts) -> Result<Verdict, String> {
     let chunk = 256 * PAGE;
     let (mut mem, mut rep) = (vec![0u8; chunk], vec![0u8; chunk]);
     let mut at = 0u64;
+    let progress = crate::progress::Progress::start(
+        format!("comparing process {} with the replica", o.pid),
+        Some(v.pages),
+        "pages",
+    );
     let compared = (|| -> Result<(), String> {
         while at < len {
+            progress.set(at / PAGE as u64);
             let n = chunk.min((len - at) as usize);
             sd.read(addr + at, &mut mem[..n])
                 .map_err(|e| format!("reading the process at {:#x}: {e}", addr + at))?;
@@ -423,8 +441,14 @@ pub fn verify(o: &VerifyOpts) -> Result<Verdict, String> {
             }
             at += n as u64;
         }
+        progress.set(at / PAGE as u64);
         Ok(())
     })();
+    progress.finish(match (&compared, v.equal) {
+        (Err(_), _) => "failed",
+        (Ok(()), true) => "equal",
+        (Ok(()), false) => "different",
+    });
     if !o.keep_stopped {
         t.resume().map_err(|e| e.to_string())?;
     }
