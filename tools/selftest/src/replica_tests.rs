@@ -299,12 +299,47 @@ pub fn ckpt_run_attached_and_soft_dirty(_: &crate::Options) -> TestResult {
             checkpoint_pid_and_verify(&b, &pid, "10", &extra, Some(&addr), what)
         } else {
             checkpoint_pid_and_verify(&b, &pid, "10", &[], None, what)
+                .and_then(|()| verify_finds_new_writes(&b, &pid))
         };
         let _ = w.kill();
         let _ = w.wait();
         checked?;
     }
     Ok(Outcome::Pass)
+}
+
+/// The writer `pid`, left stopped equal to the replica, continued: it makes its
+/// writes of the next interval, and `memkit ckpt verify` then finds them, with its
+/// own exit status (3) and `"equal": false` in its JSON.
+fn verify_finds_new_writes(b: &Backup, pid: &str) -> Result<(), String> {
+    let ipid: i32 = pid.parse().map_err(|e| format!("pid {pid}: {e}"))?;
+    // SAFETY: kill(2) has no memory-safety precondition.
+    if unsafe { libc::kill(ipid, libc::SIGCONT) } != 0 {
+        return Err(format!(
+            "SIGCONT {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // Its threads make their writes (at 500/s) and wait for the next checkpoint.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new("memkit")
+        .args(["--json", "ckpt", "verify", "--pid", pid, "--dir", b.dir()])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("memkit ckpt verify: {e}"))?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "verify after new writes: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    if out.status.code() != Some(3) || v["equal"] != false || num(&v, "differing_pages")? == 0 {
+        return Err(format!(
+            "verify after new writes: exit {:?}, {v} (want 3 and a difference)",
+            out.status.code()
+        ));
+    }
+    Ok(())
 }
 
 /// A target that exits while being checkpointed ends the run with a note, not an
