@@ -55,12 +55,6 @@ extern "C" {
     /// `vma` is being set up by `mmap`; `region` stays valid as long as the VMA
     /// exists.
     fn memkit_ckpt_vma_init(vma: *mut c_void, region: *const c_void);
-    /// The address space of `file`'s mappings.
-    ///
-    /// # Safety
-    ///
-    /// `file` is a valid file.
-    fn memkit_file_mapping(file: *mut c_void) -> *mut c_void;
     /// `clean_record_shared_mapping_range` over `nr` page offsets from `first`, into
     /// `bitmap` (bit `i` is page offset `bitmap_pgoff + i`). Returns the PTEs cleaned.
     ///
@@ -284,9 +278,7 @@ impl CkptDevice {
         if self.region.lock().is_some() {
             return Err(EEXIST);
         }
-        // SAFETY: `file` is a valid file.
-        let mapping = unsafe { memkit_file_mapping(file.as_ptr().cast()) };
-        let mapping = Mapping(NonNull::new(mapping).ok_or(EINVAL)?);
+        let mapping = Mapping(crate::edge::file_mapping(file).ok_or(EINVAL)?);
         let region = Region::new(req.bytes, mapping)?;
         req.mmap_offset = region.base << crate::edge::PAGE_SHIFT;
         // Written back before the region is kept (a bad pointer leaves no region),

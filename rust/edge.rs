@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Small kernel services with no Rust abstraction in 7.3, implemented in `helpers.c`:
-//! string module parameters, `capable(CAP_SYS_ADMIN)`, random bytes; and what the
-//! checkpoint and remote-memory regions share: their ids and the mmap checks.
+//! Small kernel services with no Rust abstraction in 7.3: string module parameters
+//! and the region-id IDA (`helpers.c`: a `charp` parameter and `DEFINE_IDA` are
+//! macros), `capable(CAP_SYS_ADMIN)` and random bytes (straight from `bindings`); and
+//! what the checkpoint and remote-memory regions share: their ids, their file's
+//! address space and the mmap checks.
 
 use core::ffi::c_void;
 use kernel::ffi::{c_char, c_int};
@@ -11,11 +13,6 @@ use kernel::prelude::*;
 extern "C" {
     fn memkit_param_journal_dev() -> *const c_char;
     fn memkit_param_commit_mode() -> *const c_char;
-    fn memkit_capable_sys_admin() -> bool;
-    /// # Safety
-    ///
-    /// `buf` is valid for `len` bytes of writes.
-    fn memkit_random(buf: *mut c_void, len: usize);
     fn memkit_region_id_alloc(max: u32) -> c_int;
     fn memkit_region_id_free(id: u32);
 }
@@ -58,14 +55,16 @@ pub(crate) fn commit_mode() -> Option<&'static CStr> {
 
 /// Whether the current task has `CAP_SYS_ADMIN`.
 pub(crate) fn capable_sys_admin() -> bool {
+    // Lossless: a capability number.
+    let cap = kernel::bindings::CAP_SYS_ADMIN as kernel::ffi::c_int;
     // SAFETY: called in process context (an ioctl); no other precondition.
-    unsafe { memkit_capable_sys_admin() }
+    unsafe { kernel::bindings::capable(cap) }
 }
 
 /// Fills `buf` with random bytes.
 pub(crate) fn random(buf: &mut [u8]) {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-    unsafe { memkit_random(buf.as_mut_ptr().cast(), buf.len()) };
+    unsafe { kernel::bindings::get_random_bytes(buf.as_mut_ptr().cast(), buf.len()) };
 }
 
 /// Region ids `1..=`[`RegionId::MAX`], shared by the rmem and ckpt regions: id `i`
@@ -103,6 +102,26 @@ impl Drop for RegionId {
         // SAFETY: `self.0` was allocated by `memkit_region_id_alloc` and is freed once.
         unsafe { memkit_region_id_free(self.0) };
     }
+}
+
+/// The address space of `file`'s mappings (its inode's), which the region the
+/// file owns walks and zaps: `None` only if the file has none.
+pub(crate) fn file_mapping(file: &kernel::fs::File) -> Option<core::ptr::NonNull<c_void>> {
+    // SAFETY: `file` is a valid file; `f_mapping` is set when it is opened and stays
+    // while it lives.
+    let mapping = unsafe { (*file.as_ptr()).f_mapping };
+    core::ptr::NonNull::new(mapping.cast())
+}
+
+/// `vm_pgoff` of `vma`.
+///
+/// # Safety
+///
+/// `vma` is a valid VMA whose mm's mmap lock the caller holds (or one being set up).
+pub(crate) unsafe fn vma_pgoff(vma: *const c_void) -> u64 {
+    // SAFETY: the caller's guarantee; the field does not change under the lock.
+    // Lossless: `unsigned long` is 64 bits here.
+    unsafe { (*vma.cast::<kernel::bindings::vm_area_struct>()).vm_pgoff as u64 }
 }
 
 /// The mmap of a region whose page offsets are the window `[base, base + pages)` of

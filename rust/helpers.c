@@ -61,11 +61,6 @@ const char *memkit_param_commit_mode(void)
 	return commit_mode;
 }
 
-bool memkit_capable_sys_admin(void)
-{
-	return capable(CAP_SYS_ADMIN);
-}
-
 /* Mirrored by `RawDax` in rust/dax.rs. */
 struct memkit_dax {
 	struct file *bdev_file;
@@ -192,11 +187,6 @@ int memkit_pmem_fence(const struct memkit_dax *d)
 	return blkdev_issue_flush(file_bdev(d->bdev_file));
 }
 
-void memkit_random(void *buf, size_t len)
-{
-	get_random_bytes(buf, len);
-}
-
 /*
  * Region ids: the page-offset windows of rmem and ckpt regions (rust/edge.rs).  An
  * id is freed with its region and reused, so that creating and closing regions in a
@@ -245,11 +235,6 @@ void memkit_ckpt_vma_init(struct vm_area_struct *vma, const void *region)
 {
 	vma->vm_ops = &memkit_ckpt_vm_ops;
 	vma->vm_private_data = (void *)region;
-}
-
-struct address_space *memkit_file_mapping(struct file *file)
-{
-	return file->f_mapping;
 }
 
 /*

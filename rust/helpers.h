@@ -12,7 +12,6 @@ struct memkit_dax;
 
 const char *memkit_param_journal_dev(void);
 const char *memkit_param_commit_mode(void);
-bool memkit_capable_sys_admin(void);
 int memkit_dax_open(const char *path, struct memkit_dax *d);
 void memkit_dax_close(struct memkit_dax *d);
 int memkit_dax_lock(void);
@@ -22,7 +21,6 @@ void memkit_pmem_copy(void *dst, const void *src, size_t len);
 int memkit_pmem_read(void *dst, const void *src, size_t len);
 int memkit_pmem_fence(const struct memkit_dax *d);
 u32 memkit_crc32c_append(u32 crc, const void *p, size_t len);
-void memkit_random(void *buf, size_t len);
 int memkit_region_id_alloc(unsigned int max);
 void memkit_region_id_free(unsigned int id);
 
@@ -33,7 +31,6 @@ struct vm_area_struct;
 /* rust/ckpt.rs */
 struct page *memkit_ckpt_page(const void *region, u64 pgoff, int *err);
 void memkit_ckpt_vma_init(struct vm_area_struct *vma, const void *region);
-struct address_space *memkit_file_mapping(struct file *file);
 bool memkit_ckpt_supported(void);
 u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
 			     u64 bitmap_pgoff, u64 *bitmap);
@@ -58,17 +55,14 @@ int memkit_event_wait(struct wait_queue_head *wq, const u64 *seq, u64 seen, bool
 int memkit_sleep_until_killable(u64 until_ns);
 void memkit_rmem_vma_init(struct vm_area_struct *vma, const void *region);
 bool memkit_rmem_vma_is(const struct vm_area_struct *vma, const void *region);
-u64 memkit_vma_pgoff(const struct vm_area_struct *vma);
 int memkit_rmem_pte_scan(struct vm_area_struct *vma, unsigned long addr, unsigned int n,
 			 u64 *present, u64 *young);
 int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct page *page,
 			  bool clear);
 int memkit_rmem_insert(struct vm_area_struct *vma, unsigned long addr, struct page *page);
-void memkit_rmem_zap(struct address_space *mapping, u64 pgoff);
 void memkit_copy_highpage(struct page *dst, struct page *src);
 struct kiocb;
 bool memkit_kiocb_nowait(struct kiocb *kiocb);
 struct workqueue_struct *memkit_rmem_wq_create(void);
-void memkit_rmem_wq_destroy(struct workqueue_struct *wq);
 
 #endif /* MEMKIT_HELPERS_H */

@@ -86,11 +86,6 @@ bool memkit_rmem_vma_is(const struct vm_area_struct *vma, const void *region)
 	return vma->vm_ops == &memkit_rmem_vm_ops && vma->vm_private_data == region;
 }
 
-u64 memkit_vma_pgoff(const struct vm_area_struct *vma)
-{
-	return vma->vm_pgoff;
-}
-
 struct memkit_pte_scan {
 	unsigned long start;
 	u64 present;
@@ -214,12 +209,6 @@ int memkit_rmem_insert(struct vm_area_struct *vma, unsigned long addr, struct pa
 	return vm_insert_page(vma, addr, page);
 }
 
-/* Unmaps page offset @pgoff from every mapping of @mapping (dirty PTEs set PG_dirty). */
-void memkit_rmem_zap(struct address_space *mapping, u64 pgoff)
-{
-	unmap_mapping_range(mapping, (loff_t)pgoff << PAGE_SHIFT, PAGE_SIZE, 1);
-}
-
 void memkit_copy_highpage(struct page *dst, struct page *src)
 {
 	copy_highpage(dst, src);
@@ -289,7 +278,3 @@ struct workqueue_struct *memkit_rmem_wq_create(void)
 	return alloc_workqueue("memkit-rmem", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 }
 
-void memkit_rmem_wq_destroy(struct workqueue_struct *wq)
-{
-	destroy_workqueue(wq);
-}
