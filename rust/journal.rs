@@ -4,8 +4,9 @@
 //! device (`Documentation/journal.rst`).
 //!
 //! One journal is attached module-wide ([`JOURNAL`]). The protocol, the format and
-//! recovery are the pure engine of `pure::journal`; this file owns the device: ioctl
-//! arguments, the DAX device, group commit and the counters.
+//! recovery are the pure engine of `pure::journal`; this file owns the attached
+//! journal: the DAX device, group commit and the counters. [`device`] is the open
+//! file (ioctl arguments, `read`, fdinfo), [`txbuf`] a transaction copied in.
 //!
 //! Group commit: a transaction is queued, and the first thread to find no leader
 //! becomes the leader: it takes everything queued and commits it, a group per
@@ -77,6 +78,12 @@ use kernel::{
         UserSlice, //
     },
 };
+
+mod device;
+mod txbuf;
+
+pub(crate) use device::JournalDevice;
+use txbuf::TxBuf;
 
 /// Default number of MJs when an attach with `JOURNAL_ATTACH_FORMAT` says 0.
 const DEFAULT_MJ_COUNT: u32 = 64;
@@ -165,87 +172,6 @@ struct State {
     /// Attaches so far (wrapping): which attachment `att` is. A `read`, which drops
     /// the lock between chunks, reads on only while it is unchanged.
     generation: u64,
-}
-
-/// A transaction copied in from userspace: ranges into one data buffer. The buffers
-/// go back to the file after the commit and serve its next transaction, so a file's
-/// transactions allocate nothing once they have reached their size.
-#[derive(Default)]
-struct TxBuf {
-    /// The `JournalRange` array as userspace passed it.
-    raw: KVec<u8>,
-    /// `(offset in the data region, start in data, length)`.
-    spans: KVec<(u64, usize, usize)>,
-    data: KVVec<u8>,
-}
-
-impl TxBuf {
-    /// Copies in the ranges of `req` (`nr_ranges` checked by the caller: 1 to
-    /// `TX_RANGES_MAX`), checks each before any data, and copies in the data.
-    /// `check` sees the spans before the data is copied.
-    fn copy_in(
-        &mut self,
-        req: &abi::JournalTx,
-        check: impl FnOnce(&[(u64, usize, usize)]) -> Result,
-    ) -> Result {
-        let n = req.nr_ranges as usize;
-        let size = abi::JournalRange::SIZE;
-        self.raw.clear();
-        self.raw.resize(n * size, 0, GFP_KERNEL_ACCOUNT)?;
-        UserSlice::new(UserPtr::from_addr(req.ranges as usize), self.raw.len())
-            .reader()
-            .read_slice(&mut self.raw)?;
-        self.spans.clear();
-        self.spans.reserve(n, GFP_KERNEL_ACCOUNT)?;
-        let mut total = 0usize;
-        for i in 0..n {
-            let r = self.range(i)?;
-            let len = usize::try_from(r.len).map_err(|_| E2BIG)?;
-            if len == 0 || r.offset.checked_add(r.len).is_none() {
-                return Err(EINVAL);
-            }
-            if len > format::MJ_SIZE_MAX as usize {
-                return Err(E2BIG);
-            }
-            self.spans
-                .push((r.offset, total, len), GFP_KERNEL_ACCOUNT)?;
-            total = total.checked_add(len).ok_or(E2BIG)?;
-            if total > format::MJ_SIZE_MAX as usize {
-                return Err(E2BIG);
-            }
-        }
-        // Refused before the data is copied.
-        check(&self.spans)?;
-        self.data.clear();
-        self.data.resize(total, 0, GFP_KERNEL_ACCOUNT)?;
-        for (i, &(_, start, len)) in self.spans.iter().enumerate() {
-            let r = self.range(i)?;
-            let dst = self.data.get_mut(start..start + len).ok_or(EINVAL)?;
-            UserSlice::new(UserPtr::from_addr(r.data as usize), len)
-                .reader()
-                .read_slice(dst)?;
-        }
-        Ok(())
-    }
-
-    /// Range `i` of the array copied in.
-    fn range(&self, i: usize) -> Result<abi::JournalRange> {
-        let size = abi::JournalRange::SIZE;
-        let raw = self.raw.get(i * size..(i + 1) * size).ok_or(EINVAL)?;
-        Ok(abi::JournalRange::decode(raw))
-    }
-
-    /// The transaction's ranges, borrowing its data. A span outside the data (never
-    /// built by `copy_in`) reads as empty, which the engine refuses.
-    fn ranges(&self) -> impl Iterator<Item = Range<'_>> {
-        self.spans.iter().map(|&(offset, start, len)| Range {
-            offset,
-            data: start
-                .checked_add(len)
-                .and_then(|end| self.data.get(start..end))
-                .unwrap_or(&[]),
-        })
-    }
 }
 
 /// A queued transaction and, once its group is committed, its result.
@@ -784,151 +710,5 @@ impl Shared {
         let pm = att.dax.access()?;
         pm.read_checked(off, bounce.get_mut(..n).ok_or(EINVAL)?)?;
         Ok(n)
-    }
-}
-
-/// An open file of `/dev/memkit-journal`.
-#[pin_data]
-pub(crate) struct JournalDevice {
-    shared: Arc<Shared>,
-    /// The buffers of the file's last transaction, for its next one.
-    #[pin]
-    spare: Mutex<Option<TxBuf>>,
-}
-
-impl JournalDevice {
-    fn ioctl_attach(&self, arg: usize) -> Result<isize> {
-        if !edge::capable_sys_admin() {
-            return Err(EPERM);
-        }
-        let req = uapi::read::<abi::JournalAttach>(arg)?;
-        let mut buf = KVec::from_elem(0u8, PATH_MAX, GFP_KERNEL)?;
-        let path = UserSlice::new(UserPtr::from_addr(req.path as usize), PATH_MAX)
-            .reader()
-            .strcpy_into_buf(&mut buf)?;
-        if path.to_bytes().len() >= PATH_MAX - 1 {
-            return Err(ENAMETOOLONG);
-        }
-        let format = (req.flags & abi::JOURNAL_ATTACH_FORMAT != 0).then(|| {
-            let count = if req.mj_count == 0 {
-                DEFAULT_MJ_COUNT
-            } else {
-                req.mj_count
-            };
-            let size = if req.mj_size == 0 {
-                DEFAULT_MJ_SIZE
-            } else {
-                req.mj_size
-            };
-            (count, size)
-        });
-        self.shared.attach(path, format)?;
-        Ok(0)
-    }
-
-    fn ioctl_detach(&self, arg: usize) -> Result<isize> {
-        if !edge::capable_sys_admin() {
-            return Err(EPERM);
-        }
-        uapi::read::<abi::JournalDetach>(arg)?;
-        self.shared.detach()?;
-        Ok(0)
-    }
-
-    fn ioctl_status(&self, arg: usize) -> Result<isize> {
-        let req = uapi::read::<abi::JournalStatus>(arg)?;
-        let mut out = self.shared.status();
-        out.size = req.size.min(abi::JournalStatus::SIZE as u32);
-        uapi::write(arg, req.size, &out)?;
-        Ok(0)
-    }
-
-    fn ioctl_tx(&self, arg: usize) -> Result<isize> {
-        let req = uapi::read::<abi::JournalTx>(arg)?;
-        if req.nr_ranges == 0 {
-            return Err(EINVAL);
-        }
-        if req.nr_ranges > format::TX_RANGES_MAX {
-            return Err(E2BIG);
-        }
-        // This file's buffers from its last transaction (fresh ones if another
-        // transaction on this file holds them now).
-        let mut tx = self.spare.lock().take().unwrap_or_default();
-        let mut generation = 0;
-        let (res, tx) = match tx.copy_in(&req, |spans| {
-            generation = self.shared.check(spans)?;
-            Ok(())
-        }) {
-            Ok(()) => self.shared.submit(tx, generation),
-            Err(e) => (Err(e), tx),
-        };
-        if tx.data.capacity() <= SPARE_MAX {
-            *self.spare.lock() = Some(tx);
-        }
-        let out = abi::JournalTx {
-            commit_id: res?,
-            size: req.size.min(abi::JournalTx::SIZE as u32),
-            ..req
-        };
-        uapi::write(arg, req.size, &out)?;
-        Ok(0)
-    }
-}
-
-#[vtable]
-impl MiscDevice for JournalDevice {
-    type Ptr = Pin<KBox<Self>>;
-
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        let shared = JOURNAL.lock().as_ref().ok_or(ENODEV)?.clone();
-        KBox::try_pin_init(
-            try_pin_init!(JournalDevice {
-                shared,
-                spare <- new_mutex!(None),
-            }),
-            GFP_KERNEL,
-        )
-    }
-
-    fn ioctl(me: Pin<&JournalDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        // What changes the medium needs a descriptor open for writing, as write(2)
-        // (and the block layer's BLKDISCARD) do.
-        let writable = || {
-            if file.flags() & O_ACCMODE == O_RDONLY {
-                Err(EBADF)
-            } else {
-                Ok(())
-            }
-        };
-        match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => uapi::version(
-                arg,
-                abi::DEV_JOURNAL,
-                abi::FEAT_JOURNAL_TX | abi::FEAT_FDINFO,
-            ),
-            Some(abi::Command::JournalAttach) => writable().and_then(|()| me.ioctl_attach(arg)),
-            Some(abi::Command::JournalDetach) => writable().and_then(|()| me.ioctl_detach(arg)),
-            Some(abi::Command::JournalStatus) => me.ioctl_status(arg),
-            Some(abi::Command::JournalTx) => writable().and_then(|()| me.ioctl_tx(arg)),
-            _ => Err(ENOTTY),
-        }
-    }
-
-    fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
-        let pos = u64::try_from(kiocb.ki_pos()).map_err(|_| EINVAL)?;
-        let n = kiocb.file().shared.read(pos, iov)?;
-        *kiocb.ki_pos_mut() += n as i64;
-        Ok(n)
-    }
-
-    /// `/proc/PID/fdinfo/FD`: the attached device (`abi::fdinfo`, what `memkit list`
-    /// reads).
-    fn show_fdinfo(me: Pin<&JournalDevice>, m: &SeqFile, _file: &File) {
-        use abi::fdinfo as key;
-        seq_print!(m, "{}:\tjournal\n", key::DEVICE);
-        match me.shared.device() {
-            Some((major, minor)) => seq_print!(m, "{}:\t{major}:{minor}\n", key::JOURNAL_DEV),
-            None => seq_print!(m, "{}:\tnone\n", key::JOURNAL_DEV),
-        }
     }
 }

@@ -409,7 +409,7 @@ fn pg(page: &Page) -> *mut c_void {
 }
 
 impl Region {
-    pub(super) fn new(cfg: Config, mapping: Mapping) -> Result<Arc<Region>> {
+    fn new(cfg: Config, mapping: Mapping) -> Result<Arc<Region>> {
         let id = RegionId::alloc()?;
         let n = usize::try_from(cfg.pages)?;
         let mut slots = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
@@ -458,7 +458,7 @@ impl Region {
     /// # Safety
     ///
     /// `vma` is a valid VMA of this region whose mm's mmap lock the caller holds.
-    pub(super) unsafe fn vma(&self, vma: *mut c_void) -> Result<Vma> {
+    unsafe fn vma(&self, vma: *mut c_void) -> Result<Vma> {
         // SAFETY: the caller holds the mmap lock of a valid VMA.
         let vref = unsafe { kernel::mm::virt::VmaRef::from_raw(vma.cast()) };
         // SAFETY: as above.
@@ -476,7 +476,7 @@ impl Region {
 
     /// The file is going: cancel every request (their timers first) and refuse new
     /// ones. Queued work items find their slot gone and do nothing.
-    pub(super) fn shut_down(&self) {
+    fn shut_down(&self) {
         let mut g = self.inner.lock();
         g.dead = true;
         // The file goes with its inode's address space (see `Mapping`).
