@@ -167,9 +167,9 @@ struct Recovery {
 /// Everything under the GAID lock.
 struct State {
     mode: Mode,
-    att: Option<Attached>,
+    attached: Option<Attached>,
     rec: Recovery,
-    /// Attaches so far (wrapping): which attachment `att` is. A `read`, which drops
+    /// Attaches so far (wrapping): which attachment `attached` is. A `read`, which drops
     /// the lock between chunks, reads on only while it is unchanged.
     generation: u64,
 }
@@ -281,7 +281,7 @@ impl Shared {
         pin_init!(Self {
             state <- new_mutex!(State {
                 mode,
-                att: None,
+                attached: None,
                 rec: Recovery::default(),
                 generation: 0,
             }),
@@ -302,8 +302,8 @@ impl Shared {
     /// Attaches the DAX device at `path`, formatting it first with `format`
     /// (`mj_count`, `mj_size`) if given, and recovers it.
     fn attach(&self, path: &CStr, format: Option<(u32, u32)>) -> Result {
-        let mut st = self.state.lock();
-        if st.att.is_some() {
+        let mut state = self.state.lock();
+        if state.attached.is_some() {
             return Err(EBUSY);
         }
         let dax = DaxDevice::open(path).inspect_err(|e| {
@@ -313,7 +313,7 @@ impl Shared {
                 e.to_errno()
             );
         })?;
-        let mut pm = dax.access()?;
+        let mut pmem = dax.access()?;
         if let Some((count, size)) = format {
             let geo = Geometry::new(dax.len(), count, size).map_err(|e| {
                 pr_err!(
@@ -328,9 +328,9 @@ impl Shared {
             })?;
             let mut uuid = [0u8; 16];
             edge::random(&mut uuid);
-            engine::format(&mut pm, geo, uuid).map_err(journal_errno)?;
+            engine::format(&mut pmem, geo, uuid).map_err(journal_errno)?;
         }
-        let sb = engine::read_superblock(&pm).map_err(|e| {
+        let sb = engine::read_superblock(&pmem).map_err(|e| {
             match e {
                 FormatError::BadMagic => pr_err!(
                     "journal: {}: no memkit journal superblock; attach with format to create one\n",
@@ -367,12 +367,12 @@ impl Shared {
             order: &mut order,
             mj: &mut mj,
         };
-        let (engine, plan) = engine::Journal::open(&mut pm, st.mode, slots, stage, scratch)
+        let (engine, plan) = engine::Journal::open(&mut pmem, state.mode, slots, stage, scratch)
             .map_err(|e| {
                 pr_err!("journal: {}: recovery refused the journal: {:?}\n", path, e);
                 journal_errno(e)
             })?;
-        if let Some(e) = pm.fence_error {
+        if let Some(e) = pmem.fence_error {
             pr_err!(
                 "journal: {}: flushing the recovered state failed: error {}\n",
                 path,
@@ -380,7 +380,7 @@ impl Shared {
             );
             return Err(EIO);
         }
-        if pm.read_error.get() {
+        if pmem.read_error.get() {
             pr_warn!(
                 "journal: {}: media errors while scanning; unreadable MJs were discarded\n",
                 path
@@ -401,18 +401,18 @@ impl Shared {
             ns / 1000,
             plan.next_id
         );
-        let device_flushes = pm.flushes;
-        let lines = pm.lines;
-        drop(pm);
-        st.rec = Recovery { plan, ns };
-        st.generation = st.generation.wrapping_add(1);
+        let device_flushes = pmem.flushes;
+        let lines = pmem.lines;
+        drop(pmem);
+        state.rec = Recovery { plan, ns };
+        state.generation = state.generation.wrapping_add(1);
         let ids = KVec::from_elem(0u64, max_group(&sb.geo), GFP_KERNEL)?;
         {
             let mut q = self.queue.lock();
             q.geo = Some(sb.geo);
-            q.generation = st.generation;
+            q.generation = state.generation;
         }
-        st.att = Some(Attached {
+        state.attached = Some(Attached {
             engine,
             dax,
             broken: false,
@@ -426,16 +426,16 @@ impl Shared {
 
     /// Detaches the journal after making every in-place write durable.
     fn detach(&self) -> Result {
-        let mut st = self.state.lock();
-        let mut att = st.att.take().ok_or(ENODEV)?;
+        let mut state = self.state.lock();
+        let mut attached = state.attached.take().ok_or(ENODEV)?;
         self.queue.lock().geo = None;
-        let Attached { engine, dax, .. } = &mut att;
-        if let Ok(mut pm) = dax.access() {
-            engine.sync(&mut pm);
+        let Attached { engine, dax, .. } = &mut attached;
+        if let Ok(mut pmem) = dax.access() {
+            engine.sync(&mut pmem);
         }
         pr_info!(
             "journal: detached after {} transactions\n",
-            att.engine.counters().transactions
+            attached.engine.counters().transactions
         );
         Ok(())
     }
@@ -513,12 +513,12 @@ impl Shared {
                 r.result = Err(e);
             }
         };
-        let mut st = self.state.lock();
-        let generation = st.generation;
-        let Some(att) = st.att.as_mut() else {
+        let mut state = self.state.lock();
+        let generation = state.generation;
+        let Some(attached) = state.attached.as_mut() else {
             return fail(batch, ENODEV);
         };
-        if att.broken {
+        if attached.broken {
             return fail(batch, EIO);
         }
         let Attached {
@@ -529,9 +529,9 @@ impl Shared {
             lines,
             lat_hist,
             ids,
-        } = att;
-        let mut pm = match dax.access() {
-            Ok(pm) => pm,
+        } = attached;
+        let mut pmem = match dax.access() {
+            Ok(pmem) => pmem,
             Err(e) => return fail(batch, e),
         };
         let geo = engine.superblock().geo;
@@ -553,7 +553,7 @@ impl Shared {
                 continue;
             }
             if engine.free_mjs() == 0 {
-                engine.sync(&mut pm);
+                engine.sync(&mut pmem);
             }
             // Keep half the MJs free for the next group: the in-flight half is freed
             // only by the next barrier.
@@ -563,9 +563,9 @@ impl Shared {
                 end += 1;
             }
             let res = engine
-                .commit(&mut pm, &Requests(&batch[i..end]), ids)
+                .commit(&mut pmem, &Requests(&batch[i..end]), ids)
                 .map_err(journal_errno);
-            let res = match (res, pm.fence_error) {
+            let res = match (res, pmem.fence_error) {
                 (Ok(()), None) => Ok(()),
                 (Ok(()), Some(e)) => {
                     pr_err!(
@@ -590,30 +590,30 @@ impl Shared {
             }
             i = end;
         }
-        *device_flushes += pm.flushes;
-        *lines += pm.lines;
+        *device_flushes += pmem.flushes;
+        *lines += pmem.lines;
     }
 
     /// The attached device's number, `(major, minor)`.
     fn device(&self) -> Option<(u32, u32)> {
-        self.state.lock().att.as_ref().map(|a| a.dax.dev())
+        self.state.lock().attached.as_ref().map(|a| a.dax.dev())
     }
 
     fn status(&self) -> abi::JournalStatus {
-        let st = self.state.lock();
+        let state = self.state.lock();
         let mut s = abi::JournalStatus {
-            mode: match st.mode {
+            mode: match state.mode {
                 Mode::Coalesced => abi::JOURNAL_MODE_COALESCED,
                 Mode::Strict => abi::JOURNAL_MODE_STRICT,
             },
             ..Default::default()
         };
-        let Some(att) = st.att.as_ref() else {
+        let Some(attached) = state.attached.as_ref() else {
             return s;
         };
-        let geo = att.engine.superblock().geo;
-        let c = att.engine.counters();
-        let rec = st.rec;
+        let geo = attached.engine.superblock().geo;
+        let c = attached.engine.counters();
+        let rec = state.rec;
         s.attached = 1;
         s.dev_size = geo.dev_size;
         s.data_offset = geo.data_offset;
@@ -623,8 +623,8 @@ impl Shared {
         s.max_ranges = geo.max_ranges();
         // Lossless: at most `MJ_SIZE_MAX`.
         s.max_tx_bytes = geo.mj_capacity() as u32;
-        s.sync_dax = u32::from(att.dax.is_sync());
-        s.next_id = att.engine.next_id();
+        s.sync_dax = u32::from(attached.dax.is_sync());
+        s.next_id = attached.engine.next_id();
         s.rec_replayed = rec.plan.replay.into();
         s.rec_discarded = rec.plan.discarded.into();
         s.rec_stale = rec.plan.stale.into();
@@ -635,12 +635,12 @@ impl Shared {
         s.transactions = c.transactions;
         s.groups = c.groups;
         s.barriers = c.barriers;
-        s.device_flushes = att.device_flushes;
+        s.device_flushes = attached.device_flushes;
         s.journal_bytes = c.journal_bytes;
         s.inplace_bytes = c.inplace_bytes;
         s.payload_bytes = c.payload_bytes;
-        s.lines_written_back = att.lines;
-        s.lat_hist = att.lat_hist;
+        s.lines_written_back = attached.lines;
+        s.lat_hist = attached.lat_hist;
         s
     }
 
@@ -687,12 +687,12 @@ impl Shared {
         bounce: &mut [u8],
         room: usize,
     ) -> Result<usize> {
-        let st = self.state.lock();
-        let att = st.att.as_ref().ok_or(ENODEV)?;
-        if *generation.get_or_insert(st.generation) != st.generation {
+        let state = self.state.lock();
+        let attached = state.attached.as_ref().ok_or(ENODEV)?;
+        if *generation.get_or_insert(state.generation) != state.generation {
             return Err(ENODEV);
         }
-        let geo = att.engine.superblock().geo;
+        let geo = attached.engine.superblock().geo;
         let at = u64::try_from(done)
             .ok()
             .and_then(|d| pos.checked_add(d))
@@ -707,8 +707,8 @@ impl Shared {
             return Ok(0);
         }
         let off = geo.data_offset.checked_add(at).ok_or(EINVAL)?;
-        let pm = att.dax.access()?;
-        pm.read_checked(off, bounce.get_mut(..n).ok_or(EINVAL)?)?;
+        let pmem = attached.dax.access()?;
+        pmem.read_checked(off, bounce.get_mut(..n).ok_or(EINVAL)?)?;
         Ok(n)
     }
 }

@@ -477,14 +477,14 @@ impl Region {
     /// The file is going: cancel every request (their timers first) and refuse new
     /// ones. Queued work items find their slot gone and do nothing.
     fn shut_down(&self) {
-        let mut g = self.inner.lock();
-        g.dead = true;
+        let mut inner = self.inner.lock();
+        inner.dead = true;
         // The file goes with its inode's address space (see `Mapping`).
-        g.mapping = None;
-        g.agent.clear();
+        inner.mapping = None;
+        inner.agent.clear();
         // The pooled requests hold region references: let them go (after the unlock).
-        let pool = core::mem::take(&mut g.free);
-        for slot in g.slots.iter_mut() {
+        let pool = core::mem::take(&mut inner.free);
+        for slot in inner.slots.iter_mut() {
             if matches!(slot, Slot::Fetching { .. }) {
                 // Drops the timer handle (cancels the timer, waiting for a
                 // running callback, which takes no lock) and the request.
@@ -492,7 +492,7 @@ impl Region {
             }
         }
         self.changed.notify_all();
-        drop(g);
+        drop(inner);
         drop(pool);
     }
 }

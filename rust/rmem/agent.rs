@@ -24,16 +24,16 @@ impl Region {
         let mut buf = KVVec::<u8>::new();
         let mut ids = KVVec::<u64>::new();
         {
-            let mut g = self.inner.lock();
-            while !g.agent.iter().any(|r| !r.read) {
-                if g.dead {
+            let mut inner = self.inner.lock();
+            while !inner.agent.iter().any(|r| !r.read) {
+                if inner.dead {
                     return Ok(0);
                 }
                 if nowait {
                     return Err(EAGAIN);
                 }
                 let seen = self.changed.seq();
-                drop(g);
+                drop(inner);
                 if self
                     .changed
                     .wait(
@@ -45,18 +45,18 @@ impl Region {
                 {
                     return Err(ERESTARTSYS);
                 }
-                g = self.inner.lock();
+                inner = self.inner.lock();
             }
             // Copied without changing anything (an allocation failure leaves the
             // queue as it was), then claimed.
             let mut dropped = KVVec::<u64>::new();
-            for r in g.agent.iter().filter(|r| !r.read) {
+            for r in inner.agent.iter().filter(|r| !r.read) {
                 let wb = r.kind == abi::RMEM_MSG_WRITEBACK;
                 let need = HDR + if wb { PAGE } else { 0 };
                 if buf.len() + need > room {
                     break;
                 }
-                let page = match g.slots.get(r.idx as usize) {
+                let page = match inner.slots.get(r.idx as usize) {
                     Some(Slot::WritingBack { page, .. }) | Some(Slot::Local { page, .. }) => {
                         Some(page)
                     }
@@ -89,10 +89,12 @@ impl Region {
             }
             // Claimed: no other reader takes them. (Both lists are in id order, as
             // the queue is.)
-            g.agent.retain(|r| dropped.binary_search(&r.id).is_err());
+            inner
+                .agent
+                .retain(|r| dropped.binary_search(&r.id).is_err());
             for id in ids.iter() {
-                if let Ok(pos) = g.agent.binary_search_by_key(id, |r| r.id) {
-                    if let Some(r) = g.agent.get_mut(pos) {
+                if let Ok(pos) = inner.agent.binary_search_by_key(id, |r| r.id) {
+                    if let Some(r) = inner.agent.get_mut(pos) {
                         r.read = true;
                     }
                 }
@@ -104,10 +106,10 @@ impl Region {
         }
         if iov.copy_to_iter(&buf) != buf.len() {
             // Unclaimed: the requests go to the next read.
-            let mut g = self.inner.lock();
+            let mut inner = self.inner.lock();
             for id in ids.iter() {
-                if let Ok(pos) = g.agent.binary_search_by_key(id, |r| r.id) {
-                    if let Some(r) = g.agent.get_mut(pos) {
+                if let Ok(pos) = inner.agent.binary_search_by_key(id, |r| r.id) {
+                    if let Some(r) = inner.agent.get_mut(pos) {
                         r.read = false;
                     }
                 }
@@ -147,36 +149,36 @@ impl Region {
             None
         };
         let req = {
-            let mut g = self.inner.lock();
+            let mut inner = self.inner.lock();
             // The queue is in id order (ids are handed out increasing).
-            let pos = g
+            let pos = inner
                 .agent
                 .binary_search_by_key(&m.id, |r| r.id)
                 .map_err(|_| ENOENT)?;
-            let r = *g.agent.get(pos).ok_or(ENOENT)?;
+            let r = *inner.agent.get(pos).ok_or(ENOENT)?;
             if r.kind != m.kind || r.idx != m.page || !r.read {
                 return Err(EINVAL);
             }
-            g.agent.remove(pos)?;
+            inner.agent.remove(pos)?;
             let i = r.idx as usize;
             if r.kind == abi::RMEM_MSG_WRITEBACK {
-                let slot = g.slots.get_mut(i).ok_or(EINVAL)?;
+                let slot = inner.slots.get_mut(i).ok_or(EINVAL)?;
                 if matches!(slot, Slot::WritingBack { id, .. } if *id == r.id) {
                     if let Slot::WritingBack { page, .. } = core::mem::replace(slot, Slot::Remote) {
                         if m.status == 0 {
-                            g.resident -= 1;
+                            inner.resident -= 1;
                         } else {
                             // Not stored: the page stays local.
                             *slot = Slot::Local { page, flags: 0 };
-                            g.local.push(r.idx, GFP_KERNEL_ACCOUNT)?;
+                            inner.local.push(r.idx, GFP_KERNEL_ACCOUNT)?;
                         }
-                        g.writing_back -= 1;
+                        inner.writing_back -= 1;
                     }
                 }
                 self.changed.notify_all();
                 return Ok(len);
             }
-            let slot = g.slots.get_mut(i).ok_or(EINVAL)?;
+            let slot = inner.slots.get_mut(i).ok_or(EINVAL)?;
             let Slot::Fetching { req, page, .. } = slot else {
                 return Err(ENOENT);
             };
@@ -195,7 +197,7 @@ impl Region {
                     } else {
                         Slot::Remote
                     };
-                    g.resident -= 1;
+                    inner.resident -= 1;
                     self.changed.notify_all();
                     return Ok(len);
                 }

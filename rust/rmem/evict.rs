@@ -21,7 +21,7 @@ pub(super) enum Evicted {
 impl Region {
     /// Evicts one local page other than `keep` (clock over the referenced flags and
     /// the accessed bits of the faulting VMA's PTEs).
-    pub(super) fn evict_one(&self, g: &mut Inner, vma: &Vma, keep: u64) -> Evicted {
+    pub(super) fn evict_one(&self, inner: &mut Inner, vma: &Vma, keep: u64) -> Evicted {
         let Inner {
             mapping,
             slots,
@@ -34,7 +34,7 @@ impl Region {
             hits_since,
             writing_back,
             ..
-        } = g;
+        } = inner;
         let Some(mapping) = mapping.as_ref() else {
             // The file is gone: nothing is mapped any more.
             return Evicted::Nothing;
@@ -160,7 +160,7 @@ impl Region {
             self.changed.notify_all();
             return Evicted::WritingBack;
         }
-        g.resident -= 1;
+        inner.resident -= 1;
         Evicted::Freed
     }
 }

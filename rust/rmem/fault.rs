@@ -115,8 +115,8 @@ impl Region {
         };
         if pending.n != 0 {
             // Left by a wait, an error or a dying task: their timers end them.
-            let mut g = region.inner.lock();
-            region.arm(&mut g, pending.take_deferred(), now_ns());
+            let mut inner = region.inner.lock();
+            region.arm(&mut inner, pending.take_deferred(), now_ns());
         }
         if let Some(req) = pending.awaited.take() {
             region.recycle(req);
@@ -156,9 +156,9 @@ impl Region {
         progress: &mut FaultProgress,
     ) -> Result<Step> {
         let i = usize::try_from(idx)?;
-        let mut g = this.inner.lock();
+        let mut inner = this.inner.lock();
         loop {
-            if g.dead {
+            if inner.dead {
                 return Err(EFAULT);
             }
             if pending
@@ -168,7 +168,7 @@ impl Region {
             {
                 return Err(EIO);
             }
-            let slot = g.slots.get_mut(i).ok_or(EFAULT)?;
+            let slot = inner.slots.get_mut(i).ok_or(EFAULT)?;
             if let Slot::WritingBack { .. } = slot {
                 // Evicted but still here: take it back (the agent's write-back
                 // goes on and is ignored when it answers).
@@ -177,12 +177,12 @@ impl Region {
                         page,
                         flags: REFERENCED,
                     };
-                    g.writing_back -= 1;
-                    g.local.push(idx, GFP_KERNEL_ACCOUNT)?;
+                    inner.writing_back -= 1;
+                    inner.local.push(idx, GFP_KERNEL_ACCOUNT)?;
                 }
                 continue;
             }
-            match g.slots.get_mut(i).ok_or(EFAULT)? {
+            match inner.slots.get_mut(i).ok_or(EFAULT)? {
                 slot @ Slot::Failed => {
                     *slot = Slot::Remote;
                     return Err(EIO);
@@ -198,7 +198,7 @@ impl Region {
                     if *flags & (PREFETCHED | USED) == PREFETCHED {
                         *flags |= USED;
                         bump(&this.stats, |c| &c.hits, 1);
-                        g.hits_since = g.hits_since.saturating_add(1);
+                        inner.hits_since = inner.hits_since.saturating_add(1);
                     }
                     if !progress.counted {
                         bump(&this.stats, |c| &c.faults_local, 1);
@@ -215,14 +215,14 @@ impl Region {
                     }
                 }
                 Slot::Remote => {
-                    if g.resident >= this.cfg.budget {
+                    if inner.resident >= this.cfg.budget {
                         // Write-backs in flight will free as many pages: evict only
                         // for a fault none of them is owed to.
                         let waiters = this.room_waiters.load(Ordering::Acquire);
-                        let evicted = if g.writing_back > waiters {
+                        let evicted = if inner.writing_back > waiters {
                             Evicted::WritingBack
                         } else {
-                            this.evict_one(&mut g, vma, idx)
+                            this.evict_one(&mut inner, vma, idx)
                         };
                         match evicted {
                             Evicted::Freed => continue,
@@ -246,21 +246,21 @@ impl Region {
                             }
                         }
                     }
-                    Self::issue(this, &mut g, idx, false, None, addr)?;
-                    if let Some(Slot::Fetching { req, .. }) = g.slots.get(i) {
+                    Self::issue(this, &mut inner, idx, false, None, addr)?;
+                    if let Some(Slot::Fetching { req, .. }) = inner.slots.get(i) {
                         pending.awaited = Some(req.clone());
                     }
                     if !progress.counted {
                         bump(&this.stats, |c| &c.faults_sync, 1);
                         progress.counted = true;
                     }
-                    if let Some(h) = g.history.get_mut(i) {
+                    if let Some(h) = inner.history.get_mut(i) {
                         *h = logic::history_on_fault(*h);
                     }
-                    Self::prefetch(this, &mut g, vma, addr, idx, pending);
+                    Self::prefetch(this, &mut inner, vma, addr, idx, pending);
                     if this.cfg.backend == logic::Backend::Emulated {
-                        g = match this.complete_sync(g, vma, pending)? {
-                            Ok(g) => g,
+                        inner = match this.complete_sync(inner, vma, pending)? {
+                            Ok(inner) => inner,
                             Err(seen) => return Ok(Step::Wait { seen, room: false }),
                         };
                         continue;
@@ -287,7 +287,7 @@ impl Region {
     /// (the fetch's timer completes it).
     pub(super) fn complete_sync<'a>(
         &'a self,
-        mut g: MutexGuard<'a, Inner>,
+        mut inner: MutexGuard<'a, Inner>,
         vma: &Vma,
         pending: &mut Pending,
     ) -> Result<core::result::Result<MutexGuard<'a, Inner>, u64>> {
@@ -295,14 +295,14 @@ impl Region {
             let now = now_ns();
             let hold = self.cfg.lat_base_ns.saturating_add(self.cfg.lat_page_ns);
             if req.arrive_ns.saturating_sub(now) > hold {
-                self.arm(&mut g, &[(req.idx, req.id)], now);
+                self.arm(&mut inner, &[(req.idx, req.id)], now);
                 return Ok(Err(self.changed.seq()));
             }
-            drop(g);
+            drop(inner);
             // SAFETY: no precondition; process context, no spinlock held.
             if unsafe { memkit_sleep_until_killable(req.arrive_ns) } != 0 {
-                let mut g = self.inner.lock();
-                self.arm(&mut g, &[(req.idx, req.id)], now_ns());
+                let mut inner = self.inner.lock();
+                self.arm(&mut inner, &[(req.idx, req.id)], now_ns());
                 return Err(EINTR);
             }
             let _ =
@@ -310,14 +310,14 @@ impl Region {
                     .compare_exchange(PENDING, ARRIVED, Ordering::AcqRel, Ordering::Acquire);
             self.complete(req);
         } else {
-            drop(g);
+            drop(inner);
         }
         let now = now_ns();
         let mut ready: [Option<Arc<Req>>; MAX_CANDIDATES] = [const { None }; MAX_CANDIDATES];
-        let mut g = self.inner.lock();
+        let mut inner = self.inner.lock();
         let deferred = pending.take_deferred();
         for (&(b, id), out) in deferred.iter().zip(ready.iter_mut()) {
-            let Some(Slot::Fetching { req: r, timer, .. }) = g.slots.get(b as usize) else {
+            let Some(Slot::Fetching { req: r, timer, .. }) = inner.slots.get(b as usize) else {
                 continue;
             };
             // The deadline decides by the two times, as the timer would.
@@ -327,10 +327,10 @@ impl Region {
                 r.state.store(ARRIVED, Ordering::Release);
                 *out = Some(r.clone());
             } else {
-                self.arm(&mut g, &[(b, id)], now);
+                self.arm(&mut inner, &[(b, id)], now);
             }
         }
-        drop(g);
+        drop(inner);
         for r in ready.into_iter().flatten() {
             self.complete_in(&r, Some(vma));
             self.recycle(r);

@@ -8,10 +8,10 @@ use super::*;
 impl Region {
     /// Counts the prefetched pages of the last batch that were used (accessed bit of
     /// their PTE in the faulting VMA): the hits the adaptive policies grow on.
-    pub(super) fn count_batch_hits(&self, g: &mut Inner, vma: &Vma) {
-        let (batch, n) = (g.batch, core::mem::take(&mut g.batch_len));
+    pub(super) fn count_batch_hits(&self, inner: &mut Inner, vma: &Vma) {
+        let (batch, n) = (inner.batch, core::mem::take(&mut inner.batch_len));
         for &idx in batch.iter().take(n) {
-            let Some(Slot::Local { page, flags }) = g.slots.get_mut(idx as usize) else {
+            let Some(Slot::Local { page, flags }) = inner.slots.get_mut(idx as usize) else {
                 continue;
             };
             if *flags & (PREFETCHED | USED) != PREFETCHED {
@@ -24,7 +24,7 @@ impl Region {
             if unsafe { memkit_rmem_pte_young(vma.ptr, addr, pg(page), false) } == 1 {
                 *flags |= USED;
                 bump(&self.stats, |c| &c.hits, 1);
-                g.hits_since = g.hits_since.saturating_add(1);
+                inner.hits_since = inner.hits_since.saturating_add(1);
             }
         }
     }
@@ -70,7 +70,7 @@ impl Region {
     /// the pages whose PTE is not present.
     pub(super) fn prefetch(
         this: ArcBorrow<'_, Region>,
-        g: &mut Inner,
+        inner: &mut Inner,
         vma: &Vma,
         addr: usize,
         idx: u64,
@@ -84,18 +84,18 @@ impl Region {
         else {
             return;
         };
-        this.count_batch_hits(g, vma);
+        this.count_batch_hits(inner, vma);
         let f = Fault {
             vpn: (addr >> PAGE_SHIFT) as u64,
             lo,
             hi: last + 1,
-            hits: core::mem::take(&mut g.hits_since),
+            hits: core::mem::take(&mut inner.hits_since),
         };
         let mut out = [0u64; MAX_CANDIDATES];
         let n = {
             let Inner {
                 planner, history, ..
-            } = &mut *g;
+            } = &mut *inner;
             let hist = |vpn: u64| {
                 vma.idx_of(vpn)
                     .and_then(|i| history.get(i as usize))
@@ -119,12 +119,14 @@ impl Region {
             let Ok(caddr) = usize::try_from(vpn << PAGE_SHIFT) else {
                 continue;
             };
-            match g.slots.get_mut(c as usize) {
+            match inner.slots.get_mut(c as usize) {
                 Some(Slot::Remote) => {
-                    if g.resident >= cfg.budget && this.evict_one(g, vma, idx) != Evicted::Freed {
+                    if inner.resident >= cfg.budget
+                        && this.evict_one(inner, vma, idx) != Evicted::Freed
+                    {
                         break;
                     }
-                    let Ok(id) = Self::issue(this, g, c, true, Some(mm.clone()), caddr) else {
+                    let Ok(id) = Self::issue(this, inner, c, true, Some(mm.clone()), caddr) else {
                         break;
                     };
                     bump(&this.stats, |c| &c.prefetches, 1);
@@ -134,12 +136,12 @@ impl Region {
                                 *d = (c, id);
                                 pending.n += 1;
                             }
-                            None => this.arm(g, &[(c, id)], now_ns()),
+                            None => this.arm(inner, &[(c, id)], now_ns()),
                         }
                     }
-                    if let Some(b) = g.batch.get_mut(g.batch_len) {
+                    if let Some(b) = inner.batch.get_mut(inner.batch_len) {
                         *b = c;
-                        g.batch_len += 1;
+                        inner.batch_len += 1;
                     }
                 }
                 Some(Slot::Local { page, .. }) => {

@@ -159,7 +159,7 @@ impl Region {
     /// Starts a fetch of page `idx` into a new page (the caller made room).
     pub(super) fn issue(
         this: ArcBorrow<'_, Region>,
-        g: &mut Inner,
+        inner: &mut Inner,
         idx: u64,
         prefetch: bool,
         mm: Option<ARef<Mm>>,
@@ -169,10 +169,14 @@ impl Region {
         let page = Page::alloc_page(GFP_KERNEL_ACCOUNT)?;
         let now = now_ns();
         let agent = this.cfg.backend == logic::Backend::Agent;
-        let arrive_ns = if agent { u64::MAX } else { g.link.issue(now) };
-        let id = g.next_id;
+        let arrive_ns = if agent {
+            u64::MAX
+        } else {
+            inner.link.issue(now)
+        };
+        let id = inner.next_id;
         if agent {
-            g.agent.push(
+            inner.agent.push(
                 AgentReq {
                     id,
                     kind: abi::RMEM_MSG_FETCH,
@@ -182,13 +186,13 @@ impl Region {
                 GFP_KERNEL_ACCOUNT,
             )?;
         }
-        g.next_id += 1;
+        inner.next_id += 1;
         let deadline_ns = if prefetch && this.cfg.deadline_ns != 0 {
             now.saturating_add(this.cfg.deadline_ns)
         } else {
             0
         };
-        let mut fresh = match g.free.pop() {
+        let mut fresh = match inner.free.pop() {
             Some(r) => r,
             None => UniqueArc::pin_init(
                 pin_init!(Req {
@@ -235,17 +239,17 @@ impl Region {
         if agent {
             this.changed.notify_all();
         }
-        let slot = g.slots.get_mut(i).ok_or(EFAULT)?;
+        let slot = inner.slots.get_mut(i).ok_or(EFAULT)?;
         *slot = Slot::Fetching { req, timer, page };
-        g.resident += 1;
+        inner.resident += 1;
         Ok(id)
     }
 
     /// Arms the timers of the emulated prefetches `reqs` (page, request id) that are
     /// still in flight without one.
-    pub(super) fn arm(&self, g: &mut Inner, reqs: &[(u64, u64)], now: u64) {
+    pub(super) fn arm(&self, inner: &mut Inner, reqs: &[(u64, u64)], now: u64) {
         for &(idx, id) in reqs {
-            if let Some(Slot::Fetching { req, timer, .. }) = g.slots.get_mut(idx as usize) {
+            if let Some(Slot::Fetching { req, timer, .. }) = inner.slots.get_mut(idx as usize) {
                 if timer.is_none() && req.id == id {
                     *timer = req.arm(now);
                 }
@@ -262,18 +266,20 @@ impl Region {
     /// faulting VMA whose mmap lock the caller holds, if given, else looked up with a
     /// trylock of its process's mmap lock.
     pub(super) fn complete_in(&self, req: &Arc<Req>, here: Option<&Vma>) {
-        let st = req.state.load(Ordering::Acquire);
-        if st == PENDING {
+        let req_state = req.state.load(Ordering::Acquire);
+        if req_state == PENDING {
             return;
         }
-        if (st == LATE || st == LATE_ARRIVED) && !req.counted_late.swap(true, Ordering::AcqRel) {
+        if (req_state == LATE || req_state == LATE_ARRIVED)
+            && !req.counted_late.swap(true, Ordering::AcqRel)
+        {
             bump(&self.stats, |c| &c.late, 1);
         }
-        if st == LATE {
+        if req_state == LATE {
             // Nothing maps it from this prefetch; the data is still in flight.
             return;
         }
-        let install = st == ARRIVED && req.prefetch && !req.wanted.load(Ordering::Acquire);
+        let install = req_state == ARRIVED && req.prefetch && !req.wanted.load(Ordering::Acquire);
         // If the process exits meanwhile, this is its last user reference: dropped
         // with `mmput_async`, so that `exit_mmap` never runs in the agent's `write`
         // or in this workqueue (it would take this region's lock through the
@@ -289,14 +295,13 @@ impl Region {
         // Never block on the mmap lock here: a fault holding it may be waiting for
         // this very work (see the module documentation).
         let mmap = mmu.as_ref().and_then(|m| m.mmap_read_trylock());
-        let mut g = self.inner.lock();
+        let mut inner = self.inner.lock();
         let i = req.idx as usize;
-        let ours =
-            matches!(g.slots.get(i), Some(Slot::Fetching { req: r, .. }) if Arc::ptr_eq(r, req));
+        let ours = matches!(inner.slots.get(i), Some(Slot::Fetching { req: r, .. }) if Arc::ptr_eq(r, req));
         if !ours {
             return;
         }
-        let Some(slot) = g.slots.get_mut(i) else {
+        let Some(slot) = inner.slots.get_mut(i) else {
             return;
         };
         let Slot::Fetching { page, .. } = core::mem::replace(slot, Slot::Remote) else {
@@ -310,15 +315,15 @@ impl Region {
         if let Some(b) = GLOBAL.lat_hist.get(logic::lat_bucket(lat)) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        if st == LATE_ARRIVED && !self.cfg.keep_late && !req.wanted.load(Ordering::Acquire) {
-            g.resident -= 1;
+        if req_state == LATE_ARRIVED && !self.cfg.keep_late && !req.wanted.load(Ordering::Acquire) {
+            inner.resident -= 1;
             bump(&self.stats, |c| &c.wasted, 1);
             drop(page);
             self.changed.notify_all();
             return;
         }
         if self.cfg.backend == logic::Backend::Emulated {
-            match g.store.get(i) {
+            match inner.store.get(i) {
                 // SAFETY: both pages are valid and ours; nothing else writes `page`.
                 Some(Some(src)) => unsafe { memkit_copy_highpage(pg(&page), pg(src)) },
                 _ => {
@@ -358,8 +363,8 @@ impl Region {
                 bump(&self.stats, |c| &c.installed, 1);
             }
         }
-        let _ = g.local.push(req.idx, GFP_KERNEL_ACCOUNT);
-        if let Some(slot) = g.slots.get_mut(i) {
+        let _ = inner.local.push(req.idx, GFP_KERNEL_ACCOUNT);
+        if let Some(slot) = inner.slots.get_mut(i) {
             *slot = Slot::Local { page, flags };
         }
         self.changed.notify_all();
@@ -374,10 +379,10 @@ impl Region {
         };
         // Not kept alive by a pooled request.
         *r.as_mut().project().mm = None;
-        let mut g = self.inner.lock();
-        if !g.dead && g.free.len() < REQ_POOL {
+        let mut inner = self.inner.lock();
+        if !inner.dead && inner.free.len() < REQ_POOL {
             // Within the reserved capacity: no allocation, cannot fail.
-            let _ = g.free.push(r, GFP_KERNEL_ACCOUNT);
+            let _ = inner.free.push(r, GFP_KERNEL_ACCOUNT);
         }
         // Otherwise dropped after the unlock (it holds a region reference).
     }
