@@ -324,8 +324,8 @@ const REQ_POOL: usize = 4 * (MAX_CANDIDATES + 1);
 /// many more fetch requests). Bounds the kernel buffer whatever the caller's `iov`.
 const AGENT_READ_MAX: usize = 64 * (<abi::RmemMsg as abi::UapiStruct>::SIZE + PAGE_BYTES);
 
-/// A page's bytes (the kernel's page size: `edge.rs` asserts they agree).
-const PAGE_BYTES: usize = logic::PAGE_SIZE as usize;
+/// A page's bytes: the kernel's page size (`edge.rs` asserts the pure logic's agrees).
+const PAGE_BYTES: usize = kernel::page::PAGE_SIZE;
 
 /// A request of the agent backend.
 #[derive(Clone, Copy)]

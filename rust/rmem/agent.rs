@@ -16,7 +16,7 @@ impl Region {
     /// go to the next read.
     pub(super) fn agent_read(&self, iov: &mut IovIterDest<'_>, nowait: bool) -> Result<usize> {
         const HDR: usize = <abi::RmemMsg as abi::UapiStruct>::SIZE;
-        const PAGE: usize = logic::PAGE_SIZE as usize;
+        const PAGE: usize = kernel::page::PAGE_SIZE;
         let room = iov.len().min(AGENT_READ_MAX);
         if room < HDR {
             return Err(EINVAL);
@@ -122,7 +122,7 @@ impl Region {
     /// `write` of an agent-backed region's file: one reply.
     pub(super) fn agent_write(&self, iov: &mut IovIterSource<'_>) -> Result<usize> {
         const HDR: usize = <abi::RmemMsg as abi::UapiStruct>::SIZE;
-        const PAGE: usize = logic::PAGE_SIZE as usize;
+        const PAGE: usize = kernel::page::PAGE_SIZE;
         let len = iov.len();
         let mut hdr = [0u8; HDR];
         if len < HDR || iov.copy_from_iter(&mut hdr) != HDR {
