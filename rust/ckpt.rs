@@ -27,7 +27,11 @@ use crate::pure::{
     abi,
     ckpt::{self as logic, diff, Collect},
 };
-use crate::{edge::RegionId, uapi};
+use crate::{
+    edge::RegionId,
+    mm::{Fault, FaultOutcome, VmOps},
+    uapi,
+};
 use core::{
     ffi::{c_int, c_void},
     ptr::NonNull,
@@ -47,14 +51,6 @@ use kernel::{
 };
 
 extern "C" {
-    /// Sets the checkpoint `vm_operations_struct` on `vma` and `region` as its
-    /// `vm_private_data`.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is being set up by `mmap`; `region` stays valid as long as the VMA
-    /// exists.
-    fn memkit_ckpt_vma_init(vma: *mut c_void, region: *const c_void);
     /// `clean_record_shared_mapping_range` over `nr` page offsets from `first`, into
     /// `bitmap` (bit `i` is page offset `bitmap_pgoff + i`). Returns the PTEs cleaned.
     ///
@@ -158,16 +154,13 @@ impl Region {
     }
 
     /// Page `idx`, allocated (zeroed) if it is the first touch.
-    fn frame(&mut self, idx: usize) -> Result<*mut bindings::page> {
+    fn frame(&mut self, idx: usize) -> Result<&Page> {
         let slot = self.frames.get_mut(idx).ok_or(EFAULT)?;
-        if let Some(p) = slot {
-            return Ok(p.as_ptr());
+        if slot.is_none() {
+            *slot = Some(Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?);
+            self.stats.pages_allocated += 1;
         }
-        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
-        let ptr = page.as_ptr();
-        *slot = Some(page);
-        self.stats.pages_allocated += 1;
-        Ok(ptr)
+        slot.as_ref().ok_or(EFAULT)
     }
 
     /// Page `idx` if it was ever touched (NULL: it reads as zeros).
@@ -211,39 +204,27 @@ impl Region {
     }
 }
 
-/// Called by the C fault handler (`helpers.c`): the page at page offset `pgoff` of
-/// the region `region`, allocated at first touch. Returns NULL and sets `*err` to a
-/// negative errno on failure.
+/// The operations of a region's VMAs: the fault maps the region's page, allocated at
+/// its first touch.
+static CKPT_VM_OPS: VmOps = VmOps::with_fault(ckpt_fault);
+
+/// `CKPT_VM_OPS.fault`.
 ///
 /// # Safety
 ///
-/// `region` is the `vm_private_data` that [`CkptDevice::mmap`] set, so a live
-/// `CkptDevice` (the VMA holds its file); `err` is valid for writes.
-#[no_mangle]
-unsafe extern "C" fn memkit_ckpt_page(
-    region: *const c_void,
-    pgoff: u64,
-    err: *mut c_int,
-) -> *mut c_void {
-    // SAFETY: see the function's safety section.
-    let dev = unsafe { &*region.cast::<CkptDevice>() };
-    let res = (|| {
-        let mut guard = dev.region.lock();
-        let r = (*guard).as_mut().ok_or(EFAULT)?;
-        let idx = pgoff
-            .checked_sub(r.base)
-            .filter(|&i| i < r.pages)
-            .ok_or(EFAULT)?;
-        r.frame(usize::try_from(idx)?)
-    })();
-    match res {
-        Ok(page) => page.cast(),
-        Err(e) => {
-            // SAFETY: `err` is valid for writes.
-            unsafe { *err = e.to_errno() };
-            core::ptr::null_mut()
-        }
+/// Called by the kernel as the `fault` handler of a VMA that [`CkptDevice::mmap`]
+/// set up, with the fault's lock held.
+unsafe extern "C" fn ckpt_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: the kernel's call: `vmf` is the fault, its lock held for this call.
+    let fault = unsafe { Fault::from_raw(vmf) };
+    // SAFETY: the private data `CkptDevice::mmap` installed: the pinned device of
+    // the VMA's file, which the VMA holds.
+    let dev = unsafe { &*fault.private().cast::<CkptDevice>() };
+    match dev.fault(&fault) {
+        Ok(()) => FaultOutcome::Mapped,
+        Err(e) => FaultOutcome::of(e),
     }
+    .to_raw()
 }
 
 /// The state of one open file of `/dev/memkit-ckpt`: its region, once created.
@@ -268,6 +249,29 @@ fn user_writer(addr: u64, len: u64) -> Result<kernel::uaccess::UserSliceWriter> 
 }
 
 impl CkptDevice {
+    /// Maps the faulting page of the region, allocating it at its first touch, with
+    /// `vm_insert_page` (which takes its own reference). The page is a normal page:
+    /// when a dirty PTE of it is zapped, the kernel moves the dirt to `PG_dirty`,
+    /// which a collect tests. The region mutex is held across `vm_insert_page`
+    /// (mmap lock -> region mutex -> PTE lock, the order of every collect).
+    fn fault(&self, fault: &Fault<'_>) -> Result {
+        // `map_region_window` set `VM_MIXEDMAP`.
+        let vma = fault.vma().as_mixedmap_vma().ok_or(EFAULT)?;
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EFAULT)?;
+        let idx = fault
+            .pgoff()
+            .checked_sub(r.base)
+            .filter(|&i| i < r.pages)
+            .ok_or(EFAULT)?;
+        let page = r.frame(usize::try_from(idx)?)?;
+        match vma.vm_insert_page(fault.address(), page) {
+            // EBUSY: another thread mapped it first.
+            Err(e) if e != EBUSY => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn create(&self, file: &File, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::CkptCreate>(arg)?;
         // SAFETY: no precondition.
@@ -618,14 +622,8 @@ impl MiscDevice for CkptDevice {
         let guard = me.region.lock();
         let r = guard.as_ref().ok_or(EINVAL)?;
         crate::edge::map_region_window(vma, r.base, r.pages)?;
-        // SAFETY: `vma` is being set up by mmap; `me` is pinned and lives as long as
-        // the file, which every VMA of it holds.
-        unsafe {
-            memkit_ckpt_vma_init(
-                vma.as_ptr().cast(),
-                core::ptr::from_ref::<CkptDevice>(&me).cast(),
-            )
-        };
+        // `me` is pinned and lives as long as the file, which every VMA of it holds.
+        CKPT_VM_OPS.install(vma, core::ptr::from_ref::<CkptDevice>(&me).cast());
         Ok(())
     }
 

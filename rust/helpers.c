@@ -205,39 +205,6 @@ void memkit_region_id_free(unsigned int id)
 }
 
 /*
- * Checkpoint regions.  memkit_ckpt_page (rust/ckpt.rs) finds or allocates the
- * region's page at a page offset; the fault maps it with vm_insert_page (the VMA is
- * VM_MIXEDMAP from mmap), which takes its own reference.  The page is a normal page:
- * when a dirty PTE of it is zapped, the kernel moves the dirt to PG_dirty, which a
- * collect tests.
- */
-static vm_fault_t memkit_ckpt_fault(struct vm_fault *vmf)
-{
-	struct vm_area_struct *vma = vmf->vma;
-	struct page *page;
-	int err = 0;
-
-	page = memkit_ckpt_page(vma->vm_private_data, vmf->pgoff, &err);
-	if (!page)
-		return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
-	err = vm_insert_page(vma, vmf->address, page);
-	/* -EBUSY: another thread mapped it first. */
-	if (err && err != -EBUSY)
-		return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
-	return VM_FAULT_NOPAGE;
-}
-
-static const struct vm_operations_struct memkit_ckpt_vm_ops = {
-	.fault = memkit_ckpt_fault,
-};
-
-void memkit_ckpt_vma_init(struct vm_area_struct *vma, const void *region)
-{
-	vma->vm_ops = &memkit_ckpt_vm_ops;
-	vma->vm_private_data = (void *)region;
-}
-
-/*
  * Only kernels with CONFIG_MAPPING_DIRTY_HELPERS (selected by DRM_VMWGFX) have the
  * helper; without it checkpoint regions are refused (memkit_ckpt_supported).
  */

@@ -29,8 +29,6 @@ struct file;
 struct page;
 struct vm_area_struct;
 /* rust/ckpt.rs */
-struct page *memkit_ckpt_page(const void *region, u64 pgoff, int *err);
-void memkit_ckpt_vma_init(struct vm_area_struct *vma, const void *region);
 bool memkit_ckpt_supported(void);
 u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
 			     u64 bitmap_pgoff, u64 *bitmap);
@@ -43,18 +41,12 @@ void memkit_copy_page(void *dst, struct page *page);
 struct workqueue_struct;
 struct vm_fault;
 struct wait_queue_head;
-/* memkit_rmem_fault's answer besides 0 and -errno: return VM_FAULT_RETRY. */
-#define MEMKIT_FAULT_RETRY 1
-int memkit_rmem_fault(const void *region, struct vm_fault *vmf, struct vm_area_struct *vma,
-		      unsigned long addr, u64 pgoff, unsigned int how);
 void memkit_release_fault_lock(struct vm_fault *vmf);
 void memkit_event_init(struct wait_queue_head *wq);
 void memkit_event_wake_all(struct wait_queue_head *wq);
 int memkit_event_wait(struct wait_queue_head *wq, const u64 *seq, u64 seen, bool interruptible,
 		      long timeout);
 int memkit_sleep_until_killable(u64 until_ns);
-void memkit_rmem_vma_init(struct vm_area_struct *vma, const void *region);
-bool memkit_rmem_vma_is(const struct vm_area_struct *vma, const void *region);
 int memkit_rmem_pte_scan(struct vm_area_struct *vma, unsigned long addr, unsigned int n,
 			 u64 *present, u64 *young);
 int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct page *page,

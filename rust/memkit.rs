@@ -21,6 +21,7 @@ mod dax;
 mod edge;
 mod event;
 mod journal;
+mod mm;
 pub mod pure;
 mod rmem;
 mod uapi;

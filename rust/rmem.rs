@@ -56,6 +56,7 @@ use crate::pure::{
 use crate::{
     edge::{RegionId, PAGE_SHIFT},
     event::{Event, Sleep},
+    mm::{self, FaultOutcome, VmOps},
     uapi,
 };
 use core::{
@@ -102,19 +103,6 @@ use {
 };
 
 extern "C" {
-    /// Sets the region `vm_operations_struct` on `vma` and `region` as its
-    /// `vm_private_data`.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is being set up by `mmap`; `region` stays valid as long as the VMA exists.
-    fn memkit_rmem_vma_init(vma: *mut c_void, region: *const c_void);
-    /// Whether `vma` maps `region`.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is a valid VMA; the caller holds its mm's mmap lock.
-    fn memkit_rmem_vma_is(vma: *const c_void, region: *const c_void) -> bool;
     /// Present and accessed bits of the PTEs of `n` (1..=64) pages from `addr`.
     ///
     /// # Safety
@@ -154,13 +142,6 @@ extern "C" {
     /// Both are valid pages the caller holds references to; nothing else writes `dst`.
     fn memkit_copy_highpage(dst: *mut c_void, src: *mut c_void);
     fn memkit_rmem_wq_create() -> *mut c_void;
-    /// Drops the lock the fault `vmf` was called with.
-    ///
-    /// # Safety
-    ///
-    /// `vmf` is the current fault, whose lock is held; nothing of its VMA or mm is
-    /// used afterwards.
-    fn memkit_release_fault_lock(vmf: *mut c_void);
     /// Sleeps until `until_ns` (monotonic); `-EINTR` at once on a fatal signal.
     fn memkit_sleep_until_killable(until_ns: u64) -> c_int;
     /// Copies `page` to `dst`: `PAGE_SIZE` bytes.

@@ -3,9 +3,8 @@
  * The C edge of remote-memory regions (rust/rmem.rs): what Rust-for-Linux 7.3 has
  * no abstraction for.
  *
- * - the vm_operations_struct and its fault handler, which calls the Rust fault
- *   (memkit_rmem_fault) with the mmap lock held (the VMA has no ->map_pages, so a
- *   fault under the per-VMA lock is retried with the mmap lock);
+ * - release_fault_lock() (inline) for the Rust fault handler (rust/rmem/fault.rs,
+ *   whose vm_operations_struct is a Rust static: rust/mm.rs);
  * - the page-table reads of the prefetch: apply_to_page_range over the faulting
  *   address's PTE line, which hands each PTE to a callback under the PTE lock;
  * - the accessed bit of one PTE, read and optionally cleared (x86: atomically, as
@@ -14,7 +13,7 @@
  *   mapping (eviction), copy_highpage, and the module's workqueue;
  * - the waits of a fault (rust/event.rs): a wait queue with a sequence number whose
  *   waits are killable or interruptible (wait_event_*_timeout are macros), a
- *   killable sleep until a time, and release_fault_lock() before VM_FAULT_RETRY.
+ *   killable sleep until a time.
  */
 #include <linux/fs.h>
 #include <linux/highmem.h>
@@ -28,62 +27,10 @@
 
 #include "helpers.h"
 
-/*
- * How the Rust fault may wait (MEMKIT_FAULT_* in rust/rmem.rs), from the fault's
- * flags: whether it may drop the fault lock and have the fault retried
- * (FAULT_FLAG_ALLOW_RETRY), must not sleep (FAULT_FLAG_RETRY_NOWAIT), may be
- * interrupted by any signal (a user-mode fault: the signal is delivered and the
- * access faults again) and was retried already (FAULT_FLAG_TRIED).
- */
-#define MEMKIT_FAULT_MAY_RETRY (1U << 0)
-#define MEMKIT_FAULT_NOWAIT (1U << 1)
-#define MEMKIT_FAULT_INTERRUPTIBLE (1U << 2)
-#define MEMKIT_FAULT_TRIED (1U << 3)
-
-static vm_fault_t memkit_rmem_fault_c(struct vm_fault *vmf)
-{
-	struct vm_area_struct *vma = vmf->vma;
-	unsigned int how = 0;
-	int ret;
-
-	if (vmf->flags & FAULT_FLAG_ALLOW_RETRY)
-		how |= MEMKIT_FAULT_MAY_RETRY;
-	if (vmf->flags & FAULT_FLAG_RETRY_NOWAIT)
-		how |= MEMKIT_FAULT_NOWAIT;
-	if ((vmf->flags & (FAULT_FLAG_USER | FAULT_FLAG_INTERRUPTIBLE)) ==
-	    (FAULT_FLAG_USER | FAULT_FLAG_INTERRUPTIBLE))
-		how |= MEMKIT_FAULT_INTERRUPTIBLE;
-	if (vmf->flags & FAULT_FLAG_TRIED)
-		how |= MEMKIT_FAULT_TRIED;
-	ret = memkit_rmem_fault(vma->vm_private_data, vmf, vma, vmf->address, vmf->pgoff, how);
-	if (!ret)
-		return VM_FAULT_NOPAGE;
-	/* The Rust side released the fault lock (unless RETRY_NOWAIT). */
-	if (ret == MEMKIT_FAULT_RETRY)
-		return VM_FAULT_RETRY;
-	return ret == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
-}
-
 /* Drops the lock the fault was called with (mmap lock or per-VMA lock). */
 void memkit_release_fault_lock(struct vm_fault *vmf)
 {
 	release_fault_lock(vmf);
-}
-
-static const struct vm_operations_struct memkit_rmem_vm_ops = {
-	.fault = memkit_rmem_fault_c,
-};
-
-void memkit_rmem_vma_init(struct vm_area_struct *vma, const void *region)
-{
-	vma->vm_ops = &memkit_rmem_vm_ops;
-	vma->vm_private_data = (void *)region;
-}
-
-/* Whether @vma is a mapping of @region (the caller holds the mmap lock). */
-bool memkit_rmem_vma_is(const struct vm_area_struct *vma, const void *region)
-{
-	return vma->vm_ops == &memkit_rmem_vm_ops && vma->vm_private_data == region;
 }
 
 struct memkit_pte_scan {

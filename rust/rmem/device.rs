@@ -92,9 +92,8 @@ impl MiscDevice for RmemDevice {
         crate::edge::map_region_window(vma, r.base, r.cfg.pages)?;
         // A core dump would read (and so fetch) every page of the region.
         vma.set_dontdump();
-        // SAFETY: `vma` is being set up by mmap; the region lives as long as the
-        // file, which every VMA of it holds.
-        unsafe { memkit_rmem_vma_init(vma.as_ptr().cast(), Arc::as_ptr(r).cast()) };
+        // The region lives as long as the file, which every VMA of it holds.
+        fault::RMEM_VM_OPS.install(vma, Arc::as_ptr(r).cast());
         Ok(())
     }
 

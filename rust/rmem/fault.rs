@@ -1,22 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The fault path: a fault on a page that is not local, from the C trampoline
-//! (`memkit_rmem_fault`) to the page mapped, or a wait and `VM_FAULT_RETRY`.
+//! The fault path: a fault on a page that is not local, from the handler of the
+//! region's VMAs ([`RMEM_VM_OPS`]) to the page mapped, or a wait and
+//! `VM_FAULT_RETRY`.
 
 use super::*;
-
-/// `memkit_rmem_fault`'s answer: return `VM_FAULT_RETRY` (`MEMKIT_FAULT_RETRY` in
-/// `helpers.h`).
-pub(super) const FAULT_RETRY: c_int = 1;
-/// The fault may drop its lock and be retried (`FAULT_FLAG_ALLOW_RETRY`).
-pub(super) const FAULT_MAY_RETRY: u32 = 1 << 0;
-/// ... but must not sleep (`FAULT_FLAG_RETRY_NOWAIT`): retry without dropping it.
-pub(super) const FAULT_NOWAIT: u32 = 1 << 1;
-/// A user-mode fault that any signal may interrupt: the signal is delivered, then
-/// the access faults again.
-pub(super) const FAULT_INTERRUPTIBLE: u32 = 1 << 2;
-/// A retry of a fault that returned `VM_FAULT_RETRY` (already counted).
-pub(super) const FAULT_TRIED: u32 = 1 << 3;
 
 /// How long a fault that keeps its lock waits between looks (jiffies' ms), and how
 /// long one that dropped it waits before it retries: both only bound a lost
@@ -46,9 +34,9 @@ pub(super) struct FaultProgress {
 }
 
 impl Region {
-    /// The fault of region page `pgoff - base` at `addr` of `vma`; `how` says how
-    /// it may wait (`FAULT_*`). Returns whether it ends in `VM_FAULT_RETRY`, in which
-    /// case the fault lock was released here (unless `FAULT_NOWAIT`).
+    /// The fault `fault` of a VMA of this region; its flags say how it may wait.
+    /// Returns whether it ends in `VM_FAULT_RETRY`, in which case the fault lock was
+    /// released here (unless the fault may not sleep: `FAULT_FLAG_RETRY_NOWAIT`).
     ///
     /// Every sleep ends on a fatal signal. A fault that must wait for the backend
     /// (an agent's reply, a write-back, a queue of emulated requests longer than one
@@ -59,33 +47,24 @@ impl Region {
     /// without `FOLL_UNLOCKABLE`) waits killably with it. The emulated backend's
     /// fault sleeps with the mmap lock held for at most one request's configured
     /// latency (`lat_base_ns + lat_page_ns`), killably.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is a valid VMA of this region and `vmf` its fault, whose lock the
-    /// caller holds.
-    pub(super) unsafe fn fault(
-        this: ArcBorrow<'_, Region>,
-        vmf: *mut c_void,
-        vma: *mut c_void,
-        addr: usize,
-        pgoff: u64,
-        how: u32,
-    ) -> Result<bool> {
-        let idx = pgoff
+    pub(super) fn fault(this: ArcBorrow<'_, Region>, fault: mm::Fault<'_>) -> Result<bool> {
+        let addr = fault.address();
+        let idx = fault
+            .pgoff()
             .checked_sub(this.base)
             .filter(|&i| i < this.cfg.pages)
             .ok_or(EFAULT)?;
         // Owned: the region must outlive the fault lock, which the VMA's file (and
         // so `this`) may not once the lock is dropped.
         let region: Arc<Region> = this.into();
-        // SAFETY: the caller's guarantee.
-        let vma = unsafe { region.vma(vma) }?;
+        // SAFETY: the faulting VMA, whose lock `fault` stands for; its page offsets
+        // are checked against the region by `vma`.
+        let vma = unsafe { region.vma(fault.vma().as_ptr().cast()) }?;
         let mut pending = Pending::new();
         let mut progress = FaultProgress {
-            counted: how & FAULT_TRIED != 0,
+            counted: fault.tried(),
         };
-        let may_retry = how & FAULT_MAY_RETRY != 0;
+        let may_retry = fault.may_retry();
         let ret = loop {
             let step = Self::fault_in(
                 region.as_arc_borrow(),
@@ -124,13 +103,12 @@ impl Region {
         let Some((seen, room)) = ret? else {
             return Ok(false);
         };
-        if how & FAULT_NOWAIT == 0 {
+        if !fault.retry_nowait() {
+            let interruptible = fault.interruptible();
             // The VMA (`vma`, `this`) may go as soon as the lock does: only the owned
             // region is used from here on.
-            // SAFETY: the fault's lock is held (the caller's guarantee) and nothing
-            // of its VMA or mm is used after this.
-            unsafe { memkit_release_fault_lock(vmf) };
-            let sleep = if how & FAULT_INTERRUPTIBLE != 0 {
+            fault.release_lock();
+            let sleep = if interruptible {
                 Sleep::Interruptible
             } else {
                 Sleep::Killable
@@ -339,33 +317,27 @@ impl Region {
     }
 }
 
-/// Called by the C fault handler (`rmem_edge.c`): maps the page of `region` at page
-/// offset `pgoff` at `addr`. Returns 0, [`FAULT_RETRY`] (the fault lock was released
-/// unless `how` has `FAULT_NOWAIT`: the fault ends in `VM_FAULT_RETRY`) or a negative
-/// errno.
+/// The operations of a region's VMAs.
+pub(super) static RMEM_VM_OPS: VmOps = VmOps::with_fault(rmem_fault);
+
+/// `RMEM_VM_OPS.fault`: [`Region::fault`].
 ///
 /// # Safety
 ///
-/// `region` is the `vm_private_data` [`RmemDevice::mmap`] set, so a live region (the
-/// VMA holds the file, which holds the region); `vma` is the faulting VMA and `vmf`
-/// its fault, whose lock (the mmap lock) the caller holds.
-#[no_mangle]
-unsafe extern "C" fn memkit_rmem_fault(
-    region: *const c_void,
-    vmf: *mut c_void,
-    vma: *mut c_void,
-    addr: usize,
-    pgoff: u64,
-    how: u32,
-) -> c_int {
-    // SAFETY: `region` came from `Arc::as_ptr` of a region the file keeps alive
-    // while the fault lock is held; `Region::fault` takes its own reference before
-    // it drops that lock.
-    let this = unsafe { ArcBorrow::from_raw(region.cast::<Region>()) };
-    // SAFETY: the caller's guarantee.
-    match unsafe { Region::fault(this, vmf, vma, addr, pgoff, how) } {
-        Ok(false) => 0,
-        Ok(true) => FAULT_RETRY,
-        Err(e) => e.to_errno(),
+/// Called by the kernel as the `fault` handler of a VMA that [`RmemDevice::mmap`]
+/// set up, with the fault's lock (the mmap lock: the VMA has no `map_pages`, so a
+/// fault under the per-VMA lock is retried with it) held.
+unsafe extern "C" fn rmem_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: the kernel's call: `vmf` is the fault, its lock held for this call.
+    let fault = unsafe { mm::Fault::from_raw(vmf) };
+    // SAFETY: the private data `RmemDevice::mmap` installed: `Arc::as_ptr` of the
+    // region of the VMA's file, which the VMA holds while its fault lock is held;
+    // `Region::fault` takes its own reference before it drops that lock.
+    let this = unsafe { ArcBorrow::from_raw(fault.private().cast::<Region>()) };
+    match Region::fault(this, fault) {
+        Ok(false) => FaultOutcome::Mapped,
+        Ok(true) => FaultOutcome::Retry,
+        Err(e) => FaultOutcome::of(e),
     }
+    .to_raw()
 }

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The mm boundary: memkit's `vm_operations_struct`s, defined in Rust as statics (as
+//! Android binder's `page_range.rs` does), and a fault in progress as a type.
+//!
+//! A region's mmap installs its device's [`VmOps`] with the region as the VMA's
+//! private data; [`VmOps::owns`] recognises such a VMA again (a work item looks a VMA
+//! up by address and must not touch another driver's). The fault handlers the ops
+//! name receive a raw `struct vm_fault`; [`Fault`] wraps it for as long as the
+//! fault's lock is held, so the VMA it hands out cannot outlive that lock.
+
+use core::{ffi::c_void, marker::PhantomData, ptr};
+use kernel::{bindings, mm::virt};
+
+extern "C" {
+    /// `release_fault_lock(vmf)` (an inline function: `rmem_edge.c`).
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is the current fault (a `struct vm_fault`), whose lock is held.
+    fn memkit_release_fault_lock(vmf: *mut c_void);
+}
+
+/// A `vm_operations_struct` in a static (bindings types are not `Sync`).
+pub(crate) struct VmOps(bindings::vm_operations_struct);
+
+// SAFETY: a `VmOps` is only ever a `static`: immutable, and it holds nothing but
+// function pointers, which any thread may read.
+unsafe impl Sync for VmOps {}
+
+/// A fault handler, as `vm_operations_struct.fault` calls it.
+pub(crate) type FaultFn = unsafe extern "C" fn(*mut bindings::vm_fault) -> bindings::vm_fault_t;
+
+impl VmOps {
+    /// Operations with only a `fault` handler (the VMA is `VM_MIXEDMAP`; no
+    /// `map_pages`, so a fault under the per-VMA lock is retried under the mmap lock).
+    pub(crate) const fn with_fault(fault: FaultFn) -> VmOps {
+        let mut ops: bindings::vm_operations_struct = pin_init::zeroed();
+        ops.fault = Some(fault);
+        VmOps(ops)
+    }
+
+    /// Makes `vma`, being set up by mmap, use these operations with `private` as its
+    /// private data. `private` must stay valid for as long as the VMA exists: the
+    /// callers pass what the file owns, and every VMA holds its file.
+    pub(crate) fn install(&'static self, vma: &virt::VmaNew, private: *const c_void) {
+        // SAFETY: `vma` is being set up by mmap, which owns it exclusively: writing
+        // its ops and private data races with nothing.
+        unsafe {
+            (*vma.as_ptr()).vm_ops = &self.0;
+            (*vma.as_ptr()).vm_private_data = private.cast_mut();
+        }
+    }
+
+    /// Whether `vma` uses these operations with `private` as its private data.
+    pub(crate) fn owns(&'static self, vma: &virt::VmaRef, private: *const c_void) -> bool {
+        // SAFETY: a `VmaRef` is a live VMA whose mmap lock (or VMA lock) the caller
+        // holds; its ops and private data are set at mmap and never change after.
+        let (ops, data) = unsafe { ((*vma.as_ptr()).vm_ops, (*vma.as_ptr()).vm_private_data) };
+        ptr::eq(ops, &self.0) && ptr::eq(data.cast_const(), private)
+    }
+}
+
+/// A fault being handled: valid while the fault's lock (the mmap lock, or the VMA's
+/// lock) is held, which is the lifetime `'a` of the handler's call.
+pub(crate) struct Fault<'a> {
+    raw: *mut bindings::vm_fault,
+    _lock: PhantomData<&'a bindings::vm_fault>,
+}
+
+impl<'a> Fault<'a> {
+    /// The fault the kernel called a handler with.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is the `vm_fault` a `vm_operations_struct.fault` handler was called
+    /// with, and `'a` does not outlive that call.
+    pub(crate) unsafe fn from_raw(raw: *mut bindings::vm_fault) -> Fault<'a> {
+        Fault {
+            raw,
+            _lock: PhantomData,
+        }
+    }
+
+    fn fields(&self) -> &bindings::vm_fault__bindgen_ty_1 {
+        // SAFETY: `raw` is a valid fault for `'a` (`from_raw`); these fields are
+        // constant for the fault's duration.
+        unsafe { &(*self.raw).__bindgen_anon_1 }
+    }
+
+    /// The faulting VMA.
+    pub(crate) fn vma(&self) -> &'a virt::VmaRef {
+        // SAFETY: the faulting VMA is live and its lock held for `'a`.
+        unsafe { virt::VmaRef::from_raw(self.fields().vma) }
+    }
+
+    /// The VMA's private data (what [`VmOps::install`] set).
+    pub(crate) fn private(&self) -> *const c_void {
+        // SAFETY: as in `vma`; the private data is set at mmap and never changes.
+        unsafe { (*self.fields().vma).vm_private_data.cast_const() }
+    }
+
+    /// The faulting address, page aligned.
+    pub(crate) fn address(&self) -> usize {
+        self.fields().address
+    }
+
+    /// The page offset of the faulting address in the file.
+    pub(crate) fn pgoff(&self) -> u64 {
+        // Lossless: `unsigned long` is 64 bits here.
+        self.fields().pgoff as u64
+    }
+
+    fn flag(&self, f: bindings::fault_flag) -> bool {
+        // SAFETY: `raw` is valid for `'a`; the flags are constant during the call.
+        unsafe { (*self.raw).flags & f != 0 }
+    }
+
+    /// May drop its lock and have the fault retried (`FAULT_FLAG_ALLOW_RETRY`).
+    pub(crate) fn may_retry(&self) -> bool {
+        self.flag(bindings::fault_flag_FAULT_FLAG_ALLOW_RETRY)
+    }
+
+    /// ... but must not sleep to do so (`FAULT_FLAG_RETRY_NOWAIT`).
+    pub(crate) fn retry_nowait(&self) -> bool {
+        self.flag(bindings::fault_flag_FAULT_FLAG_RETRY_NOWAIT)
+    }
+
+    /// A user-mode fault any signal may interrupt: the signal is delivered, then the
+    /// access faults again.
+    pub(crate) fn interruptible(&self) -> bool {
+        self.flag(bindings::fault_flag_FAULT_FLAG_USER)
+            && self.flag(bindings::fault_flag_FAULT_FLAG_INTERRUPTIBLE)
+    }
+
+    /// A retry of a fault that returned `VM_FAULT_RETRY`.
+    pub(crate) fn tried(&self) -> bool {
+        self.flag(bindings::fault_flag_FAULT_FLAG_TRIED)
+    }
+
+    /// Drops the fault's lock (before returning `VM_FAULT_RETRY`): the fault is
+    /// consumed, and with it every borrow of its VMA. Raw pointers to the VMA or its
+    /// mm that the caller kept must not be used afterwards.
+    pub(crate) fn release_lock(self) {
+        // SAFETY: the fault's lock is held until now (`from_raw`), and `self`, the
+        // only way to the VMA that borrows it, goes here.
+        unsafe { memkit_release_fault_lock(self.raw.cast()) };
+    }
+}
+
+/// What a fault handler returns.
+pub(crate) enum FaultOutcome {
+    /// The handler mapped the page itself (`VM_FAULT_NOPAGE`).
+    Mapped,
+    /// The fault's lock was released: the fault is retried (`VM_FAULT_RETRY`).
+    Retry,
+    /// Out of memory (`VM_FAULT_OOM`).
+    Oom,
+    /// Anything else: `SIGBUS` (`VM_FAULT_SIGBUS`).
+    SigBus,
+}
+
+impl FaultOutcome {
+    /// The outcome of an error.
+    pub(crate) fn of(e: kernel::error::Error) -> FaultOutcome {
+        if e == kernel::error::code::ENOMEM {
+            FaultOutcome::Oom
+        } else {
+            FaultOutcome::SigBus
+        }
+    }
+
+    /// The `vm_fault_t` to return.
+    pub(crate) fn to_raw(&self) -> bindings::vm_fault_t {
+        match self {
+            FaultOutcome::Mapped => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            FaultOutcome::Retry => bindings::vm_fault_reason_VM_FAULT_RETRY,
+            FaultOutcome::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
+            FaultOutcome::SigBus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+        }
+    }
+}
