@@ -51,7 +51,6 @@ int memkit_rmem_pte_scan(struct vm_area_struct *vma, unsigned long addr, unsigne
 			 u64 *present, u64 *young);
 int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct page *page,
 			  bool clear);
-int memkit_rmem_insert(struct vm_area_struct *vma, unsigned long addr, struct page *page);
 void memkit_copy_highpage(struct page *dst, struct page *src);
 struct kiocb;
 bool memkit_kiocb_nowait(struct kiocb *kiocb);

@@ -128,13 +128,6 @@ extern "C" {
         page: *mut c_void,
         clear: bool,
     ) -> c_int;
-    /// `vm_insert_page`.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is a valid `VM_MIXEDMAP` VMA whose mm's mmap lock the caller holds;
-    /// `addr` lies in it; `page` is a valid page the caller holds a reference to.
-    fn memkit_rmem_insert(vma: *mut c_void, addr: usize, page: *mut c_void) -> c_int;
     /// Copies page `src` to page `dst`.
     ///
     /// # Safety
@@ -366,6 +359,20 @@ impl Vma {
         let first = (self.start >> PAGE_SHIFT) as u64;
         let idx = vpn.checked_sub(first)?.checked_add(self.lo)?;
         (idx < self.hi).then_some(idx)
+    }
+
+    /// Maps `page` at `addr` (`vm_insert_page`, which takes its own reference):
+    /// `EBUSY` if a PTE is there already.
+    ///
+    /// # Safety
+    ///
+    /// The mmap lock of the VMA is held (as it is wherever a `Vma` is used: it is
+    /// made under the lock of a fault or of a lookup and dropped before it).
+    unsafe fn insert(&self, addr: usize, page: &Page) -> Result {
+        // SAFETY: a live VMA whose mmap lock the caller holds; `map_region_window`
+        // set `VM_MIXEDMAP` on every VMA of a region.
+        let vma = unsafe { kernel::mm::virt::VmaMixedMap::from_raw(self.ptr.cast()) };
+        vma.vm_insert_page(addr, page)
     }
 }
 

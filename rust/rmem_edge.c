@@ -9,8 +9,8 @@
  *   address's PTE line, which hands each PTE to a callback under the PTE lock;
  * - the accessed bit of one PTE, read and optionally cleared (x86: atomically, as
  *   ptep_test_and_clear_young does; that function is not exported);
- * - vm_insert_page of a region page, unmap_mapping_range of one page of every
- *   mapping (eviction), copy_highpage, and the module's workqueue;
+ * - copy_highpage (inline), and the module's workqueue (alloc_workqueue is a
+ *   macro);
  * - the waits of a fault (rust/event.rs): a wait queue with a sequence number whose
  *   waits are killable or interruptible (wait_event_*_timeout are macros), a
  *   killable sleep until a time.
@@ -148,12 +148,6 @@ int memkit_rmem_pte_young(struct vm_area_struct *vma, unsigned long addr, struct
 		return -ENOENT;
 	err = apply_to_page_range(vma->vm_mm, addr, PAGE_SIZE, memkit_young_one, &y);
 	return err ? err : y.result;
-}
-
-/* vm_insert_page: 0, -EBUSY if a PTE is already there, or another errno. */
-int memkit_rmem_insert(struct vm_area_struct *vma, unsigned long addr, struct page *page)
-{
-	return vm_insert_page(vma, addr, page);
 }
 
 void memkit_copy_highpage(struct page *dst, struct page *src)

@@ -166,11 +166,11 @@ impl Region {
                     return Err(EIO);
                 }
                 Slot::Local { page, flags } => {
-                    // SAFETY: mmap lock held, `addr` in the VMA, the slot holds
-                    // the page.
-                    let err = unsafe { memkit_rmem_insert(vma.ptr, addr, pg(page)) };
-                    if err != 0 && err != -(bindings::EBUSY as c_int) {
-                        return Err(Error::from_errno(err));
+                    // SAFETY: the fault's mmap lock is held.
+                    match unsafe { vma.insert(addr, page) } {
+                        // EBUSY: mapped already (another thread's fault).
+                        Err(e) if e != EBUSY => return Err(e),
+                        _ => {}
                     }
                     *flags |= REFERENCED;
                     if *flags & (PREFETCHED | USED) == PREFETCHED {

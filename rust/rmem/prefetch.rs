@@ -147,9 +147,8 @@ impl Region {
                 Some(Slot::Local { page, .. }) => {
                     // Local but not mapped here (a late copy, or mapped elsewhere):
                     // map it now.
-                    // SAFETY: mmap lock held, `caddr` in the VMA, the slot holds
-                    // the page.
-                    let _ = unsafe { memkit_rmem_insert(vma.ptr, caddr, pg(page)) };
+                    // SAFETY: the fault's mmap lock is held.
+                    let _ = unsafe { vma.insert(caddr, page) };
                 }
                 _ => {}
             }

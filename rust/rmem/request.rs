@@ -337,8 +337,8 @@ impl Region {
         if let (true, Some(vma)) = (install, here) {
             if vma.addr_of(req.idx) == Some(req.addr) {
                 // SAFETY: the caller holds the mmap lock of `vma`, which maps the
-                // page at `req.addr`; the page is ours.
-                if unsafe { memkit_rmem_insert(vma.ptr, req.addr, pg(&page)) } == 0 {
+                // page at `req.addr`.
+                if unsafe { vma.insert(req.addr, &page) }.is_ok() {
                     // SAFETY: as above.
                     let _ = unsafe { memkit_rmem_pte_young(vma.ptr, req.addr, pg(&page), true) };
                     bump(&self.stats, |c| &c.installed, 1);
@@ -354,8 +354,12 @@ impl Region {
                 let off = ((req.addr - vref.start()) >> PAGE_SHIFT) as u64;
                 pgoff.checked_add(off) == Some(self.base + req.idx)
             };
-            // SAFETY: as above; `req.addr` lies in the VMA; the page is ours.
-            if mapped && unsafe { memkit_rmem_insert(vp, req.addr, pg(&page)) } == 0 {
+            // `vref` is a VMA of the region (`mapped`), so `VM_MIXEDMAP`.
+            let inserted = || {
+                vref.as_mixedmap_vma()
+                    .is_some_and(|m| m.vm_insert_page(req.addr, &page).is_ok())
+            };
+            if mapped && inserted() {
                 // Installed with the accessed bit clear, so that the first use
                 // sets it: that is how a hit is told from a waste.
                 // SAFETY: as above.
