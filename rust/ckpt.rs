@@ -65,8 +65,6 @@ extern "C" {
         bitmap_pgoff: u64,
         bitmap: *mut u64,
     ) -> u64;
-    /// Whether the kernel has the mapping-dirty helpers (`CONFIG_MAPPING_DIRTY_HELPERS`).
-    fn memkit_ckpt_supported() -> bool;
     /// Tests and clears `PG_dirty` of `page`.
     ///
     /// # Safety
@@ -274,8 +272,9 @@ impl CkptDevice {
 
     fn create(&self, file: &File, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::CkptCreate>(arg)?;
-        // SAFETY: no precondition.
-        if !unsafe { memkit_ckpt_supported() } {
+        // Only kernels with the mapping-dirty helpers (which `DRM_VMWGFX` selects)
+        // have `clean_record_shared_mapping_range`.
+        if !cfg!(CONFIG_MAPPING_DIRTY_HELPERS) {
             kernel::pr_err_once!("ckpt: this kernel lacks CONFIG_MAPPING_DIRTY_HELPERS (select it with DRM_VMWGFX)\n");
             return Err(EOPNOTSUPP);
         }

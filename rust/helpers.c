@@ -204,15 +204,6 @@ void memkit_region_id_free(unsigned int id)
 	ida_free(&memkit_region_ids, id);
 }
 
-/*
- * Only kernels with CONFIG_MAPPING_DIRTY_HELPERS (selected by DRM_VMWGFX) have the
- * helper; without it checkpoint regions are refused (memkit_ckpt_supported).
- */
-bool memkit_ckpt_supported(void)
-{
-	return IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS);
-}
-
 u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
 			     u64 bitmap_pgoff, u64 *bitmap)
 {
