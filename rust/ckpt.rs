@@ -51,20 +51,6 @@ use kernel::{
 };
 
 extern "C" {
-    /// `clean_record_shared_mapping_range` over `nr` page offsets from `first`, into
-    /// `bitmap` (bit `i` is page offset `bitmap_pgoff + i`). Returns the PTEs cleaned.
-    ///
-    /// # Safety
-    ///
-    /// `mapping` is valid; `bitmap` covers every offset of the range, and nothing else
-    /// accesses it during the call.
-    fn memkit_ckpt_clean_record(
-        mapping: *mut c_void,
-        first: u64,
-        nr: u64,
-        bitmap_pgoff: u64,
-        bitmap: *mut u64,
-    ) -> u64;
     /// Tests and clears `PG_dirty` of `page`.
     ///
     /// # Safety
@@ -172,20 +158,28 @@ impl Region {
     /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
     /// then from pages dirtied by mappings that went.
     fn gather(&mut self, first: usize, end: usize) -> u64 {
-        // Lossless: `usize` is 64 bits here, and the range was checked.
-        let (first64, nr) = (first as u64, (end - first) as u64);
-        // SAFETY: the mapping is valid (see `Mapping`); `pending` covers every page of
-        // the region, so every offset of the range; `&mut self` (under the region
-        // mutex) excludes other users of `pending`.
-        unsafe {
-            memkit_ckpt_clean_record(
-                self.mapping.0.as_ptr(),
-                self.base + first64,
-                nr,
-                self.base,
-                self.pending.as_mut_ptr(),
-            )
-        };
+        // Without the helpers no region is ever created (`create`).
+        #[cfg(CONFIG_MAPPING_DIRTY_HELPERS)]
+        {
+            // Lossless: `usize` is 64 bits here, and the range was checked; the
+            // bitmap's words are `u64`, the helper's `unsigned long`.
+            let base = self.base as usize;
+            let (mut start, mut stop) = (0, 0);
+            // SAFETY: the mapping is valid (see `Mapping`); `pending` covers every
+            // page of the region, so every offset of the range; `&mut self` (under
+            // the region mutex) excludes other users of `pending`.
+            unsafe {
+                bindings::clean_record_shared_mapping_range(
+                    self.mapping.0.as_ptr().cast(),
+                    base + first,
+                    end - first,
+                    base,
+                    self.pending.as_mut_ptr().cast(),
+                    &mut start,
+                    &mut stop,
+                )
+            };
+        }
         let mut unmapped = 0;
         for (i, frame) in self.frames.iter().enumerate().take(end).skip(first) {
             if let Some(page) = frame {

@@ -13,13 +13,16 @@
  * - the kernel's CRC-32C (crc32c(), the CPU's instruction where the kernel has
  *   CONFIG_CRC_OPTIMIZATIONS), which 7.3's bindings do not include;
  * - string module parameters, which the Rust module! macro does not support;
- * - region ids (an IDA) for the mmap windows of rmem and ckpt regions;
- * - checkpoint regions (rust/ckpt.rs): the vm_operations_struct and its fault
- *   handler (no Rust abstraction in 7.3), the mapping-dirty helper, PG_dirty, and a
- *   page copied to userspace.
+ * - region ids: DEFINE_IDA is a macro;
+ * - checkpoint regions (rust/ckpt.rs): PG_dirty of a page's folio and a page copied
+ *   to or from a kernel mapping (inline functions).
+ *
+ * What 7.3's bindings do reach is called from Rust directly (capable,
+ * get_random_bytes, unmap_mapping_range, destroy_workqueue,
+ * clean_record_shared_mapping_range), and the vm_operations_structs are Rust
+ * statics (rust/mm.rs).
  */
 #include <linux/blkdev.h>
-#include <linux/capability.h>
 #include <linux/crc32.h>
 #include <linux/dax.h>
 #include <linux/err.h>
@@ -30,7 +33,6 @@
 #include <linux/module.h>
 #include <linux/page-flags.h>
 #include <linux/moduleparam.h>
-#include <linux/random.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
@@ -202,20 +204,6 @@ int memkit_region_id_alloc(unsigned int max)
 void memkit_region_id_free(unsigned int id)
 {
 	ida_free(&memkit_region_ids, id);
-}
-
-u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
-			     u64 bitmap_pgoff, u64 *bitmap)
-{
-#ifdef CONFIG_MAPPING_DIRTY_HELPERS
-	pgoff_t start = 0, end = 0;
-
-	BUILD_BUG_ON(sizeof(unsigned long) != sizeof(u64));
-	return clean_record_shared_mapping_range(mapping, first, nr, bitmap_pgoff,
-						 (unsigned long *)bitmap, &start, &end);
-#else
-	return 0;
-#endif
 }
 
 bool memkit_page_test_clear_dirty(struct page *page)

@@ -29,8 +29,6 @@ struct file;
 struct page;
 struct vm_area_struct;
 /* rust/ckpt.rs */
-u64 memkit_ckpt_clean_record(struct address_space *mapping, u64 first, u64 nr,
-			     u64 bitmap_pgoff, u64 *bitmap);
 bool memkit_page_test_clear_dirty(struct page *page);
 int memkit_copy_page_to_user(unsigned long dst, struct page *page);
 void memkit_copy_page(void *dst, struct page *page);
