@@ -51,12 +51,6 @@ use kernel::{
 };
 
 extern "C" {
-    /// Tests and clears `PG_dirty` of `page`.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a valid page the caller holds a reference to.
-    fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
     /// Copies `page` (or zeros, if `page` is NULL) to the user address `dst`: `PAGE_SIZE`
     /// bytes (4 KiB: `edge.rs`). Returns 0 or `-EFAULT`.
     ///
@@ -65,13 +59,6 @@ extern "C" {
     /// `page` is NULL or a valid page the caller holds a reference to; called in
     /// process context with no spinlock held.
     fn memkit_copy_page_to_user(dst: usize, page: *mut c_void) -> c_int;
-    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: `PAGE_SIZE` bytes (4 KiB: `edge.rs`).
-    ///
-    /// # Safety
-    ///
-    /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
-    /// for `PAGE_SIZE` bytes of writes.
-    fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
 }
 
 const _: () = assert!(abi::CKPT_MAX_BYTES / logic::PAGE_SIZE <= 1 << RegionId::WINDOW_SHIFT);
@@ -183,8 +170,7 @@ impl Region {
         let mut unmapped = 0;
         for (i, frame) in self.frames.iter().enumerate().take(end).skip(first) {
             if let Some(page) = frame {
-                // SAFETY: `page` is a valid page the region holds a reference to.
-                if unsafe { memkit_page_test_clear_dirty(page.as_ptr().cast()) } {
+                if crate::mm::test_clear_dirty(page) {
                     if !logic::test_bit(&self.pending, i) {
                         unmapped += 1;
                     }
@@ -527,9 +513,7 @@ impl CkptDevice {
                     .ok_or(EINVAL)?;
                 // Lossless: checked against the region's pages.
                 let i = i as usize;
-                // SAFETY: `cur` is valid for 4096 bytes of writes; the page is the
-                // region's (which holds a reference) or NULL.
-                unsafe { memkit_copy_page(cur.as_mut_ptr(), r.frame_ptr(i).cast()) };
+                crate::mm::copy_page(cur, r.frames.get(i).and_then(Option::as_ref))?;
                 let prev = match r.bases.get(i).and_then(Option::as_ref) {
                     Some(b) if logic::test_bit(&r.diff_set, i) => {
                         // SAFETY: `base` is valid for 4096 bytes of writes; base pages

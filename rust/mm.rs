@@ -7,10 +7,12 @@
 //! private data; [`VmOps::owns`] recognises such a VMA again (a work item looks a VMA
 //! up by address and must not touch another driver's). The fault handlers the ops
 //! name receive a raw `struct vm_fault`; [`Fault`] wraps it for as long as the
-//! fault's lock is held, so the VMA it hands out cannot outlive that lock.
+//! fault's lock is held, so the VMA it hands out cannot outlive that lock. The page
+//! helpers both kinds of region use ([`test_clear_dirty`], [`copy_page`]) are here
+//! too, each declared once.
 
 use core::{ffi::c_void, marker::PhantomData, ptr};
-use kernel::{bindings, mm::virt};
+use kernel::{bindings, mm::virt, page::Page};
 
 extern "C" {
     /// `release_fault_lock(vmf)` (an inline function: `rmem_edge.c`).
@@ -19,6 +21,43 @@ extern "C" {
     ///
     /// `vmf` is the current fault (a `struct vm_fault`), whose lock is held.
     fn memkit_release_fault_lock(vmf: *mut c_void);
+    /// Tests and clears `PG_dirty` of `page`'s folio (`folio_test_clear_dirty` is
+    /// inline: `helpers.c`).
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to.
+    fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
+    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: `PAGE_SIZE` bytes.
+    ///
+    /// # Safety
+    ///
+    /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
+    /// for `PAGE_SIZE` bytes of writes.
+    fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
+}
+
+/// Tests and clears `PG_dirty` of the page's folio: whether a PTE that mapped it
+/// dirty was zapped (munmap, exit, eviction) since the last test.
+pub(crate) fn test_clear_dirty(page: &Page) -> bool {
+    // SAFETY: `page` is a page the caller holds a reference to.
+    unsafe { memkit_page_test_clear_dirty(page.as_ptr().cast()) }
+}
+
+/// Copies `page` (zeros for `None`) into the first page of `dst` (`EINVAL` if `dst`
+/// is shorter). In C (`helpers.c`), not `Page::read_raw`: the page may be written at
+/// the same time through a user mapping, which `read_raw`'s contract rules out; the
+/// callers are built for a page copied mid-write (a checkpoint's copy is followed by
+/// a collect that sees the write; an evicted page's PTEs are gone).
+pub(crate) fn copy_page(dst: &mut [u8], page: Option<&Page>) -> kernel::error::Result {
+    let dst = dst
+        .get_mut(..kernel::page::PAGE_SIZE)
+        .ok_or(kernel::error::code::EINVAL)?;
+    let page = page.map_or(ptr::null_mut(), |p| p.as_ptr().cast());
+    // SAFETY: `dst` is valid for `PAGE_SIZE` bytes of writes; `page` is NULL or a
+    // page the caller holds a reference to (`&Page`).
+    unsafe { memkit_copy_page(dst.as_mut_ptr(), page) };
+    Ok(())
 }
 
 /// A `vm_operations_struct` in a static (bindings types are not `Sync`).

@@ -137,25 +137,12 @@ extern "C" {
     fn memkit_rmem_wq_create() -> *mut c_void;
     /// Sleeps until `until_ns` (monotonic); `-EINTR` at once on a fatal signal.
     fn memkit_sleep_until_killable(until_ns: u64) -> c_int;
-    /// Copies `page` to `dst`: `PAGE_SIZE` bytes.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a valid page the caller holds a reference to; `dst` is valid for
-    /// `PAGE_SIZE` bytes of writes.
-    fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
     /// Whether a read or write of `kiocb` must not block (`O_NONBLOCK`, `RWF_NOWAIT`).
     ///
     /// # Safety
     ///
     /// `kiocb` is the valid kiocb of the current call.
     fn memkit_kiocb_nowait(kiocb: *mut c_void) -> bool;
-    /// Tests and clears `PG_dirty` of `page`.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a valid page the caller holds a reference to.
-    fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
 }
 
 /// The module's workqueue for request completions (drained when the module goes).

@@ -81,8 +81,7 @@ impl Region {
                     let at = buf.len();
                     buf.resize(at + PAGE, 0, GFP_KERNEL_ACCOUNT)?;
                     if let Some(dst) = buf.get_mut(at..) {
-                        // SAFETY: the slot holds the page; `dst` has `PAGE` bytes.
-                        unsafe { memkit_copy_page(dst.as_mut_ptr(), pg(page)) };
+                        mm::copy_page(dst, Some(page))?;
                     }
                 }
                 ids.push(r.id, GFP_KERNEL_ACCOUNT)?;

@@ -114,8 +114,7 @@ impl Region {
             bindings::unmap_mapping_range(mapping.0.as_ptr().cast(), at as i64, len as i64, 1)
         };
         // No PTE maps the page now: a dirty one moved its bit to PG_dirty.
-        // SAFETY: the page is valid and ours.
-        let dirty = unsafe { memkit_page_test_clear_dirty(pg(&page)) };
+        let dirty = mm::test_clear_dirty(&page);
         let stored = if !dirty {
             Ok(false)
         } else if self.cfg.backend == logic::Backend::Agent {
