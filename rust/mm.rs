@@ -127,8 +127,9 @@ impl<'a> Fault<'a> {
         unsafe { &(*self.raw).__bindgen_anon_1 }
     }
 
-    /// The faulting VMA.
-    pub(crate) fn vma(&self) -> &'a virt::VmaRef {
+    /// The faulting VMA, borrowed from the fault: [`Fault::release_lock`] cannot be
+    /// called while it is in use.
+    pub(crate) fn vma(&self) -> &virt::VmaRef {
         // SAFETY: the faulting VMA is live and its lock held for `'a`.
         unsafe { virt::VmaRef::from_raw(self.fields().vma) }
     }

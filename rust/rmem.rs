@@ -70,7 +70,10 @@ use kernel::{
     impl_has_hr_timer, impl_has_work,
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceRegistration},
-    mm::{virt::VmaNew, Mm, MmWithUser},
+    mm::{
+        virt::{VmaMixedMap, VmaNew, VmaRef},
+        Mm, MmWithUser,
+    },
     new_mutex, new_work,
     page::Page,
     prelude::*,
@@ -320,16 +323,22 @@ struct Region {
 
 const _: () = assert!(abi::RMEM_MAX_BYTES / logic::PAGE_SIZE <= 1 << RegionId::WINDOW_SHIFT);
 
-/// The faulting VMA, as the fault path sees it (mmap lock held).
-struct Vma {
-    ptr: *mut c_void,
+/// The faulting VMA, as the fault path sees it: borrowed from the fault (or from a
+/// lookup under the mmap lock), so it cannot outlive the lock.
+struct Vma<'a> {
+    vma: &'a VmaMixedMap,
     /// Region pages `[lo, hi)` are mapped at `start + (page - lo) * PAGE_SIZE`.
     start: usize,
     lo: u64,
     hi: u64,
 }
 
-impl Vma {
+impl Vma<'_> {
+    /// The VMA for the C edge's page-table reads.
+    fn ptr(&self) -> *mut c_void {
+        self.vma.as_ptr().cast()
+    }
+
     fn addr_of(&self, idx: u64) -> Option<usize> {
         if idx < self.lo || idx >= self.hi {
             return None;
@@ -350,16 +359,8 @@ impl Vma {
 
     /// Maps `page` at `addr` (`vm_insert_page`, which takes its own reference):
     /// `EBUSY` if a PTE is there already.
-    ///
-    /// # Safety
-    ///
-    /// The mmap lock of the VMA is held (as it is wherever a `Vma` is used: it is
-    /// made under the lock of a fault or of a lookup and dropped before it).
-    unsafe fn insert(&self, addr: usize, page: &Page) -> Result {
-        // SAFETY: a live VMA whose mmap lock the caller holds; `map_region_window`
-        // set `VM_MIXEDMAP` on every VMA of a region.
-        let vma = unsafe { kernel::mm::virt::VmaMixedMap::from_raw(self.ptr.cast()) };
-        vma.vm_insert_page(addr, page)
+    fn insert(&self, addr: usize, page: &Page) -> Result {
+        self.vma.vm_insert_page(addr, page)
     }
 }
 
@@ -428,22 +429,18 @@ impl Region {
         Ok(region)
     }
 
-    /// The faulting VMA's geometry.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is a valid VMA of this region whose mm's mmap lock the caller holds.
-    unsafe fn vma(&self, vma: *mut c_void) -> Result<Vma> {
-        // SAFETY: the caller holds the mmap lock of a valid VMA.
-        let vref = unsafe { kernel::mm::virt::VmaRef::from_raw(vma.cast()) };
-        // SAFETY: as above.
-        let pgoff = unsafe { crate::edge::vma_pgoff(vma) };
-        let pages = ((vref.end() - vref.start()) >> PAGE_SHIFT) as u64;
+    /// The faulting VMA's geometry: the region pages it maps. `EFAULT` if it maps
+    /// none, or is not `VM_MIXEDMAP` (every VMA of a region is: `map_region_window`).
+    fn vma<'a>(&self, vma: &'a VmaRef) -> Result<Vma<'a>> {
+        let vma = vma.as_mixedmap_vma().ok_or(EFAULT)?;
+        // SAFETY: a `VmaRef` is a live VMA whose lock the caller holds.
+        let pgoff = unsafe { crate::edge::vma_pgoff(vma.as_ptr().cast()) };
+        let pages = ((vma.end() - vma.start()) >> PAGE_SHIFT) as u64;
         let lo = pgoff.checked_sub(self.base).ok_or(EFAULT)?;
         let hi = lo.checked_add(pages).ok_or(EFAULT)?.min(self.cfg.pages);
         Ok(Vma {
-            ptr: vma,
-            start: vref.start(),
+            vma,
+            start: vma.start(),
             lo,
             hi,
         })

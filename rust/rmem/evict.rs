@@ -21,7 +21,7 @@ pub(super) enum Evicted {
 impl Region {
     /// Evicts one local page other than `keep` (clock over the referenced flags and
     /// the accessed bits of the faulting VMA's PTEs).
-    pub(super) fn evict_one(&self, inner: &mut Inner, vma: &Vma, keep: u64) -> Evicted {
+    pub(super) fn evict_one(&self, inner: &mut Inner, vma: &Vma<'_>, keep: u64) -> Evicted {
         let Inner {
             mapping,
             slots,
@@ -56,9 +56,9 @@ impl Region {
             let flagged = *flags & REFERENCED != 0;
             *flags &= !REFERENCED;
             let young = vma.addr_of(idx).is_some_and(|addr| {
-                // SAFETY: the fault holds the mmap lock of the valid VMA `vma.ptr`;
+                // SAFETY: the fault holds the mmap lock of the valid VMA `vma`;
                 // `addr` lies in it; the slot holds a reference to `page`.
-                unsafe { memkit_rmem_pte_young(vma.ptr, addr, pg(page), true) == 1 }
+                unsafe { memkit_rmem_pte_young(vma.ptr(), addr, pg(page), true) == 1 }
             });
             if young && *flags & (PREFETCHED | USED) == PREFETCHED {
                 *flags |= USED;

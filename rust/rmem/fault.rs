@@ -57,9 +57,7 @@ impl Region {
         // Owned: the region must outlive the fault lock, which the VMA's file (and
         // so `this`) may not once the lock is dropped.
         let region: Arc<Region> = this.into();
-        // SAFETY: the faulting VMA, whose lock `fault` stands for; its page offsets
-        // are checked against the region by `vma`.
-        let vma = unsafe { region.vma(fault.vma().as_ptr().cast()) }?;
+        let vma = region.vma(fault.vma())?;
         let mut pending = Pending::new();
         let mut progress = FaultProgress {
             counted: fault.tried(),
@@ -127,7 +125,7 @@ impl Region {
     /// to wait for. `pending` is settled by the caller.
     pub(super) fn fault_in(
         this: ArcBorrow<'_, Region>,
-        vma: &Vma,
+        vma: &Vma<'_>,
         idx: u64,
         addr: usize,
         pending: &mut Pending,
@@ -166,8 +164,7 @@ impl Region {
                     return Err(EIO);
                 }
                 Slot::Local { page, flags } => {
-                    // SAFETY: the fault's mmap lock is held.
-                    match unsafe { vma.insert(addr, page) } {
+                    match vma.insert(addr, page) {
                         // EBUSY: mapped already (another thread's fault).
                         Err(e) if e != EBUSY => return Err(e),
                         _ => {}
@@ -266,7 +263,7 @@ impl Region {
     pub(super) fn complete_sync<'a>(
         &'a self,
         mut inner: MutexGuard<'a, Inner>,
-        vma: &Vma,
+        vma: &Vma<'_>,
         pending: &mut Pending,
     ) -> Result<core::result::Result<MutexGuard<'a, Inner>, u64>> {
         if let Some(req) = pending.awaited.as_ref() {

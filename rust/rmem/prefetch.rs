@@ -8,7 +8,7 @@ use super::*;
 impl Region {
     /// Counts the prefetched pages of the last batch that were used (accessed bit of
     /// their PTE in the faulting VMA): the hits the adaptive policies grow on.
-    pub(super) fn count_batch_hits(&self, inner: &mut Inner, vma: &Vma) {
+    pub(super) fn count_batch_hits(&self, inner: &mut Inner, vma: &Vma<'_>) {
         let (batch, n) = (inner.batch, core::mem::take(&mut inner.batch_len));
         for &idx in batch.iter().take(n) {
             let Some(Slot::Local { page, flags }) = inner.slots.get_mut(idx as usize) else {
@@ -21,7 +21,7 @@ impl Region {
                 continue;
             };
             // SAFETY: mmap lock held, `addr` in the VMA, the slot holds the page.
-            if unsafe { memkit_rmem_pte_young(vma.ptr, addr, pg(page), false) } == 1 {
+            if unsafe { memkit_rmem_pte_young(vma.ptr(), addr, pg(page), false) } == 1 {
                 *flags |= USED;
                 bump(&self.stats, |c| &c.hits, 1);
                 inner.hits_since = inner.hits_since.saturating_add(1);
@@ -30,7 +30,7 @@ impl Region {
     }
 
     /// Reads the PTEs of the candidates: bit `i` set if candidate `i`'s PTE is present.
-    pub(super) fn present(vma: &Vma, cands: &[u64]) -> u64 {
+    pub(super) fn present(vma: &Vma<'_>, cands: &[u64]) -> u64 {
         let (Some(&min), Some(&max)) = (cands.iter().min(), cands.iter().max()) else {
             return 0;
         };
@@ -42,7 +42,7 @@ impl Region {
             };
             // SAFETY: the fault holds the mmap lock of the valid VMA; the planner
             // keeps candidates inside it.
-            let err = unsafe { memkit_rmem_pte_scan(vma.ptr, addr, n, &mut p, &mut y) };
+            let err = unsafe { memkit_rmem_pte_scan(vma.ptr(), addr, n, &mut p, &mut y) };
             if err != 0 {
                 // Unreadable: treat as present, so nothing is fetched for it.
                 return (u64::MAX, 0);
@@ -71,7 +71,7 @@ impl Region {
     pub(super) fn prefetch(
         this: ArcBorrow<'_, Region>,
         inner: &mut Inner,
-        vma: &Vma,
+        vma: &Vma<'_>,
         addr: usize,
         idx: u64,
         pending: &mut Pending,
@@ -106,9 +106,7 @@ impl Region {
         };
         let cands = out.get(..n).unwrap_or(&[]);
         let present = Self::present(vma, cands);
-        // SAFETY: the fault holds the mmap lock of the valid VMA.
-        let vref = unsafe { kernel::mm::virt::VmaRef::from_raw(vma.ptr.cast()) };
-        let mm: ARef<Mm> = ARef::from(&**vref.mm());
+        let mm: ARef<Mm> = ARef::from(&**vma.vma.mm());
         for (i, &vpn) in cands.iter().enumerate() {
             if present & (1 << i) != 0 {
                 continue;
@@ -147,8 +145,7 @@ impl Region {
                 Some(Slot::Local { page, .. }) => {
                     // Local but not mapped here (a late copy, or mapped elsewhere):
                     // map it now.
-                    // SAFETY: the fault's mmap lock is held.
-                    let _ = unsafe { vma.insert(caddr, page) };
+                    let _ = vma.insert(caddr, page);
                 }
                 _ => {}
             }

@@ -265,7 +265,7 @@ impl Region {
     /// Completes `req`; a prefetch that arrived in time is installed in `here`, the
     /// faulting VMA whose mmap lock the caller holds, if given, else looked up with a
     /// trylock of its process's mmap lock.
-    pub(super) fn complete_in(&self, req: &Arc<Req>, here: Option<&Vma>) {
+    pub(super) fn complete_in(&self, req: &Arc<Req>, here: Option<&Vma<'_>>) {
         let req_state = req.state.load(Ordering::Acquire);
         if req_state == PENDING {
             return;
@@ -336,11 +336,9 @@ impl Region {
         let flags = if req.prefetch { PREFETCHED } else { 0 };
         if let (true, Some(vma)) = (install, here) {
             if vma.addr_of(req.idx) == Some(req.addr) {
-                // SAFETY: the caller holds the mmap lock of `vma`, which maps the
-                // page at `req.addr`.
-                if unsafe { vma.insert(req.addr, &page) }.is_ok() {
+                if vma.insert(req.addr, &page).is_ok() {
                     // SAFETY: as above.
-                    let _ = unsafe { memkit_rmem_pte_young(vma.ptr, req.addr, pg(&page), true) };
+                    let _ = unsafe { memkit_rmem_pte_young(vma.ptr(), req.addr, pg(&page), true) };
                     bump(&self.stats, |c| &c.installed, 1);
                 }
             }
