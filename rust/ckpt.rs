@@ -50,15 +50,19 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+// `helpers.c`. `struct page` holds structs with no fields (config-dependent), which
+// the FFI lint cannot see into; the pointer is only passed through.
+#[allow(improper_ctypes)]
 extern "C" {
     /// Copies `page` (or zeros, if `page` is NULL) to the user address `dst`: `PAGE_SIZE`
-    /// bytes (4 KiB: `edge.rs`). Returns 0 or `-EFAULT`.
+    /// bytes (4 KiB: `edge.rs`). Returns 0 or `-EFAULT`. C: `kmap_local_page` is
+    /// inline, and the page may be written through a user mapping meanwhile.
     ///
     /// # Safety
     ///
     /// `page` is NULL or a valid page the caller holds a reference to; called in
     /// process context with no spinlock held.
-    fn memkit_copy_page_to_user(dst: usize, page: *mut c_void) -> c_int;
+    fn memkit_copy_page_to_user(dst: usize, page: *mut bindings::page) -> c_int;
 }
 
 const _: () = assert!(abi::CKPT_MAX_BYTES / logic::PAGE_SIZE <= 1 << RegionId::WINDOW_SHIFT);
@@ -416,7 +420,7 @@ impl CkptDevice {
                 .frame_ptr(i as usize);
             // SAFETY: `page` is NULL or a page of the region, which holds a reference
             // (see above); process context, no spinlock held.
-            let ret = unsafe { memkit_copy_page_to_user(dst, page.cast()) };
+            let ret = unsafe { memkit_copy_page_to_user(dst, page) };
             if ret != 0 {
                 return Err(Error::from_errno(ret));
             }

@@ -113,15 +113,11 @@ pub(crate) fn file_mapping(file: &kernel::fs::File) -> Option<core::ptr::NonNull
     core::ptr::NonNull::new(mapping.cast())
 }
 
-/// `vm_pgoff` of `vma`.
-///
-/// # Safety
-///
-/// `vma` is a valid VMA whose mm's mmap lock the caller holds (or one being set up).
-pub(crate) unsafe fn vma_pgoff(vma: *const c_void) -> u64 {
-    // SAFETY: the caller's guarantee; the field does not change under the lock.
-    // Lossless: `unsigned long` is 64 bits here.
-    unsafe { (*vma.cast::<kernel::bindings::vm_area_struct>()).vm_pgoff as u64 }
+/// `vm_pgoff` of `vma` (the `kernel::mm::virt` types of 7.3 have no accessor).
+pub(crate) fn vma_pgoff(vma: &kernel::mm::virt::VmaRef) -> u64 {
+    // SAFETY: a `VmaRef` is a live VMA whose lock the caller holds; the field does
+    // not change under it. Lossless: `unsigned long` is 64 bits here.
+    unsafe { (*vma.as_ptr()).vm_pgoff as u64 }
 }
 
 /// The mmap of a region whose page offsets are the window `[base, base + pages)` of

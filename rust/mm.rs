@@ -14,34 +14,39 @@
 use core::{ffi::c_void, marker::PhantomData, ptr};
 use kernel::{bindings, mm::virt, page::Page};
 
+// The C edge (`helpers.c`, `rmem_edge.c`). The kernel types behind these pointers
+// hold structs with no fields (config-dependent), which the FFI lint cannot see
+// into; the pointers are only passed through.
+#[allow(improper_ctypes)]
 extern "C" {
     /// `release_fault_lock(vmf)` (an inline function: `rmem_edge.c`).
     ///
     /// # Safety
     ///
     /// `vmf` is the current fault (a `struct vm_fault`), whose lock is held.
-    fn memkit_release_fault_lock(vmf: *mut c_void);
+    fn memkit_release_fault_lock(vmf: *mut bindings::vm_fault);
     /// Tests and clears `PG_dirty` of `page`'s folio (`folio_test_clear_dirty` is
     /// inline: `helpers.c`).
     ///
     /// # Safety
     ///
     /// `page` is a valid page the caller holds a reference to.
-    fn memkit_page_test_clear_dirty(page: *mut c_void) -> bool;
-    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: `PAGE_SIZE` bytes.
+    fn memkit_page_test_clear_dirty(page: *mut bindings::page) -> bool;
+    /// Copies `page` (or zeros, if `page` is NULL) to `dst`: `PAGE_SIZE` bytes
+    /// (`kmap_local_page` is inline).
     ///
     /// # Safety
     ///
     /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
     /// for `PAGE_SIZE` bytes of writes.
-    fn memkit_copy_page(dst: *mut u8, page: *mut c_void);
+    fn memkit_copy_page(dst: *mut u8, page: *mut bindings::page);
 }
 
 /// Tests and clears `PG_dirty` of the page's folio: whether a PTE that mapped it
 /// dirty was zapped (munmap, exit, eviction) since the last test.
 pub(crate) fn test_clear_dirty(page: &Page) -> bool {
     // SAFETY: `page` is a page the caller holds a reference to.
-    unsafe { memkit_page_test_clear_dirty(page.as_ptr().cast()) }
+    unsafe { memkit_page_test_clear_dirty(page.as_ptr()) }
 }
 
 /// Copies `page` (zeros for `None`) into the first page of `dst` (`EINVAL` if `dst`
@@ -53,7 +58,7 @@ pub(crate) fn copy_page(dst: &mut [u8], page: Option<&Page>) -> kernel::error::R
     let dst = dst
         .get_mut(..kernel::page::PAGE_SIZE)
         .ok_or(kernel::error::code::EINVAL)?;
-    let page = page.map_or(ptr::null_mut(), |p| p.as_ptr().cast());
+    let page = page.map_or(ptr::null_mut(), Page::as_ptr);
     // SAFETY: `dst` is valid for `PAGE_SIZE` bytes of writes; `page` is NULL or a
     // page the caller holds a reference to (`&Page`).
     unsafe { memkit_copy_page(dst.as_mut_ptr(), page) };
@@ -184,7 +189,7 @@ impl<'a> Fault<'a> {
     pub(crate) fn release_lock(self) {
         // SAFETY: the fault's lock is held until now (`from_raw`), and `self`, the
         // only way to the VMA that borrows it, goes here.
-        unsafe { memkit_release_fault_lock(self.raw.cast()) };
+        unsafe { memkit_release_fault_lock(self.raw) };
     }
 }
 

@@ -105,47 +105,58 @@ use {
     stats::{bump, Counters, GlobalStats, GLOBAL},
 };
 
+// The C edge (`rmem_edge.c`), each function C for the reason it gives. The kernel
+// types behind these pointers hold structs with no fields (config-dependent), which
+// the FFI lint cannot see into; the pointers are only passed through.
+#[allow(improper_ctypes)]
 extern "C" {
-    /// Present and accessed bits of the PTEs of `n` (1..=64) pages from `addr`.
+    /// Present and accessed bits of the PTEs of `n` (1..=64) pages from `addr`
+    /// (`apply_to_page_range` with a callback that reads PTEs: `pte_present` and
+    /// `pte_young` are inline).
     ///
     /// # Safety
     ///
     /// `vma` is a valid VMA whose mm's mmap lock the caller holds; the range lies in
     /// it; `present` and `young` are valid for writes.
     fn memkit_rmem_pte_scan(
-        vma: *mut c_void,
+        vma: *mut bindings::vm_area_struct,
         addr: usize,
         n: u32,
         present: *mut u64,
         young: *mut u64,
     ) -> c_int;
     /// 1 if the PTE at `addr` maps `page` and is accessed, 0 if it maps it and is not,
-    /// `-ENOENT` if it does not map it; `clear` clears the accessed bit.
+    /// `-ENOENT` if it does not map it; `clear` clears the accessed bit (atomically:
+    /// `ptep_test_and_clear_young` is not exported).
     ///
     /// # Safety
     ///
     /// As for [`memkit_rmem_pte_scan`], for one page; `page` is a valid page.
     fn memkit_rmem_pte_young(
-        vma: *mut c_void,
+        vma: *mut bindings::vm_area_struct,
         addr: usize,
-        page: *mut c_void,
+        page: *mut bindings::page,
         clear: bool,
     ) -> c_int;
-    /// Copies page `src` to page `dst`.
+    /// Copies page `src` to page `dst` (`copy_highpage` is inline).
     ///
     /// # Safety
     ///
     /// Both are valid pages the caller holds references to; nothing else writes `dst`.
-    fn memkit_copy_highpage(dst: *mut c_void, src: *mut c_void);
-    fn memkit_rmem_wq_create() -> *mut c_void;
-    /// Sleeps until `until_ns` (monotonic); `-EINTR` at once on a fatal signal.
+    fn memkit_copy_highpage(dst: *mut bindings::page, src: *mut bindings::page);
+    /// The module's workqueue, unbound and with a rescuer (`alloc_workqueue` is a
+    /// macro); NULL if out of memory.
+    fn memkit_rmem_wq_create() -> *mut bindings::workqueue_struct;
+    /// Sleeps until `until_ns` (monotonic); `-EINTR` at once on a fatal signal (the
+    /// killable hrtimer sleep is built from inline and macro parts).
     fn memkit_sleep_until_killable(until_ns: u64) -> c_int;
-    /// Whether a read or write of `kiocb` must not block (`O_NONBLOCK`, `RWF_NOWAIT`).
+    /// Whether a read or write of `kiocb` must not block (`O_NONBLOCK`, `RWF_NOWAIT`:
+    /// `IOCB_NOWAIT` is a macro of a cast the bindings do not carry).
     ///
     /// # Safety
     ///
     /// `kiocb` is the valid kiocb of the current call.
-    fn memkit_kiocb_nowait(kiocb: *mut c_void) -> bool;
+    fn memkit_kiocb_nowait(kiocb: *mut bindings::kiocb) -> bool;
 }
 
 /// The module's workqueue for request completions (drained when the module goes).
@@ -168,7 +179,7 @@ impl Registration {
         if wq.is_null() {
             return Err(ENOMEM);
         }
-        WQ.store(wq, Ordering::Release);
+        WQ.store(wq.cast(), Ordering::Release);
         Ok(Registration {
             _stats: stats,
             _dir: dir,
@@ -335,8 +346,8 @@ struct Vma<'a> {
 
 impl Vma<'_> {
     /// The VMA for the C edge's page-table reads.
-    fn ptr(&self) -> *mut c_void {
-        self.vma.as_ptr().cast()
+    fn ptr(&self) -> *mut bindings::vm_area_struct {
+        self.vma.as_ptr()
     }
 
     fn addr_of(&self, idx: u64) -> Option<usize> {
@@ -380,8 +391,8 @@ fn store_page(store: &mut VVec<Option<Page>>, i: usize, page: &Page) -> Result {
 }
 
 /// A page's address as a C pointer.
-fn pg(page: &Page) -> *mut c_void {
-    page.as_ptr().cast()
+fn pg(page: &Page) -> *mut bindings::page {
+    page.as_ptr()
 }
 
 impl Region {
@@ -433,8 +444,7 @@ impl Region {
     /// none, or is not `VM_MIXEDMAP` (every VMA of a region is: `map_region_window`).
     fn vma<'a>(&self, vma: &'a VmaRef) -> Result<Vma<'a>> {
         let vma = vma.as_mixedmap_vma().ok_or(EFAULT)?;
-        // SAFETY: a `VmaRef` is a live VMA whose lock the caller holds.
-        let pgoff = unsafe { crate::edge::vma_pgoff(vma.as_ptr().cast()) };
+        let pgoff = crate::edge::vma_pgoff(vma);
         let pages = ((vma.end() - vma.start()) >> PAGE_SHIFT) as u64;
         let lo = pgoff.checked_sub(self.base).ok_or(EFAULT)?;
         let hi = lo.checked_add(pages).ok_or(EFAULT)?.min(self.cfg.pages);

@@ -100,7 +100,7 @@ impl MiscDevice for RmemDevice {
     fn read_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
         let region = kiocb.file().agent_region()?;
         // SAFETY: the kiocb of this call.
-        let nowait = unsafe { memkit_kiocb_nowait(kiocb.as_raw().cast()) };
+        let nowait = unsafe { memkit_kiocb_nowait(kiocb.as_raw()) };
         region.agent_read(iov, nowait)
     }
 

@@ -343,12 +343,11 @@ impl Region {
                 }
             }
         } else if let Some(vref) = mmap.as_ref().and_then(|m| m.vma_lookup(req.addr)) {
-            let vp: *mut c_void = vref.as_ptr().cast();
+            let vp = vref.as_ptr();
             // The mmap lock is held (trylock above) and `vref` is a VMA of that mm.
             let ours = fault::RMEM_VM_OPS.owns(vref, core::ptr::from_ref(self).cast());
             let mapped = ours && {
-                // SAFETY: as above.
-                let pgoff = unsafe { crate::edge::vma_pgoff(vp) };
+                let pgoff = crate::edge::vma_pgoff(vref);
                 let off = ((req.addr - vref.start()) >> PAGE_SHIFT) as u64;
                 pgoff.checked_add(off) == Some(self.base + req.idx)
             };
