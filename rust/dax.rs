@@ -30,6 +30,10 @@ struct RawDax {
     dev_minor: u32,
 }
 
+// In C (`helpers.c`) because 7.3's bindings do not include `<linux/dax.h>`
+// (`fs_dax_get_by_bdev`, `dax_direct_access`, `dax_read_lock`, `dax_alive`) nor
+// `memcpy_flushcache` and `crc32c`, and `pmem_wmb` is inline; the open keeps the
+// block-device file and the DAX device together in `struct memkit_dax`.
 extern "C" {
     /// Opens and maps the DAX block device at `path`.
     ///

@@ -10,6 +10,8 @@ use core::ffi::c_void;
 use kernel::ffi::{c_char, c_int};
 use kernel::prelude::*;
 
+// In C (`helpers.c`): `module_param(..., charp, ...)` and `DEFINE_IDA` are macros
+// (the Rust `module!` macro of 7.3 has no string parameters).
 extern "C" {
     fn memkit_param_journal_dev() -> *const c_char;
     fn memkit_param_commit_mode() -> *const c_char;

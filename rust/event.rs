@@ -22,6 +22,7 @@ use kernel::{
     types::Opaque,
 };
 
+// In C (`rmem_edge.c`): `init_waitqueue_head` and `wait_event_*_timeout` are macros.
 extern "C" {
     fn memkit_event_init(wq: *mut bindings::wait_queue_head);
     fn memkit_event_wake_all(wq: *mut bindings::wait_queue_head);
