@@ -2,7 +2,7 @@
 //! does for CRIU — the module and its ABI, each device's node and whether the caller
 //! can use it, and the kernel features each part of memkit relies on.
 
-use crate::journal::emit;
+use crate::exit::emit;
 use memkit::dev::{feature_names, Device, DeviceKind};
 use memkit::track::SoftDirty;
 use memkit_core::abi;

@@ -1,6 +1,6 @@
 //! The exit statuses of `memkit`, one per outcome a script needs to tell apart, and
-//! the one way errors are reported (stderr, and a JSON object on stdout with
-//! `--json`).
+//! the one way results and errors are printed (a result as text, or one line of JSON
+//! with `--json`; an error on stderr, and as a JSON object on stdout with `--json`).
 //!
 //! | status | meaning |
 //! |---|---|
@@ -11,6 +11,7 @@
 //! | 4 | `journal check`: read, and the journal is not recoverable |
 //! | 5 | `check`: a check memkit needs did not pass |
 
+use serde::Serialize;
 use std::process::ExitCode;
 
 /// The command failed.
@@ -23,6 +24,18 @@ pub const DIFFERENT: u8 = 3;
 pub const NOT_RECOVERABLE: u8 = 4;
 /// `check` found a required check failing.
 pub const NOT_READY: u8 = 5;
+
+/// Prints `value` as one line of JSON, or `text()` as it is.
+pub(crate) fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
+        match serde_json::to_string(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("memkit: cannot encode JSON: {e}"),
+        }
+    } else {
+        print!("{}", text());
+    }
+}
 
 /// Reports `msg` on stderr (and as `{"error": …, "status": …}` on stdout with
 /// `--json`); returns `status`.

@@ -7,7 +7,7 @@
 //! Exit status ([`crate::exit`]): 0 on success, 1 on failure, 2 for usage errors,
 //! and for `check` 4 if the image was read and is not recoverable.
 
-use crate::exit::{self, fail};
+use crate::exit::{self, emit, fail};
 use crate::progress::Progress;
 use clap::Subcommand;
 use memkit::core::abi;
@@ -178,18 +178,6 @@ pub fn parse_range(s: &str) -> Result<TxRange, String> {
         return Err(format!("'{s}': no data (a range writes at least one byte)"));
     }
     Ok(TxRange { offset, data })
-}
-
-/// Prints `value` as one line of JSON, or `text()` as it is.
-pub(crate) fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
-    if json {
-        match serde_json::to_string(value) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("memkit: cannot encode JSON: {e}"),
-        }
-    } else {
-        print!("{}", text());
-    }
 }
 
 /// `e` from `what` on the journal device, with a hint for the errnos that have one.

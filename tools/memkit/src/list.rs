@@ -5,8 +5,7 @@
 //! line of the descriptor's own fdinfo; the regions from `/proc`
 //! ([`memkit::regions`]): only the processes the caller may inspect are seen.
 
-use crate::exit;
-use crate::journal::emit;
+use crate::exit::{self, emit};
 use memkit::dev::{Device, DeviceKind};
 use memkit::regions::{self, FdInfo, Scan};
 use memkit_core::abi::{self, fdinfo as key};

@@ -205,7 +205,7 @@ fn main() -> ExitCode {
         Cmd::Generate { what } => match generate(&what) {
             Ok(files) => {
                 let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-                journal::emit(json, &serde_json::json!({ "files": files }), || {
+                exit::emit(json, &serde_json::json!({ "files": files }), || {
                     files.iter().map(|f| format!("{f}\n")).collect()
                 });
                 ExitCode::SUCCESS

@@ -11,8 +11,7 @@
 //!   region's requests from a server until the program exits;
 //! - `memkit rmem stats`: the module's totals over every region.
 
-use crate::exit::{self, fail};
-use crate::journal::emit;
+use crate::exit::{self, emit, fail};
 use clap::{Args, Subcommand};
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
 use memkit::workload::{self, Pattern, RunReport};

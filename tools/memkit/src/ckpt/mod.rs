@@ -11,8 +11,7 @@ mod backup;
 mod run;
 mod writer;
 
-use crate::exit::{self, fail};
-use crate::journal::emit;
+use crate::exit::{self, emit, fail};
 use clap::{Args, Subcommand};
 use memkit::core::ckpt::diff;
 use memkit::dev::{CkptMap, Device, DeviceKind, CKPT_PAGE_SIZE};
