@@ -203,6 +203,15 @@ fn open_journal(write: bool) -> Result<Device, String> {
     dev.map_err(|e| dev_error(&format!("cannot open {}", kind.path().display()), e))
 }
 
+/// The name of a `JOURNAL_MODE_*` value of the status.
+pub(crate) fn mode_name(mode: u32) -> String {
+    match mode {
+        abi::JOURNAL_MODE_COALESCED => "coalesced".to_string(),
+        abi::JOURNAL_MODE_STRICT => "strict".to_string(),
+        other => format!("unknown ({other})"),
+    }
+}
+
 /// `MEMKIT_IOC_JOURNAL_STATUS`, as reported: the ABI's field names, plus two ratios.
 #[derive(Debug, Default, Serialize)]
 pub struct StatusReport {
@@ -257,11 +266,7 @@ impl StatusReport {
         if s.attached == 0 {
             return StatusReport::default();
         }
-        let mode = match s.mode {
-            abi::JOURNAL_MODE_COALESCED => "coalesced".to_string(),
-            abi::JOURNAL_MODE_STRICT => "strict".to_string(),
-            other => format!("unknown ({other})"),
-        };
+        let mode = mode_name(s.mode);
         StatusReport {
             attached: true,
             details: Some(AttachedStatus {

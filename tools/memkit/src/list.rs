@@ -8,7 +8,7 @@
 use crate::exit::{self, emit};
 use memkit::dev::{Device, DeviceKind};
 use memkit::regions::{self, FdInfo, Scan};
-use memkit_core::abi::{self, fdinfo as key};
+use memkit_core::abi::fdinfo as key;
 use serde::Serialize;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
@@ -25,7 +25,7 @@ struct Journal {
     #[serde(skip_serializing_if = "Option::is_none")]
     dev: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    mode: Option<&'static str>,
+    mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,10 +85,7 @@ fn journal() -> Journal {
         return j;
     }
     j.attached = true;
-    j.mode = Some(match s.mode {
-        abi::JOURNAL_MODE_STRICT => "strict",
-        _ => "coalesced",
-    });
+    j.mode = Some(crate::journal::mode_name(s.mode));
     j.data_bytes = Some(s.data_size);
     j.mj_count = Some(s.mj_count);
     j.mj_size = Some(s.mj_size);
@@ -124,7 +121,7 @@ impl List {
                 "journal: {} ({}), {}, {} data bytes, {} MJs x {} bytes, next commit id {}\n",
                 j.device.as_deref().unwrap_or("?"),
                 j.dev.as_deref().unwrap_or("?"),
-                j.mode.unwrap_or("?"),
+                j.mode.as_deref().unwrap_or("?"),
                 j.data_bytes.unwrap_or(0),
                 j.mj_count.unwrap_or(0),
                 j.mj_size.unwrap_or(0),
