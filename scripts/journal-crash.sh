@@ -87,30 +87,32 @@ for ((i = 0; i <= kills; i++)); do
 			"${kill_args[@]}" || rc=$?
 		out=$dir/boot-$i/output.txt
 		tr -d '\r' <"$out" >"$out.clean"
-		# QEMU itself can abort under TCG (seen once in a few hundred boots: an
-		# assertion in its physmem code while the guest probed PCI). Before the
-		# guest's recovery report the module has not touched the pmem file, so that
-		# boot runs again, once; an abort after it is a failure like any other.
-		if [ "$rc" != 137 ] && [ "$attempt" = 1 ] && ! grep -q '^RECOVERY ' "$out.clean" &&
+		# A boot that failed before the module could touch the pmem file runs again,
+		# once; a failure after that point is a failure like any other.
+		# - QEMU itself can abort under TCG (seen once in a few hundred boots: an
+		#   assertion in its physmem code while the guest probed PCI): before the
+		#   guest's recovery report, the module has not touched the pmem file.
+		# - A guest kernel can hang before it runs the job (seen once: a production
+		#   boot beside make check's debug guest stopped after ACPI's PCI probe, its
+		#   TSC not calibrated against the PIT on the loaded host, and printed nothing
+		#   more in 300 s): the job is what loads the module.
+		again=
+		if [ "$rc" != 137 ] && ! grep -q '^RECOVERY ' "$out.clean" &&
 			grep -q '^qemu-system-x86_64: .*Assertion' "$dir/boot-$i/qemu.log"; then
-			echo "boot $i: QEMU aborted before the guest touched the pmem" \
-				"($(grep -m1 Assertion "$dir/boot-$i/qemu.log")); booting again" >&2
-			rm -rf "$dir/boot-$i-qemu-abort"
-			mv "$dir/boot-$i" "$dir/boot-$i-qemu-abort"
-			qemu_aborts=$((qemu_aborts + 1))
-			continue
+			again=qemu-abort
+			why="QEMU aborted before the guest touched the pmem ($(grep -m1 Assertion "$dir/boot-$i/qemu.log"))"
+		elif [ "$rc" = 124 ] && ! grep -q '^MEMKIT-JOB-START' "$out.clean"; then
+			again=hung
+			why="the guest kernel never started the job (last console line: $(tail -n 1 "$dir/boot-$i/console.log" | tr -d '\r'))"
 		fi
-		# A guest kernel can also hang before it runs the job (seen once: a production
-		# boot beside make check's debug guest stopped after ACPI's PCI probe, its TSC
-		# not calibrated against the PIT on the loaded host, and printed nothing more
-		# in 300 s). The job loads the module, so nothing touched the pmem file: that
-		# boot runs again, once, too.
-		if [ "$rc" = 124 ] && [ "$attempt" = 1 ] && ! grep -q '^MEMKIT-JOB-START' "$out.clean"; then
-			echo "boot $i: the guest kernel never started the job" \
-				"(last console line: $(tail -n 1 "$dir/boot-$i/console.log" | tr -d '\r')); booting again" >&2
-			rm -rf "$dir/boot-$i-hung"
-			mv "$dir/boot-$i" "$dir/boot-$i-hung"
-			boot_hangs=$((boot_hangs + 1))
+		if [ -n "$again" ] && [ "$attempt" = 1 ]; then
+			echo "boot $i: $why; booting again" >&2
+			case $again in
+			qemu-abort) qemu_aborts=$((qemu_aborts + 1)) ;;
+			hung) boot_hangs=$((boot_hangs + 1)) ;;
+			esac
+			rm -rf "$dir/boot-$i-$again"
+			mv "$dir/boot-$i" "$dir/boot-$i-$again"
 			continue
 		fi
 		break
