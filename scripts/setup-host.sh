@@ -30,7 +30,8 @@ check_only=0
 # Packages from the default suites.
 PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod dwarves busybox-static
-	make gcc libc6-dev xz-utils jq libpmemobj-dev libblkid-dev)
+	make gcc libc6-dev xz-utils jq libpmemobj-dev libblkid-dev
+	nbdkit nbd-server nbd-client)
 
 # Which cargo: rustup's if one is in PATH, else Debian's 1.96 packages.
 if command -v rustup >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1 &&
@@ -41,7 +42,7 @@ else
 	PKGS+=(cargo-web rustfmt-web)
 fi
 # Packages that only a backports suite has.
-BPO_QEMU=qemu-system-x86
+BPO_QEMU=(qemu-system-x86 qemu-utils)
 BPO_LINUX=linux-source-$KERNEL_SERIES
 
 need_root() {
@@ -49,7 +50,7 @@ need_root() {
 }
 
 missing=()
-for p in "${PKGS[@]}" "$BPO_QEMU" "$BPO_LINUX"; do
+for p in "${PKGS[@]}" "${BPO_QEMU[@]}" "$BPO_LINUX"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 
@@ -61,13 +62,13 @@ if [ "$mode" = plan ]; then
 fi
 
 # The added suites are pinned low (priority 1: nothing is installed or upgraded from
-# them unless asked for by name or -t) and only the two packages memkit asks for are
+# them unless asked for by name or -t) and only the packages memkit asks for from them are
 # raised; without this, `apt-get upgrade` moves what qemu-system-x86 pulled from
 # bookworm-backports (qemu-system-data, seabios) on to trixie-backports versions.
 src=/etc/apt/sources.list.d/memkit-backports.sources
 pins=/etc/apt/preferences.d/memkit-backports
 pins_text="# Added by memkit's scripts/setup-host.sh: the suites of $src stay at
-# priority 1 but for the two packages memkit installs from them.
+# priority 1 but for the packages memkit installs from them.
 Package: *
 Pin: release n=bookworm-backports
 Pin-Priority: 1
@@ -76,7 +77,7 @@ Package: *
 Pin: release n=trixie-backports
 Pin-Priority: 1
 
-Package: $BPO_QEMU
+Package: ${BPO_QEMU[*]}
 Pin: release n=bookworm-backports
 Pin-Priority: 500
 
@@ -127,10 +128,10 @@ SRC
 	export DEBIAN_FRONTEND=noninteractive
 	base=()
 	for p in "${missing[@]}"; do
-		case $p in "$BPO_QEMU" | "$BPO_LINUX") ;; *) base+=("$p") ;; esac
+		case " ${BPO_QEMU[*]} $BPO_LINUX " in *" $p "*) ;; *) base+=("$p") ;; esac
 	done
 	[ ${#base[@]} -eq 0 ] || logged /tmp/memkit-apt.log apt-get install -y --no-install-recommends "${base[@]}"
-	logged /tmp/memkit-apt-qemu.log apt-get install -y --no-install-recommends -t bookworm-backports "$BPO_QEMU"
+	logged /tmp/memkit-apt-qemu.log apt-get install -y --no-install-recommends -t bookworm-backports "${BPO_QEMU[@]}"
 	logged /tmp/memkit-apt-linux.log apt-get install -y --no-install-recommends -t trixie-backports "$BPO_LINUX"
 	step "host packages installed"
 fi

@@ -7,11 +7,13 @@
 
 pub mod dev;
 pub mod image;
+pub mod nbd;
 pub mod pmem_file;
 pub mod primary;
 pub mod regions;
 pub mod replica;
 pub mod rmem_agent;
+pub mod rmem_nbd;
 pub mod signature;
 pub mod stream;
 pub mod target;

@@ -8,7 +8,9 @@
 //!   namespace of pages per region, on loopback unless `--listen` says otherwise;
 //! - `memkit rmem agent`: configures an agent-backed region, starts a program with it
 //!   (`MEMKIT_RMEM_FD`, `MEMKIT_RMEM_OFFSET`, `MEMKIT_RMEM_BYTES`) and serves the
-//!   region's requests from a server until the program exits;
+//!   region's requests until the program exits, from an NBD server (`--nbd URI`:
+//!   `qemu-nbd`, `nbdkit`, `nbd-server`; `rmem_nbd.rs`) or a `memkit rmem server`
+//!   (`--server`);
 //! - `memkit rmem stats`: the module's totals over every region.
 
 use crate::exit::{self, emit, fail};
@@ -27,7 +29,8 @@ pub enum RmemCmd {
     /// A TCP memory server for agent-backed regions: one namespace of pages per
     /// region.
     Server(ServerOpts),
-    /// Start COMMAND with an agent-backed region and serve it from a server.
+    /// Start COMMAND with an agent-backed region and serve it from an NBD server
+    /// (--nbd) or a memkit rmem server (--server).
     Agent(AgentOpts),
 }
 
@@ -50,14 +53,28 @@ pub struct ServerOpts {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("backend").required(true).args(["nbd", "server"])))]
 pub struct AgentOpts {
-    /// The memory server.
+    /// An NBD export: nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH.
+    /// Page P of the region is byte P x 4096 of the export.
+    #[arg(long, value_parser = memkit::nbd::Uri::parse)]
+    nbd: Option<memkit::nbd::Uri>,
+    /// With --nbd: the export keeps the region's pages across agents (the region
+    /// starts with the export's contents, and is flushed at the end instead of
+    /// trimmed).
+    #[arg(long, requires = "nbd")]
+    keep: bool,
+    /// With --nbd: write the agent's report (requests, failures, peak requests in
+    /// flight, fetch latency histogram) as JSON to this file at the end.
+    #[arg(long, requires = "nbd")]
+    report: Option<std::path::PathBuf>,
+    /// A memkit rmem server (HOST:PORT).
     #[arg(long)]
-    server: String,
-    /// The region's namespace on the server, kept when the agent goes so that a later
-    /// agent naming it gets its pages back (default: a name of this agent's own,
-    /// dropped when it goes).
-    #[arg(long)]
+    server: Option<String>,
+    /// With --server: the region's namespace on the server, kept when the agent goes
+    /// so that a later agent naming it gets its pages back (default: a name of this
+    /// agent's own, dropped when it goes).
+    #[arg(long, requires = "server")]
     namespace: Option<String>,
     #[command(flatten)]
     region: RegionOpts,
@@ -305,23 +322,38 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
 /// `memkit rmem agent`: the region, the program, the loop.
 fn agent(o: &AgentOpts) -> Result<(), String> {
     use memkit::rmem_agent::{run_agent, unique_namespace, AgentCounts, Client, Hello};
+    use memkit::rmem_nbd::{NbdBackend, NbdOptions};
     use std::os::fd::{AsFd, AsRawFd};
-    let namespace = o.namespace.clone().unwrap_or_else(unique_namespace);
-    let hello = Hello {
-        namespace: &namespace,
-        pages: o.region.pages,
-        keep: o.namespace.is_some(),
-    };
-    let mut client =
-        Client::connect(&o.server, &hello).map_err(|e| format!("server {}: {e}", o.server))?;
-    if client.reattached() {
-        eprintln!(
-            "memkit rmem agent: namespace {namespace} reattached on {}, {} pages stored",
-            o.server,
-            client.stored()
-        );
+    enum Backend {
+        Nbd(std::sync::Arc<NbdBackend>),
+        Server(Client),
     }
     let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
+    let backend = if let Some(uri) = &o.nbd {
+        let opts = NbdOptions {
+            keep: o.keep,
+            inflight: o.region.inflight as usize,
+        };
+        let b = NbdBackend::connect(uri, o.region.pages, opts, &dev)?;
+        b.start_receiver().map_err(|e| format!("{uri}: {e}"))?;
+        Backend::Nbd(b)
+    } else {
+        let addr = o.server.as_deref().unwrap_or_default();
+        let namespace = o.namespace.clone().unwrap_or_else(unique_namespace);
+        let hello = Hello {
+            namespace: &namespace,
+            pages: o.region.pages,
+            keep: o.namespace.is_some(),
+        };
+        let client = Client::connect(addr, &hello).map_err(|e| format!("server {addr}: {e}"))?;
+        if client.reattached() {
+            eprintln!(
+                "memkit rmem agent: namespace {namespace} reattached on {addr}, {} pages stored",
+                client.stored()
+            );
+        }
+        Backend::Server(client)
+    };
     let cfg = o.region.config(abi::RMEM_BACKEND_AGENT, 0, 0);
     let off = dev
         .rmem_configure(&cfg)
@@ -344,19 +376,32 @@ fn agent(o: &AgentOpts) -> Result<(), String> {
         .map_err(|e| format!("start {}: {e}", o.command[0]))?;
     // SAFETY: the child has its copy; ours is not used.
     unsafe { libc::close(child_fd) };
-    let serving = std::thread::spawn(move || {
-        let mut counts = AgentCounts::default();
-        let res = run_agent(&dev, &mut client, &mut counts);
-        (res, counts)
+    let nbd = match &backend {
+        Backend::Nbd(b) => Some(b.clone()),
+        Backend::Server(_) => None,
+    };
+    let serving = std::thread::spawn(move || match backend {
+        Backend::Nbd(b) => b.serve(),
+        Backend::Server(mut c) => run_agent(&dev, &mut c, &mut AgentCounts::default()),
     });
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
     if serving.is_finished() {
-        if let Ok((Err(e), _)) = serving.join() {
+        if let Ok(Err(e)) = serving.join() {
             return Err(format!("agent: {e}"));
         }
     }
     // The loop blocks in read(2) on a region the program no longer uses: the
-    // process exit ends it.
+    // process exit ends it. The NBD backend ends its connection first.
+    if let Some(b) = nbd {
+        let r = b.finish();
+        if let Some(path) = &o.report {
+            let text = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+            std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(why) = r.lost {
+            return Err(format!("{}: {why}", r.uri));
+        }
+    }
     if !status.success() {
         return Err(format!("{} exited with {status}", o.command[0]));
     }
