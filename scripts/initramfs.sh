@@ -25,14 +25,31 @@ if [ -n "${MEMKIT_INSTALL_KDIR:-}" ]; then
 	KDIR=$MEMKIT_INSTALL_KDIR MEMKIT_MODULE_KO=$ko DESTDIR=$stage "$MEMKIT_TOP/scripts/install.sh" module >/dev/null
 	install -D -m 0644 "$MEMKIT_TOP/tools/modprobe/memkit.conf" "$stage/etc/modprobe.d/memkit.conf"
 fi
-for b in "$@"; do
-	cp "$b" "$stage/bin/"
-	# Every shared library the binary loads, at the same path as on the host.
-	ldd "$b" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+# Every shared library $1 loads, at the same path as on the host.
+libs_of() {
+	ldd "$1" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
 		mkdir -p "$stage$(dirname "$lib")"
 		cp -L "$lib" "$stage$lib"
 	done
+}
+for b in "$@"; do
+	cp "$b" "$stage/bin/"
+	libs_of "$b"
 done
+# The NBD servers the remote-memory tests and benchmarks start on the guest's
+# loopback (qemu-nbd, nbdkit with its memory plugin, nbd-server), and nbd-client for
+# the swap-over-NBD peer: Debian's packages (make setup installs them). nbdkit loads
+# its plugin from the path it was built with.
+nbd_plugin=/usr/lib/x86_64-linux-gnu/nbdkit/plugins/nbdkit-memory-plugin.so
+for b in /usr/bin/qemu-nbd /usr/bin/nbdkit /usr/bin/nbd-server /usr/sbin/nbd-client; do
+	[ -x "$b" ] || die "$b is missing: run 'make setup' (qemu-utils, nbdkit, nbd-server, nbd-client)"
+	cp "$b" "$stage/bin/"
+	libs_of "$b"
+done
+[ -f "$nbd_plugin" ] || die "$nbd_plugin is missing: run 'make setup' (nbdkit)"
+mkdir -p "$stage$(dirname "$nbd_plugin")"
+cp "$nbd_plugin" "$stage$nbd_plugin"
+libs_of "$nbd_plugin"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
 

@@ -89,8 +89,9 @@ pub const REPLY_TYPE_ERROR_OFFSET: u16 = (1 << 15) + 2;
 pub const MAX_PAYLOAD: u32 = 4096 + 64;
 /// The longest request this client sends (a write of one page).
 pub const REQUEST_HEADER: usize = 28;
-/// How long the handshake may take before the server is declared silent.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long each read of the handshake may wait before the server is declared
+/// silent (nbd-server took several seconds to answer under an emulated guest).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The IANA port of NBD.
 pub const DEFAULT_PORT: u16 = 10809;
 

@@ -22,7 +22,7 @@
 use crate::nbd::{self, ChunkData, Export, Reply, Stream, Uri};
 use memkit_core::abi::{self, UapiStruct};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -66,6 +66,8 @@ pub struct NbdReport {
     pub refused: u64,
     /// Most NBD requests in flight at once.
     pub peak_inflight: usize,
+    /// Requests held back until an earlier request of their page was answered.
+    pub held_back: u64,
     /// Fetch latency, request sent to reply read: `[bound_us, count]` for each
     /// non-empty bucket, counting fetches under `bound_us` (the last bound is the
     /// largest latency seen).
@@ -89,18 +91,42 @@ enum What {
     End,
 }
 
+/// A request to send.
+struct Req {
+    what: What,
+    cmd: u16,
+    offset: u64,
+    len: u32,
+    /// The region page it concerns (not the end's trim or flush).
+    page: Option<u64>,
+}
+
 struct Pending {
     what: What,
     offset: u64,
     len: u32,
+    page: Option<u64>,
     sent: Instant,
     error: Option<String>,
 }
 
+/// A request held back behind an earlier one of its page, with a write's data.
+struct Deferred {
+    req: Req,
+    data: Vec<u8>,
+}
+
 struct State {
     pending: HashMap<u64, Pending>,
+    /// Pages with a request in flight, and the requests of the page that wait for it:
+    /// the server may complete requests in any order, the region needs a page's in
+    /// order (a write-back taken back by a fault and evicted again must not be
+    /// overtaken by the older one; a fetch must see the last write).
+    busy: HashMap<u64, VecDeque<Deferred>>,
     next_cookie: u64,
     lost: Option<String>,
+    /// The agent sent `NBD_CMD_DISC`: the server closing the connection is the end.
+    closing: bool,
     /// Pages written back by this agent (bit per page).
     written: Vec<u64>,
     report: NbdReport,
@@ -192,8 +218,10 @@ impl NbdBackend {
             writer: Mutex::new(s),
             state: Mutex::new(State {
                 pending: HashMap::new(),
+                busy: HashMap::new(),
                 next_cookie: 1,
                 lost: None,
+                closing: false,
                 written: vec![0; words],
                 report: NbdReport {
                     uri: uri.to_string(),
@@ -243,6 +271,9 @@ impl NbdBackend {
     /// The connection is gone: said once, and everything in flight fails.
     fn lose(&self, why: String) {
         let mut st = lock(&self.state);
+        if st.closing && st.pending.is_empty() {
+            return;
+        }
         if st.lost.is_none() {
             eprintln!(
                 "memkit rmem agent: {}: {why}; requests in flight and later fail with EIO \
@@ -252,11 +283,15 @@ impl NbdBackend {
             st.report.lost = Some(why.clone());
             st.lost = Some(why);
         }
-        let pending: Vec<Pending> = st.pending.drain().map(|(_, p)| p).collect();
-        for p in pending {
-            match p.what {
-                What::Fetch(m, ..) | What::WriteBack(m) => self.answer(&mut st, &m, eio(), None),
-                What::End => {}
+        let pending: Vec<What> = st.pending.drain().map(|(_, p)| p.what).collect();
+        let deferred: Vec<What> = st
+            .busy
+            .drain()
+            .flat_map(|(_, q)| q.into_iter().map(|d| d.req.what))
+            .collect();
+        for what in pending.into_iter().chain(deferred) {
+            if let What::Fetch(m, ..) | What::WriteBack(m) = what {
+                self.answer(&mut st, &m, eio(), None);
             }
         }
         drop(st);
@@ -351,6 +386,27 @@ impl NbdBackend {
         let Some(p) = st.pending.remove(&cookie) else {
             return;
         };
+        // The page's next request goes now (it takes this one's place in flight).
+        let mut next = Vec::new();
+        if let Some(page) = p.page {
+            match st.busy.get_mut(&page).and_then(VecDeque::pop_front) {
+                Some(d) => {
+                    let cookie = Self::track(&mut st);
+                    nbd::encode_request(
+                        &mut next,
+                        d.req.cmd,
+                        cookie,
+                        d.req.offset,
+                        d.req.len,
+                        &d.data,
+                    );
+                    st.pending.insert(cookie, Self::pending(d.req));
+                }
+                None => {
+                    st.busy.remove(&page);
+                }
+            }
+        }
         match p.what {
             What::Fetch(m, page, covered) => {
                 let us = u64::try_from(p.sent.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -395,7 +451,27 @@ impl NbdBackend {
             }
         }
         drop(st);
+        self.send(&mut next);
         self.changed.notify_all();
+    }
+
+    /// A new cookie, counted in flight.
+    fn track(st: &mut State) -> u64 {
+        let cookie = st.next_cookie;
+        st.next_cookie += 1;
+        st.report.peak_inflight = st.report.peak_inflight.max(st.pending.len() + 1);
+        cookie
+    }
+
+    fn pending(req: Req) -> Pending {
+        Pending {
+            what: req.what,
+            offset: req.offset,
+            len: req.len,
+            page: req.page,
+            sent: Instant::now(),
+            error: None,
+        }
     }
 
     /// Sends `out` (requests already registered); a failure loses the connection.
@@ -414,9 +490,10 @@ impl NbdBackend {
         }
     }
 
-    /// Registers a request: waits for room in flight (sending what `out` holds
-    /// first), or `None` once the connection is lost.
-    fn register(&self, what: What, offset: u64, len: u32, out: &mut Vec<u8>) -> Option<u64> {
+    /// Queues a request into `out` (with a write's `data`): waits for room in flight
+    /// (sending what `out` holds first); holds it back while its page has a request
+    /// in flight; answers it with `-EIO` once the connection is lost (`false`).
+    fn submit(&self, req: Req, data: &[u8], out: &mut Vec<u8>) -> bool {
         let mut st = lock(&self.state);
         while st.lost.is_none() && st.pending.len() >= self.opts.inflight {
             if !out.is_empty() {
@@ -428,25 +505,26 @@ impl NbdBackend {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         if st.lost.is_some() {
-            if let What::Fetch(m, ..) | What::WriteBack(m) = what {
+            if let What::Fetch(m, ..) | What::WriteBack(m) = req.what {
                 self.answer(&mut st, &m, eio(), None);
             }
-            return None;
+            return false;
         }
-        let cookie = st.next_cookie;
-        st.next_cookie += 1;
-        st.pending.insert(
-            cookie,
-            Pending {
-                what,
-                offset,
-                len,
-                sent: Instant::now(),
-                error: None,
-            },
-        );
-        st.report.peak_inflight = st.report.peak_inflight.max(st.pending.len());
-        Some(cookie)
+        if let Some(page) = req.page {
+            if let Some(q) = st.busy.get_mut(&page) {
+                q.push_back(Deferred {
+                    req,
+                    data: data.to_vec(),
+                });
+                st.report.held_back += 1;
+                return true;
+            }
+            st.busy.insert(page, VecDeque::new());
+        }
+        let cookie = Self::track(&mut st);
+        nbd::encode_request(out, req.cmd, cookie, req.offset, req.len, data);
+        st.pending.insert(cookie, Self::pending(req));
+        true
     }
 
     /// Serves the region's requests until its file ends (read returns 0) or fails.
@@ -486,17 +564,14 @@ impl NbdBackend {
                         }
                         st.report.fetches += 1;
                         drop(st);
-                        let what = What::Fetch(m, Box::new([0u8; PAGE]), 0);
-                        if let Some(c) = self.register(what, offset, PAGE as u32, &mut out) {
-                            nbd::encode_request(
-                                &mut out,
-                                nbd::CMD_READ,
-                                c,
-                                offset,
-                                PAGE as u32,
-                                &[],
-                            );
-                        }
+                        let req = Req {
+                            what: What::Fetch(m, Box::new([0u8; PAGE]), 0),
+                            cmd: nbd::CMD_READ,
+                            offset,
+                            len: PAGE as u32,
+                            page: Some(m.page),
+                        };
+                        self.submit(req, &[], &mut out);
                     }
                     abi::RMEM_MSG_WRITEBACK => {
                         let data = msgs.get(..PAGE).ok_or_else(|| {
@@ -511,17 +586,14 @@ impl NbdBackend {
                             st.report.writebacks += 1;
                             st.written[word] |= bit;
                         }
-                        let what = What::WriteBack(m);
-                        if let Some(c) = self.register(what, offset, PAGE as u32, &mut out) {
-                            nbd::encode_request(
-                                &mut out,
-                                nbd::CMD_WRITE,
-                                c,
-                                offset,
-                                PAGE as u32,
-                                data,
-                            );
-                        }
+                        let req = Req {
+                            what: What::WriteBack(m),
+                            cmd: nbd::CMD_WRITE,
+                            offset,
+                            len: PAGE as u32,
+                            page: Some(m.page),
+                        };
+                        self.submit(req, data, &mut out);
                     }
                     k => {
                         return Err(io::Error::new(
@@ -558,10 +630,14 @@ impl NbdBackend {
         let (mut trimmed, mut flushed) = (0u64, false);
         if self.opts.keep {
             if self.export.can_flush() {
-                if let Some(c) = self.register(What::End, 0, 0, &mut out) {
-                    nbd::encode_request(&mut out, nbd::CMD_FLUSH, c, 0, 0, &[]);
-                    flushed = true;
-                }
+                let req = Req {
+                    what: What::End,
+                    cmd: nbd::CMD_FLUSH,
+                    offset: 0,
+                    len: 0,
+                    page: None,
+                };
+                flushed = self.submit(req, &[], &mut out);
             }
         } else if self.export.can_trim() {
             // Runs of written pages, at most 1 GiB a request.
@@ -579,15 +655,22 @@ impl NbdBackend {
                     p += 1;
                 }
                 let (off, len) = (start * PAGE as u64, ((p - start) * PAGE as u64) as u32);
-                match self.register(What::End, off, len, &mut out) {
-                    Some(c) => nbd::encode_request(&mut out, nbd::CMD_TRIM, c, off, len, &[]),
-                    None => break,
+                let req = Req {
+                    what: What::End,
+                    cmd: nbd::CMD_TRIM,
+                    offset: off,
+                    len,
+                    page: None,
+                };
+                if !self.submit(req, &[], &mut out) {
+                    break;
                 }
                 trimmed += u64::from(len);
             }
         }
         self.send(&mut out);
         wait_idle();
+        lock(&self.state).closing = true;
         {
             let mut w = lock(&self.writer);
             let mut disc = Vec::new();

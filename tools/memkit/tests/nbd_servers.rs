@@ -102,22 +102,32 @@ fn start(kind: &str, bytes: u64) -> Server {
             c.args(["-f", "-U", s, "memory", &bytes.to_string()]);
             (c, format!("nbd+unix:///?socket={s}"))
         }
-        "nbd-server" => {
+        "nbd-server" | "nbd-server-tcp" => {
             let conf = dir.join("nbd-server.conf");
             let port = free_port();
+            // With unixsock set, nbd-server listens on the socket only.
+            let listen = if kind == "nbd-server" {
+                format!("unixsock = {s}")
+            } else {
+                format!("listenaddr = 127.0.0.1\n    port = {port}")
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "[generic]\n    unixsock = {s}\n    listenaddr = 127.0.0.1\n    \
-                     port = {port}\n[pages]\n    exportname = {f}\n    trim = true\n"
+                    "[generic]\n    {listen}\n[pages]\n    exportname = {f}\n    trim = true\n"
                 ),
             )
             .unwrap();
+            let uri = if kind == "nbd-server" {
+                format!("nbd+unix:///pages?socket={s}")
+            } else {
+                format!("nbd://127.0.0.1:{port}/pages")
+            };
             // It forks a daemon (its -d serves a single connection, then exits).
             let mut c = Command::new(need("nbd-server"));
             c.args(["-C", conf.to_str().unwrap(), "-p"])
                 .arg(dir.join("nbd-server.pid"));
-            (c, format!("nbd+unix:///pages?socket={s}"))
+            (c, uri)
         }
         k => panic!("no server {k}"),
     };
@@ -126,7 +136,9 @@ fn start(kind: &str, bytes: u64) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid_file = (kind == "nbd-server").then(|| dir.join("nbd-server.pid"));
+    let pid_file = kind
+        .starts_with("nbd-server")
+        .then(|| dir.join("nbd-server.pid"));
     let server = Server {
         child,
         pid_file,
@@ -300,6 +312,11 @@ fn integrity_nbd_server() {
 }
 
 #[test]
+fn integrity_nbd_server_tcp() {
+    integrity("nbd-server-tcp");
+}
+
+#[test]
 fn export_smaller_than_the_region_is_refused() {
     let server = start("nbdkit", 64 * PAGE as u64);
     let err = Region::new(&server.uri, 65, false).err().expect("refused");
@@ -347,4 +364,32 @@ fn lost_connection_fails_fetches_never_zeros() {
     let rep = r.backend.finish();
     assert!(rep.lost.is_some(), "{rep:?}");
     assert_eq!(rep.failed, 4, "{rep:?}");
+}
+
+#[test]
+fn requests_of_a_page_stay_in_order() {
+    // A write-back taken back by a fault and evicted again, then a fetch: all three
+    // in flight together. qemu-nbd runs requests concurrently; the backend must
+    // hold the later ones back so that the fetch sees the second write.
+    let server = start("qemu-nbd", 1 << 20);
+    let mut r = Region::new(&server.uri, 64, false).unwrap();
+    let mut reqs = Vec::new();
+    for p in 0..16u64 {
+        reqs.push((abi::RMEM_MSG_WRITEBACK, p, Some(tag(p, 1))));
+        reqs.push((abi::RMEM_MSG_WRITEBACK, p, Some(tag(p, 2))));
+        reqs.push((abi::RMEM_MSG_FETCH, p, None));
+    }
+    for (p, st, data) in r.requests(&reqs) {
+        assert_eq!(st, 0);
+        if !data.is_empty() {
+            assert!(
+                data == tag(p, 2),
+                "page {p}: the fetch overtook the last write"
+            );
+        }
+    }
+    let rep = r.backend.finish();
+    // A page's three requests come in one read of the region: the later two wait
+    // (all of them but where a batch of 16 splits a page's requests).
+    assert!(rep.held_back >= 16, "{rep:?}");
 }

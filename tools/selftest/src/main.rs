@@ -19,6 +19,7 @@ mod perm_tests;
 mod race_tests;
 mod replica_tests;
 mod rmem_defect_tests;
+mod rmem_nbd_tests;
 mod rmem_tests;
 mod rmem_wait_tests;
 mod stress_tests;
@@ -139,6 +140,14 @@ const CASES: &[Case] = &[
     Case {
         name: "rmem_agent_end_to_end",
         run: rmem_tests::rmem_agent_end_to_end,
+    },
+    Case {
+        name: "rmem_nbd_integrity",
+        run: rmem_nbd_tests::rmem_nbd_integrity,
+    },
+    Case {
+        name: "rmem_nbd_agent_prefetches_overlap",
+        run: rmem_nbd_tests::rmem_nbd_agent_prefetches_overlap,
     },
     Case {
         name: "rmem_memory_charged_to_cgroup",

@@ -56,7 +56,7 @@ pub(crate) fn region(cfg: &abi::RmemConfig) -> Result<(Device, CkptMap), String>
     Ok((dev, map))
 }
 
-fn stats(dev: &Device) -> Result<abi::RmemStats, String> {
+pub(crate) fn stats(dev: &Device) -> Result<abi::RmemStats, String> {
     dev.rmem_stats(false)
         .map_err(|e| format!("RMEM_STATS: {e}"))
 }
@@ -265,7 +265,13 @@ pub fn rmem_config_rejected(_: &crate::Options) -> TestResult {
 /// local, checked against a shadow copy; returns the region's stats.
 fn random_integrity(cfg: &abi::RmemConfig, ops: u64, seed: u64) -> Result<abi::RmemStats, String> {
     let (dev, map) = region(cfg)?;
-    let pages = cfg.bytes / PAGE as u64;
+    check_random(&map, ops, seed)?;
+    stats(&dev)
+}
+
+/// The reads and writes of [`random_integrity`] over a mapped region.
+pub(crate) fn check_random(map: &CkptMap, ops: u64, seed: u64) -> Result<(), String> {
+    let pages = (map.len() / PAGE) as u64;
     // Generation of each page; 0: never written (zeros).
     let mut gens = vec![0u64; pages as usize];
     let mut rng = Rng(seed);
@@ -303,7 +309,7 @@ fn random_integrity(cfg: &abi::RmemConfig, ops: u64, seed: u64) -> Result<abi::R
             }
         }
     }
-    stats(&dev)
+    Ok(())
 }
 
 pub fn rmem_integrity_small_budget(_: &crate::Options) -> TestResult {
