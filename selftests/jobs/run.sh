@@ -1,6 +1,7 @@
 # Guest job of `make run`, first boot: what memkit does (journal, checkpoint tracking,
 # a checkpointed program verified against its replica, a scan of a remote-memory
-# region with and without prefetch, a region served over TCP), then a journal under load
+# region with and without prefetch, regions served over TCP by memkit rmem server and
+# by an NBD server), then a journal under load
 # that the host kills (scripts/demo.sh).
 set -u
 say() { printf '\n$ %s\n' "$*"; }
@@ -45,6 +46,10 @@ sleep 1
 memkit rmem agent --server 127.0.0.1:7071 --pages 512 --budget 64 --policy window -- \
 	memkit workload rmem-run --inherit --pattern random --ops 200 --write-every 4 || exit 1
 { kill "$srv" && wait "$srv"; } 2>/dev/null
+say "nbdkit -i 127.0.0.1 -p 10809 memory 2M --run 'memkit rmem agent --nbd nbd://127.0.0.1 --policy trend -- memkit workload rmem-run --inherit --pattern seq'   # pages from an NBD server (RAM)"
+# --run: nbdkit starts the command once it listens, and exits when it does.
+nbdkit -i 127.0.0.1 -p 10809 memory 2M --run 'memkit rmem agent --nbd nbd://127.0.0.1 --pages 512 --budget 128 --policy trend --report /tmp/nbd.json -- memkit workload rmem-run --inherit --pattern seq --ops 512' || exit 1
+echo "agent: $(cat /tmp/nbd.json)"
 say "memkit rmem stats"
 memkit rmem stats
 say "memkit-selftest --journal-crash-run 2 4   # two writers, 4 slots each, until the host kills the VM"

@@ -328,15 +328,13 @@ fn agent(o: &AgentOpts) -> Result<(), String> {
         Nbd(std::sync::Arc<NbdBackend>),
         Server(Client),
     }
-    let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
+    // The server first: what it refuses is said before the device is opened.
     let backend = if let Some(uri) = &o.nbd {
         let opts = NbdOptions {
             keep: o.keep,
             inflight: o.region.inflight as usize,
         };
-        let b = NbdBackend::connect(uri, o.region.pages, opts, &dev)?;
-        b.start_receiver().map_err(|e| format!("{uri}: {e}"))?;
-        Backend::Nbd(b)
+        Backend::Nbd(NbdBackend::connect(uri, o.region.pages, opts)?)
     } else {
         let addr = o.server.as_deref().unwrap_or_default();
         let namespace = o.namespace.clone().unwrap_or_else(unique_namespace);
@@ -354,6 +352,10 @@ fn agent(o: &AgentOpts) -> Result<(), String> {
         }
         Backend::Server(client)
     };
+    let dev = Device::open(DeviceKind::Rmem).map_err(|e| format!("open: {e}"))?;
+    if let Backend::Nbd(b) = &backend {
+        b.start(&dev).map_err(|e| format!("{}: {e}", b.uri()))?;
+    }
     let cfg = o.region.config(abi::RMEM_BACKEND_AGENT, 0, 0);
     let off = dev
         .rmem_configure(&cfg)

@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 const PAGE: usize = 4096;
@@ -140,10 +140,17 @@ pub struct NbdBackend {
     export: Export,
     opts: NbdOptions,
     pages: u64,
-    writer: Mutex<Stream>,
+    /// The connection, for the threads' handles and for shutting it down.
+    conn: Stream,
+    /// Requests for the writer thread: whoever sends never blocks on the socket (a
+    /// receiver blocked writing while the server blocks writing its replies to it
+    /// would be a deadlock).
+    to_writer: Mutex<mpsc::Sender<Vec<u8>>>,
+    writer_queue: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
     state: Mutex<State>,
     changed: Condvar,
-    region: File,
+    /// The agent-backed region's file, from [`NbdBackend::start`].
+    region: OnceLock<File>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,13 +163,8 @@ fn eio() -> u32 {
 
 impl NbdBackend {
     /// Connects to `uri` and checks that its export can hold `pages` pages and be
-    /// written. `region` is the agent-backed region's file.
-    pub fn connect(
-        uri: &Uri,
-        pages: u64,
-        opts: NbdOptions,
-        region: &impl AsFd,
-    ) -> Result<Arc<NbdBackend>, String> {
+    /// written.
+    pub fn connect(uri: &Uri, pages: u64, opts: NbdOptions) -> Result<Arc<NbdBackend>, String> {
         let mut s = Stream::connect(&uri.target).map_err(|e| format!("{uri}: connect: {e}"))?;
         s.set_read_timeout(Some(nbd::HANDSHAKE_TIMEOUT))
             .map_err(|e| e.to_string())?;
@@ -200,13 +202,8 @@ impl NbdBackend {
                 export.min_block
             ));
         }
-        let region = File::from(
-            region
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| format!("dup: {e}"))?,
-        );
         let words = usize::try_from(pages.div_ceil(64)).map_err(|_| "region too large")?;
+        let (to_writer, writer_queue) = mpsc::channel();
         Ok(Arc::new(NbdBackend {
             uri: uri.clone(),
             export,
@@ -215,7 +212,9 @@ impl NbdBackend {
                 ..opts
             },
             pages,
-            writer: Mutex::new(s),
+            conn: s,
+            to_writer: Mutex::new(to_writer),
+            writer_queue: Mutex::new(Some(writer_queue)),
             state: Mutex::new(State {
                 pending: HashMap::new(),
                 busy: HashMap::new(),
@@ -233,8 +232,13 @@ impl NbdBackend {
                 max_latency_us: 0,
             }),
             changed: Condvar::new(),
-            region,
+            region: OnceLock::new(),
         }))
+    }
+
+    /// Where the export is.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
     }
 
     /// The export the handshake ended on.
@@ -242,11 +246,27 @@ impl NbdBackend {
         self.export
     }
 
-    /// Starts the receiver thread.
-    pub fn start_receiver(self: &Arc<Self>) -> io::Result<std::thread::JoinHandle<()>> {
-        let reader = lock(&self.writer).try_clone()?;
+    /// Serves `region` (the agent-backed region's file): starts the receiver and
+    /// writer threads, once; then [`NbdBackend::serve`] reads its requests.
+    pub fn start(self: &Arc<Self>, region: &impl AsFd) -> io::Result<()> {
+        let queue = lock(&self.writer_queue)
+            .take()
+            .ok_or_else(|| io::Error::other("the NBD backend is started already"))?;
+        let file = File::from(region.as_fd().try_clone_to_owned()?);
+        let _ = self.region.set(file);
+        let (reader, mut writer) = (self.conn.try_clone()?, self.conn.try_clone()?);
         let me = Arc::clone(self);
-        Ok(std::thread::spawn(move || me.receive(reader)))
+        std::thread::spawn(move || me.receive(reader));
+        let me = Arc::clone(self);
+        std::thread::spawn(move || {
+            for buf in queue {
+                if let Err(e) = writer.write_all(&buf) {
+                    me.lose(format!("sending requests: {e}"));
+                    break;
+                }
+            }
+        });
+        Ok(())
     }
 
     /// One reply to the region; a refusal (late, or the request went) is counted.
@@ -263,7 +283,10 @@ impl NbdBackend {
             st.report.failed += 1;
         }
         // One write(2) is one reply.
-        if (&self.region).write(&out[..len]).is_err() {
+        let Some(mut region) = self.region.get() else {
+            return;
+        };
+        if region.write(&out[..len]).is_err() {
             st.report.refused += 1;
         }
     }
@@ -296,7 +319,7 @@ impl NbdBackend {
         }
         drop(st);
         self.changed.notify_all();
-        lock(&self.writer).shutdown();
+        self.conn.shutdown();
     }
 
     /// The receiver: replies, matched by cookie, until the connection ends.
@@ -474,19 +497,11 @@ impl NbdBackend {
         }
     }
 
-    /// Sends `out` (requests already registered); a failure loses the connection.
-    fn send(&self, out: &mut Vec<u8>) -> bool {
-        if out.is_empty() {
-            return true;
-        }
-        let res = lock(&self.writer).write_all(out);
-        out.clear();
-        match res {
-            Ok(()) => true,
-            Err(e) => {
-                self.lose(format!("sending requests: {e}"));
-                false
-            }
+    /// Hands `out` (requests already registered) to the writer thread. (Once the
+    /// connection is lost the writer is gone; what it did not send was failed.)
+    fn send(&self, out: &mut Vec<u8>) {
+        if !out.is_empty() {
+            let _ = lock(&self.to_writer).send(std::mem::take(out));
         }
     }
 
@@ -533,7 +548,11 @@ impl NbdBackend {
         let mut buf = vec![0u8; 64 * (hdr + PAGE)];
         let mut out = Vec::with_capacity(64 * (nbd::REQUEST_HEADER + PAGE));
         loop {
-            let n = match (&self.region).read(&mut buf) {
+            let n = match self.region.get().map(|mut r| r.read(&mut buf)) {
+                None => return Err(io::Error::other("the NBD backend was not started")),
+                Some(r) => r,
+            };
+            let n = match n {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -671,12 +690,9 @@ impl NbdBackend {
         self.send(&mut out);
         wait_idle();
         lock(&self.state).closing = true;
-        {
-            let mut w = lock(&self.writer);
-            let mut disc = Vec::new();
-            nbd::encode_request(&mut disc, nbd::CMD_DISC, 0, 0, 0, &[]);
-            let _ = w.write_all(&disc);
-        }
+        let mut disc = Vec::new();
+        nbd::encode_request(&mut disc, nbd::CMD_DISC, 0, 0, 0, &[]);
+        self.send(&mut disc);
         let mut st = lock(&self.state);
         st.report.trimmed_bytes = trimmed;
         st.report.flushed = flushed && st.lost.is_none();

@@ -165,8 +165,8 @@ impl Region {
     fn new(uri: &str, pages: u64, keep: bool) -> Result<Region, String> {
         let (k, agent) = UnixDatagram::pair().unwrap();
         let opts = NbdOptions { keep, inflight: 16 };
-        let backend = NbdBackend::connect(&Uri::parse(uri)?, pages, opts, &agent)?;
-        backend.start_receiver().unwrap();
+        let backend = NbdBackend::connect(&Uri::parse(uri)?, pages, opts)?;
+        backend.start(&agent).unwrap();
         let b = backend.clone();
         std::thread::spawn(move || {
             let _keep_open = agent;

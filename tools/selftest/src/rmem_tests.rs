@@ -606,12 +606,12 @@ pub fn rmem_agent_end_to_end(_: &crate::Options) -> TestResult {
                 "--pattern",
                 "random",
                 "--ops",
-                "300",
+                "150",
                 "--write-every",
                 "3",
             ])?;
             println!("{policy}: {v}");
-            if v["memory"] != "rmem-agent" || v["accesses"] != 300 || v["policy"] != policy {
+            if v["memory"] != "rmem-agent" || v["accesses"] != 150 || v["policy"] != policy {
                 return Err(format!("{policy}: unexpected report {v}"));
             }
             if v["evictions"].as_u64().unwrap_or(0) == 0
