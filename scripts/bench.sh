@@ -32,7 +32,9 @@
 #           Zipf, pointer chase — at two emulated latencies, per prefetch policy; and
 #           the Linux peer in the same boot: the same program on anonymous memory in a
 #           memory cgroup limited to the budget, swapping to a RAM-backed null_blk
-#           with the same per-request latency (swap VMA readahead on)
+#           with the same per-request latency (swap VMA readahead on); then over NBD:
+#           memkit rmem agent --nbd against swap on /dev/nbd0 (nbd-client), both to
+#           nbdkit's memory plugin on the guest's loopback
 #
 # Results: build/bench/results.jsonl (one {"bench","variant","metric","value","unit"}
 # per line), the table on stdout and in build/bench/table.txt, the raw measurements
@@ -55,7 +57,7 @@ if [ "${MEMKIT_BENCH_QUICK:-0}" = 1 ]; then
 	host_secs=0.1 host_rounds=2 guest_secs=0.3 guest_rounds=1
 	ckpt_sizes=64M,256M ckpt_rounds=1 ckpt_iters=2
 	ckpt_run_args="--rate-calib-count 6 --rate-calib-interval-ms 500 --rate-count 10 --rate-warmup 4 --precopy-count 8 --precopy-rounds 1 --diff-count 8 --diff-warmup 2"
-	rmem_settings="MEMKIT_BENCH_PAGES=1024 MEMKIT_BENCH_LATS=20 MEMKIT_BENCH_PATTERNS=seq,stride:4,random MEMKIT_BENCH_POLICIES=none,ptline MEMKIT_BENCH_PASSES=1 MEMKIT_BENCH_WIDE=trend"
+	rmem_settings="MEMKIT_BENCH_PAGES=1024 MEMKIT_BENCH_LATS=20 MEMKIT_BENCH_PATTERNS=seq,stride:4,random MEMKIT_BENCH_POLICIES=none,ptline MEMKIT_BENCH_PASSES=1 MEMKIT_BENCH_WIDE=trend MEMKIT_BENCH_NBD_PATTERNS=seq,stride:4"
 else
 	host_secs=0.5 host_rounds=5 guest_secs=2 guest_rounds=3
 	ckpt_sizes=64M,256M,1G ckpt_rounds=3 ckpt_iters=5
@@ -167,7 +169,7 @@ if [[ $skip != *,ckpt,* ]] && { [[ $skip != *,ckpt-collect,* ]] || [[ $skip != *
 fi
 
 if [[ $skip != *,rmem,* ]]; then
-	step "guest: remote memory — access patterns per policy and latency, against Linux swap on null_blk in a memory cgroup"
+	step "guest: remote memory — access patterns per policy and latency, against Linux swap on null_blk in a memory cgroup; over NBD against swap over NBD"
 	guest_boot --job selftests/jobs/bench-rmem.sh --mem 2G rmem "$out/guest-rmem" "$rmem_settings" \
 		--append null_blk.nr_devices=0 || failed+=(rmem)
 fi

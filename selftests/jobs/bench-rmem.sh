@@ -12,6 +12,9 @@
 #   MEMKIT_BENCH_PASSES    accesses = passes x pages
 #   MEMKIT_BENCH_WIDE      policies also run on seq with a 32-page window (degree 31,
 #                          the peer with page-cluster 5), e.g. window,trend; empty: none
+#   MEMKIT_BENCH_NBD_PATTERNS  patterns run over NBD (memkit's agent against swap on
+#                          /dev/nbd0, nbdkit on loopback); empty: none
+#   MEMKIT_BENCH_NBD_POLICIES  the agent's policies over NBD
 set -u
 pages=${MEMKIT_BENCH_PAGES:-16384}
 lats=${MEMKIT_BENCH_LATS:-20,100}
@@ -24,6 +27,8 @@ ops=$((pages * passes))
 # (8 by default); memkit's degree is set to the same: 7 prefetches + the fault.
 degree=7
 wide=${MEMKIT_BENCH_WIDE-window,trend}
+nbd_patterns=${MEMKIT_BENCH_NBD_PATTERNS-seq,stride:2,stride:4,stride:16,random}
+nbd_policies=${MEMKIT_BENCH_NBD_POLICIES-none,trend}
 cluster=$(cat /proc/sys/vm/page-cluster)
 
 echo "bench: Linux $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo)"
@@ -97,6 +102,54 @@ for lat in $(echo "$lats" | tr , ' '); do
 	echo 0 >$nb/power
 	rmdir $nb
 done
+
+# Over NBD: memkit's agent (`memkit rmem agent --nbd`) against swap on an NBD device
+# (nbd-client, /dev/nbd0), both served by nbdkit's memory plugin on the guest's
+# loopback: two instances of the same server, one export each (the swap device's,
+# twice the region, and the region's), so that neither overwrites the other's pages;
+# same budget, same memory cgroup limit for the peer. The latency is the network
+# path's, not emulated: the rows carry "backend": "nbd:nbdkit" and no lat_us of
+# their own (0).
+if [ -n "$nbd_patterns" ]; then
+	nbdkit -i 127.0.0.1 -p 10809 memory $((pages * 4096 * 2)) || fail=1
+	nbdkit -i 127.0.0.1 -p 10810 memory $((pages * 4096)) || fail=1
+	nbd-client 127.0.0.1 10809 /dev/nbd0 -b 4096 >/dev/null 2>&1 || { echo "bench: ERROR: nbd-client"; fail=1; }
+	mkswap /dev/nbd0 >/dev/null && swapon /dev/nbd0 || fail=1
+	nbd() { sed 's/^{/{"backend":"nbd:nbdkit",/; s/"lat_us":[0-9]*/"lat_us":0/'; }
+	for pat in $(echo "$nbd_patterns" | tr , ' '); do
+		echo max >$cg/memory.swap.max
+		echo $limit >$cg/memory.max
+		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json workload rmem-run --anon --pages $pages --budget $budget --pattern $pat --ops $ops")
+		[ -n "$line" ] && echo "{\"rmem\":$(echo "$line" | nbd)}" || fail=1
+		echo max >$cg/memory.max
+		for pol in $(echo "$nbd_policies" | tr , ' '); do
+			line=$(memkit --json rmem agent --nbd nbd://127.0.0.1:10810 --pages $pages --budget $budget \
+				--policy $pol --degree $degree --deadline-us 20000 --inflight 64 --report /tmp/nbd.json -- \
+				memkit --json workload rmem-run --inherit --pattern $pat --ops $ops)
+			[ -n "$line" ] && echo "{\"rmem\":$(echo "$line" | nbd)}" || fail=1
+			echo "bench: nbd agent $pat $pol: $(cat /tmp/nbd.json)"
+		done
+	done
+	# The sequential scan with 32-page windows over NBD too (accuracy and coverage).
+	if [ -n "$wide" ]; then
+		echo 5 >/proc/sys/vm/page-cluster
+		echo max >$cg/memory.swap.max
+		echo $limit >$cg/memory.max
+		line=$(sh -c "echo \$\$ >$cg/cgroup.procs; exec memkit --json workload rmem-run --anon --pages $pages --budget $budget --pattern seq --ops $ops")
+		[ -n "$line" ] && echo "{\"rmem\":$(echo "$line" | nbd)}" || fail=1
+		echo max >$cg/memory.max
+		echo "$cluster" >/proc/sys/vm/page-cluster
+	fi
+	for pol in $(echo "$wide" | tr , ' '); do
+		line=$(memkit --json rmem agent --nbd nbd://127.0.0.1:10810 --pages $pages --budget $budget \
+			--policy $pol --degree 31 --deadline-us 20000 --inflight 64 --report /tmp/nbd.json -- \
+			memkit --json workload rmem-run --inherit --pattern seq --ops $ops)
+		[ -n "$line" ] && echo "{\"rmem\":$(echo "$line" | nbd)}" || fail=1
+		echo "bench: nbd agent seq $pol w32: $(cat /tmp/nbd.json)"
+	done
+	swapoff /dev/nbd0 || fail=1
+	nbd-client -d /dev/nbd0 >/dev/null 2>&1
+fi
 memkit rmem stats
 rmmod memkit || fail=1
 exit $fail

@@ -220,6 +220,7 @@ fn run_anon(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
     let sync = f1 - f0;
     Ok(RunReport {
         memory: "anon+swap".into(),
+        backend: String::new(),
         pattern: o.pattern.name(),
         policy: "linux-swap".into(),
         pages: o.region.pages,
@@ -291,6 +292,7 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
     let (issued, hits) = (d(|s| s.prefetches), d(|s| s.hits));
     Ok(RunReport {
         memory: if o.inherit { "rmem-agent" } else { "rmem" }.into(),
+        backend: String::new(),
         pattern: o.pattern.name(),
         policy: if o.inherit {
             std::env::var("MEMKIT_RMEM_POLICY").unwrap_or_else(|_| "?".into())
@@ -305,7 +307,11 @@ fn run_region(o: &RunOpts, ops: u64) -> Result<RunReport, String> {
         sync_faults: sync,
         waits,
         window: if o.inherit {
-            0
+            // The agent says (its --degree + 1).
+            std::env::var("MEMKIT_RMEM_WINDOW")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0)
         } else {
             u64::from(o.region.degree) + 1
         },
@@ -374,6 +380,10 @@ fn agent(o: &AgentOpts) -> Result<(), String> {
         .env("MEMKIT_RMEM_OFFSET", off.to_string())
         .env("MEMKIT_RMEM_BYTES", cfg.bytes.to_string())
         .env("MEMKIT_RMEM_POLICY", o.region.policy.name())
+        .env(
+            "MEMKIT_RMEM_WINDOW",
+            (u64::from(o.region.degree) + 1).to_string(),
+        )
         .spawn()
         .map_err(|e| format!("start {}: {e}", o.command[0]))?;
     // SAFETY: the child has its copy; ours is not used.

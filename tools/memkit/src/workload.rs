@@ -202,8 +202,14 @@ pub fn run(
 /// RAM-backed null_blk with the same per-request latency (swap VMA readahead on).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
-    /// `rmem` (a memkit region) or `anon+swap` (the Linux peer).
+    /// `rmem` (a memkit region), `rmem-agent` (one served by `memkit rmem agent`) or
+    /// `anon+swap` (the Linux peer).
     pub memory: String,
+    /// Where the pages went when it was not the emulated backend or the peer's
+    /// null_blk: `nbd:SERVER` for the benchmark's rows over NBD (set by the guest job,
+    /// which knows what it started; the program does not). Empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backend: String,
     /// Access pattern: `seq`, `stride:N`, `random`, `zipf`, `chase`.
     pub pattern: String,
     /// Prefetch policy: `none`, `ptline`, `ptline-history`, `window`, `trend`, or

@@ -131,7 +131,7 @@ pub fn rmem_nbd_integrity(_: &crate::Options) -> TestResult {
         let serving = backend.clone();
         // Blocks in read(2) on the region until the case's process ends.
         std::thread::spawn(move || serving.serve());
-        check_random(&map, 400, 0x6e62_6400 + i as u64).map_err(|e| format!("{kind}: {e}"))?;
+        check_random(&map, 250, 0x6e62_6400 + i as u64).map_err(|e| format!("{kind}: {e}"))?;
         let s = stats(&dev)?;
         drop(map);
         let rep = backend.finish();
@@ -177,9 +177,9 @@ pub fn rmem_nbd_agent_prefetches_overlap(_: &crate::Options) -> TestResult {
         "--nbd",
         &server.uri,
         "--pages",
-        "512",
+        "256",
         "--budget",
-        "128",
+        "64",
         "--policy",
         "trend",
         "--degree",
@@ -197,13 +197,13 @@ pub fn rmem_nbd_agent_prefetches_overlap(_: &crate::Options) -> TestResult {
         "--pattern",
         "seq",
         "--ops",
-        "512",
+        "256",
     ])?;
     println!("workload: {v}");
     let text = std::fs::read_to_string(report).map_err(|e| format!("{report}: {e}"))?;
     println!("agent: {}", text.trim());
     let r: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    if v["accesses"] != 512 || v["prefetches"].as_u64().unwrap_or(0) == 0 {
+    if v["accesses"] != 256 || v["prefetches"].as_u64().unwrap_or(0) == 0 {
         return Err(format!("the scan did not prefetch: {v}"));
     }
     let peak = r["peak_inflight"].as_u64().unwrap_or(0);

@@ -174,7 +174,9 @@ fn fmt_ms(x: f64) -> String {
     }
 }
 
-type Key = (u64, (usize, String), (usize, String));
+/// Where the pages went (empty: the emulated latency of `.1` µs; `nbd:SERVER`: over
+/// NBD), the pattern and the variant.
+type Key = ((String, u64), (usize, String), (usize, String));
 
 /// The remote-memory results: per latency a table, lines, the `ptline` targets.
 pub(super) fn section(
@@ -214,7 +216,7 @@ pub(super) fn section(
     let mut g: BTreeMap<Key, Vec<&RmemSample>> = BTreeMap::new();
     for x in runs {
         g.entry((
-            x.lat_us,
+            (x.backend.clone(), x.lat_us),
             order(&PATTERNS, &x.pattern),
             order(&POLICIES, &variant(x)),
         ))
@@ -222,10 +224,19 @@ pub(super) fn section(
         .push(x);
     }
     let meds: BTreeMap<&Key, Med> = g.iter().map(|(k, xs)| (k, medians(xs))).collect();
-    let mut lats: Vec<u64> = g.keys().map(|k| k.0).collect();
+    let mut lats: Vec<&(String, u64)> = g.keys().map(|k| &k.0).collect();
     lats.dedup();
     for lat in lats {
-        let _ = writeln!(b.table, "\n  {lat} us per fetch");
+        let (heading, name) = match lat {
+            (backend, us) if backend.is_empty() => {
+                (format!("{us} us per fetch"), format!("{us}us"))
+            }
+            (backend, _) => (
+                format!("over NBD: {backend} on the guest's loopback, {PEER} on /dev/nbd0 to it"),
+                backend.replace(':', "-"),
+            ),
+        };
+        let _ = writeln!(b.table, "\n  {heading}");
         let mut rows = vec![[
             "pattern",
             "variant",
@@ -245,15 +256,15 @@ pub(super) fn section(
         .map(String::from)
         .to_vec()];
         let mut patterns: Vec<&(usize, String)> =
-            meds.keys().filter(|k| k.0 == lat).map(|k| &k.1).collect();
+            meds.keys().filter(|k| &k.0 == lat).map(|k| &k.1).collect();
         patterns.dedup();
         let mut fewest = Vec::new();
         for pk in patterns {
             let pattern = &pk.1;
-            let bench = format!("rmem/{lat}us/{pattern}");
+            let bench = format!("rmem/{name}/{pattern}");
             let of: Vec<(&str, &Med)> = meds
                 .iter()
-                .filter(|(k, _)| k.0 == lat && &k.1 == pk)
+                .filter(|(k, _)| &k.0 == lat && &k.1 == pk)
                 .map(|(k, m)| (k.2 .1.as_str(), m))
                 .collect();
             for &(v, m) in &of {
@@ -321,7 +332,7 @@ pub(super) fn section(
                     .collect();
                 fewest.push(format!("{pattern} {} ({})", who.join("="), fmt_n(least)));
             }
-            pattern_targets(targets, lat, pattern, &of);
+            pattern_targets(targets, &heading, pattern, &of);
         }
         b.table.push_str(&columns(&rows));
         let _ = writeln!(b.table, "  fewest sync faults: {}", fewest.join(", "));
@@ -456,11 +467,11 @@ fn criteria(pattern: &str) -> Vec<Criterion> {
 /// (`none` prefetches nothing, so it neither wastes nor covers anything).
 fn pattern_targets(
     targets: &mut Vec<(String, String, bool)>,
-    lat: u64,
+    setting: &str,
     pattern: &str,
     of: &[(&str, &Med)],
 ) {
-    let at = format!("{pattern}, {lat} us");
+    let at = format!("{pattern}, {setting}");
     let target = of.iter().find(|v| v.0 == TARGET).map(|v| v.1);
     let peer_for = |v: &str| {
         let pv = peer_of(v);
@@ -538,6 +549,55 @@ mod tests {
 
     fn region(pattern: &str, policy: &str, lat: u64, n: [u64; 7]) -> String {
         line("rmem", pattern, policy, lat, n)
+    }
+
+    #[test]
+    fn rows_over_nbd_are_their_own_table_with_their_own_peer() {
+        let nbd =
+            |l: String| l.replacen("{\"memory\"", "{\"backend\":\"nbd:nbdkit\",\"memory\"", 1);
+        let text = [
+            swap("stride:4", 20, 40, 1000),
+            nbd(swap("stride:4", 0, 90, 2000)),
+            nbd(line(
+                "rmem-agent",
+                "stride:4",
+                "trend",
+                0,
+                [30_000_000, 500, 1500, 1400, 0, 10, 9],
+            )),
+        ]
+        .join("\n");
+        let (raw, bad) = parse(&text);
+        assert_eq!((raw.len(), bad), (3, 0));
+        let r = build(&raw);
+        let get = |b: &str, v: &str, m: &str| {
+            r.lines
+                .iter()
+                .find(|l| l.bench == b && l.variant == v && l.metric == m)
+                .map(|l| l.value)
+        };
+        // Against the swap-over-NBD run, not the null_blk one.
+        assert_eq!(
+            get(
+                "rmem/nbd-nbdkit/stride:4",
+                "linux-swap/trend@rmem-agent",
+                "sync_fault_ratio"
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            get(
+                "rmem/nbd-nbdkit/stride:4",
+                "linux-swap/trend@rmem-agent",
+                "speedup"
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            get("rmem/20us/stride:4", "linux-swap", "runtime_ms"),
+            Some(40.0)
+        );
+        assert!(r.table.contains("over NBD: nbd:nbdkit"), "{}", r.table);
     }
 
     #[test]
