@@ -48,7 +48,7 @@ memkit rmem agent --server 127.0.0.1:7071 --pages 512 --budget 64 --policy windo
 { kill "$srv" && wait "$srv"; } 2>/dev/null
 say "nbdkit -i 127.0.0.1 -p 10809 memory 2M --run 'memkit rmem agent --nbd nbd://127.0.0.1 --policy trend -- memkit workload rmem-run --inherit --pattern seq'   # pages from an NBD server (RAM)"
 # --run: nbdkit starts the command once it listens, and exits when it does.
-nbdkit -i 127.0.0.1 -p 10809 memory 2M --run 'memkit rmem agent --nbd nbd://127.0.0.1 --pages 512 --budget 128 --policy trend --report /tmp/nbd.json -- memkit workload rmem-run --inherit --pattern seq --ops 512' || exit 1
+nbdkit -i 127.0.0.1 -p 10809 memory 2M --run 'memkit rmem agent --nbd nbd://127.0.0.1 --pages 512 --budget 128 --policy trend --deadline-us 20000 --report /tmp/nbd.json -- memkit workload rmem-run --inherit --pattern seq --ops 512' || exit 1
 echo "agent: $(cat /tmp/nbd.json)"
 say "memkit rmem stats"
 memkit rmem stats
