@@ -108,8 +108,8 @@ impl Server {
 
 /// Random reads and writes over a region 4 times its budget, served by each server
 /// (eviction and write-back through NBD writes, fetches through reads with the
-/// `trend` prefetcher's reads in flight beside them), four words of every page
-/// checked at each access and every page at the end.
+/// `trend` prefetcher's reads in flight beside them): each access checks one of
+/// the four words a write sets, and the end all four of every page.
 pub fn rmem_nbd_integrity(_: &crate::Options) -> TestResult {
     const PAGES: u64 = 64;
     for (i, kind) in ["qemu-nbd", "nbdkit", "nbd-server"].into_iter().enumerate() {
