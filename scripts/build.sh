@@ -69,11 +69,24 @@ tools() {
 }
 
 initramfs() {
-	local k ko bin out
+	local k ko bin out kofile pid
 	# The kernel once (set-up and kernel build included); module() then only checks it.
 	k=$(kdir)
-	ko=$(KDIR=$k module)
-	bin=$(tools)
+	# The module (one rustc: one core) builds beside the tools (cargo: both cores).
+	kofile=$(mktemp)
+	(KDIR=$k module >"$kofile") &
+	pid=$!
+	if ! bin=$(tools); then
+		wait "$pid" || true
+		rm -f "$kofile"
+		exit 1 # logged() said why
+	fi
+	if ! wait "$pid"; then
+		rm -f "$kofile"
+		exit 1
+	fi
+	ko=$(cat "$kofile")
+	rm -f "$kofile"
 	out=$(dirname "$(dirname "$ko")")/initramfs.cpio
 	step "packing the initramfs"
 	MEMKIT_INSTALL_KDIR=$k "$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"

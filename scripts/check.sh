@@ -40,22 +40,21 @@ initrd=$(scripts/build.sh initramfs) || die "building the module or the tools fa
 # kernel's), one boot in the middle the debug kernel. Without it, every boot is a
 # debug one.
 kills=${MEMKIT_CRASH_KILLS:-20}
-crash=(scripts/journal-crash.sh)
+crash=(scripts/journal-crash.sh) crash_kernel=
 where="the debug kernel; 'make kernel MEMKIT_KERNEL=production' once makes this phase several times faster"
 if [ -z "${KDIR:-}" ] && scripts/kernel.sh --cached production >/dev/null; then
 	debug_boot=$(((kills + 1) / 2))
-	crash=(env MEMKIT_KERNEL=production scripts/journal-crash.sh --debug-boot "$debug_boot")
+	crash=(env MEMKIT_KERNEL=production scripts/journal-crash.sh --debug-boot "$debug_boot"
+		--debug-initrd "$initrd")
 	where="the production kernel, boot $debug_boot on the debug kernel"
-	if [ "$kills" -gt 0 ]; then
-		MEMKIT_KERNEL=production scripts/build.sh initramfs >/dev/null ||
-			die "building the module for the production kernel failed"
-	fi
+	crash_kernel=production
 fi
 [ -z "${KDIR:-}" ] || where="KDIR=$KDIR"
 
-# The guest cases run in the background from here on: the host tests and then the
-# crash kills share the two cores with them (the guest's TAP is shown once the
-# host's results are).
+# The guest cases run in the background from here on, the crash kills beside them
+# from their start, and the host tests fill the cores' time the two guests leave
+# (niced: the guest cases are the longest chain of work, cargo's is the one that can
+# wait). The guest's TAP is shown once the host's results are.
 step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest (in the background)"
 job=$logs/job.sh
 {
@@ -79,8 +78,20 @@ scripts/vm.sh --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" 
 	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 3600 --boot-timeout 300 &
 guest_pid=$!
 
+if [ "$kills" -gt 0 ]; then
+	crash_initrd=$initrd
+	if [ "$crash_kernel" = production ]; then
+		crash_initrd=$(MEMKIT_KERNEL=production scripts/build.sh initramfs) ||
+			die "building the module for the production kernel failed"
+	fi
+	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where (in the background)"
+	"${crash[@]}" --initrd "$crash_initrd" "$kills" >"$logs/journal-crash.log" 2>&1 &
+	crash_pid=$!
+fi
+
+host=(nice -n 10)
 step "host: cargo test"
-cargo test --release --locked --workspace --manifest-path tools/Cargo.toml >"$logs/cargo-test.log" 2>&1
+"${host[@]}" cargo test --release --locked --workspace --manifest-path tools/Cargo.toml >"$logs/cargo-test.log" 2>&1
 cargo_rc=$?
 read -r p f i < <(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { print p + 0, f + 0, i + 0 }' \
 	"$logs/cargo-test.log")
@@ -100,7 +111,7 @@ else
 	head -n 40 "$logs/fmt.log" >&2
 	case_result "rustfmt (see $logs/fmt.log)" fail
 fi
-if cargo clippy --release --locked --workspace --all-targets --manifest-path tools/Cargo.toml \
+if "${host[@]}" cargo clippy --release --locked --workspace --all-targets --manifest-path tools/Cargo.toml \
 	-- -D warnings >"$logs/clippy.log" 2>&1; then
 	case_result "clippy (tools)" ok
 else
@@ -124,12 +135,6 @@ if scripts/test-install.sh "$kdir" >"$logs/install.log" 2>&1; then
 else
 	cat "$logs/install.log" >&2
 	case_result "make install/uninstall (see $logs/install.log)" fail
-fi
-
-if [ "$kills" -gt 0 ]; then
-	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where (in the background)"
-	"${crash[@]}" "$kills" >"$logs/journal-crash.log" 2>&1 &
-	crash_pid=$!
 fi
 
 step "guest: the selftests' TAP"

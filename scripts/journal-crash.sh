@@ -3,7 +3,8 @@
 # killing QEMU (SIGKILL) at a random moment while writers commit transactions, and
 # checks after every reboot that the recovered journal is atomic and durable.
 #
-# usage: journal-crash.sh [--debug-boot N] KILLS [THREADS SLOTS]
+# usage: journal-crash.sh [--debug-boot N] [--initrd FILE] [--debug-initrd FILE]
+#                         KILLS [THREADS SLOTS]
 #
 # Every boot runs the kernel of $MEMKIT_KERNEL (or $KDIR; scripts/build.sh), the test
 # kernel by default; with --debug-boot N, boot N (0 formats, the last only verifies)
@@ -24,22 +25,29 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-usage="usage: journal-crash.sh [--debug-boot N] KILLS [THREADS SLOTS]"
-debug_boot=-1
-if [ "${1:-}" = --debug-boot ]; then
-	debug_boot=${2:?$usage}
+usage="usage: journal-crash.sh [--debug-boot N] [--initrd FILE] [--debug-initrd FILE] KILLS [THREADS SLOTS]"
+debug_boot=-1 initrd= debug_initrd=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--debug-boot) debug_boot=${2:?$usage} ;;
+	--initrd) initrd=${2:?$usage} ;;
+	--debug-initrd) debug_initrd=${2:?$usage} ;;
+	*) break ;;
+	esac
 	shift 2
-fi
+done
 kills=${1:?$usage}
 threads=${2:-2}
 slots=${3:-8}
 kdir=$("$MEMKIT_TOP/scripts/build.sh" kdir)
-initrd=$("$MEMKIT_TOP/scripts/build.sh" initramfs)
+# An initramfs given by the caller (make check packs them before it starts cargo,
+# whose lock on tools/target a build here would wait for) is used as it is.
+[ -n "$initrd" ] || initrd=$("$MEMKIT_TOP/scripts/build.sh" initramfs)
 flavour=${MEMKIT_KERNEL:-debug}
 [ -z "${KDIR:-}" ] || flavour=KDIR
 if [ "$debug_boot" -ge 0 ]; then
 	debug_kdir=$(MEMKIT_KERNEL=debug "$MEMKIT_TOP/scripts/build.sh" kdir)
-	debug_initrd=$(MEMKIT_KERNEL=debug "$MEMKIT_TOP/scripts/build.sh" initramfs)
+	[ -n "$debug_initrd" ] || debug_initrd=$(MEMKIT_KERNEL=debug "$MEMKIT_TOP/scripts/build.sh" initramfs)
 fi
 memkit=$MEMKIT_TOP/tools/target/release/memkit
 dir=$MEMKIT_TOP/build/journal-crash
