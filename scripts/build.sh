@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds what is missing, step by step, and prints the path of what was asked for.
 #
-# usage: build.sh kdir|module|tools|initramfs
+# usage: build.sh kdir|module|tools|initramfs|deps-save
 #   kdir       the kernel build directory: $KDIR if set, else the cached kernel of
 #              flavour $MEMKIT_KERNEL (debug, the default, or production:
 #              scripts/kernel.sh), host set-up and kernel build included
 #   module     memkit.ko, built against kdir with clippy; fails on any warning
 #   tools      the userspace programs (cargo, release)
 #   initramfs  the guest's initramfs with the module and the programs
+#   deps-save  keep tools/target/release's compiled dependencies for later clones
+#              (once per Cargo.lock and compiler; `make check` calls it)
 #
 # The module and the initramfs of each kernel live apart, under build/<kernel>/
 # (<kernel> is the name of the kernel's build directory), so that the test and the
@@ -61,7 +63,40 @@ module() {
 	echo "$out/module/memkit.ko"
 }
 
+# The tools' compiled crates.io dependencies are kept between clones, as the kernels
+# are: a fresh clone starts from them and builds only its own crates (cargo compares
+# each crate's sources, so nothing stale is used). The key covers Cargo.lock and the
+# compiler; `make check` stores the set after its cargo test and clippy (deps-save).
+deps_cache() {
+	local key
+	key=$( {
+		cat "$MEMKIT_TOP/tools/Cargo.lock"
+		cargo --version
+		(cd "$MEMKIT_TOP/tools" && rustc -vV)
+	} | sha256sum | cut -c1-12)
+	echo "$MEMKIT_CACHE/cargo/$key"
+}
+
+deps_save() {
+	local cache
+	cache=$(deps_cache)
+	[ ! -d "$cache/release" ] && [ -d "$MEMKIT_TOP/tools/target/release" ] || return 0
+	mkdir -p "$MEMKIT_CACHE/cargo"
+	# The previous keys' sets go: one set is 200-400 MB.
+	find "$MEMKIT_CACHE/cargo" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+	mkdir -p "$cache.tmp"
+	cp -a "$MEMKIT_TOP/tools/target/release" "$cache.tmp/"
+	mv "$cache.tmp" "$cache"
+}
+
 tools() {
+	local cache
+	cache=$(deps_cache)
+	if [ ! -d "$MEMKIT_TOP/tools/target/release" ] && [ -d "$cache/release" ]; then
+		step "seeding tools/target from the dependency cache ($cache)"
+		mkdir -p "$MEMKIT_TOP/tools/target"
+		cp -a "$cache/release" "$MEMKIT_TOP/tools/target/"
+	fi
 	step "building the tools (cargo build --release)"
 	logged "$MEMKIT_TOP/build/tools.log" cargo build --release --locked --workspace \
 		--manifest-path "$MEMKIT_TOP/tools/Cargo.toml"
@@ -96,6 +131,7 @@ initramfs() {
 mkdir -p "$MEMKIT_TOP/build"
 case ${1:-} in
 kdir | module | tools | initramfs) "$1" ;;
+deps-save) deps_save ;;
 clean-in-tree) clean_in_tree ;;
-*) die "usage: build.sh kdir|module|tools|initramfs" ;;
+*) die "usage: build.sh kdir|module|tools|initramfs|deps-save" ;;
 esac

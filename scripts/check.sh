@@ -120,6 +120,9 @@ else
 fi
 # The module was built with CLIPPY=1 and refused on any warning by build.sh.
 case_result "clippy (module)" ok
+# Every dependency of the tools, their tests and clippy is compiled now: the next
+# clone starts from them (once per Cargo.lock and compiler; build.sh).
+scripts/build.sh deps-save || echo "check: could not keep the tools' compiled dependencies" >&2
 
 step "host: set-up's decisions (scripts/test-setup.sh), without touching the host"
 if scripts/test-setup.sh >"$logs/setup.log" 2>&1; then
