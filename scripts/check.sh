@@ -52,9 +52,11 @@ fi
 [ -z "${KDIR:-}" ] || where="KDIR=$KDIR"
 
 # The guest cases run in the background from here on, the crash kills beside them
-# from their start, and the host tests fill the cores' time the two guests leave
-# (niced: the guest cases are the longest chain of work, cargo's is the one that can
-# wait). The guest's TAP is shown once the host's results are.
+# from their start, and the host tests fill the cores' time the two guests leave.
+# The guest cases are the longest chain of work, so the others run niced: the crash
+# kills a little (nice 5: their guest must not starve, its timers and hung-task
+# checks run on the host's time too), cargo more (nice 10).
+# The guest's TAP is shown once the host's results are.
 step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest (in the background)"
 job=$logs/job.sh
 {
@@ -85,7 +87,7 @@ if [ "$kills" -gt 0 ]; then
 			die "building the module for the production kernel failed"
 	fi
 	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where (in the background)"
-	"${crash[@]}" --initrd "$crash_initrd" "$kills" >"$logs/journal-crash.log" 2>&1 &
+	nice -n 5 "${crash[@]}" --initrd "$crash_initrd" "$kills" >"$logs/journal-crash.log" 2>&1 &
 	crash_pid=$!
 fi
 
