@@ -55,9 +55,8 @@ fi
 # from their start, and the host tests, niced, fill the cores' time the two guests
 # leave: the guest cases are the longest chain of work. (The crash kills at nice 5
 # as well took twice as long and did not shorten that chain: the guest cases with
-# several threads lose their time to the host's load itself, a vCPU spinning on a
-# lock whose holder's vCPU is not running.) The guest's TAP is shown once the host's
-# results are.
+# several threads were slowest under the host's load whatever its priorities.) The
+# guest's TAP is shown once the host's results are.
 step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest (in the background)"
 job=$logs/job.sh
 {
