@@ -83,8 +83,10 @@ guest_pid=$!
 if [ "$kills" -gt 0 ]; then
 	crash_initrd=$initrd
 	if [ "$crash_kernel" = production ]; then
-		crash_initrd=$(MEMKIT_KERNEL=production scripts/build.sh initramfs) ||
+		if ! crash_initrd=$(MEMKIT_KERNEL=production scripts/build.sh initramfs); then
+			kill "$guest_pid"
 			die "building the module for the production kernel failed"
+		fi
 	fi
 	step "guest: journal crash test, $kills kills (MEMKIT_CRASH_KILLS) on $where (in the background)"
 	"${crash[@]}" --initrd "$crash_initrd" "$kills" >"$logs/journal-crash.log" 2>&1 &

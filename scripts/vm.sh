@@ -102,6 +102,9 @@ cmdline+=" sysctl.kernel.hung_task_timeout_secs=10 pty.legacy_count=0 $append"
 
 qemu-system-x86_64 "${args[@]}" -append "$cmdline" </dev/null >"$logdir/qemu.log" 2>&1 &
 qpid=$!
+# A vm.sh that is stopped (make check stopping after a failed build) takes its QEMU
+# with it.
+trap 'kill -KILL "$qpid" 2>/dev/null || true; rm -rf "$jobdir"' EXIT
 if [ "$quiet" = 0 ]; then
 	# The guest's tty ends lines with CRLF.
 	tail -n +1 -s 0.2 -f --pid="$qpid" "$output" 2>/dev/null | tr -d '\r' |
