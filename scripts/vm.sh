@@ -104,7 +104,7 @@ qemu-system-x86_64 "${args[@]}" -append "$cmdline" </dev/null >"$logdir/qemu.log
 qpid=$!
 # A vm.sh that is stopped (make check stopping after a failed build) takes its QEMU
 # with it.
-trap 'kill -KILL "$qpid" 2>/dev/null || true; rm -rf "$jobdir"' EXIT
+trap '[ -z "$qpid" ] || kill -KILL "$qpid" 2>/dev/null || true; rm -rf "$jobdir"' EXIT
 if [ "$quiet" = 0 ]; then
 	# The guest's tty ends lines with CRLF.
 	tail -n +1 -s 0.2 -f --pid="$qpid" "$output" 2>/dev/null | tr -d '\r' |
@@ -145,6 +145,7 @@ while kill -0 "$qpid" 2>/dev/null; do
 	sleep 0.2
 done
 wait "$qpid" 2>/dev/null || true
+qpid= # reaped: its pid may be another process's now
 sleep 0.3 # let tail print the last lines
 
 rc=$(sed -n 's/^MEMKIT-JOB-EXIT \([0-9]*\).*/\1/p' "$output" | tail -n 1)
