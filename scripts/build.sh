@@ -104,24 +104,18 @@ tools() {
 }
 
 initramfs() {
-	local k ko bin out kofile pid
+	local k ko bin out pid
 	# The kernel once (set-up and kernel build included); module() then only checks it.
 	k=$(kdir)
 	# The module (one rustc: one core) builds beside the tools (cargo: both cores).
-	kofile=$(mktemp)
+	kofile=$(mktemp) # global: the EXIT trap runs after this function has returned
+	trap 'rm -f "$kofile"' EXIT
 	(KDIR=$k module >"$kofile") &
 	pid=$!
-	if ! bin=$(tools); then
-		wait "$pid" || true
-		rm -f "$kofile"
-		exit 1 # logged() said why
-	fi
-	if ! wait "$pid"; then
-		rm -f "$kofile"
-		exit 1
-	fi
+	# On failure, logged() has said why.
+	bin=$(tools) || { wait "$pid" || true; exit 1; }
+	wait "$pid" || exit 1
 	ko=$(cat "$kofile")
-	rm -f "$kofile"
 	out=$(dirname "$(dirname "$ko")")/initramfs.cpio
 	step "packing the initramfs"
 	MEMKIT_INSTALL_KDIR=$k "$MEMKIT_TOP/scripts/initramfs.sh" "$out" "$ko" "$bin/memkit" "$bin/memkit-selftest"
