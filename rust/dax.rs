@@ -9,7 +9,10 @@
 //! mapping, under the DAX read lock ([`DaxAccess`]), which keeps the device from
 //! being torn down meanwhile.
 
-use crate::pure::journal::pmem::Pmem;
+use crate::pure::{
+    crc32c,
+    journal::pmem::Pmem, //
+};
 use core::cell::Cell;
 use core::ffi::{
     c_int,
@@ -72,6 +75,29 @@ extern "C" {
     ///
     /// `p` is valid for `len` bytes of reads.
     fn memkit_crc32c_append(crc: u32, p: *const c_void, len: usize) -> u32;
+    fn memkit_crc32c_accelerated() -> bool;
+}
+
+/// Whether the kernel's `crc32c()` runs on the CPU's CRC instructions. Where it does
+/// not, it is a loop of one table lookup per byte, and [`crc32c_append`] uses
+/// memkit's slicing-by-8 instead (eight bytes per step; about 3x faster, measured
+/// under QEMU TCG).
+pub(crate) fn crc32c_accelerated() -> bool {
+    // SAFETY: no precondition.
+    unsafe { memkit_crc32c_accelerated() }
+}
+
+/// CRC-32C of `bytes` appended to the finished checksum `crc` (as
+/// [`Pmem::crc32c_append`]): the kernel's `crc32c()` where it is accelerated, else
+/// the table code of [`crc32c`]. Both give the same values (`crc32c` is the oracle the
+/// host tests every other implementation against).
+pub(crate) fn crc32c_append(crc: u32, bytes: &[u8]) -> u32 {
+    if crc32c_accelerated() {
+        // SAFETY: `bytes` is a valid slice for its length.
+        unsafe { memkit_crc32c_append(crc, bytes.as_ptr().cast(), bytes.len()) }
+    } else {
+        crc32c::append(crc, bytes)
+    }
 }
 
 /// An open, claimed and mapped DAX block device.
@@ -244,7 +270,6 @@ impl Pmem for DaxAccess<'_> {
     }
 
     fn crc32c_append(&self, crc: u32, bytes: &[u8]) -> u32 {
-        // SAFETY: `bytes` is a valid slice for its length.
-        unsafe { memkit_crc32c_append(crc, bytes.as_ptr().cast(), bytes.len()) }
+        crc32c_append(crc, bytes)
     }
 }

@@ -11,7 +11,8 @@
  *   device flush for DAX mappings that are not synchronous (virtio-pmem);
  * - machine-check-safe reads (copy_mc_to_kernel);
  * - the kernel's CRC-32C (crc32c(), the CPU's instruction where the kernel has
- *   CONFIG_CRC_OPTIMIZATIONS), which 7.3's bindings do not include;
+ *   CONFIG_CRC_OPTIMIZATIONS) and whether it is that one (crc32_optimizations()),
+ *   which 7.3's bindings do not include;
  * - string module parameters, which the Rust module! macro does not support;
  * - region ids: DEFINE_IDA is a macro;
  * - checkpoint regions (rust/ckpt.rs): PG_dirty of a page's folio and a page copied
@@ -175,6 +176,17 @@ int memkit_pmem_read(void *dst, const void *src, size_t len)
 u32 memkit_crc32c_append(u32 crc, const void *p, size_t len)
 {
 	return ~crc32c(~crc, p, len);
+}
+
+/*
+ * Whether crc32c() runs on the CPU's CRC instructions.  Without
+ * CONFIG_CRC_OPTIMIZATIONS (or on a CPU without them) it is the generic code, one
+ * table lookup per byte; crc32_optimizations() is an inline returning 0 when the
+ * kernel has no arch CRC code at all.
+ */
+bool memkit_crc32c_accelerated(void)
+{
+	return crc32_optimizations() & CRC32C_OPTIMIZATION;
 }
 
 /*

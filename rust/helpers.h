@@ -21,6 +21,7 @@ void memkit_pmem_copy(void *dst, const void *src, size_t len);
 int memkit_pmem_read(void *dst, const void *src, size_t len);
 int memkit_pmem_fence(const struct memkit_dax *d);
 u32 memkit_crc32c_append(u32 crc, const void *p, size_t len);
+bool memkit_crc32c_accelerated(void);
 int memkit_region_id_alloc(unsigned int max);
 void memkit_region_id_free(unsigned int id);
 

@@ -388,12 +388,17 @@ impl Shared {
         }
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
         pr_info!(
-            "journal: attached {}: {} MJs of {} B, {} B of data{}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
+            "journal: attached {}: {} MJs of {} B, {} B of data{}, CRC-32C {}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
             path,
             sb.geo.mj_count,
             sb.geo.mj_size,
             sb.geo.data_size,
             if dax.is_sync() { "" } else { ", device flush per barrier" },
+            if crate::dax::crc32c_accelerated() {
+                "by the kernel's crc32c() (CPU instructions)"
+            } else {
+                "by memkit's slicing-by-8 (the kernel's crc32c() is its generic code)"
+            },
             plan.replay,
             plan.discarded,
             plan.stale,
