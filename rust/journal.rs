@@ -30,6 +30,7 @@ use crate::pure::journal::{
         JournalError,
         Mode,
         OpenScratch,
+        Prepared,
         Range,
         Slot, //
     },
@@ -94,8 +95,8 @@ const PATH_MAX: usize = 4096;
 /// Bytes a `read` copies per chunk: read from the device with the locks held, copied
 /// out with none.
 const READ_CHUNK: usize = 64 * 1024;
-/// A file keeps the buffers of its last transaction for the next one when they hold
-/// at most this many data bytes; larger ones are freed after use.
+/// A file keeps the buffers of its last transaction for the next one when its MJ image
+/// holds at most this many bytes; larger ones are freed after use.
 const SPARE_MAX: usize = 256 * 1024;
 
 kernel::sync::global_lock! {
@@ -184,8 +185,9 @@ struct Request {
     result: Result<u64>,
 }
 
-/// The requests of one commit group, as the engine reads them.
-struct Requests<'a>(&'a [Request]);
+/// The requests of one commit group, as the engine reads them: each prepared as its
+/// MJ by its own thread before it was queued.
+struct Requests<'a>(&'a mut [Request]);
 
 impl engine::Group for Requests<'_> {
     fn len(&self) -> usize {
@@ -195,13 +197,18 @@ impl engine::Group for Requests<'_> {
     fn ranges(&self, i: usize) -> impl Iterator<Item = Range<'_>> {
         self.0.get(i).into_iter().flat_map(|r| r.tx.ranges())
     }
+
+    fn prepared(&mut self, i: usize) -> Option<Prepared<'_>> {
+        self.0.get_mut(i).map(|r| r.tx.prepared())
+    }
 }
 
 /// The group-commit queue.
 struct Queue {
-    /// The attached journal's geometry, to check a transaction before it is queued
-    /// (kept here so that checking never waits for a commit in progress).
-    geo: Option<Geometry>,
+    /// The attached journal's geometry and identity, to check a transaction and
+    /// checksum its MJ before it is queued (kept here so that neither waits for a
+    /// commit in progress).
+    geo: Option<(Geometry, [u8; 16])>,
     /// Which attachment `geo` is (`State::generation`).
     generation: u64,
     next_ticket: u64,
@@ -414,7 +421,7 @@ impl Shared {
         let ids = KVec::from_elem(0u64, max_group(&sb.geo), GFP_KERNEL)?;
         {
             let mut q = self.queue.lock();
-            q.geo = Some(sb.geo);
+            q.geo = Some((sb.geo, sb.uuid));
             q.generation = state.generation;
         }
         state.attached = Some(Attached {
@@ -446,12 +453,12 @@ impl Shared {
     }
 
     /// Checks transaction ranges against the attached geometry; returns which
-    /// attachment that was.
-    fn check(&self, spans: &[(u64, usize, usize)]) -> Result<u64> {
+    /// attachment that was, and the journal's identity.
+    fn check(&self, spans: &[(u64, usize, usize)]) -> Result<(u64, [u8; 16])> {
         let q = self.queue.lock();
-        let geo = q.geo.ok_or(ENODEV)?;
+        let (geo, uuid) = q.geo.ok_or(ENODEV)?;
         format::plan_tx(&geo, tx_spans(spans)).map_err(tx_errno)?;
-        Ok(q.generation)
+        Ok((q.generation, uuid))
     }
 
     /// Queues `tx`, checked against attachment `generation`, and returns its commit
@@ -568,7 +575,7 @@ impl Shared {
                 end += 1;
             }
             let res = engine
-                .commit(&mut pmem, &Requests(&batch[i..end]), ids)
+                .commit(&mut pmem, &mut Requests(&mut batch[i..end]), ids)
                 .map_err(journal_errno);
             let res = match (res, pmem.fence_error) {
                 (Ok(()), None) => Ok(()),

@@ -73,13 +73,14 @@ impl JournalDevice {
         let mut tx = self.spare.lock().take().unwrap_or_default();
         let mut generation = 0;
         let (res, tx) = match tx.copy_in(&req, |spans| {
-            generation = self.shared.check(spans)?;
-            Ok(())
+            let (checked, uuid) = self.shared.check(spans)?;
+            generation = checked;
+            Ok(uuid)
         }) {
             Ok(()) => self.shared.submit(tx, generation),
             Err(e) => (Err(e), tx),
         };
-        if tx.data.capacity() <= SPARE_MAX {
+        if tx.capacity() <= SPARE_MAX {
             *self.spare.lock() = Some(tx);
         }
         let out = abi::JournalTx {

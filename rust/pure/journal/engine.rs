@@ -141,6 +141,40 @@ pub trait Group {
     /// The ranges of transaction `i` (`i < len()`), in order; the same ranges on
     /// every call.
     fn ranges(&self, i: usize) -> impl Iterator<Item = Range<'_>>;
+
+    /// Transaction `i` laid out as its MJ by the caller before the commit, if it was
+    /// ([`Prepared`]); the same on every call. The default: none, the commit stages
+    /// [`Group::ranges`] itself.
+    fn prepared(&mut self, _i: usize) -> Option<Prepared<'_>> {
+        None
+    }
+}
+
+/// A transaction laid out as its MJ and checksummed by its caller, outside the
+/// journal lock: the copying and checksumming a commit would otherwise do for it
+/// while every other writer waits, done by each writer in parallel, in the buffer its
+/// data was copied into (no second copy into the staging buffer).
+///
+/// A commit checks the entries ([`format::check_payload`]: in the data region, zero
+/// padding, within the MJ), fills in the header, stores the image with one write, and
+/// applies in place what the image's entries say: what recovery would replay.
+pub struct Prepared<'a> {
+    /// [`MJ_HEADER_SIZE`] bytes the commit fills with the header, then the payload:
+    /// per range [`format::entry_header`], the data and zero padding to
+    /// [`format::ENTRY_ALIGN`].
+    pub image: &'a mut [u8],
+    /// [`payload_crc`] of the payload, computed with `uuid`.
+    pub crc: u32,
+    /// The journal identity `crc` was computed with; a commit on a journal of another
+    /// identity (attached again meanwhile) checksums the payload again.
+    pub uuid: [u8; 16],
+}
+
+/// The checksum of an MJ payload before its header is appended: CRC-32C of the
+/// journal's `uuid` followed by `payload`, with `append` (`Pmem::crc32c_append` or an
+/// implementation giving the same values).
+pub fn payload_crc(uuid: &[u8; 16], payload: &[u8], append: impl Fn(u32, &[u8]) -> u32) -> u32 {
+    append(append(0, uuid), payload)
 }
 
 impl Group for [&[Range<'_>]] {
@@ -520,7 +554,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
     pub fn commit<P: Pmem + ?Sized, G: Group + ?Sized>(
         &mut self,
         pm: &mut P,
-        txs: &G,
+        txs: &mut G,
         ids: &mut [u64],
     ) -> Result<(), JournalError> {
         let n = txs.len();
@@ -529,10 +563,20 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         }
         let ids = ids.get_mut(..n).ok_or(JournalError::Buffer)?;
         for index in 0..n {
-            format::plan_tx(
-                &self.sb.geo,
-                txs.ranges(index).map(|r| (r.offset, r.data.len() as u64)),
-            )
+            let geo = &self.sb.geo;
+            match txs.prepared(index) {
+                Some(p) => p
+                    .image
+                    .get(MJ_HEADER_SIZE..)
+                    .ok_or(TxError::Empty)
+                    .and_then(|payload| format::check_payload(geo, payload))
+                    .map(|_| ()),
+                None => format::plan_tx(
+                    geo,
+                    txs.ranges(index).map(|r| (r.offset, r.data.len() as u64)),
+                )
+                .map(|_| ()),
+            }
             .map_err(|err| JournalError::Tx { index, err })?;
         }
         if self.free_mjs() < n {
@@ -574,7 +618,11 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
                 group_first: first,
                 group_len,
             };
-            if let Err(e) = self.write_mj(pm, slot, header, txs.ranges(i)) {
+            let written = match txs.prepared(i) {
+                Some(p) => self.write_prepared(pm, slot, header, p),
+                None => self.write_mj(pm, slot, header, txs.ranges(i)),
+            };
+            if let Err(e) = written {
                 // Nothing acknowledged: the group's MJs go back to the free list, and
                 // its ids are not handed out again (an MJ stored before the failure
                 // is an incomplete group to recovery, never a duplicate id).
@@ -593,11 +641,18 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         self.in_flight_first = None;
 
         for i in 0..n {
-            for r in txs.ranges(i) {
-                // In range: checked by `plan_tx` above.
-                pm.write_flushed(self.sb.geo.data_offset + r.offset, r.data);
-                self.counters.inplace_bytes += r.data.len() as u64;
-                self.counters.payload_bytes += r.data.len() as u64;
+            if let Some(p) = txs.prepared(i) {
+                // Checked by `check_payload` above.
+                let payload = p.image.get(MJ_HEADER_SIZE..).unwrap_or(&[]);
+                let count = format::check_payload(&self.sb.geo, payload).unwrap_or(0);
+                for e in format::payload_entries(payload, count) {
+                    self.apply(pm, e.offset, e.data);
+                }
+            } else {
+                for r in txs.ranges(i) {
+                    // In range: checked by `plan_tx` above.
+                    self.apply(pm, r.offset, r.data);
+                }
             }
         }
         match self.mode {
@@ -623,6 +678,13 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         self.counters.transactions += n as u64;
         self.counters.groups += 1;
         Ok(())
+    }
+
+    /// Writes `data` in place at data-region offset `offset` (checked by the caller).
+    fn apply<P: Pmem + ?Sized>(&mut self, pm: &mut P, offset: u64, data: &[u8]) {
+        pm.write_flushed(self.sb.geo.data_offset + offset, data);
+        self.counters.inplace_bytes += data.len() as u64;
+        self.counters.payload_bytes += data.len() as u64;
     }
 
     /// Makes every in-place write durable (on detach): one barrier, all MJs free.
@@ -688,6 +750,44 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         }
         self.free.head = list.head;
         self.free.len += list.len;
+    }
+
+    /// Writes the prepared transaction `p` (checked by `check_payload`) into MJ
+    /// `slot`: its header filled in and checksummed, then the image stored with one
+    /// cache-bypassing write, as [`Journal::write_mj`] stores a staged one.
+    fn write_prepared<P: Pmem + ?Sized>(
+        &mut self,
+        pm: &mut P,
+        slot: u32,
+        mut header: MjHeader,
+        p: Prepared<'_>,
+    ) -> Result<(), JournalError> {
+        let base = self
+            .sb
+            .geo
+            .mj_at(slot)
+            .ok_or(FormatError::BadGeometry("MJ offset"))?;
+        let (head, payload) = p
+            .image
+            .split_first_chunk_mut::<MJ_HEADER_SIZE>()
+            .ok_or(JournalError::Buffer)?;
+        let count = format::check_payload(&self.sb.geo, payload)
+            .map_err(|err| JournalError::Tx { index: 0, err })?;
+        header.entry_count = count;
+        // Lossless: `check_payload` bounded it by the MJ capacity.
+        header.payload_len = payload.len() as u32;
+        let crc = if p.uuid == self.sb.uuid {
+            p.crc
+        } else {
+            payload_crc(&self.sb.uuid, payload, |c, b| pm.crc32c_append(c, b))
+        };
+        let mut h = header.encode_unsummed();
+        let crc = pm.crc32c_append(crc, &h[..MJ_SUMMED]);
+        set_mj_checksum(&mut h, crc);
+        *head = h;
+        pm.write_flushed(base, p.image);
+        self.counters.journal_bytes += p.image.len() as u64;
+        Ok(())
     }
 
     /// Writes transaction `tx` into MJ `slot`: the whole MJ (header with the

@@ -541,6 +541,45 @@ pub fn decode_mj<'a>(sb: &Superblock, slot: &'a [u8]) -> Result<Mj<'a>, MjError>
     Ok(Mj { header, payload })
 }
 
+/// Zero bytes for an entry's padding (at most `ENTRY_ALIGN - 1` of them).
+pub const ENTRY_PAD: [u8; ENTRY_ALIGN] = [0; ENTRY_ALIGN];
+
+/// Bytes of zero padding after an entry of `len` data bytes.
+pub fn entry_pad(len: usize) -> usize {
+    len.wrapping_neg() % ENTRY_ALIGN
+}
+
+/// Checks an MJ payload laid out by a transaction's caller (entries: [`entry_header`],
+/// the data, zero padding to [`ENTRY_ALIGN`]) as [`plan_tx`] checks ranges, and that
+/// its bytes are exactly those entries; returns how many there are.
+pub fn check_payload(geo: &Geometry, payload: &[u8]) -> Result<u32, TxError> {
+    if payload.is_empty() {
+        return Err(TxError::Empty);
+    }
+    if payload.len() > geo.mj_capacity() {
+        return Err(TxError::TooLarge);
+    }
+    let mut rest = payload;
+    let mut count: u32 = 0;
+    while !rest.is_empty() {
+        let (_, r) = parse_entry(rest, geo.data_size).map_err(|_| TxError::BadRange(count))?;
+        rest = r;
+        count = count.checked_add(1).ok_or(TxError::TooManyRanges)?;
+        if count > geo.max_ranges() {
+            return Err(TxError::TooManyRanges);
+        }
+    }
+    Ok(count)
+}
+
+/// The entries of a payload [`check_payload`] accepted, in order.
+pub fn payload_entries(payload: &[u8], count: u32) -> Entries<'_> {
+    Entries {
+        rest: payload,
+        left: count,
+    }
+}
+
 /// Why a transaction request is refused (before anything is written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxError {

@@ -388,7 +388,7 @@ fn memkit_run(
             range.offset = off;
         }
         journal
-            .commit(pm, &[&ranges[..offs.len()]][..], &mut ids)
+            .commit(pm, &mut [&ranges[..offs.len()]][..], &mut ids)
             .map_err(other("commit"))
     })
 }

@@ -338,10 +338,73 @@ fn commit_on_fresh_journal(
                 .collect()
         })
         .collect();
-    let txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
+    let mut txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
     let mut ids = vec![0; txs.len()];
-    j.commit(&mut pm, &txs[..], &mut ids).unwrap();
+    j.commit(&mut pm, &mut txs[..], &mut ids).unwrap();
     (sb, pm, ids)
+}
+
+/// The ranges of each transaction of `group`, borrowing its data.
+fn ranges_of(group: &[Vec<(u64, Vec<u8>)>]) -> Vec<Vec<Range<'_>>> {
+    group
+        .iter()
+        .map(|tx| {
+            tx.iter()
+                .map(|(offset, data)| Range {
+                    offset: *offset,
+                    data,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Transactions prepared as the module prepares them: MJ images (header room, then
+/// the entries) checksummed with `uuid`.
+struct PreparedGroup {
+    images: Vec<Vec<u8>>,
+    crcs: Vec<u32>,
+    uuid: [u8; 16],
+}
+
+impl PreparedGroup {
+    fn new(group: &[Vec<(u64, Vec<u8>)>], uuid: [u8; 16]) -> PreparedGroup {
+        let images: Vec<Vec<u8>> = group
+            .iter()
+            .map(|tx| {
+                let mut image = vec![0; MJ_HEADER_SIZE];
+                for (offset, data) in tx {
+                    image.extend_from_slice(&entry_header(*offset, data.len() as u32));
+                    image.extend_from_slice(data);
+                    image.extend_from_slice(&format::ENTRY_PAD[..format::entry_pad(data.len())]);
+                }
+                image
+            })
+            .collect();
+        let crcs = images
+            .iter()
+            .map(|i| engine::payload_crc(&uuid, &i[MJ_HEADER_SIZE..], memkit_core::crc32c::append))
+            .collect();
+        PreparedGroup { images, crcs, uuid }
+    }
+}
+
+impl engine::Group for PreparedGroup {
+    fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    fn ranges(&self, _i: usize) -> impl Iterator<Item = Range<'_>> {
+        // Never read: every transaction is prepared.
+        core::iter::empty()
+    }
+
+    fn prepared(&mut self, i: usize) -> Option<engine::Prepared<'_>> {
+        let (crc, uuid) = (self.crcs[i], self.uuid);
+        self.images
+            .get_mut(i)
+            .map(|image| engine::Prepared { image, crc, uuid })
+    }
 }
 
 /// A format zeroes the whole superblock area (journal.rst: "the rest of the first 4
@@ -447,6 +510,79 @@ proptest! {
             prop_assert_eq!((h.group_first, h.group_len), (ids[0], group.len() as u32));
             prop_assert_eq!(tx, want);
         }
+    }
+
+    /// A group whose transactions were prepared by their callers (the module's path:
+    /// copied into their MJ images and checksummed before queueing) leaves exactly the
+    /// bytes, ids and counters of the same group staged by the engine, MJs and data in
+    /// place alike; prepared against another journal identity (a re-attach between
+    /// the preparation and the commit), its checksum is computed again.
+    #[test]
+    fn a_prepared_group_writes_what_a_staged_group_writes(
+        (geo, group) in small_geometry().prop_flat_map(|g| {
+            (Just(g), prop::collection::vec(valid_tx(g), 1..=(g.mj_count as usize).min(4)))
+        }),
+        uuid in any::<[u8; 16]>(),
+        stale in any::<bool>(),
+    ) {
+        let mut other = uuid;
+        other[0] ^= 1;
+        let ranges = ranges_of(&group);
+        let mut staged: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
+        let mut prepared = PreparedGroup::new(&group, if stale { other } else { uuid });
+        let mut runs = Vec::new();
+        for prepare in [false, true] {
+            let mut pm = Mem(vec![0xa5; geo.dev_size as usize]);
+            engine::format(&mut pm, geo, uuid).unwrap();
+            let (mut j, _) = open_journal(&mut pm, geo).unwrap();
+            let mut ids = vec![0; group.len()];
+            if prepare {
+                j.commit(&mut pm, &mut prepared, &mut ids).unwrap();
+            } else {
+                j.commit(&mut pm, &mut staged[..], &mut ids).unwrap();
+            }
+            runs.push((pm.0, ids, j.counters()));
+        }
+        prop_assert_eq!(&runs[0].1, &runs[1].1, "commit ids");
+        prop_assert_eq!(runs[0].2, runs[1].2, "counters");
+        prop_assert!(runs[0].0 == runs[1].0, "a prepared group left other bytes than a staged one");
+    }
+
+    /// An image that is not a transaction's entries is refused before anything is
+    /// written: an empty payload, a range past the data region, padding that is not
+    /// zero, bytes after the last entry that are not an entry, or more than an MJ.
+    #[test]
+    fn a_prepared_image_that_is_not_its_entries_is_refused(
+        (geo, tx) in small_geometry().prop_flat_map(|g| (Just(g), valid_tx(g))),
+        uuid in any::<[u8; 16]>(),
+        damage in 0usize..5,
+    ) {
+        let mut pm = Mem(vec![0xa5; geo.dev_size as usize]);
+        engine::format(&mut pm, geo, uuid).unwrap();
+        let (mut j, _) = open_journal(&mut pm, geo).unwrap();
+        let mut prepared = PreparedGroup::new(std::slice::from_ref(&tx), uuid);
+        let image = &mut prepared.images[0];
+        let first_len = tx[0].1.len();
+        match damage {
+            0 => image.truncate(MJ_HEADER_SIZE),
+            1 => image[MJ_HEADER_SIZE..MJ_HEADER_SIZE + ENTRY_HEADER_SIZE]
+                .copy_from_slice(&entry_header(geo.data_size, first_len as u32)),
+            2 => {
+                if first_len % 8 == 0 {
+                    // No padding to damage: damage the next entry's header instead.
+                    image.extend_from_slice(&[1; ENTRY_HEADER_SIZE]);
+                } else {
+                    image[MJ_HEADER_SIZE + ENTRY_HEADER_SIZE + first_len] = 1;
+                }
+            }
+            3 => image.extend_from_slice(&[0; ENTRY_HEADER_SIZE]),
+            _ => image.resize(MJ_HEADER_SIZE + geo.mj_capacity() + 8, 0),
+        }
+        let before = pm.0.clone();
+        let mut ids = vec![0; 1];
+        let r = j.commit(&mut pm, &mut prepared, &mut ids);
+        prop_assert!(matches!(r, Err(engine::JournalError::Tx { index: 0, .. })), "{:?}", r);
+        prop_assert!(pm.0 == before, "a refused image wrote something");
     }
 
     /// Superblocks round-trip, refuse a device smaller than their geometry, and are
@@ -829,7 +965,7 @@ fn regression_an_acknowledged_commit_leaves_ids_for_the_seal() {
             offset: 0,
             data: &data,
         }];
-        match j.commit(&mut pm, &[&tx[..]][..], &mut ids) {
+        match j.commit(&mut pm, &mut [&tx[..]][..], &mut ids) {
             Ok(()) => committed += 1,
             Err(engine::JournalError::IdsExhausted) => break,
             Err(e) => panic!("commit: {e:?}"),

@@ -116,9 +116,9 @@ fn commit(j: &mut Journal<Vec<Slot>, Vec<u8>>, pm: &mut MemPmem, txs: &[(u64, &[
         .iter()
         .map(|&(offset, data)| [Range { offset, data }])
         .collect();
-    let group: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
+    let mut group: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
     let mut ids = vec![0u64; txs.len()];
-    j.commit(pm, &group[..], &mut ids).unwrap();
+    j.commit(pm, &mut group[..], &mut ids).unwrap();
     ids
 }
 

@@ -288,9 +288,9 @@ fn base_image(rng: &mut Rng, dev_len: u64) -> (Vec<u8>, Superblock, Vec<u8>, Str
                     .collect()
             })
             .collect();
-        let refs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
+        let mut refs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
         let mut ids = vec![0; refs.len()];
-        j.commit(&mut pm, &refs[..], &mut ids).expect("commit");
+        j.commit(&mut pm, &mut refs[..], &mut ids).expect("commit");
         tx.iter().for_each(|t| apply(&mut model, t));
         txs += group;
     }

@@ -324,9 +324,9 @@ pub fn commit<P: Pmem + ?Sized>(
                 .collect()
         })
         .collect();
-    let txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
+    let mut txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
     let mut ids = vec![0u64; group.len()];
-    j.commit(pm, &txs[..], &mut ids)?;
+    j.commit(pm, &mut txs[..], &mut ids)?;
     Ok(ids)
 }
 
