@@ -171,10 +171,13 @@ impl Device {
     /// Calls command `cmd` with the struct `v` exactly as given (its `size` field
     /// included) and returns the struct as the kernel left it.
     pub fn call<T: UapiStruct>(&self, cmd: u32, v: &T) -> io::Result<T> {
-        let mut buf = vec![0u8; T::SIZE];
-        v.encode(&mut buf);
-        self.ioctl_bytes(cmd, &mut buf)?;
-        Ok(T::decode(&buf))
+        // On the stack: a call allocates nothing (the journal's transactions are
+        // measured against PMDK's, which do not allocate either).
+        let mut stack = [0u8; abi::STRUCT_KSIZE_MAX];
+        let buf = &mut stack[..T::SIZE];
+        v.encode(buf);
+        self.ioctl_bytes(cmd, buf)?;
+        Ok(T::decode(buf))
     }
 
     /// `MEMKIT_IOC_VERSION`.
@@ -250,8 +253,23 @@ impl Device {
     pub fn journal_tx(&self, ranges: &[(u64, &[u8])]) -> io::Result<u64> {
         let nr_ranges =
             u32::try_from(ranges.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        // Up to `STACK_RANGES` ranges the array is built on the stack, so that a
+        // transaction allocates nothing.
+        const STACK_RANGES: usize = 16;
+        let size = abi::JournalRange::SIZE;
+        let mut stack = [0u8; STACK_RANGES * abi::JournalRange::SIZE];
+        let mut heap = Vec::new();
+        let array = if ranges.len() <= STACK_RANGES {
+            &mut stack[..ranges.len() * size]
+        } else {
+            heap.resize(ranges.len() * size, 0);
+            &mut heap[..]
+        };
+        for (chunk, r) in array.chunks_exact_mut(size).zip(range_structs(ranges)) {
+            r.encode(chunk);
+        }
         // The kernel only reads the data the ranges point to; `ranges` outlives the call.
-        self.journal_tx_ranges(&range_structs(ranges), nr_ranges)
+        self.journal_tx_array(array, nr_ranges)
     }
 
     /// `MEMKIT_IOC_JOURNAL_TX` with a range array as given (for tests of bad
@@ -262,7 +280,11 @@ impl Device {
         ranges: &[abi::JournalRange],
         nr_ranges: u32,
     ) -> io::Result<u64> {
-        let array = encode_ranges(ranges);
+        self.journal_tx_array(&encode_ranges(ranges), nr_ranges)
+    }
+
+    /// `MEMKIT_IOC_JOURNAL_TX` with an encoded `struct memkit_journal_range` array.
+    fn journal_tx_array(&self, array: &[u8], nr_ranges: u32) -> io::Result<u64> {
         let req = abi::JournalTx {
             size: abi::JournalTx::SIZE as u32,
             ranges: array.as_ptr() as u64,
@@ -763,15 +785,12 @@ impl Drop for CkptMap {
 }
 
 /// The `struct memkit_journal_range`s of `(offset, data)` ranges.
-fn range_structs(ranges: &[(u64, &[u8])]) -> Vec<abi::JournalRange> {
-    ranges
-        .iter()
-        .map(|(offset, data)| abi::JournalRange {
-            offset: *offset,
-            len: data.len() as u64,
-            data: data.as_ptr() as u64,
-        })
-        .collect()
+fn range_structs<'a>(ranges: &'a [(u64, &[u8])]) -> impl Iterator<Item = abi::JournalRange> + 'a {
+    ranges.iter().map(|(offset, data)| abi::JournalRange {
+        offset: *offset,
+        len: data.len() as u64,
+        data: data.as_ptr() as u64,
+    })
 }
 
 /// The bytes of a `struct memkit_journal_range` array.
@@ -819,7 +838,7 @@ mod tests {
     fn range_array_points_at_the_data() {
         let a = [1u8, 2, 3];
         let b = b"hello";
-        let array = encode_ranges(&range_structs(&[(0, &a), (4096, b)]));
+        let array = encode_ranges(&range_structs(&[(0, &a), (4096, b)]).collect::<Vec<_>>());
         assert_eq!(array.len(), 2 * abi::JournalRange::SIZE);
         let r0 = abi::JournalRange::decode(&array[..24]);
         let r1 = abi::JournalRange::decode(&array[24..]);
