@@ -15,6 +15,7 @@ use kernel::prelude::*;
 extern "C" {
     fn memkit_param_journal_dev() -> *const c_char;
     fn memkit_param_commit_mode() -> *const c_char;
+    fn memkit_param_group_commit() -> *const c_char;
     fn memkit_region_id_alloc(max: u32) -> c_int;
     fn memkit_region_id_free(id: u32);
 }
@@ -53,6 +54,12 @@ pub(crate) fn journal_dev() -> Option<&'static CStr> {
 pub(crate) fn commit_mode() -> Option<&'static CStr> {
     // SAFETY: no precondition.
     param(unsafe { memkit_param_commit_mode() })
+}
+
+/// `memkit.group_commit`: `auto`, `always` or `never`.
+pub(crate) fn group_commit() -> Option<&'static CStr> {
+    // SAFETY: no precondition.
+    param(unsafe { memkit_param_group_commit() })
 }
 
 /// Whether the current task has `CAP_SYS_ADMIN`.

@@ -54,6 +54,10 @@ static char *commit_mode = "coalesced";
 module_param(commit_mode, charp, 0444);
 MODULE_PARM_DESC(commit_mode, "journal commit protocol: coalesced (one barrier per commit) or strict (two)");
 
+static char *group_commit = "auto";
+module_param(group_commit, charp, 0444);
+MODULE_PARM_DESC(group_commit, "journal: auto (group commit where a barrier is a device flush, each writer its own where DAX is synchronous), always or never");
+
 const char *memkit_param_journal_dev(void)
 {
 	return journal_dev;
@@ -62,6 +66,11 @@ const char *memkit_param_journal_dev(void)
 const char *memkit_param_commit_mode(void)
 {
 	return commit_mode;
+}
+
+const char *memkit_param_group_commit(void)
+{
+	return group_commit;
 }
 
 /* Mirrored by `RawDax` in rust/dax.rs. */

@@ -12,6 +12,7 @@ struct memkit_dax;
 
 const char *memkit_param_journal_dev(void);
 const char *memkit_param_commit_mode(void);
+const char *memkit_param_group_commit(void);
 int memkit_dax_open(const char *path, struct memkit_dax *d);
 void memkit_dax_close(struct memkit_dax *d);
 int memkit_dax_lock(void);

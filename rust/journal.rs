@@ -122,7 +122,19 @@ impl Registration {
                 return Err(EINVAL);
             }
         };
-        let shared = Arc::pin_init(Shared::new(mode), GFP_KERNEL)?;
+        let grouping = match edge::group_commit().map(|m| m.to_bytes()) {
+            None | Some(b"auto") => Grouping::Auto,
+            Some(b"always") => Grouping::Always,
+            Some(b"never") => Grouping::Never,
+            Some(other) => {
+                pr_err!(
+                    "journal: group_commit={:?}: want auto, always or never\n",
+                    kernel::str::BStr::from_bytes(other)
+                );
+                return Err(EINVAL);
+            }
+        };
+        let shared = Arc::pin_init(Shared::new(mode, grouping), GFP_KERNEL)?;
         if let Some(path) = edge::journal_dev() {
             shared.attach(path, None)?;
         }
@@ -140,6 +152,27 @@ impl Drop for Registration {
         let shared = JOURNAL.lock().take();
         if let Some(shared) = shared {
             shared.detach().ok();
+        }
+    }
+}
+
+/// When transactions are committed in groups (`memkit.group_commit`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// Where a barrier is a device flush; where the DAX mapping is synchronous (a
+    /// barrier is one CPU fence) each writer commits its own transaction.
+    Auto,
+    Always,
+    Never,
+}
+
+impl Grouping {
+    /// Whether writers commit their own transactions on `dax`.
+    fn direct(self, dax: &DaxDevice) -> bool {
+        match self {
+            Grouping::Auto => dax.is_sync(),
+            Grouping::Always => false,
+            Grouping::Never => true,
         }
     }
 }
@@ -222,6 +255,10 @@ struct Queue {
     /// submission, so handing a result back never allocates.
     results: KVec<Request>,
     leader: bool,
+    /// Each writer commits its own transaction (see [`Shared::submit`]): the
+    /// attached device's DAX mapping is synchronous, or `group_commit=never`.
+    direct: bool,
+    grouping: Grouping,
 }
 
 #[pin_data]
@@ -284,7 +321,7 @@ fn tx_spans<'a>(spans: &'a [(u64, usize, usize)]) -> impl Iterator<Item = (u64, 
 }
 
 impl Shared {
-    fn new(mode: Mode) -> impl PinInit<Self> {
+    fn new(mode: Mode, grouping: Grouping) -> impl PinInit<Self> {
         pin_init!(Self {
             state <- new_mutex!(State {
                 mode,
@@ -301,6 +338,8 @@ impl Shared {
                 spare: KVec::new(),
                 results: KVec::new(),
                 leader: false,
+                direct: false,
+                grouping,
             }),
             done <- new_condvar!(),
         })
@@ -394,13 +433,19 @@ impl Shared {
             );
         }
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
+        let direct = self.queue.lock().grouping.direct(&dax);
         pr_info!(
-            "journal: attached {}: {} MJs of {} B, {} B of data{}, CRC-32C {}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
+            "journal: attached {}: {} MJs of {} B, {} B of data{}, {}, CRC-32C {}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
             path,
             sb.geo.mj_count,
             sb.geo.mj_size,
             sb.geo.data_size,
             if dax.is_sync() { "" } else { ", device flush per barrier" },
+            if direct {
+                "each writer commits its own transactions"
+            } else {
+                "group commit"
+            },
             if crate::dax::crc32c_accelerated() {
                 "by the kernel's crc32c() (CPU instructions)"
             } else {
@@ -422,6 +467,7 @@ impl Shared {
         {
             let mut q = self.queue.lock();
             q.geo = Some((sb.geo, sb.uuid));
+            q.direct = direct;
             q.generation = state.generation;
         }
         state.attached = Some(Attached {
@@ -461,10 +507,29 @@ impl Shared {
         Ok((q.generation, uuid))
     }
 
-    /// Queues `tx`, checked against attachment `generation`, and returns its commit
-    /// id once it is durable (group commit), with its buffers.
+    /// Commits `tx`, checked against attachment `generation`, and returns its commit
+    /// id once it is durable, with its buffers.
+    ///
+    /// Where a barrier is a device flush, transactions are queued and committed in
+    /// groups (group commit: one flush for every writer waiting). Where the DAX
+    /// mapping is synchronous, a barrier is one CPU fence and there is nothing worth
+    /// waiting for: each writer commits its own transaction under the journal lock,
+    /// whose mutex spins while its holder runs, instead of sleeping until a leader has
+    /// committed it and waking again.
     fn submit(&self, tx: TxBuf, generation: u64) -> (Result<u64>, TxBuf) {
         let mut q = self.queue.lock();
+        if q.direct {
+            drop(q);
+            let mut request = Request {
+                ticket: 0,
+                tx,
+                queued: Instant::now(),
+                generation,
+                result: Err(EINPROGRESS),
+            };
+            self.commit_batch(core::slice::from_mut(&mut request));
+            return (request.result, request.tx);
+        }
         let ticket = q.next_ticket;
         let room = (q.waiting + 1).saturating_sub(q.results.len());
         if let Err(e) = q

@@ -7,9 +7,10 @@
 //! format it: they are skipped when it does not exist.
 
 use crate::ktap::{expect_errno, Outcome, TestResult};
+use crate::module_tests;
 use memkit::dev::{Device, DeviceKind};
 use memkit_core::abi;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -551,8 +552,21 @@ pub fn journal_recovery_on_reattach(_: &crate::Options) -> TestResult {
 }
 
 pub fn journal_group_commit(_: &crate::Options) -> TestResult {
-    let Some(dev) = fresh(32, 1024)? else {
+    let Some(s) = concurrent_writers()? else {
         return no_pmem();
+    };
+    if s.barriers > s.transactions {
+        return Err(format!("more barriers than transactions: {s:?}"));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// Four writers commit 50 transactions each at once on a fresh journal, each to slots
+/// of its own: every commit id is distinct and every writer's last values are in
+/// place. Returns the journal's status afterwards; `None` without a pmem device.
+fn concurrent_writers() -> Result<Option<abi::JournalStatus>, String> {
+    let Some(dev) = fresh(32, 1024)? else {
+        return Ok(None);
     };
     drop(dev);
     let threads = 4u64;
@@ -602,8 +616,74 @@ pub fn journal_group_commit(_: &crate::Options) -> TestResult {
         s.barriers as f64 / s.transactions as f64,
         s.device_flushes
     );
-    if s.transactions != threads * per || s.barriers > s.transactions {
+    if s.transactions != threads * per {
         return Err(format!("counters: {s:?}"));
+    }
+    Ok(Some(s))
+}
+
+/// Loads the module again with the given parameters for the rest of a test, and with
+/// none when dropped, however the test ends.
+struct Reloaded<'a>(&'a str);
+
+impl<'a> Reloaded<'a> {
+    fn with(path: &'a str, params: &CStr) -> Result<Reloaded<'a>, String> {
+        if module_tests::loaded()? {
+            module_tests::unload().map_err(|e| format!("unload: {e}"))?;
+        }
+        let reloaded = Reloaded(path);
+        module_tests::load_with(path, params)
+            .map_err(|e| format!("load {path} {params:?}: {e}"))?;
+        Ok(reloaded)
+    }
+}
+
+impl Drop for Reloaded<'_> {
+    fn drop(&mut self) {
+        if module_tests::loaded().unwrap_or(true) {
+            let _ = module_tests::unload();
+        }
+        let _ = module_tests::load_with(self.0, c"");
+    }
+}
+
+/// `group_commit=never`, what the default `auto` does where the DAX mapping is
+/// synchronous (the test guest's virtio-pmem is not): each writer commits its own
+/// transaction under the journal lock, with no leader. Four writers at once still get
+/// distinct ids and their last values in place, and each transaction is a group of
+/// its own with its own barrier. A value other than `auto`, `always` or `never` is
+/// refused at load.
+pub fn journal_commit_without_grouping(opts: &crate::Options) -> TestResult {
+    let path = match module_tests::module_path(opts) {
+        Ok(p) => p,
+        Err(skip) => return Ok(skip),
+    };
+    if !std::path::Path::new(&pmem_path()).exists() {
+        return no_pmem();
+    }
+    {
+        let bogus = Reloaded::with(path, c"group_commit=sometimes");
+        match bogus {
+            Err(e) if e.contains("Invalid argument") => {}
+            Err(e) => return Err(format!("group_commit=sometimes: {e}, want EINVAL")),
+            Ok(_) => return Err("group_commit=sometimes was accepted".into()),
+        }
+    }
+    let _reloaded = Reloaded::with(path, c"group_commit=never")?;
+    let param = std::fs::read_to_string("/sys/module/memkit/parameters/group_commit")
+        .map_err(|e| format!("/sys/module/memkit/parameters/group_commit: {e}"))?;
+    if param.trim() != "never" {
+        return Err(format!(
+            "group_commit reads {param:?} after loading with never"
+        ));
+    }
+    let Some(s) = concurrent_writers()? else {
+        return no_pmem();
+    };
+    if s.groups != s.transactions || s.barriers != s.transactions {
+        return Err(format!(
+            "each writer commits its own: want one group and one barrier per transaction, got {s:?}"
+        ));
     }
     Ok(Outcome::Pass)
 }

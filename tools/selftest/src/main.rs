@@ -106,6 +106,10 @@ const CASES: &[Case] = &[
         run: journal_tests::journal_group_commit,
     },
     Case {
+        name: "journal_commit_without_grouping",
+        run: journal_tests::journal_commit_without_grouping,
+    },
+    Case {
         name: "journal_attach_errors",
         run: journal_tests::journal_attach_errors,
     },

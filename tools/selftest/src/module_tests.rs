@@ -3,24 +3,29 @@
 
 use crate::ktap::{Outcome, TestResult};
 use memkit::dev::{Device, DeviceKind};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const NAME: &str = "memkit";
 
-fn loaded() -> Result<bool, String> {
+pub(crate) fn loaded() -> Result<bool, String> {
     let mods =
         std::fs::read_to_string("/proc/modules").map_err(|e| format!("/proc/modules: {e}"))?;
     Ok(mods.lines().any(|l| l.split(' ').next() == Some(NAME)))
 }
 
 fn load(path: &str) -> io::Result<()> {
+    load_with(path, c"")
+}
+
+/// Loads the module at `path` with the parameters `params` (`"name=value ..."`).
+pub(crate) fn load_with(path: &str, params: &CStr) -> io::Result<()> {
     let f = std::fs::File::open(path)?;
     // SAFETY: finit_module reads the module from an open fd; the parameter string is
     // a valid NUL-terminated C string.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
+    let ret = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
     if ret == 0 {
         Ok(())
     } else {
@@ -28,7 +33,7 @@ fn load(path: &str) -> io::Result<()> {
     }
 }
 
-fn unload() -> io::Result<()> {
+pub(crate) fn unload() -> io::Result<()> {
     let name = CString::new(NAME).expect("no NUL in the name");
     // SAFETY: delete_module takes a NUL-terminated module name and flags.
     let ret = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
@@ -62,7 +67,7 @@ fn problems(log: &str) -> Vec<&str> {
         .collect()
 }
 
-fn module_path(opts: &crate::Options) -> Result<&str, Outcome> {
+pub(crate) fn module_path(opts: &crate::Options) -> Result<&str, Outcome> {
     opts.module
         .as_deref()
         .ok_or_else(|| Outcome::Skip("no --module PATH given".into()))
