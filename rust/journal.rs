@@ -10,7 +10,9 @@
 //!
 //! Group commit: a transaction is queued, and the first thread to find no leader
 //! becomes the leader: it takes everything queued and commits it, a group per
-//! barrier, while later arrivals queue up behind it for the next group.
+//! barrier, while later arrivals queue up behind it for the next group. Where a
+//! barrier is one CPU fence (synchronous DAX, `memkit.group_commit=auto`) there is
+//! no queue: each writer commits its own transaction under the journal lock.
 //!
 //! Lock order: `Shared::state` before `Shared::queue` (attach and detach update the
 //! queue's copy of the geometry); the queue is never held while taking the state.
@@ -162,7 +164,9 @@ enum Grouping {
     /// Where a barrier is a device flush; where the DAX mapping is synchronous (a
     /// barrier is one CPU fence) each writer commits its own transaction.
     Auto,
+    /// Everywhere.
     Always,
+    /// Nowhere: each writer commits its own transaction.
     Never,
 }
 

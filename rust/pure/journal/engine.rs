@@ -49,6 +49,15 @@ use super::recovery::{
 };
 use core::ops::DerefMut;
 
+/// The encoded `header` of an MJ whose payload's [`payload_crc`] is `crc`, with its
+/// checksum (over the uuid, the payload and the header's first [`MJ_SUMMED`] bytes).
+fn seal<P: Pmem + ?Sized>(pm: &P, header: MjHeader, crc: u32) -> [u8; MJ_HEADER_SIZE] {
+    let mut h = header.encode_unsummed();
+    let crc = pm.crc32c_append(crc, &h[..MJ_SUMMED]);
+    set_mj_checksum(&mut h, crc);
+    h
+}
+
 /// Which commit protocol to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -752,6 +761,15 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         self.free.len += list.len;
     }
 
+    /// The device offset of MJ `slot`.
+    fn mj_base(&self, slot: u32) -> Result<u64, JournalError> {
+        Ok(self
+            .sb
+            .geo
+            .mj_at(slot)
+            .ok_or(FormatError::BadGeometry("MJ offset"))?)
+    }
+
     /// Writes the prepared transaction `p` (checked by `check_payload`) into MJ
     /// `slot`: its header filled in and checksummed, then the image stored with one
     /// cache-bypassing write, as [`Journal::write_mj`] stores a staged one.
@@ -762,11 +780,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         mut header: MjHeader,
         p: Prepared<'_>,
     ) -> Result<(), JournalError> {
-        let base = self
-            .sb
-            .geo
-            .mj_at(slot)
-            .ok_or(FormatError::BadGeometry("MJ offset"))?;
+        let base = self.mj_base(slot)?;
         let (head, payload) = p
             .image
             .split_first_chunk_mut::<MJ_HEADER_SIZE>()
@@ -781,10 +795,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         } else {
             payload_crc(&self.sb.uuid, payload, |c, b| pm.crc32c_append(c, b))
         };
-        let mut h = header.encode_unsummed();
-        let crc = pm.crc32c_append(crc, &h[..MJ_SUMMED]);
-        set_mj_checksum(&mut h, crc);
-        *head = h;
+        *head = seal(pm, header, crc);
         pm.write_flushed(base, p.image);
         self.counters.journal_bytes += p.image.len() as u64;
         Ok(())
@@ -802,11 +813,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         mut header: MjHeader,
         tx: impl Iterator<Item = Range<'r>>,
     ) -> Result<(), JournalError> {
-        let base = self
-            .sb
-            .geo
-            .mj_at(slot)
-            .ok_or(FormatError::BadGeometry("MJ offset"))?;
+        let base = self.mj_base(slot)?;
         let stage = self
             .stage
             .get_mut(..self.sb.geo.mj_size as usize)
@@ -832,12 +839,10 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
         // Lossless: `plan_tx` bounded the entries by the MJ capacity.
         header.entry_count = entries;
         header.payload_len = payload as u32;
-        let mut h = header.encode_unsummed();
-        let mut crc = pm.crc32c_append(0, &self.sb.uuid);
-        crc = pm.crc32c_append(crc, &stage[MJ_HEADER_SIZE..end]);
-        crc = pm.crc32c_append(crc, &h[..MJ_SUMMED]);
-        set_mj_checksum(&mut h, crc);
-        stage[..MJ_HEADER_SIZE].copy_from_slice(&h);
+        let crc = payload_crc(&self.sb.uuid, &stage[MJ_HEADER_SIZE..end], |c, b| {
+            pm.crc32c_append(c, b)
+        });
+        stage[..MJ_HEADER_SIZE].copy_from_slice(&seal(pm, header, crc));
         pm.write_flushed(base, &stage[..end]);
         self.counters.journal_bytes += MJ_HEADER_SIZE as u64 + payload;
         Ok(())

@@ -327,17 +327,7 @@ fn commit_on_fresh_journal(
     let mut pm = Mem(vec![0xa5; geo.dev_size as usize]);
     let sb = engine::format(&mut pm, geo, uuid).unwrap();
     let (mut j, _) = open_journal(&mut pm, geo).unwrap();
-    let ranges: Vec<Vec<Range<'_>>> = group
-        .iter()
-        .map(|tx| {
-            tx.iter()
-                .map(|(offset, data)| Range {
-                    offset: *offset,
-                    data,
-                })
-                .collect()
-        })
-        .collect();
+    let ranges = ranges_of(group);
     let mut txs: Vec<&[Range<'_>]> = ranges.iter().map(|r| &r[..]).collect();
     let mut ids = vec![0; txs.len()];
     j.commit(&mut pm, &mut txs[..], &mut ids).unwrap();
