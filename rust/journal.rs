@@ -240,6 +240,18 @@ impl engine::Group for Requests<'_> {
     }
 }
 
+/// What a transaction was checked against ([`Shared::check`]), read under the queue
+/// lock once.
+#[derive(Clone, Copy, Default)]
+struct Checked {
+    /// The attachment (`Queue::generation`).
+    generation: u64,
+    /// The journal's identity, which the transaction's MJ is checksummed with.
+    uuid: [u8; 16],
+    /// Whether the writer commits its own transaction (`Queue::direct`).
+    direct: bool,
+}
+
 /// The group-commit queue.
 struct Queue {
     /// The attached journal's geometry and identity, to check a transaction and
@@ -502,13 +514,17 @@ impl Shared {
         Ok(())
     }
 
-    /// Checks transaction ranges against the attached geometry; returns which
-    /// attachment that was, and the journal's identity.
-    fn check(&self, spans: &[(u64, usize, usize)]) -> Result<(u64, [u8; 16])> {
+    /// Checks transaction ranges against the attached geometry; returns what the
+    /// transaction was checked against and how it is to be committed.
+    fn check(&self, spans: &[(u64, usize, usize)]) -> Result<Checked> {
         let q = self.queue.lock();
         let (geo, uuid) = q.geo.ok_or(ENODEV)?;
         format::plan_tx(&geo, tx_spans(spans)).map_err(tx_errno)?;
-        Ok((q.generation, uuid))
+        Ok(Checked {
+            generation: q.generation,
+            uuid,
+            direct: q.direct,
+        })
     }
 
     /// Commits `tx`, checked against attachment `generation`, and returns its commit
@@ -520,10 +536,9 @@ impl Shared {
     /// waiting for: each writer commits its own transaction under the journal lock,
     /// whose mutex spins while its holder runs, instead of sleeping until a leader has
     /// committed it and waking again.
-    fn submit(&self, tx: TxBuf, generation: u64) -> (Result<u64>, TxBuf) {
-        let mut q = self.queue.lock();
-        if q.direct {
-            drop(q);
+    fn submit(&self, tx: TxBuf, checked: Checked) -> (Result<u64>, TxBuf) {
+        let generation = checked.generation;
+        if checked.direct {
             let mut request = Request {
                 ticket: 0,
                 tx,
@@ -534,6 +549,7 @@ impl Shared {
             self.commit_batch(core::slice::from_mut(&mut request));
             return (request.result, request.tx);
         }
+        let mut q = self.queue.lock();
         let ticket = q.next_ticket;
         let room = (q.waiting + 1).saturating_sub(q.results.len());
         if let Err(e) = q

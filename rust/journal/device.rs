@@ -71,13 +71,12 @@ impl JournalDevice {
         // This file's buffers from its last transaction (fresh ones if another
         // transaction on this file holds them now).
         let mut tx = self.spare.lock().take().unwrap_or_default();
-        let mut generation = 0;
+        let mut checked = Checked::default();
         let (res, tx) = match tx.copy_in(&req, |spans| {
-            let (checked, uuid) = self.shared.check(spans)?;
-            generation = checked;
-            Ok(uuid)
+            checked = self.shared.check(spans)?;
+            Ok(checked.uuid)
         }) {
-            Ok(()) => self.shared.submit(tx, generation),
+            Ok(()) => self.shared.submit(tx, checked),
             Err(e) => (Err(e), tx),
         };
         if tx.capacity() <= SPARE_MAX {

@@ -653,8 +653,7 @@ impl<S: DerefMut<Target = [Slot]>, B: DerefMut<Target = [u8]>> Journal<S, B> {
             if let Some(p) = txs.prepared(i) {
                 // Checked by `check_payload` above.
                 let payload = p.image.get(MJ_HEADER_SIZE..).unwrap_or(&[]);
-                let count = format::check_payload(&self.sb.geo, payload).unwrap_or(0);
-                for e in format::payload_entries(payload, count) {
+                for e in format::payload_entries(payload) {
                     self.apply(pm, e.offset, e.data);
                 }
             } else {

@@ -572,11 +572,12 @@ pub fn check_payload(geo: &Geometry, payload: &[u8]) -> Result<u32, TxError> {
     Ok(count)
 }
 
-/// The entries of a payload [`check_payload`] accepted, in order.
-pub fn payload_entries(payload: &[u8], count: u32) -> Entries<'_> {
+/// The entries of a payload [`check_payload`] accepted, in order: its bytes are
+/// entries to the end, so they run until the payload is used up.
+pub fn payload_entries(payload: &[u8]) -> Entries<'_> {
     Entries {
         rest: payload,
-        left: count,
+        left: u32::MAX,
     }
 }
 
