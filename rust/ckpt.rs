@@ -8,24 +8,56 @@
 //! which is when the file is released — after its last mapping, since every VMA holds
 //! the file.
 //!
-//! Dirty tracking reads the hardware dirty bits of every PTE that maps the region,
-//! in every process, with `clean_record_shared_mapping_range` (it cleans the bits it
-//! records, with the TLB flush, under the mapping's `i_mmap` lock). A page whose PTE
-//! is zapped while dirty (munmap, exit) has its dirt moved to the page's `PG_dirty`
-//! flag by the kernel; a collect tests and clears that flag too. Both feed the
-//! region's *pending* bitmap, which a clearing collect clears for the pages it
-//! reported. The bitmap, run and history logic is `pure::ckpt`.
+//! Writes are found one of two ways (`pure::ckpt::track`, which also decides when a
+//! region changes from one to the other); both feed the region's *pending* bitmap,
+//! which a clearing collect clears for the pages it reported:
+//!
+//! - *Scan*: a collect reads the hardware dirty bits of every PTE that maps the
+//!   region, in every process, with `clean_record_shared_mapping_range` (it cleans
+//!   the bits it records, with the TLB flush, under the mapping's `i_mmap` lock). A
+//!   page whose PTE is zapped while dirty (munmap, exit) has its dirt moved to the
+//!   page's `PG_dirty` flag by the kernel; a collect tests and clears that flag too.
+//! - *Record*: the VMAs have a `page_mkwrite` handler, so the kernel maps the
+//!   region's pages read-only until a write. The first write to a page sets its
+//!   pending bit before its PTE becomes writable (`mkwrite`, or the fault that maps
+//!   it for a write), and a clearing collect write-protects again exactly the pages
+//!   it reports (`wp_shared_mapping_range` on spans of them). A write after that
+//!   faults and is recorded for the next collect; a PTE zapped while writable
+//!   belongs to a page already pending, so `PG_dirty` is not needed.
+//!
+//! The bitmap, run and history logic is `pure::ckpt`.
 //!
 //! Every region gets its own window of page offsets in the file's address space
 //! (region id << 20 pages, as DRM does with mmap offsets), so the walks of one
 //! region never see another region's mappings, even through the same device inode.
 //!
-//! Lock order: `mmap_lock` (fault) → `Region` mutex; the mutex is never held while
-//! copying to or from userspace, because the user buffer may be the region itself.
+//! Lock order: `mmap_lock` (fault) → `Region` mutex → folio lock of a region page
+//! (`mkwrite` takes it under the mutex; a collect waits for it under the mutex) →
+//! `i_mmap` lock → PTE lock. The mutex is never held while copying to or from
+//! userspace, because the user buffer may be the region itself.
+//!
+//! Why no write is lost in the recording mode: a PTE of a region page becomes
+//! writable only through `mkwrite` or a write fault, each of which sets the page's
+//! pending bit under the mutex first. `mkwrite` returns with the page locked, and
+//! the kernel makes the PTE writable before unlocking it; a clearing collect, under
+//! the mutex, first waits for the lock of every page it is about to report (so no
+//! such fault is half done), then write-protects them (which also flushes the TLB
+//! entries that could still write), then clears their bits. A write that lands
+//! before the write-protection is in the page when it is copied after the collect;
+//! one after it faults, and its `mkwrite` waits for the mutex, so it sets the bit
+//! after the clear. A page pinned for DMA (`FOLL_PIN`: `O_DIRECT`, io_uring, 
+//! `process_vm_writev`) can be written without any PTE; it stays pending while the
+//! pin lasts. (A plain `get_user_pages` reference taken to write, as
+//! `/proc/PID/mem` takes, has the same short window in both modes: the kernel writes
+//! through it just after the fault recorded the page.)
 
 use crate::pure::{
     abi,
-    ckpt::{self as logic, diff, Collect},
+    ckpt::{
+        self as logic, diff,
+        track::{self, Mode, Policy},
+        Collect,
+    },
 };
 use crate::{
     edge::RegionId,
@@ -96,8 +128,15 @@ struct Region {
     diff_set: VVec<u64>,
     /// For pages of the diff set, the version last copied out.
     bases: VVec<Option<Page>>,
+    /// How writes are found, and when that changes.
+    policy: Policy,
     stats: abi::CkptStats,
 }
+
+/// Runs of reported pages closer than this are write-protected as one span (the PTEs
+/// between them are walked and left as they are): 64 entries walked cost less than
+/// one more walk of the mapping with its TLB flush.
+const WP_GAP: u64 = 64;
 
 impl Region {
     fn new(bytes: u64, mapping: Mapping) -> Result<Region> {
@@ -121,6 +160,7 @@ impl Region {
             history: VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
             diff_set: VVec::from_elem(0, words, GFP_KERNEL_ACCOUNT)?,
             bases,
+            policy: Policy::default(),
             stats: abi::CkptStats {
                 bytes,
                 ..Default::default()
@@ -146,31 +186,134 @@ impl Region {
             .unwrap_or(core::ptr::null_mut())
     }
 
-    /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
-    /// then from pages dirtied by mappings that went.
-    fn gather(&mut self, first: usize, end: usize) -> u64 {
+    /// Cleans the dirty bits of the PTEs that map pages `[first, end)` and records
+    /// them in `map` (a bitmap of the whole region).
+    fn clean_ptes(mapping: &Mapping, base: u64, map: &mut [u64], first: usize, end: usize) {
         // Without the helpers no region is ever created (`create`).
         #[cfg(CONFIG_MAPPING_DIRTY_HELPERS)]
         {
+            // `map` covers the region (checked here, so the helper's writes stay in it).
+            if map.len() < logic::words(end as u64) as usize {
+                return;
+            }
             // Lossless: `usize` is 64 bits here, and the range was checked; the
             // bitmap's words are `u64`, the helper's `unsigned long`.
-            let base = self.base as usize;
+            let base = base as usize;
             let (mut start, mut stop) = (0, 0);
-            // SAFETY: the mapping is valid (see `Mapping`); `pending` covers every
-            // page of the region, so every offset of the range; `&mut self` (under
-            // the region mutex) excludes other users of `pending`.
+            // SAFETY: the mapping is valid (see `Mapping`); `map` covers every page
+            // of the range (checked above); the caller's `&mut` excludes other users.
             unsafe {
                 bindings::clean_record_shared_mapping_range(
-                    self.mapping.0.as_ptr().cast(),
+                    mapping.0.as_ptr().cast(),
                     base + first,
                     end - first,
                     base,
-                    self.pending.as_mut_ptr().cast(),
+                    map.as_mut_ptr().cast(),
                     &mut start,
                     &mut stop,
                 )
             };
         }
+        #[cfg(not(CONFIG_MAPPING_DIRTY_HELPERS))]
+        let _ = (mapping, base, map, first, end);
+    }
+
+    /// Write-protects every PTE that maps pages `[first, first + count)`, with the
+    /// TLB flush.
+    fn write_protect(&mut self, first: u64, count: u64) {
+        #[cfg(CONFIG_MAPPING_DIRTY_HELPERS)]
+        {
+            // Lossless: page offsets of a checked range; `usize` is 64 bits here.
+            let start = (self.base + first) as usize;
+            // SAFETY: the mapping is valid (see `Mapping`); the helper takes the
+            // mapping's `i_mmap` lock and the PTE locks itself.
+            unsafe {
+                bindings::wp_shared_mapping_range(
+                    self.mapping.0.as_ptr().cast(),
+                    start,
+                    count as usize,
+                )
+            };
+            self.stats.wp_pages += count;
+        }
+        #[cfg(not(CONFIG_MAPPING_DIRTY_HELPERS))]
+        let _ = (first, count);
+    }
+
+    /// Waits for the write faults in flight on pages `[first, first + count)` whose
+    /// `mkwrite` already ran (see the module's doc).
+    fn wait_faults(&self, first: usize, count: usize) {
+        for page in self.frames.iter().skip(first).take(count).flatten() {
+            crate::mm::wait_page_unlocked(page);
+        }
+    }
+
+    /// Puts the region in `mode` (its pending bits stay). To record: after the
+    /// write faults in flight, every PTE is write-protected and what the page tables
+    /// and `PG_dirty` still hold is gathered, since every write from now on is
+    /// recorded. To scan: the dirty bits and `PG_dirty` that recording left are
+    /// dropped (every page written since the last collect is pending already), so
+    /// that the first scan does not report pages again.
+    fn enter(&mut self, mode: Mode) {
+        // Lossless: `pages` fits in `usize` (checked at create).
+        let n = self.pages as usize;
+        match mode {
+            Mode::Record => {
+                self.wait_faults(0, n);
+                self.write_protect(0, self.pages);
+                self.gather(0, n);
+            }
+            Mode::Scan => {
+                // Without memory for the scratch bitmap the next scan reports these
+                // pages once more: extra pages, never a missed one.
+                if let Ok(mut scratch) = VVec::from_elem(0u64, self.pending.len(), GFP_KERNEL) {
+                    Self::clean_ptes(&self.mapping, self.base, &mut scratch, 0, n);
+                }
+                for page in self.frames.iter().flatten() {
+                    crate::mm::test_clear_dirty(page);
+                }
+            }
+        }
+    }
+
+    /// In the recording mode, before a clearing collect clears `snap` (bit `i`: page
+    /// `first + i`, for `i < len`): waits for the write faults in flight on those
+    /// pages and write-protects them again.
+    fn protect(&mut self, snap: &[u64], first: usize, len: usize) {
+        for (s, n) in logic::runs(snap, 0, len) {
+            // Lossless: runs of `[0, len)`.
+            self.wait_faults(first + s as usize, n as usize);
+        }
+        for (s, n) in track::spans(snap, 0, len, WP_GAP) {
+            // Lossless: `usize` is 64 bits here.
+            self.write_protect(first as u64 + s, n);
+        }
+    }
+
+    /// In the recording mode, after a clearing collect cleared `snap`: a page pinned
+    /// for DMA stays pending (the kernel may write it with no PTE); the others drop
+    /// `PG_dirty`, whose dirt the collect reported.
+    fn keep_pinned(&mut self, snap: &[u64], first: usize, len: usize) {
+        for (s, n) in logic::runs(snap, 0, len) {
+            // Lossless: runs of `[0, len)`.
+            let s = first + s as usize;
+            for i in s..s + n as usize {
+                let Some(page) = self.frames.get(i).and_then(Option::as_ref) else {
+                    continue;
+                };
+                if crate::mm::maybe_pinned(page) {
+                    logic::set_bit(&mut self.pending, i);
+                } else {
+                    crate::mm::test_clear_dirty(page);
+                }
+            }
+        }
+    }
+
+    /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
+    /// then from pages dirtied by mappings that went.
+    fn gather(&mut self, first: usize, end: usize) -> u64 {
+        Self::clean_ptes(&self.mapping, self.base, &mut self.pending, first, end);
         let mut unmapped = 0;
         for (i, frame) in self.frames.iter().enumerate().take(end).skip(first) {
             if let Some(page) = frame {
@@ -187,8 +330,8 @@ impl Region {
 }
 
 /// The operations of a region's VMAs: the fault maps the region's page, allocated at
-/// its first touch.
-static CKPT_VM_OPS: VmOps = VmOps::with_fault(ckpt_fault);
+/// its first touch; `page_mkwrite` sees the first write to a page mapped read-only.
+static CKPT_VM_OPS: VmOps = VmOps::with_fault_and_mkwrite(ckpt_fault, ckpt_mkwrite);
 
 /// `CKPT_VM_OPS.fault`.
 ///
@@ -204,6 +347,24 @@ unsafe extern "C" fn ckpt_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fa
     let dev = unsafe { &*fault.private().cast::<CkptDevice>() };
     match dev.fault(&fault) {
         Ok(()) => FaultOutcome::Mapped,
+        Err(e) => FaultOutcome::of(e),
+    }
+    .to_raw()
+}
+
+/// `CKPT_VM_OPS.page_mkwrite`.
+///
+/// # Safety
+///
+/// Called by the kernel as the `page_mkwrite` handler of a VMA that
+/// [`CkptDevice::mmap`] set up, with the fault's lock held.
+unsafe extern "C" fn ckpt_mkwrite(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: the kernel's call: `vmf` is the fault, its lock held for this call.
+    let fault = unsafe { Fault::from_raw(vmf) };
+    // SAFETY: as in `ckpt_fault`.
+    let dev = unsafe { &*fault.private().cast::<CkptDevice>() };
+    match dev.mkwrite(&fault) {
+        Ok(()) => FaultOutcome::Locked,
         Err(e) => FaultOutcome::of(e),
     }
     .to_raw()
@@ -231,27 +392,56 @@ fn user_writer(addr: u64, len: u64) -> Result<kernel::uaccess::UserSliceWriter> 
 }
 
 impl CkptDevice {
-    /// Maps the faulting page of the region, allocating it at its first touch, with
-    /// `vm_insert_page` (which takes its own reference). The page is a normal page:
-    /// when a dirty PTE of it is zapped, the kernel moves the dirt to `PG_dirty`,
-    /// which a collect tests. The region mutex is held across `vm_insert_page`
-    /// (mmap lock -> region mutex -> PTE lock, the order of every collect).
-    fn fault(&self, fault: &Fault<'_>) -> Result {
-        // `map_region_window` set `VM_MIXEDMAP`.
-        let vma = fault.vma().as_mixedmap_vma().ok_or(EFAULT)?;
-        let mut guard = self.region.lock();
-        let r = (*guard).as_mut().ok_or(EFAULT)?;
+    /// The region page a fault is for, as an index.
+    fn fault_index(r: &Region, fault: &Fault<'_>) -> Result<usize> {
         let idx = fault
             .pgoff()
             .checked_sub(r.base)
             .filter(|&i| i < r.pages)
             .ok_or(EFAULT)?;
-        let page = r.frame(usize::try_from(idx)?)?;
-        match vma.vm_insert_page(fault.address(), page) {
-            // EBUSY: another thread mapped it first.
-            Err(e) if e != EBUSY => Err(e),
-            _ => Ok(()),
+        Ok(usize::try_from(idx)?)
+    }
+
+    /// Maps the faulting page of the region, allocating it at its first touch
+    /// (`vmf_insert_page_mkwrite`, which takes its own reference): read-only for a
+    /// read (the VMA wants write notification), writable and dirty for a write — in
+    /// the recording mode after setting its pending bit. The page is a normal page:
+    /// when a dirty PTE of it is zapped, the kernel moves the dirt to `PG_dirty`,
+    /// which a scanning collect tests. The region mutex is held across the insert
+    /// (mmap lock -> region mutex -> PTE lock, the order of every collect).
+    fn fault(&self, fault: &Fault<'_>) -> Result {
+        // `map_region_window` set `VM_MIXEDMAP`.
+        fault.vma().as_mixedmap_vma().ok_or(EFAULT)?;
+        let write = fault.is_write();
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EFAULT)?;
+        let idx = Self::fault_index(r, fault)?;
+        r.frame(idx)?;
+        if write && r.policy.mode() == Mode::Record {
+            logic::set_bit(&mut r.pending, idx);
+            r.stats.write_faults += 1;
         }
+        fault.insert_page(r.frame(idx)?, write)
+    }
+
+    /// The first write to a page mapped read-only: in the recording mode, sets its
+    /// pending bit; in both, locks the page, which the kernel unlocks once the PTE
+    /// is writable (see the module's doc for why under the region mutex).
+    fn mkwrite(&self, fault: &Fault<'_>) -> Result {
+        let mut guard = self.region.lock();
+        let r = (*guard).as_mut().ok_or(EFAULT)?;
+        let idx = Self::fault_index(r, fault)?;
+        let record = r.policy.mode() == Mode::Record;
+        if record {
+            logic::set_bit(&mut r.pending, idx);
+            r.stats.write_faults += 1;
+        }
+        let page = r.frames.get(idx).and_then(Option::as_ref).ok_or(EFAULT)?;
+        if !fault.is_page(page) {
+            return Err(EFAULT);
+        }
+        fault.lock_page(page);
+        Ok(())
     }
 
     fn create(&self, file: &File, arg: usize) -> Result<isize> {
@@ -281,12 +471,19 @@ impl CkptDevice {
     }
 
     fn start(&self, arg: usize) -> Result<isize> {
-        uapi::read::<abi::CkptStart>(arg)?;
+        let req = uapi::read::<abi::CkptStart>(arg)?;
+        let policy = Policy::from_start_flags(req.flags).map_err(errno)?;
         let mut guard = self.region.lock();
         let r = (*guard).as_mut().ok_or(EINVAL)?;
         // Lossless: `pages` fits in `usize` (checked at create).
         let n = r.pages as usize;
-        r.gather(0, n);
+        r.policy = policy;
+        match policy.mode() {
+            Mode::Record => r.enter(Mode::Record),
+            Mode::Scan => {
+                r.gather(0, n);
+            }
+        }
         r.pending.iter_mut().for_each(|w| *w = 0);
         r.history.iter_mut().for_each(|h| *h = 0);
         Ok(0)
@@ -302,7 +499,8 @@ impl CkptDevice {
             let mut guard = self.region.lock();
             let r = (*guard).as_mut().ok_or(EINVAL)?;
             let c = Collect::check(&req, r.pages).map_err(errno)?;
-            let unmapped = r.gather(c.first, c.end);
+            let record = r.policy.mode() == Mode::Record;
+            let unmapped = if record { 0 } else { r.gather(c.first, c.end) };
             // Lossless: at most the region's pages.
             let nwords = logic::words((c.end - c.first) as u64) as usize;
             let mut snap = VVec::with_capacity(nwords, GFP_KERNEL_ACCOUNT)?;
@@ -315,7 +513,14 @@ impl CkptDevice {
             let (dirty, nr_runs) = logic::count(&snap, 0, c.end - c.first);
             c.check_room(req.buf_len, nr_runs).map_err(errno)?;
             if c.clear {
-                logic::apply_snapshot(&mut r.pending, &snap, c.first, c.end - c.first, false);
+                let len = c.end - c.first;
+                if record {
+                    r.protect(&snap, c.first, len);
+                }
+                logic::apply_snapshot(&mut r.pending, &snap, c.first, len, false);
+                if record {
+                    r.keep_pinned(&snap, c.first, len);
+                }
             }
             (c, snap, unmapped, dirty, nr_runs)
         };
@@ -368,6 +573,11 @@ impl CkptDevice {
             r.stats.intervals += 1;
             r.stats.dirty_reported += dirty;
             r.stats.dirty_unmapped += unmapped;
+            // Lossless: at most the region's pages.
+            if let Some(mode) = r.policy.after_interval(dirty, len as u64) {
+                r.enter(mode);
+                r.stats.mode_switches += 1;
+            }
         }
         Ok(0)
     }
@@ -574,7 +784,11 @@ impl CkptDevice {
             .region
             .lock()
             .as_ref()
-            .map(|r| r.stats)
+            .map(|r| abi::CkptStats {
+                mode: r.policy.mode().abi(),
+                mode_fixed: u32::from(r.policy.fixed()),
+                ..r.stats
+            })
             .unwrap_or_default();
         // Lossless: a struct size.
         out.size = req
@@ -611,7 +825,11 @@ impl MiscDevice for CkptDevice {
     fn ioctl(me: Pin<&CkptDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
             Some(abi::Command::Version) => {
-                crate::uapi::version(arg, abi::DEV_CKPT, abi::FEAT_CKPT_DIRTY | abi::FEAT_FDINFO)
+                crate::uapi::version(
+                arg,
+                abi::DEV_CKPT,
+                abi::FEAT_CKPT_DIRTY | abi::FEAT_FDINFO | abi::FEAT_CKPT_RECORD,
+            )
             }
             Some(abi::Command::CkptCreate) => me.create(file, arg),
             Some(abi::Command::CkptStart) => me.start(arg),

@@ -15,8 +15,8 @@
  *   which 7.3's bindings do not include;
  * - string module parameters, which the Rust module! macro does not support;
  * - region ids: DEFINE_IDA is a macro;
- * - checkpoint regions (rust/ckpt.rs): PG_dirty of a page's folio and a page copied
- *   to or from a kernel mapping (inline functions).
+ * - checkpoint regions (rust/ckpt.rs): PG_dirty, the lock and the DMA pins of a
+ *   page's folio, and a page copied to or from a kernel mapping (inline functions).
  *
  * What 7.3's bindings do reach is called from Rust directly (capable,
  * get_random_bytes, unmap_mapping_range, destroy_workqueue,
@@ -33,6 +33,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/page-flags.h>
+#include <linux/pagemap.h>
 #include <linux/moduleparam.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -236,6 +237,31 @@ bool memkit_page_test_clear_dirty(struct page *page)
 	 * costs far more. A flag set just after the read is found by the next collect.
 	 */
 	return folio_test_dirty(folio) && folio_test_clear_dirty(folio);
+}
+
+/*
+ * The recording mode (rust/ckpt.rs): page_mkwrite returns with the folio locked
+ * (our pages have no ->mapping, so do_page_mkwrite cannot lock it for us), and the
+ * fault keeps it locked until the PTE is writable; a collect waits for such faults
+ * by taking and dropping the lock.  folio_lock and folio_maybe_dma_pinned are
+ * inline.
+ */
+void memkit_page_lock(struct page *page)
+{
+	folio_lock(page_folio(page));
+}
+
+void memkit_page_wait_unlocked(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	folio_lock(folio);
+	folio_unlock(folio);
+}
+
+bool memkit_page_maybe_pinned(struct page *page)
+{
+	return folio_maybe_dma_pinned(page_folio(page));
 }
 
 int memkit_copy_page_to_user(unsigned long dst, struct page *page)

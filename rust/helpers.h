@@ -32,6 +32,9 @@ struct page;
 struct vm_area_struct;
 /* rust/ckpt.rs */
 bool memkit_page_test_clear_dirty(struct page *page);
+void memkit_page_lock(struct page *page);
+void memkit_page_wait_unlocked(struct page *page);
+bool memkit_page_maybe_pinned(struct page *page);
 int memkit_copy_page_to_user(unsigned long dst, struct page *page);
 void memkit_copy_page(void *dst, struct page *page);
 

@@ -40,6 +40,24 @@ extern "C" {
     /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
     /// for `PAGE_SIZE` bytes of writes.
     fn memkit_copy_page(dst: *mut u8, page: *mut bindings::page);
+    /// Locks `page`'s folio (`folio_lock` is inline); may sleep.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to; process context.
+    fn memkit_page_lock(page: *mut bindings::page);
+    /// Takes and drops `page`'s folio lock: waits for whoever holds it.
+    ///
+    /// # Safety
+    ///
+    /// As `memkit_page_lock`, and the caller does not hold that lock.
+    fn memkit_page_wait_unlocked(page: *mut bindings::page);
+    /// `folio_maybe_dma_pinned` of `page`'s folio (inline).
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to.
+    fn memkit_page_maybe_pinned(page: *mut bindings::page) -> bool;
 }
 
 /// Tests and clears `PG_dirty` of the page's folio: whether a PTE that mapped it
@@ -47,6 +65,22 @@ extern "C" {
 pub(crate) fn test_clear_dirty(page: &Page) -> bool {
     // SAFETY: `page` is a page the caller holds a reference to.
     unsafe { memkit_page_test_clear_dirty(page.as_ptr()) }
+}
+
+/// Waits until nobody holds the page's folio lock: a write fault that locked it in
+/// `page_mkwrite` holds it until the page-table entry is writable (`rust/ckpt.rs`).
+/// May sleep; the caller must not hold that lock.
+pub(crate) fn wait_page_unlocked(page: &Page) {
+    // SAFETY: `page` is a page the caller holds a reference to (`&Page`); sleeping
+    // is allowed (the callers hold only mutexes).
+    unsafe { memkit_page_wait_unlocked(page.as_ptr()) }
+}
+
+/// Whether the page's folio may be pinned for DMA (`FOLL_PIN`): the kernel may
+/// write it through that pin without any page-table entry.
+pub(crate) fn maybe_pinned(page: &Page) -> bool {
+    // SAFETY: `page` is a page the caller holds a reference to.
+    unsafe { memkit_page_maybe_pinned(page.as_ptr()) }
 }
 
 /// Copies `page` (zeros for `None`) into the first page of `dst` (`EINVAL` if `dst`
@@ -81,6 +115,19 @@ impl VmOps {
     pub(crate) const fn with_fault(fault: FaultFn) -> VmOps {
         let mut ops: bindings::vm_operations_struct = pin_init::zeroed();
         ops.fault = Some(fault);
+        VmOps(ops)
+    }
+
+    /// Operations with a `fault` handler and a `page_mkwrite` one. A VMA with
+    /// `page_mkwrite` gets its shared pages mapped read-only (`vma_wants_writenotify`),
+    /// so the first write to each page through a PTE that a handler did not map
+    /// writable goes through `page_mkwrite`. The handler must return
+    /// [`FaultOutcome::Locked`] after [`Fault::lock_page`]: our pages have no
+    /// `mapping`, with which `do_page_mkwrite` would retry the fault forever.
+    pub(crate) const fn with_fault_and_mkwrite(fault: FaultFn, mkwrite: FaultFn) -> VmOps {
+        let mut ops: bindings::vm_operations_struct = pin_init::zeroed();
+        ops.fault = Some(fault);
+        ops.page_mkwrite = Some(mkwrite);
         VmOps(ops)
     }
 
@@ -156,6 +203,44 @@ impl<'a> Fault<'a> {
         self.fields().pgoff as u64
     }
 
+    /// A write fault (`FAULT_FLAG_WRITE`).
+    pub(crate) fn is_write(&self) -> bool {
+        self.flag(bindings::fault_flag_FAULT_FLAG_WRITE)
+    }
+
+    /// In `page_mkwrite`: whether `page` is the page being made writable.
+    pub(crate) fn is_page(&self, page: &Page) -> bool {
+        // SAFETY: `raw` is valid for `'a`; `page` is set before `page_mkwrite` is
+        // called and constant during the call.
+        ptr::eq(unsafe { (*self.raw).page }, page.as_ptr())
+    }
+
+    /// Maps `page` at the faulting address (`vmf_insert_page_mkwrite`): writable and
+    /// dirty for `write`, else with the VMA's protection (read-only where it wants
+    /// write notification). A PTE already there is left alone, except that `write`
+    /// makes it writable. `ENOMEM` or `EFAULT` on failure.
+    pub(crate) fn insert_page(&self, page: &Page, write: bool) -> kernel::error::Result {
+        // SAFETY: `raw` is the current fault with its lock held; `page` is a page the
+        // caller holds a reference to, of the kind `vm_insert_page` takes (an order-0
+        // page the VMA's driver allocated); the VMA is `VM_MIXEDMAP`.
+        let ret = unsafe { bindings::vmf_insert_page_mkwrite(self.raw, page.as_ptr(), write) };
+        if ret == bindings::vm_fault_reason_VM_FAULT_NOPAGE {
+            Ok(())
+        } else if ret == bindings::vm_fault_reason_VM_FAULT_OOM {
+            Err(kernel::error::code::ENOMEM)
+        } else {
+            Err(kernel::error::code::EFAULT)
+        }
+    }
+
+    /// In `page_mkwrite`: locks the page being made writable, which the fault unlocks
+    /// once its PTE is writable. Return [`FaultOutcome::Locked`] after this.
+    pub(crate) fn lock_page(&self, page: &Page) {
+        // SAFETY: `page` is a page the caller holds a reference to; a fault handler
+        // may sleep.
+        unsafe { memkit_page_lock(page.as_ptr()) }
+    }
+
     fn flag(&self, f: bindings::fault_flag) -> bool {
         // SAFETY: `raw` is valid for `'a`; the flags are constant during the call.
         unsafe { (*self.raw).flags & f != 0 }
@@ -197,6 +282,9 @@ impl<'a> Fault<'a> {
 pub(crate) enum FaultOutcome {
     /// The handler mapped the page itself (`VM_FAULT_NOPAGE`).
     Mapped,
+    /// `page_mkwrite` locked the page ([`Fault::lock_page`]): go on and make the PTE
+    /// writable (`VM_FAULT_LOCKED`).
+    Locked,
     /// The fault's lock was released: the fault is retried (`VM_FAULT_RETRY`).
     Retry,
     /// Out of memory (`VM_FAULT_OOM`).
@@ -219,6 +307,7 @@ impl FaultOutcome {
     pub(crate) fn to_raw(&self) -> bindings::vm_fault_t {
         match self {
             FaultOutcome::Mapped => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            FaultOutcome::Locked => bindings::vm_fault_reason_VM_FAULT_LOCKED,
             FaultOutcome::Retry => bindings::vm_fault_reason_VM_FAULT_RETRY,
             FaultOutcome::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
             FaultOutcome::SigBus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,

@@ -14,7 +14,7 @@
 /// Major ABI version: bumped on an incompatible change.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor ABI version: bumped when commands or struct fields are added.
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;
 
 /// The ioctl type byte of every memkit command.
 pub const IOC_MAGIC: u32 = 0xE7;
@@ -38,9 +38,13 @@ pub const FEAT_CKPT_DIRTY: u64 = 1 << 2;
 /// journal's device, the file's region) in `/proc/PID/fdinfo/FD`, in the lines of
 /// [`fdinfo`].
 pub const FEAT_FDINFO: u64 = 1 << 3;
+/// Feature bit (ABI 1.2): checkpoint regions track writes two ways, by page-table
+/// scan or by recording first writes to write-protected pages, chosen per region
+/// ([`CKPT_START_SCAN`], [`CKPT_START_RECORD`], [`CkptStats::mode`]).
+pub const FEAT_CKPT_RECORD: u64 = 1 << 4;
 /// Every feature bit this ABI version defines.
 pub const FEATURES_KNOWN: u64 =
-    FEAT_JOURNAL_TX | FEAT_RMEM_PREFETCH | FEAT_CKPT_DIRTY | FEAT_FDINFO;
+    FEAT_JOURNAL_TX | FEAT_RMEM_PREFETCH | FEAT_CKPT_DIRTY | FEAT_FDINFO | FEAT_CKPT_RECORD;
 
 /// The lines memkit's devices add to `/proc/PID/fdinfo/FD` of their open files
 /// (`FEAT_FDINFO`), each `KEY:\tVALUE`, as DRM's `drm-` keys: what `memkit list`
@@ -761,16 +765,29 @@ uapi_struct! {
     }
 }
 
+/// `memkit_ckpt_start.flags`: track by page-table scan only (ABI 1.2).
+pub const CKPT_START_SCAN: u32 = 1 << 0;
+/// `memkit_ckpt_start.flags`: track by recording first writes only (ABI 1.2).
+pub const CKPT_START_RECORD: u32 = 1 << 1;
+/// `memkit_ckpt_stats.mode`: the page-table scan.
+pub const CKPT_MODE_SCAN: u32 = 0;
+/// `memkit_ckpt_stats.mode`: recording first writes.
+pub const CKPT_MODE_RECORD: u32 = 1;
+
 uapi_struct! {
     /// `struct memkit_ckpt_start`.
     pub struct CkptStart (size 8, ver0 8) {
         /// The caller's struct size.
         size: u32 = 0,
-        /// Must be 0.
+        /// 0 (the module picks the tracking mode by the dirty fraction), or one of
+        /// [`CKPT_START_SCAN`] and [`CKPT_START_RECORD`] to fix it.
         flags: u32 = 4,
     }
     check(c) {
-        no_flags(c.flags)
+        match c.flags {
+            0 | CKPT_START_SCAN | CKPT_START_RECORD => Ok(()),
+            _ => Err(UapiError::UnknownFlags),
+        }
     }
 }
 
@@ -915,7 +932,7 @@ uapi_struct! {
 
 uapi_struct! {
     /// `struct memkit_ckpt_stats`.
-    pub struct CkptStats (size 80, ver0 80) {
+    pub struct CkptStats (size 112, ver0 80) {
         /// The caller's struct size.
         size: u32 = 0,
         /// Must be 0.
@@ -938,6 +955,17 @@ uapi_struct! {
         pages_diffed: u64 = 64,
         /// Bytes of records written.
         record_bytes: u64 = 72,
+        /// ABI 1.2: the tracking mode now, [`CKPT_MODE_SCAN`] or [`CKPT_MODE_RECORD`].
+        mode: u32 = 80,
+        /// ABI 1.2: 1 if `MEMKIT_IOC_CKPT_START` fixed the mode, 0 if the module picks it.
+        mode_fixed: u32 = 84,
+        /// ABI 1.2: times the module changed the mode by itself.
+        mode_switches: u64 = 88,
+        /// ABI 1.2: first writes recorded (write faults on write-protected pages, and
+        /// write faults that mapped a page) in the recording mode.
+        write_faults: u64 = 96,
+        /// ABI 1.2: pages of the spans recording-mode collects write-protected again.
+        wp_pages: u64 = 104,
     }
     check(c) {
         no_flags(c.flags)

@@ -11,6 +11,7 @@
 use super::abi::{self, CkptCollect, UapiStruct};
 
 pub mod diff;
+pub mod track;
 
 /// Bytes per page.
 pub const PAGE_SIZE: u64 = 4096;

@@ -30,6 +30,7 @@ int main(void)
 	P("MEMKIT_FEAT_RMEM_PREFETCH", MEMKIT_FEAT_RMEM_PREFETCH);
 	P("MEMKIT_FEAT_CKPT_DIRTY", MEMKIT_FEAT_CKPT_DIRTY);
 	P("MEMKIT_FEAT_FDINFO", MEMKIT_FEAT_FDINFO);
+	P("MEMKIT_FEAT_CKPT_RECORD", MEMKIT_FEAT_CKPT_RECORD);
 	P("MEMKIT_FEATURES_KNOWN", MEMKIT_FEATURES_KNOWN);
 	P("MEMKIT_IOC_VERSION", MEMKIT_IOC_VERSION);
 	P("sizeof.memkit_version", sizeof(struct memkit_version));
@@ -121,6 +122,11 @@ int main(void)
 #define T(f) OFF(memkit_ckpt_stats, f)
 	T(bytes); T(pages_allocated); T(collects); T(intervals); T(dirty_reported);
 	T(dirty_unmapped); T(pages_copied); T(pages_diffed); T(record_bytes);
+	T(mode); T(mode_fixed); T(mode_switches); T(write_faults); T(wp_pages);
+	P("MEMKIT_CKPT_START_SCAN", MEMKIT_CKPT_START_SCAN);
+	P("MEMKIT_CKPT_START_RECORD", MEMKIT_CKPT_START_RECORD);
+	P("MEMKIT_CKPT_MODE_SCAN", MEMKIT_CKPT_MODE_SCAN);
+	P("MEMKIT_CKPT_MODE_RECORD", MEMKIT_CKPT_MODE_RECORD);
 	P("MEMKIT_CKPT_DIFF_SET_RESET", MEMKIT_CKPT_DIFF_SET_RESET);
 	P("MEMKIT_CKPT_DIFF_SET_REMOVE", MEMKIT_CKPT_DIFF_SET_REMOVE);
 	P("MEMKIT_CKPT_REC_FULL", MEMKIT_CKPT_REC_FULL);
@@ -223,6 +229,7 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_FEAT_RMEM_PREFETCH", abi::FEAT_RMEM_PREFETCH),
         ("MEMKIT_FEAT_CKPT_DIRTY", abi::FEAT_CKPT_DIRTY),
         ("MEMKIT_FEAT_FDINFO", abi::FEAT_FDINFO),
+        ("MEMKIT_FEAT_CKPT_RECORD", abi::FEAT_CKPT_RECORD),
         ("MEMKIT_FEATURES_KNOWN", abi::FEATURES_KNOWN),
         ("MEMKIT_IOC_VERSION", abi::IOC_VERSION.into()),
         ("sizeof.memkit_version", abi::Version::SIZE as u64),
@@ -459,6 +466,23 @@ fn header_matches_rust_mirror() {
             "memkit_ckpt_stats.record_bytes",
             offset_of!(abi::CkptStats, record_bytes),
         ),
+        ("memkit_ckpt_stats.mode", offset_of!(abi::CkptStats, mode)),
+        (
+            "memkit_ckpt_stats.mode_fixed",
+            offset_of!(abi::CkptStats, mode_fixed),
+        ),
+        (
+            "memkit_ckpt_stats.mode_switches",
+            offset_of!(abi::CkptStats, mode_switches),
+        ),
+        (
+            "memkit_ckpt_stats.write_faults",
+            offset_of!(abi::CkptStats, write_faults),
+        ),
+        (
+            "memkit_ckpt_stats.wp_pages",
+            offset_of!(abi::CkptStats, wp_pages),
+        ),
         ("sizeof.memkit_ckpt_diff_set", abi::CkptDiffSet::SIZE),
         (
             "MEMKIT_CKPT_DIFF_SET_SIZE_VER0",
@@ -639,6 +663,10 @@ fn header_matches_rust_mirror() {
             abi::CKPT_COLLECT_RANGES.into(),
         ),
         ("MEMKIT_CKPT_COLLECT_FLAGS", abi::CKPT_COLLECT_FLAGS.into()),
+        ("MEMKIT_CKPT_START_SCAN", abi::CKPT_START_SCAN.into()),
+        ("MEMKIT_CKPT_START_RECORD", abi::CKPT_START_RECORD.into()),
+        ("MEMKIT_CKPT_MODE_SCAN", abi::CKPT_MODE_SCAN.into()),
+        ("MEMKIT_CKPT_MODE_RECORD", abi::CKPT_MODE_RECORD.into()),
         ("MEMKIT_IOC_CKPT_CREATE", abi::IOC_CKPT_CREATE.into()),
         ("MEMKIT_IOC_CKPT_START", abi::IOC_CKPT_START.into()),
         ("MEMKIT_IOC_CKPT_COLLECT", abi::IOC_CKPT_COLLECT.into()),

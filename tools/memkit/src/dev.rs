@@ -310,11 +310,18 @@ impl Device {
         self.call(abi::IOC_CKPT_CREATE, &req).map(|c| c.mmap_offset)
     }
 
-    /// `MEMKIT_IOC_CKPT_START`: forgets the pages written so far and their history.
+    /// `MEMKIT_IOC_CKPT_START`: forgets the pages written so far and their history;
+    /// the module picks the tracking mode.
     pub fn ckpt_start(&self) -> io::Result<()> {
+        self.ckpt_start_with(0)
+    }
+
+    /// `MEMKIT_IOC_CKPT_START` with `flags`: 0, `abi::CKPT_START_SCAN` or
+    /// `abi::CKPT_START_RECORD` (the tracking mode fixed).
+    pub fn ckpt_start_with(&self, flags: u32) -> io::Result<()> {
         let req = abi::CkptStart {
             size: abi::CkptStart::SIZE as u32,
-            flags: 0,
+            flags,
         };
         self.call(abi::IOC_CKPT_START, &req).map(drop)
     }

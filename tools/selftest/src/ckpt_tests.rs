@@ -467,6 +467,9 @@ struct Shared<'a> {
     /// Set to `k` after collect `k` returned.
     done: &'a AtomicU64,
     stop: &'a AtomicBool,
+    /// Pages the writers pick from: 0 for all, else the first `hot` (none of which
+    /// is never written).
+    hot: &'a AtomicU64,
 }
 
 /// One writer of [`ckpt_no_write_is_missed`]: writes a new value (its own id and a
@@ -482,6 +485,7 @@ fn writer(t: u64, sh: &Shared, never_written: impl Fn(u64) -> bool) -> (Vec<u64>
         epoch,
         done,
         stop,
+        hot,
     } = *sh;
     const LOG_CAP: usize = 1 << 20;
     const FIELD: u64 = (1 << 24) - 1;
@@ -491,7 +495,11 @@ fn writer(t: u64, sh: &Shared, never_written: impl Fn(u64) -> bool) -> (Vec<u64>
     let mut last_done = vec![u64::MAX; pages as usize];
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) && log.len() < LOG_CAP {
-        let p = rng.next() % pages;
+        let span = match hot.load(Ordering::Relaxed) {
+            0 => pages,
+            n => n,
+        };
+        let p = rng.next() % span;
         if never_written(p) {
             continue;
         }
@@ -515,17 +523,42 @@ fn writer(t: u64, sh: &Shared, never_written: impl Fn(u64) -> bool) -> (Vec<u64>
 }
 
 pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
+    no_write_is_missed(abi::CKPT_START_SCAN, false)
+}
+
+/// [`ckpt_no_write_is_missed`] in the recording mode: every page a collect reports
+/// is write-protected again while the writers run.
+pub fn ckpt_record_no_write_is_missed(_: &crate::Options) -> TestResult {
+    no_write_is_missed(abi::CKPT_START_RECORD, false)
+}
+
+/// [`ckpt_no_write_is_missed`] with the module picking the mode while the writers
+/// alternate between the whole region and two pages (eight checkpoints each), so
+/// that the region changes mode back and forth under them.
+pub fn ckpt_mode_switch_no_write_is_missed(_: &crate::Options) -> TestResult {
+    no_write_is_missed(0, true)
+}
+
+/// Writers on random pages and a checkpointer (collect, copy) racing them, the
+/// tracking mode as `start_flags` asks; with `switching`, the writers' pages
+/// alternate between all and two every eight checkpoints, and the region must have
+/// changed mode at least twice.
+fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     const PAGES: u64 = 256;
     const WRITERS: u64 = 4;
     const RUN: Duration = Duration::from_secs(2);
     const LIMIT: Duration = Duration::from_secs(30);
     const MIN_CHECKPOINTS: u64 = 50;
+    const PHASE: u64 = 8;
     // Every 16th page is never written: it must never be reported.
     let never_written = |p: u64| p % 16 == 15;
     let (dev, map) = region(PAGES)?;
+    dev.ckpt_start_with(start_flags)
+        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
     let (epoch, done) = (AtomicU64::new(0), AtomicU64::new(0));
     let stop = AtomicBool::new(false);
     let finished = AtomicUsize::new(0);
+    let hot = AtomicU64::new(0);
     let shared = Shared {
         map: &map,
         pages: PAGES,
@@ -533,6 +566,7 @@ pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
         epoch: &epoch,
         done: &done,
         stop: &stop,
+        hot: &hot,
     };
     let mut cp = Checkpointer {
         dev: &dev,
@@ -562,6 +596,10 @@ pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
             && started.elapsed() < LIMIT
             && (started.elapsed() < RUN || cp.collects < MIN_CHECKPOINTS)
         {
+            if switching {
+                let calm = cp.collects / PHASE % 2 == 1;
+                hot.store(if calm { 2 } else { 0 }, Ordering::SeqCst);
+            }
             if let Err(e) = cp.step(never_written) {
                 during = Err(e);
                 break;
@@ -643,6 +681,29 @@ pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
             cp.copied
         ));
     }
+    println!(
+        "mode {} fixed {} switches {} write_faults {} wp_pages {}",
+        s.mode, s.mode_fixed, s.mode_switches, s.write_faults, s.wp_pages
+    );
+    let fixed = match start_flags {
+        abi::CKPT_START_SCAN => Some(abi::CKPT_MODE_SCAN),
+        abi::CKPT_START_RECORD => Some(abi::CKPT_MODE_RECORD),
+        _ => None,
+    };
+    if let Some(mode) = fixed {
+        if s.mode != mode || s.mode_fixed != 1 || s.mode_switches != 0 {
+            return Err(format!("stats {s:?}: the mode was fixed to {mode}"));
+        }
+    }
+    if start_flags == abi::CKPT_START_RECORD && (s.write_faults == 0 || s.wp_pages == 0) {
+        return Err(format!("stats {s:?}: recording, yet no write was recorded"));
+    }
+    if switching && s.mode_switches < 2 {
+        return Err(format!(
+            "stats {s:?}: the writers changed between busy and calm every {PHASE} checkpoints, yet the region changed mode {} times",
+            s.mode_switches
+        ));
+    }
     Ok(Outcome::Pass)
 }
 
@@ -651,10 +712,21 @@ pub fn ckpt_no_write_is_missed(_: &crate::Options) -> TestResult {
 /// exactly them. Missed pages (false negatives) and extra ones (false positives)
 /// are counted over all rounds and printed; both must be zero.
 pub fn ckpt_false_positives_counted(_: &crate::Options) -> TestResult {
+    false_positives_counted(0)
+}
+
+/// [`ckpt_false_positives_counted`] in the recording mode.
+pub fn ckpt_record_false_positives_counted(_: &crate::Options) -> TestResult {
+    false_positives_counted(abi::CKPT_START_RECORD)
+}
+
+fn false_positives_counted(start_flags: u32) -> TestResult {
     const PAGES: u64 = 256;
     const THREADS: usize = 4;
     const ROUNDS: usize = 40;
     let (dev, map) = region(PAGES)?;
+    dev.ckpt_start_with(start_flags)
+        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
     collect(&dev, 0, PAGES, true)?;
     let barrier = std::sync::Barrier::new(THREADS + 1);
     let written: Vec<std::sync::Mutex<Vec<u64>>> = (0..THREADS)
@@ -723,7 +795,18 @@ pub fn ckpt_false_positives_counted(_: &crate::Options) -> TestResult {
 }
 
 pub fn ckpt_written_then_unmapped_is_reported(_: &crate::Options) -> TestResult {
+    written_then_unmapped_is_reported(0)
+}
+
+/// [`ckpt_written_then_unmapped_is_reported`] in the recording mode.
+pub fn ckpt_record_written_then_unmapped_is_reported(_: &crate::Options) -> TestResult {
+    written_then_unmapped_is_reported(abi::CKPT_START_RECORD)
+}
+
+fn written_then_unmapped_is_reported(start_flags: u32) -> TestResult {
     let (dev, map, off) = region_at(16)?;
+    dev.ckpt_start_with(start_flags)
+        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
     expect_pages("before any write", &collect(&dev, 0, 16, true)?, &[])?;
     // Page 3 through a mapping that then goes; page 5 through one that stays.
     let page3 = CkptMap::new(&dev, off, 16 * PAGE).map_err(|e| format!("second mmap: {e}"))?;
@@ -736,7 +819,10 @@ pub fn ckpt_written_then_unmapped_is_reported(_: &crate::Options) -> TestResult 
         "dirty_reported {} dirty_unmapped {}",
         s.dirty_reported, s.dirty_unmapped
     );
-    if s.dirty_unmapped < 1 || s.dirty_unmapped > s.dirty_reported {
+    // Only the scan finds dirt in `PG_dirty`; the recording mode had page 3 pending
+    // since its first write.
+    let scanning = s.mode == abi::CKPT_MODE_SCAN;
+    if scanning && (s.dirty_unmapped < 1 || s.dirty_unmapped > s.dirty_reported) {
         return Err(format!(
             "stats {s:?}: page 3 was dirty after its mapping went, want dirty_unmapped >= 1"
         ));
@@ -772,12 +858,29 @@ fn wait_child(pid: libc::pid_t) -> Result<(), String> {
 }
 
 pub fn ckpt_fork_child_writes_are_reported(_: &crate::Options) -> TestResult {
+    fork_child_writes_are_reported(0)
+}
+
+/// [`ckpt_fork_child_writes_are_reported`] in the recording mode, the child's pages
+/// written by the parent first (so the child inherits writable entries that the
+/// collect must write-protect in both processes).
+pub fn ckpt_record_fork_child_writes_are_reported(_: &crate::Options) -> TestResult {
+    fork_child_writes_are_reported(abi::CKPT_START_RECORD)
+}
+
+fn fork_child_writes_are_reported(start_flags: u32) -> TestResult {
     let (dev, map) = region(16)?;
-    // The parent maps every page too (reads), then starts clean.
+    // The parent maps every page too (reads; in the recording mode, writes), then
+    // starts clean.
     for p in 0..16 {
-        map.read_u64(p * PAGE);
+        if start_flags == abi::CKPT_START_RECORD {
+            map.write_u64(p * PAGE + 48, 1);
+        } else {
+            map.read_u64(p * PAGE);
+        }
     }
-    dev.ckpt_start().map_err(|e| format!("CKPT_START: {e}"))?;
+    dev.ckpt_start_with(start_flags)
+        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
     let (parent_end, child_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     // SAFETY: this process is single-threaded here (each case runs in a process of its
     // own, and this one has started no thread), so the child may run any code; it
@@ -1468,6 +1571,186 @@ pub fn ckpt_baseline_soft_dirty_of_another_process(_: &crate::Options) -> TestRe
     unsafe { libc::munmap(base, PAGES * PAGE) };
     result?;
     waited?;
+    Ok(Outcome::Pass)
+}
+
+pub fn ckpt_kernel_writes_are_reported(_: &crate::Options) -> TestResult {
+    kernel_writes_are_reported(0)
+}
+
+/// [`ckpt_kernel_writes_are_reported`] in the recording mode, where each of those
+/// writes meets a write-protected page.
+pub fn ckpt_record_kernel_writes_are_reported(_: &crate::Options) -> TestResult {
+    kernel_writes_are_reported(abi::CKPT_START_RECORD)
+}
+
+/// Writes the kernel makes into the region for this process, after a collect:
+/// `process_vm_writev` (through a `FOLL_PIN` pin), `/proc/self/mem` (through
+/// `get_user_pages` with `FOLL_FORCE`) and `read` from a pipe (`copy_to_user`). Each
+/// is reported by the next collect, twice in a row.
+fn kernel_writes_are_reported(start_flags: u32) -> TestResult {
+    use std::os::unix::fs::FileExt;
+    const PAGES: u64 = 16;
+    let (dev, map) = region(PAGES)?;
+    dev.ckpt_start_with(start_flags)
+        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
+    for p in 0..PAGES as usize {
+        map.write_u64(p * PAGE, 1);
+    }
+    let all: Vec<u64> = (0..PAGES).collect();
+    expect_pages("every page written", &collect(&dev, 0, PAGES, true)?, &all)?;
+    let mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .map_err(|e| format!("open /proc/self/mem: {e}"))?;
+    let mut fds = [0; 2];
+    // SAFETY: `pipe` writes two descriptors to a valid array of two.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    let result = (|| -> Result<(), String> {
+        for round in 0..2u64 {
+            let value = 0x5eed_0000 + round;
+            let bytes = value.to_ne_bytes();
+            let at = |p: u64| map.addr() + p * PAGE as u64 + 8;
+            let local = libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: 8,
+            };
+            let remote = libc::iovec {
+                iov_base: at(2) as *mut libc::c_void,
+                iov_len: 8,
+            };
+            // SAFETY: both vectors describe 8 valid bytes; the remote one is in this
+            // process's mapping of the region.
+            let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+            if n != 8 {
+                return Err(format!(
+                    "process_vm_writev: {n}, {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            mem.write_at(&bytes, at(4))
+                .map_err(|e| format!("pwrite /proc/self/mem: {e}"))?;
+            // SAFETY: `fds[1]` is the pipe's write end; `bytes` holds 8 bytes.
+            let w = unsafe { libc::write(fds[1], bytes.as_ptr().cast(), 8) };
+            // SAFETY: `fds[0]` is the read end; the destination is 8 bytes of the
+            // region's mapping, which lives until the end of this function.
+            let r = unsafe { libc::read(fds[0], at(6) as *mut libc::c_void, 8) };
+            if w != 8 || r != 8 {
+                return Err(format!(
+                    "pipe write {w}, read {r}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            expect_pages(
+                &format!("round {round}: written by process_vm_writev, /proc/self/mem, read"),
+                &collect(&dev, 0, PAGES, true)?,
+                &[2, 4, 6],
+            )?;
+            for p in [2, 4, 6] {
+                if map.read_u64(p * PAGE + 8) != value {
+                    return Err(format!("round {round}: page {p} does not hold the write"));
+                }
+            }
+        }
+        Ok(())
+    })();
+    // SAFETY: both descriptors are this function's, closed once.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    result?;
+    expect_pages(
+        "nothing written since",
+        &collect(&dev, 0, PAGES, true)?,
+        &[],
+    )?;
+    Ok(Outcome::Pass)
+}
+
+/// With the mode left to the module: a region whose collects find a quarter of it
+/// written scans; after `CALM_INTERVALS` collects that find one page it records;
+/// one busy interval brings the scan back. Every collect reports exactly the pages
+/// written, across both changes.
+pub fn ckpt_mode_follows_the_dirty_fraction(_: &crate::Options) -> TestResult {
+    use memkit_core::ckpt::track::CALM_INTERVALS;
+    const PAGES: u64 = 256;
+    let (dev, map) = region(PAGES)?;
+    let busy: Vec<u64> = (0..PAGES / 4).collect();
+    let write = |pages: &[u64], v: u64| {
+        for &p in pages {
+            map.write_u64(p as usize * PAGE + 16, v);
+        }
+    };
+    let mode = |want: u32, switches: u64, when: &str| -> Result<abi::CkptStats, String> {
+        let s = stats(&dev)?;
+        if s.mode != want || s.mode_switches != switches || s.mode_fixed != 0 {
+            return Err(format!(
+                "{when}: stats {s:?}, want mode {want} after {switches} switches"
+            ));
+        }
+        Ok(s)
+    };
+    for i in 0..3 {
+        write(&busy, i);
+        expect_pages("busy", &collect(&dev, 0, PAGES, true)?, &busy)?;
+    }
+    mode(abi::CKPT_MODE_SCAN, 0, "after three busy intervals")?;
+    for i in 0..u64::from(CALM_INTERVALS) {
+        write(&[100 + i], i);
+        expect_pages("calm", &collect(&dev, 0, PAGES, true)?, &[100 + i])?;
+    }
+    let before = mode(abi::CKPT_MODE_RECORD, 1, "after the calm intervals")?;
+    // Pages mapped writable before the change: their next writes are recorded.
+    for i in 0..2 {
+        write(&[10 + i, 100], 7);
+        expect_pages("recording", &collect(&dev, 0, PAGES, true)?, &[10 + i, 100])?;
+    }
+    let after = mode(abi::CKPT_MODE_RECORD, 1, "recording")?;
+    if after.write_faults < before.write_faults + 4 {
+        return Err(format!(
+            "4 first writes in the recording mode, write_faults {} -> {}",
+            before.write_faults, after.write_faults
+        ));
+    }
+    write(&busy, 9);
+    expect_pages("busy again", &collect(&dev, 0, PAGES, true)?, &busy)?;
+    mode(abi::CKPT_MODE_SCAN, 2, "after a busy interval")?;
+    write(&[5], 1);
+    expect_pages("scanning again", &collect(&dev, 0, PAGES, true)?, &[5])?;
+    expect_pages("nothing written", &collect(&dev, 0, PAGES, true)?, &[])?;
+    Ok(Outcome::Pass)
+}
+
+/// `MEMKIT_IOC_CKPT_START` refuses both modes at once and unknown flags, and
+/// changes nothing when it does.
+pub fn ckpt_start_mode_flags(_: &crate::Options) -> TestResult {
+    let (dev, map) = region(4)?;
+    map.write_u64(PAGE, 1);
+    for flags in [
+        abi::CKPT_START_SCAN | abi::CKPT_START_RECORD,
+        1 << 2,
+        1 << 31,
+    ] {
+        expect_errno(
+            &format!("CKPT_START flags {flags:#x}"),
+            dev.ckpt_start_with(flags),
+            libc::EINVAL,
+        )?;
+    }
+    let s = stats(&dev)?;
+    if s.mode != abi::CKPT_MODE_SCAN || s.mode_fixed != 0 {
+        return Err(format!("a refused start changed the mode: {s:?}"));
+    }
+    expect_pages("after refused starts", &collect(&dev, 0, 4, true)?, &[1])?;
+    dev.ckpt_start_with(abi::CKPT_START_RECORD)
+        .map_err(|e| format!("CKPT_START record: {e}"))?;
+    let s = stats(&dev)?;
+    if s.mode != abi::CKPT_MODE_RECORD || s.mode_fixed != 1 {
+        return Err(format!("CKPT_START record: {s:?}"));
+    }
     Ok(Outcome::Pass)
 }
 

@@ -206,6 +206,46 @@ const CASES: &[Case] = &[
         run: ckpt_tests::ckpt_fork_child_writes_are_reported,
     },
     Case {
+        name: "ckpt_record_no_write_is_missed",
+        run: ckpt_tests::ckpt_record_no_write_is_missed,
+    },
+    Case {
+        name: "ckpt_mode_switch_no_write_is_missed",
+        run: ckpt_tests::ckpt_mode_switch_no_write_is_missed,
+    },
+    Case {
+        name: "ckpt_record_false_positives_counted",
+        run: ckpt_tests::ckpt_record_false_positives_counted,
+    },
+    Case {
+        name: "ckpt_record_written_then_unmapped_is_reported",
+        run: ckpt_tests::ckpt_record_written_then_unmapped_is_reported,
+    },
+    Case {
+        name: "ckpt_record_fork_child_writes_are_reported",
+        run: ckpt_tests::ckpt_record_fork_child_writes_are_reported,
+    },
+    Case {
+        name: "ckpt_kernel_writes_are_reported",
+        run: ckpt_tests::ckpt_kernel_writes_are_reported,
+    },
+    Case {
+        name: "ckpt_record_kernel_writes_are_reported",
+        run: ckpt_tests::ckpt_record_kernel_writes_are_reported,
+    },
+    Case {
+        name: "ckpt_mode_follows_the_dirty_fraction",
+        run: ckpt_tests::ckpt_mode_follows_the_dirty_fraction,
+    },
+    Case {
+        name: "ckpt_start_mode_flags",
+        run: ckpt_tests::ckpt_start_mode_flags,
+    },
+    Case {
+        name: "ckpt_record_mremap_moves_tracking",
+        run: replica_tests::ckpt_record_mremap_moves_tracking,
+    },
+    Case {
         name: "ckpt_history_tracks_intervals",
         run: ckpt_tests::ckpt_history_tracks_intervals,
     },

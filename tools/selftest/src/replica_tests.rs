@@ -437,11 +437,23 @@ pub fn ckpt_run_killed_target_resumes(_: &crate::Options) -> TestResult {
 /// `mremap` moves a tracked mapping and tracking goes on at the new address;
 /// growing it is refused (the region's mappings never grow).
 pub fn ckpt_mremap_moves_tracking(_: &crate::Options) -> TestResult {
+    mremap_moves_tracking(0)
+}
+
+/// [`ckpt_mremap_moves_tracking`] in the recording mode: page 0, write-protected by
+/// the collect before the move, stays so after it.
+pub fn ckpt_record_mremap_moves_tracking(_: &crate::Options) -> TestResult {
+    mremap_moves_tracking(memkit_core::abi::CKPT_START_RECORD)
+}
+
+fn mremap_moves_tracking(start_flags: u32) -> TestResult {
     let dev = Device::open(DeviceKind::Ckpt).map_err(|e| e.to_string())?;
     let pages = 8u64;
     let len = pages as usize * CKPT_PAGE_SIZE;
     let off = dev.ckpt_create(len as u64).map_err(|e| e.to_string())?;
     let map = CkptMap::new(&dev, off, len).map_err(|e| e.to_string())?;
+    dev.ckpt_start_with(start_flags)
+        .map_err(|e| e.to_string())?;
     map.write_u64(0, 1);
     dev.ckpt_collect_ranges(0, pages, true)
         .map_err(|e| e.to_string())?;
@@ -461,15 +473,17 @@ pub fn ckpt_mremap_moves_tracking(_: &crate::Options) -> TestResult {
     std::mem::forget(map);
     // SAFETY: page 3 of the moved mapping, inside its `len` bytes, 8-aligned.
     unsafe { std::ptr::write_volatile(new.cast::<u8>().add(3 * CKPT_PAGE_SIZE).cast::<u64>(), 7) };
+    // SAFETY: page 0 of the moved mapping, 8-aligned.
+    unsafe { std::ptr::write_volatile(new.cast::<u8>().add(8).cast::<u64>(), 9) };
     let runs = dev
         .ckpt_collect_ranges(0, pages, true)
         .map_err(|e| e.to_string())?;
     let got: Vec<(u64, u64)> = runs.iter().map(|r| (r.first, r.count)).collect();
     // SAFETY: the moved mapping, which nothing else refers to.
     unsafe { libc::munmap(new, len) };
-    if got != [(3, 1)] {
+    if got != [(0, 1), (3, 1)] {
         return Err(format!(
-            "after mremap the write to page 3 was reported as {got:?}"
+            "after mremap the writes to pages 0 and 3 were reported as {got:?}"
         ));
     }
     Ok(Outcome::Pass)

@@ -25,7 +25,7 @@
 #include <linux/types.h>
 
 #define MEMKIT_ABI_MAJOR 1
-#define MEMKIT_ABI_MINOR 1
+#define MEMKIT_ABI_MINOR 2
 
 /* The ioctl type byte of every memkit command (unused in ioctl-number.rst). */
 #define MEMKIT_IOC_MAGIC 0xE7
@@ -53,9 +53,16 @@
  * (Documentation/userspace-api.rst lists the keys).
  */
 #define MEMKIT_FEAT_FDINFO (1ULL << 3)
+/*
+ * ABI 1.2: checkpoint regions track writes by page-table scan or by recording the
+ * first write to each write-protected page, chosen per region
+ * (MEMKIT_CKPT_START_SCAN, MEMKIT_CKPT_START_RECORD, memkit_ckpt_stats.mode).
+ */
+#define MEMKIT_FEAT_CKPT_RECORD (1ULL << 4)
 #define MEMKIT_FEATURES_KNOWN                                   \
 	(MEMKIT_FEAT_JOURNAL_TX | MEMKIT_FEAT_RMEM_PREFETCH |   \
-	 MEMKIT_FEAT_CKPT_DIRTY | MEMKIT_FEAT_FDINFO)
+	 MEMKIT_FEAT_CKPT_DIRTY | MEMKIT_FEAT_FDINFO |          \
+	 MEMKIT_FEAT_CKPT_RECORD)
 
 /**
  * struct memkit_version - MEMKIT_IOC_VERSION, answered by every device.
@@ -398,11 +405,22 @@ struct memkit_ckpt_create {
 };
 #define MEMKIT_CKPT_CREATE_SIZE_VER0 24
 
+/* memkit_ckpt_start.flags (ABI 1.2): fix the tracking mode (at most one). */
+/* Scan the page tables' dirty bits at each collect; writers never fault. */
+#define MEMKIT_CKPT_START_SCAN (1U << 0)
+/* Write-protect what a collect reports; record the first write to each page. */
+#define MEMKIT_CKPT_START_RECORD (1U << 1)
+/* memkit_ckpt_stats.mode */
+#define MEMKIT_CKPT_MODE_SCAN 0
+#define MEMKIT_CKPT_MODE_RECORD 1
+
 /**
  * struct memkit_ckpt_start - MEMKIT_IOC_CKPT_START: start (or restart) tracking:
  * forget the pages written so far and their history.
  * @size: sizeof(struct memkit_ckpt_start).
- * @flags: must be 0.
+ * @flags: 0 (the module picks the tracking mode from the fraction of the region
+ *	each clearing collect finds dirty, and switches with hysteresis), or one of
+ *	MEMKIT_CKPT_START_SCAN and MEMKIT_CKPT_START_RECORD to fix it.
  */
 struct memkit_ckpt_start {
 	__u32 size;
@@ -581,6 +599,11 @@ struct memkit_ckpt_copy_diff {
  * @pages_copied: pages copied out by MEMKIT_IOC_CKPT_COPY and _COPY_DIFF.
  * @pages_diffed: of those, pages sent as diffs.
  * @record_bytes: bytes of records MEMKIT_IOC_CKPT_COPY_DIFF wrote.
+ * @mode: (ABI 1.2) the tracking mode now, MEMKIT_CKPT_MODE_SCAN or _RECORD.
+ * @mode_fixed: (ABI 1.2) 1 if MEMKIT_IOC_CKPT_START fixed the mode.
+ * @mode_switches: (ABI 1.2) times the module changed the mode by itself.
+ * @write_faults: (ABI 1.2) first writes recorded in the recording mode.
+ * @wp_pages: (ABI 1.2) pages of the spans recording-mode collects write-protected.
  */
 struct memkit_ckpt_stats {
 	__u32 size;
@@ -594,6 +617,11 @@ struct memkit_ckpt_stats {
 	__u64 pages_copied;
 	__u64 pages_diffed;
 	__u64 record_bytes;
+	__u32 mode;
+	__u32 mode_fixed;
+	__u64 mode_switches;
+	__u64 write_faults;
+	__u64 wp_pages;
 };
 #define MEMKIT_CKPT_STATS_SIZE_VER0 80
 
@@ -648,7 +676,12 @@ _Static_assert(sizeof(struct memkit_ckpt_history) == 40, "memkit_ckpt_history si
 _Static_assert(offsetof(struct memkit_ckpt_history, buf_len) == 32, "memkit_ckpt_history.buf_len");
 _Static_assert(sizeof(struct memkit_ckpt_copy) == 48, "memkit_ckpt_copy size");
 _Static_assert(offsetof(struct memkit_ckpt_copy, bytes) == 40, "memkit_ckpt_copy.bytes");
-_Static_assert(sizeof(struct memkit_ckpt_stats) == 80, "memkit_ckpt_stats size");
+_Static_assert(sizeof(struct memkit_ckpt_stats) == 112, "memkit_ckpt_stats size");
+_Static_assert(offsetof(struct memkit_ckpt_stats, mode) == 80, "memkit_ckpt_stats.mode");
+_Static_assert(offsetof(struct memkit_ckpt_stats, mode_fixed) == 84, "memkit_ckpt_stats.mode_fixed");
+_Static_assert(offsetof(struct memkit_ckpt_stats, mode_switches) == 88, "memkit_ckpt_stats.mode_switches");
+_Static_assert(offsetof(struct memkit_ckpt_stats, write_faults) == 96, "memkit_ckpt_stats.write_faults");
+_Static_assert(offsetof(struct memkit_ckpt_stats, wp_pages) == 104, "memkit_ckpt_stats.wp_pages");
 _Static_assert(offsetof(struct memkit_ckpt_stats, record_bytes) == 72, "memkit_ckpt_stats.record_bytes");
 _Static_assert(sizeof(struct memkit_ckpt_diff_set) == 24, "memkit_ckpt_diff_set size");
 _Static_assert(sizeof(struct memkit_ckpt_copy_diff) == 64, "memkit_ckpt_copy_diff size");
