@@ -45,7 +45,7 @@
 //! entries that could still write), then clears their bits. A write that lands
 //! before the write-protection is in the page when it is copied after the collect;
 //! one after it faults, and its `mkwrite` waits for the mutex, so it sets the bit
-//! after the clear. A page pinned for DMA (`FOLL_PIN`: `O_DIRECT`, io_uring, 
+//! after the clear. A page pinned for DMA (`FOLL_PIN`: `O_DIRECT`, io_uring,
 //! `process_vm_writev`) can be written without any PTE; it stays pending while the
 //! pin lasts. (A plain `get_user_pages` reference taken to write, as
 //! `/proc/PID/mem` takes, has the same short window in both modes: the kernel writes
@@ -122,8 +122,8 @@ struct Region {
     frames: VVec<Option<Page>>,
     /// Written since last cleared.
     pending: VVec<u64>,
-    /// Per page, the last 64 intervals (bit 0: the last).
-    history: VVec<u64>,
+    /// Per page, the last 64 intervals (bit 0: the last), kept lazily.
+    history: logic::History<VVec<u64>>,
     /// The pages worth diffing (the backup's list).
     diff_set: VVec<u64>,
     /// For pages of the diff set, the version last copied out.
@@ -157,7 +157,10 @@ impl Region {
             mapping,
             frames,
             pending: VVec::from_elem(0, words, GFP_KERNEL_ACCOUNT)?,
-            history: VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
+            history: logic::History::new(
+                VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
+                VVec::from_elem(0, n, GFP_KERNEL_ACCOUNT)?,
+            ),
             diff_set: VVec::from_elem(0, words, GFP_KERNEL_ACCOUNT)?,
             bases,
             policy: Policy::default(),
@@ -485,7 +488,7 @@ impl CkptDevice {
             }
         }
         r.pending.iter_mut().for_each(|w| *w = 0);
-        r.history.iter_mut().for_each(|h| *h = 0);
+        r.history.clear();
         Ok(0)
     }
 
@@ -503,7 +506,7 @@ impl CkptDevice {
             let unmapped = if record { 0 } else { r.gather(c.first, c.end) };
             // Lossless: at most the region's pages.
             let nwords = logic::words((c.end - c.first) as u64) as usize;
-            let mut snap = VVec::with_capacity(nwords, GFP_KERNEL_ACCOUNT)?;
+            let mut snap = KVVec::with_capacity(nwords, GFP_KERNEL_ACCOUNT)?;
             for w in 0..nwords {
                 snap.push(
                     logic::out_word(&r.pending, c.first, c.end, w),
@@ -569,7 +572,9 @@ impl CkptDevice {
         }
         r.stats.collects += 1;
         if c.clear {
-            logic::end_interval(&mut r.history, &snap, c.first, c.end);
+            // Lossless: `pages` fits in `usize` (checked at create).
+            r.history
+                .end_interval(&snap, c.first, c.end, r.pages as usize);
             r.stats.intervals += 1;
             r.stats.dirty_reported += dirty;
             r.stats.dirty_unmapped += unmapped;
@@ -599,7 +604,7 @@ impl CkptDevice {
                 let guard = self.region.lock();
                 let r = guard.as_ref().ok_or(EINVAL)?;
                 for (i, b) in chunk.chunks_exact_mut(8).take(n).enumerate() {
-                    let h = r.history.get(p + i).copied().unwrap_or(0);
+                    let h = r.history.get(p + i);
                     b.copy_from_slice(&h.to_ne_bytes());
                 }
             }
@@ -824,13 +829,11 @@ impl MiscDevice for CkptDevice {
 
     fn ioctl(me: Pin<&CkptDevice>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match abi::Command::decode(cmd) {
-            Some(abi::Command::Version) => {
-                crate::uapi::version(
+            Some(abi::Command::Version) => crate::uapi::version(
                 arg,
                 abi::DEV_CKPT,
                 abi::FEAT_CKPT_DIRTY | abi::FEAT_FDINFO | abi::FEAT_CKPT_RECORD,
-            )
-            }
+            ),
             Some(abi::Command::CkptCreate) => me.create(file, arg),
             Some(abi::Command::CkptStart) => me.start(arg),
             Some(abi::Command::CkptCollect) => me.collect(arg),

@@ -179,12 +179,84 @@ pub fn count(map: &[u64], first: usize, end: usize) -> (u64, u64) {
     runs(map, first, end).fold((0, 0), |(bits, n), (_, len)| (bits + len, n + 1))
 }
 
-/// Ends an interval for pages `[first, end)`: shifts each page's history and records
-/// whether the page was written. `snap` is the window's bitmap: bit `i` is page
-/// `first + i` (as [`out_word`] builds it).
-pub fn end_interval(history: &mut [u64], snap: &[u64], first: usize, end: usize) {
-    for (i, h) in history.iter_mut().take(end).skip(first).enumerate() {
-        *h = *h << 1 | u64::from(test_bit(snap, i));
+/// `h` shifted left by `n` intervals (0 from 64 on).
+fn aged(h: u64, n: u64) -> u64 {
+    u32::try_from(n)
+        .ok()
+        .and_then(|n| h.checked_shl(n))
+        .unwrap_or(0)
+}
+
+/// Per page, whether it was written in each of the last 64 intervals (bit 0: the
+/// last), kept so that a clearing collect of the whole region touches only the pages
+/// it reports.
+///
+/// Page `p` stores `bits[p]`, its history as of the full-region interval
+/// `stamp[p]`, and was written in no full-region interval since: its history now
+/// is `bits[p] << (full - stamp[p])`. A collect of part of the region shifts the
+/// pages of its range at once (so their histories move and others' do not, as
+/// an eager shift of every page of the range would).
+pub struct History<V> {
+    bits: V,
+    stamp: V,
+    /// Full-region intervals ended.
+    full: u64,
+}
+
+impl<V: core::ops::DerefMut<Target = [u64]>> History<V> {
+    /// Empty histories in `bits` and `stamp`, one word per page each, zeroed.
+    pub fn new(bits: V, stamp: V) -> History<V> {
+        History {
+            bits,
+            stamp,
+            full: 0,
+        }
+    }
+
+    /// Forgets every page's history.
+    pub fn clear(&mut self) {
+        self.bits.iter_mut().for_each(|h| *h = 0);
+        self.stamp.iter_mut().for_each(|s| *s = 0);
+        self.full = 0;
+    }
+
+    /// Page `p`'s history (0 past the end).
+    pub fn get(&self, p: usize) -> u64 {
+        let (Some(&h), Some(&s)) = (self.bits.get(p), self.stamp.get(p)) else {
+            return 0;
+        };
+        aged(h, self.full.wrapping_sub(s))
+    }
+
+    /// Ends an interval for pages `[first, end)` of a region of `pages` pages, the
+    /// written ones set in `snap` (bit `i`: page `first + i`). For the whole region,
+    /// only the written pages are touched.
+    pub fn end_interval(&mut self, snap: &[u64], first: usize, end: usize, pages: usize) {
+        let full = first == 0 && end >= pages;
+        if full {
+            self.full = self.full.wrapping_add(1);
+        }
+        let now = self.full;
+        let (bits, stamp) = (&mut *self.bits, &mut *self.stamp);
+        let mut set = |p: usize, shift: u64, written: bool| {
+            if let (Some(h), Some(s)) = (bits.get_mut(p), stamp.get_mut(p)) {
+                *h = aged(*h, now.wrapping_sub(*s).wrapping_add(shift)) | u64::from(written);
+                *s = now;
+            }
+        };
+        if full {
+            // Written pages: aged to the interval before this one, shifted once more.
+            for (s, n) in runs(snap, 0, end - first) {
+                // Lossless: runs of a `usize` range.
+                for p in s as usize..(s + n) as usize {
+                    set(p, 0, true);
+                }
+            }
+        } else {
+            for p in first..end {
+                set(p, 1, test_bit(snap, p - first));
+            }
+        }
     }
 }
 
@@ -255,6 +327,15 @@ pub fn check_buffer(buf_len: u64, count: u64, item: u64) -> Result<u64, i32> {
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    /// Ends an interval for pages `[first, end)`: shifts each page's history and
+    /// records whether the page was written (`snap`'s bit `i`: page `first + i`). The
+    /// model [`History`] must agree with.
+    fn end_interval(history: &mut [u64], snap: &[u64], first: usize, end: usize) {
+        for (i, h) in history.iter_mut().take(end).skip(first).enumerate() {
+            *h = *h << 1 | u64::from(test_bit(snap, i));
+        }
+    }
 
     fn map_of(bits: &[usize], n: usize) -> Vec<u64> {
         let mut m = std::vec![0u64; n.div_ceil(64)];
@@ -364,6 +445,52 @@ mod tests {
         // The snapshot is relative to the window; outside it nothing moves.
         end_interval(&mut h, &map_of(&[0], 1), 3, 4);
         assert_eq!(h, [0, 0b10, 0b11, 0b1]);
+    }
+
+    #[test]
+    fn lazy_history_equals_the_shifted_one() {
+        const PAGES: usize = 150;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut eager = std::vec![0u64; PAGES];
+        let mut lazy = History::new(std::vec![0u64; PAGES], std::vec![0u64; PAGES]);
+        for step in 0..400 {
+            // Mostly whole-region intervals, some windows, some quiet stretches.
+            let (first, end) = match next() % 4 {
+                0 => {
+                    let a = (next() % PAGES as u64) as usize;
+                    let b = (next() % PAGES as u64) as usize;
+                    (a.min(b), a.max(b) + 1)
+                }
+                _ => (0, PAGES),
+            };
+            let density = [0, 1, 8, 64][(next() % 4) as usize];
+            let len = end - first;
+            let mut snap = std::vec![0u64; len.div_ceil(64)];
+            for i in 0..len {
+                if next() % 64 < density {
+                    set_bit(&mut snap, i);
+                }
+            }
+            end_interval(&mut eager, &snap, first, end);
+            lazy.end_interval(&snap, first, end, PAGES);
+            for (p, &h) in eager.iter().enumerate() {
+                assert_eq!(
+                    lazy.get(p),
+                    h,
+                    "page {p} after step {step} ({first}..{end})"
+                );
+            }
+            if step == 200 {
+                eager.iter_mut().for_each(|h| *h = 0);
+                lazy.clear();
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! `memkit-bench ckpt-collect`: the get-and-clear of a checkpoint's dirty pages, three
+//! `memkit-bench ckpt-collect`: the get-and-clear of a checkpoint's dirty pages, five
 //! ways, side by side in one process:
 //!
-//! - `memkit`: a region of `/dev/memkit-ckpt`, mapped `MAP_SHARED`;
-//!   `MEMKIT_IOC_CKPT_COLLECT` with `MEMKIT_CKPT_COLLECT_CLEAR` into a bitmap (one
-//!   ioctl).
+//! - `memkit-scan`, `memkit-record`: a region of `/dev/memkit-ckpt`, mapped
+//!   `MAP_SHARED`, its tracking mode fixed by `MEMKIT_IOC_CKPT_START` (page-table scan
+//!   or recording first writes); `MEMKIT_IOC_CKPT_COLLECT` with
+//!   `MEMKIT_CKPT_COLLECT_CLEAR` into a bitmap (one ioctl). The report's `memkit`
+//!   column is the one of the two that the module's own choice settles on at that
+//!   dirty fraction (`memkit_core::ckpt::track`).
 //! - `soft-dirty`: private anonymous memory of this process; the pagemap entries of
 //!   the range read with one `pread` of `/proc/self/pagemap` and searched for the
 //!   soft-dirty bit, then `4` written to `/proc/self/clear_refs`.
+//! - `soft-dirty-scan`: the same, the soft-dirty pages found with `PAGEMAP_SCAN`
+//!   (`PAGE_IS_SOFT_DIRTY`) instead of reading every entry.
 //! - `pagemap-scan`: private anonymous memory registered with userfaultfd for
 //!   asynchronous write-protection (`UFFD_FEATURE_WP_ASYNC`); one `PAGEMAP_SCAN` with
 //!   `PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC` on `PAGE_IS_WRITTEN` reports the
@@ -40,8 +45,14 @@ use std::time::Instant;
 /// Bytes per page.
 const PAGE: usize = 4096;
 
-/// The three ways, in their base order.
-pub const VARIANTS: [&str; 3] = ["memkit", "soft-dirty", "pagemap-scan"];
+/// The five ways, in their base order.
+pub const VARIANTS: [&str; 5] = [
+    "memkit-scan",
+    "memkit-record",
+    "soft-dirty",
+    "soft-dirty-scan",
+    "pagemap-scan",
+];
 
 /// Options of `memkit-bench ckpt-collect`.
 #[derive(clap::Args)]
@@ -62,7 +73,8 @@ pub struct CkptOpts {
     #[arg(long, default_value_t = 1)]
     pub warmup: u32,
     /// Variants to run, comma-separated.
-    #[arg(long, default_value = "memkit,soft-dirty,pagemap-scan", value_delimiter = ',',
+    #[arg(long, default_value = "memkit-scan,memkit-record,soft-dirty,soft-dirty-scan,pagemap-scan",
+          value_delimiter = ',',
           value_parser = VARIANTS)]
     pub variants: Vec<String>,
     /// Seed of the page choice.
@@ -91,7 +103,7 @@ trait Tracker {
     }
 }
 
-/// `memkit`: a region of `/dev/memkit-ckpt`.
+/// `memkit-scan`, `memkit-record`: a region of `/dev/memkit-ckpt`.
 struct Memkit {
     dev: Device,
     map: CkptMap,
@@ -101,9 +113,11 @@ struct Memkit {
 }
 
 impl Memkit {
-    fn new(bytes: u64) -> io::Result<Memkit> {
+    /// A region tracked as `start_flags` says (`MEMKIT_IOC_CKPT_START`).
+    fn new(bytes: u64, start_flags: u32) -> io::Result<Memkit> {
         let dev = Device::open(DeviceKind::Ckpt)?;
         let offset = dev.ckpt_create(bytes)?;
+        dev.ckpt_start_with(start_flags)?;
         let len = usize::try_from(bytes).map_err(io::Error::other)?;
         let map = CkptMap::new(&dev, offset, len)?;
         let pages = bytes / PAGE as u64;
@@ -381,54 +395,129 @@ fn uffd_wp_async(start: u64, len: u64) -> io::Result<OwnedFd> {
     Ok(uffd)
 }
 
+/// The runs of `[start, end)` that `PAGEMAP_SCAN` finds in `category` (merged where
+/// they touch) into `runs`, with `flags`; `vec` sized so that one call suffices.
+fn pagemap_scan(
+    pagemap: &File,
+    vec: &mut [PageRegion],
+    (start, end): (u64, u64),
+    flags: u64,
+    category: u64,
+    runs: &mut Vec<(u64, u64)>,
+) -> io::Result<()> {
+    runs.clear();
+    let mut at = start;
+    while at < end {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            flags,
+            start: at,
+            end,
+            vec: vec.as_mut_ptr() as u64,
+            vec_len: vec.len() as u64,
+            category_mask: category,
+            return_mask: category,
+            ..Default::default()
+        };
+        // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec_len`
+        // writable page_regions that outlive the call; the range is the caller's own
+        // mapping (for `PM_SCAN_WP_MATCHING`, registered for asynchronous
+        // write-protection).
+        let n = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
+        if n < 0 {
+            return Err(os_err("PAGEMAP_SCAN"));
+        }
+        for r in &vec[..n as usize] {
+            match runs.last_mut() {
+                Some(last) if last.1 == r.start => last.1 = r.end,
+                _ => runs.push((r.start, r.end)),
+            }
+        }
+        if arg.walk_end <= at {
+            return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
+        }
+        at = arg.walk_end;
+    }
+    Ok(())
+}
+
+/// The pages of `runs` (addresses) as indexes from `base`.
+fn run_pages(runs: &[(u64, u64)], base: u64, out: &mut Vec<u32>) {
+    out.clear();
+    for &(s, e) in runs {
+        out.extend(((s - base) / PAGE as u64..(e - base) / PAGE as u64).map(|p| p as u32));
+    }
+}
+
 impl Tracker for PagemapScan {
     fn write(&mut self, page: usize, value: u64) {
         self.mem.write(page, value);
     }
 
     fn collect_clear(&mut self) -> io::Result<()> {
-        self.runs.clear();
-        let end = self.mem.start() + self.mem.len as u64;
-        let mut at = self.mem.start();
-        while at < end {
-            let mut arg = PmScanArg {
-                size: std::mem::size_of::<PmScanArg>() as u64,
-                flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-                start: at,
-                end,
-                vec: self.vec.as_mut_ptr() as u64,
-                vec_len: self.vec.len() as u64,
-                category_mask: PAGE_IS_WRITTEN,
-                return_mask: PAGE_IS_WRITTEN,
-                ..Default::default()
-            };
-            // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec_len`
-            // writable page_regions that outlive the call; the range is our own
-            // mapping, registered for asynchronous write-protection.
-            let n = unsafe { libc::ioctl(self.pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
-            if n < 0 {
-                return Err(os_err("PAGEMAP_SCAN"));
-            }
-            for r in &self.vec[..n as usize] {
-                match self.runs.last_mut() {
-                    Some(last) if last.1 == r.start => last.1 = r.end,
-                    _ => self.runs.push((r.start, r.end)),
-                }
-            }
-            if arg.walk_end <= at {
-                return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
-            }
-            at = arg.walk_end;
-        }
-        Ok(())
+        let range = (self.mem.start(), self.mem.start() + self.mem.len as u64);
+        pagemap_scan(
+            &self.pagemap,
+            &mut self.vec,
+            range,
+            PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            PAGE_IS_WRITTEN,
+            &mut self.runs,
+        )
     }
 
     fn reported(&self, out: &mut Vec<u32>) {
-        out.clear();
-        let base = self.mem.start();
-        for &(s, e) in &self.runs {
-            out.extend(((s - base) / PAGE as u64..(e - base) / PAGE as u64).map(|p| p as u32));
-        }
+        run_pages(&self.runs, self.mem.start(), out);
+    }
+}
+
+/// `PAGE_IS_SOFT_DIRTY` of `PAGEMAP_SCAN`.
+const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
+
+/// `soft-dirty-scan`: `PAGEMAP_SCAN` for soft-dirty pages + `clear_refs`.
+struct SoftDirtyScan {
+    mem: Anon,
+    pagemap: File,
+    clear_refs: File,
+    vec: Vec<PageRegion>,
+    runs: Vec<(u64, u64)>,
+}
+
+impl SoftDirtyScan {
+    fn new(bytes: usize) -> io::Result<SoftDirtyScan> {
+        Ok(SoftDirtyScan {
+            mem: Anon::new(bytes)?,
+            pagemap: File::open("/proc/self/pagemap")?,
+            clear_refs: OpenOptions::new()
+                .write(true)
+                .open("/proc/self/clear_refs")?,
+            vec: vec![PageRegion::default(); bytes / PAGE / 2 + 1],
+            runs: Vec::new(),
+        })
+    }
+}
+
+impl Tracker for SoftDirtyScan {
+    fn write(&mut self, page: usize, value: u64) {
+        self.mem.write(page, value);
+    }
+
+    fn collect_clear(&mut self) -> io::Result<()> {
+        let range = (self.mem.start(), self.mem.start() + self.mem.len as u64);
+        pagemap_scan(
+            &self.pagemap,
+            &mut self.vec,
+            range,
+            0,
+            PAGE_IS_SOFT_DIRTY,
+            &mut self.runs,
+        )?;
+        // "4": clear the soft-dirty bits of every page of the process.
+        self.clear_refs.write_all(b"4")
+    }
+
+    fn reported(&self, out: &mut Vec<u32>) {
+        run_pages(&self.runs, self.mem.start(), out);
     }
 }
 
@@ -437,8 +526,10 @@ impl Tracker for PagemapScan {
 fn setup(variant: &str, bytes: u64) -> io::Result<Box<dyn Tracker>> {
     let len = usize::try_from(bytes).map_err(io::Error::other)?;
     let mut t: Box<dyn Tracker> = match variant {
-        "memkit" => Box::new(Memkit::new(bytes)?),
+        "memkit-scan" => Box::new(Memkit::new(bytes, abi::CKPT_START_SCAN)?),
+        "memkit-record" => Box::new(Memkit::new(bytes, abi::CKPT_START_RECORD)?),
         "soft-dirty" => Box::new(SoftDirty::new(len)?),
+        "soft-dirty-scan" => Box::new(SoftDirtyScan::new(len)?),
         "pagemap-scan" => Box::new(PagemapScan::new(len)?),
         _ => return Err(io::Error::other(format!("unknown variant {variant}"))),
     };
@@ -712,7 +803,7 @@ mod tests {
     /// The two baselines on this machine's kernel, if it offers them.
     #[test]
     fn baselines_report_what_was_written() {
-        for variant in ["soft-dirty", "pagemap-scan"] {
+        for variant in ["soft-dirty", "soft-dirty-scan", "pagemap-scan"] {
             let mut t = match setup(variant, 1 << 20) {
                 Ok(t) => t,
                 Err(e) => {
