@@ -533,8 +533,8 @@ pub fn ckpt_record_no_write_is_missed(_: &crate::Options) -> TestResult {
 }
 
 /// [`ckpt_no_write_is_missed`] with the module picking the mode while the writers
-/// alternate between the whole region and two pages (eight checkpoints each), so
-/// that the region changes mode back and forth under them.
+/// alternate between the whole region and two of its 1024 pages (eight checkpoints
+/// each), so that the region changes mode back and forth under them.
 pub fn ckpt_mode_switch_no_write_is_missed(_: &crate::Options) -> TestResult {
     no_write_is_missed(0, true)
 }
@@ -544,7 +544,8 @@ pub fn ckpt_mode_switch_no_write_is_missed(_: &crate::Options) -> TestResult {
 /// alternate between all and two every eight checkpoints, and the region must have
 /// changed mode at least twice.
 fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
-    const PAGES: u64 = 256;
+    // With `switching`, two pages of 1024 are calm (below the recording threshold).
+    let pages: u64 = if switching { 1024 } else { 256 };
     const WRITERS: u64 = 4;
     const RUN: Duration = Duration::from_secs(2);
     const LIMIT: Duration = Duration::from_secs(30);
@@ -552,7 +553,7 @@ fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     const PHASE: u64 = 8;
     // Every 16th page is never written: it must never be reported.
     let never_written = |p: u64| p % 16 == 15;
-    let (dev, map) = region(PAGES)?;
+    let (dev, map) = region(pages)?;
     dev.ckpt_start_with(start_flags)
         .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
     let (epoch, done) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -561,7 +562,7 @@ fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     let hot = AtomicU64::new(0);
     let shared = Shared {
         map: &map,
-        pages: PAGES,
+        pages,
         writers: WRITERS,
         epoch: &epoch,
         done: &done,
@@ -570,9 +571,9 @@ fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     };
     let mut cp = Checkpointer {
         dev: &dev,
-        pages: PAGES,
-        replica: vec![0u8; PAGES as usize * PAGE],
-        reported: vec![Vec::new(); PAGES as usize],
+        pages,
+        replica: vec![0u8; pages as usize * PAGE],
+        reported: vec![Vec::new(); pages as usize],
         collects: 0,
         copied: 0,
         epoch: &epoch,
@@ -622,7 +623,7 @@ fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     cp.step(never_written)?;
     expect_pages(
         "a collect after the last checkpoint",
-        &collect(&dev, 0, PAGES, true)?,
+        &collect(&dev, 0, pages, true)?,
         &[],
     )?;
     println!(
@@ -659,7 +660,7 @@ fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     }
     // The checkpointer's replica is the memory, byte for byte.
     let memory = map.to_vec();
-    let differ: Vec<usize> = (0..PAGES as usize)
+    let differ: Vec<usize> = (0..pages as usize)
         .filter(|&p| memory[p * PAGE..(p + 1) * PAGE] != cp.replica[p * PAGE..(p + 1) * PAGE])
         .collect();
     if !differ.is_empty() {
@@ -1675,8 +1676,10 @@ fn kernel_writes_are_reported(start_flags: u32) -> TestResult {
 /// one busy interval brings the scan back. Every collect reports exactly the pages
 /// written, across both changes.
 pub fn ckpt_mode_follows_the_dirty_fraction(_: &crate::Options) -> TestResult {
-    use memkit_core::ckpt::track::CALM_INTERVALS;
-    const PAGES: u64 = 256;
+    use memkit_core::ckpt::track::{CALM_INTERVALS, RECORD_BELOW_PERMILLE};
+    // One page is calm: below the recording threshold.
+    const PAGES: u64 = 1024;
+    const _: () = assert!(1000 < RECORD_BELOW_PERMILLE * PAGES);
     let (dev, map) = region(PAGES)?;
     let busy: Vec<u64> = (0..PAGES / 4).collect();
     let write = |pages: &[u64], v: u64| {
