@@ -7,9 +7,10 @@
 //! private data; [`VmOps::owns`] recognises such a VMA again (a work item looks a VMA
 //! up by address and must not touch another driver's). The fault handlers the ops
 //! name receive a raw `struct vm_fault`; [`Fault`] wraps it for as long as the
-//! fault's lock is held, so the VMA it hands out cannot outlive that lock. The page
-//! helpers both kinds of region use ([`test_clear_dirty`], [`copy_page`]) are here
-//! too, each declared once.
+//! fault's lock is held, so the VMA it hands out cannot outlive that lock (and, in
+//! `page_mkwrite`, locks the page being made writable). The page helpers the regions
+//! use ([`test_clear_dirty`], [`copy_page`], [`wait_page_unlocked`],
+//! [`maybe_pinned`]) are here too, each declared once.
 
 use core::{ffi::c_void, marker::PhantomData, ptr};
 use kernel::{bindings, mm::virt, page::Page};

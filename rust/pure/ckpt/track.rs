@@ -49,8 +49,8 @@ impl Mode {
 /// included: recording costs a write fault and a write-protection per page written,
 /// scanning a page-table entry visited per page of the region and nothing on the
 /// writer's side. In the test guest (production kernel, TCG) a recorded page cost
-/// about 60 us in all against 0.15 us per region page scanned: recording pays below
-/// about 0.25 % (`Documentation/ckpt.rst`).
+/// 24 to 60 us in all (two runs) against 0.16 us per region page scanned: recording
+/// pays below 0.25 to 0.65 % (`Documentation/ckpt.rst`).
 pub const RECORD_BELOW_PERMILLE: u64 = 3;
 /// A clearing collect that finds at least this (per mille) dirty moves a recording
 /// region back to the scan mode.
