@@ -31,7 +31,9 @@
 //! (region id << 20 pages, as DRM does with mmap offsets), so the walks of one
 //! region never see another region's mappings, even through the same device inode.
 //!
-//! Lock order: `mmap_lock` (fault) → `Region` mutex → folio lock of a region page
+//! Lock order: the VMA lock or `mmap_lock` (fault; the handlers need no more than
+//! the VMA lock: `VmOps::with_fault_and_mkwrite`) → `Region` mutex → folio lock of a
+//! region page
 //! (`mkwrite` takes it under the mutex; a collect waits for it under the mutex) →
 //! `i_mmap` lock → PTE lock. The mutex is never held while copying to or from
 //! userspace, because the user buffer may be the region itself.
@@ -413,7 +415,7 @@ impl CkptDevice {
     /// the recording mode after setting its pending bit. The page is a normal page:
     /// when a dirty PTE of it is zapped, the kernel moves the dirt to `PG_dirty`,
     /// which a scanning collect tests. The region mutex is held across the insert
-    /// (mmap lock -> region mutex -> PTE lock, the order of every collect).
+    /// (fault lock -> region mutex -> PTE lock, the order of every collect).
     fn fault(&self, fault: &Fault<'_>) -> Result {
         // `map_region_window` set `VM_MIXEDMAP`.
         fault.vma().as_mixedmap_vma().ok_or(EFAULT)?;

@@ -100,6 +100,17 @@ pub(crate) fn copy_page(dst: &mut [u8], page: Option<&Page>) -> kernel::error::R
     Ok(())
 }
 
+/// `vm_operations_struct.map_pages` that maps nothing: a read fault goes on to the
+/// `fault` handler (see [`VmOps::with_fault_and_mkwrite`] for why it exists).
+/// Called under `rcu_read_lock`; touches nothing.
+extern "C" fn no_fault_around(
+    _vmf: *mut bindings::vm_fault,
+    _start: usize,
+    _end: usize,
+) -> bindings::vm_fault_t {
+    0
+}
+
 /// A `vm_operations_struct` in a static (bindings types are not `Sync`).
 pub(crate) struct VmOps(bindings::vm_operations_struct);
 
@@ -119,16 +130,24 @@ impl VmOps {
         VmOps(ops)
     }
 
-    /// Operations with a `fault` handler and a `page_mkwrite` one. A VMA with
-    /// `page_mkwrite` gets its shared pages mapped read-only (`vma_wants_writenotify`),
-    /// so the first write to each page through a PTE that a handler did not map
-    /// writable goes through `page_mkwrite`. The handler must return
-    /// [`FaultOutcome::Locked`] after [`Fault::lock_page`]: our pages have no
-    /// `mapping`, with which `do_page_mkwrite` would retry the fault forever.
+    /// Operations with a `fault` handler and a `page_mkwrite` one, both safe to call
+    /// under the per-VMA lock alone. A VMA with `page_mkwrite` gets its shared pages
+    /// mapped read-only (`vma_wants_writenotify`), so the first write to each page
+    /// through a PTE that a handler did not map writable goes through
+    /// `page_mkwrite`. The handler must return [`FaultOutcome::Locked`] after
+    /// [`Fault::lock_page`]: our pages have no `mapping`, with which
+    /// `do_page_mkwrite` would retry the fault forever.
+    ///
+    /// The ops have a `map_pages` that maps nothing ([`no_fault_around`]): the
+    /// kernel calls `fault` and `page_mkwrite` under the VMA lock only for ops that
+    /// have one (`vmf_can_call_fault`: "all vm_ops that have a ->map_pages have been
+    /// audited and don't need the mmap_lock"); without it every such fault is taken
+    /// twice, the second time under the mmap lock.
     pub(crate) const fn with_fault_and_mkwrite(fault: FaultFn, mkwrite: FaultFn) -> VmOps {
         let mut ops: bindings::vm_operations_struct = pin_init::zeroed();
         ops.fault = Some(fault);
         ops.page_mkwrite = Some(mkwrite);
+        ops.map_pages = Some(no_fault_around);
         VmOps(ops)
     }
 
