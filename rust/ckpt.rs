@@ -33,9 +33,8 @@
 //!
 //! Lock order: the VMA lock or `mmap_lock` (fault; the handlers need no more than
 //! the VMA lock: `VmOps::with_fault_and_mkwrite`) → `Region` mutex → folio lock of a
-//! region page
-//! (`mkwrite` takes it under the mutex; a collect waits for it under the mutex) →
-//! `i_mmap` lock → PTE lock. The mutex is never held while copying to or from
+//! region page (`mkwrite` takes it under the mutex; a collect waits for it under the
+//! mutex) → `i_mmap` lock → PTE lock. The mutex is never held while copying to or from
 //! userspace, because the user buffer may be the region itself.
 //!
 //! Why no write is lost in the recording mode: a PTE of a region page becomes
