@@ -297,20 +297,21 @@ impl Region {
     }
 
     /// In the recording mode, after a clearing collect cleared `snap`: a page pinned
-    /// for DMA stays pending (the kernel may write it with no PTE); the others drop
-    /// `PG_dirty`, whose dirt the collect reported.
+    /// for DMA stays pending (the kernel may write it with no PTE). (`PG_dirty`,
+    /// which `page_mkwrite` faults also set, is not read while recording; `enter`
+    /// drops it on the way back to the scan.)
     fn keep_pinned(&mut self, snap: &[u64], first: usize, len: usize) {
         for (s, n) in logic::runs(snap, 0, len) {
             // Lossless: runs of `[0, len)`.
             let s = first + s as usize;
             for i in s..s + n as usize {
-                let Some(page) = self.frames.get(i).and_then(Option::as_ref) else {
-                    continue;
-                };
-                if crate::mm::maybe_pinned(page) {
+                let pinned = self
+                    .frames
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(crate::mm::maybe_pinned);
+                if pinned {
                     logic::set_bit(&mut self.pending, i);
-                } else {
-                    crate::mm::test_clear_dirty(page);
                 }
             }
         }
