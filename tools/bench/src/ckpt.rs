@@ -33,7 +33,7 @@ use crate::sample::{CkptSample, Raw};
 use crate::workload::Rng;
 use memkit::core::abi;
 use memkit::dev::{CkptMap, Device, DeviceKind};
-use memkit::track::{PageRegion, PmScanArg, PAGEMAP_SCAN};
+use memkit::track::{pagemap_scan, PageRegion, PAGE_IS_SOFT_DIRTY};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -395,52 +395,6 @@ fn uffd_wp_async(start: u64, len: u64) -> io::Result<OwnedFd> {
     Ok(uffd)
 }
 
-/// The runs of `[start, end)` that `PAGEMAP_SCAN` finds in `category` (merged where
-/// they touch) into `runs`, with `flags`; `vec` sized so that one call suffices.
-fn pagemap_scan(
-    pagemap: &File,
-    vec: &mut [PageRegion],
-    (start, end): (u64, u64),
-    flags: u64,
-    category: u64,
-    runs: &mut Vec<(u64, u64)>,
-) -> io::Result<()> {
-    runs.clear();
-    let mut at = start;
-    while at < end {
-        let mut arg = PmScanArg {
-            size: std::mem::size_of::<PmScanArg>() as u64,
-            flags,
-            start: at,
-            end,
-            vec: vec.as_mut_ptr() as u64,
-            vec_len: vec.len() as u64,
-            category_mask: category,
-            return_mask: category,
-            ..Default::default()
-        };
-        // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec_len`
-        // writable page_regions that outlive the call; the range is the caller's own
-        // mapping (for `PM_SCAN_WP_MATCHING`, registered for asynchronous
-        // write-protection).
-        let n = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
-        if n < 0 {
-            return Err(os_err("PAGEMAP_SCAN"));
-        }
-        for r in &vec[..n as usize] {
-            match runs.last_mut() {
-                Some(last) if last.1 == r.start => last.1 = r.end,
-                _ => runs.push((r.start, r.end)),
-            }
-        }
-        if arg.walk_end <= at {
-            return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
-        }
-        at = arg.walk_end;
-    }
-    Ok(())
-}
-
 /// The pages of `runs` (addresses) as indexes from `base`.
 fn run_pages(runs: &[(u64, u64)], base: u64, out: &mut Vec<u32>) {
     out.clear();
@@ -470,9 +424,6 @@ impl Tracker for PagemapScan {
         run_pages(&self.runs, self.mem.start(), out);
     }
 }
-
-/// `PAGE_IS_SOFT_DIRTY` of `PAGEMAP_SCAN`.
-const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
 
 /// `soft-dirty-scan`: `PAGEMAP_SCAN` for soft-dirty pages + `clear_refs`.
 struct SoftDirtyScan {
@@ -764,7 +715,7 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_the_headers() {
         // As <linux/fs.h> and <linux/userfaultfd.h> compute them.
-        assert_eq!(PAGEMAP_SCAN, 0xc060_6610);
+        assert_eq!(memkit::track::PAGEMAP_SCAN, 0xc060_6610);
         assert_eq!(UFFDIO_API, 0xc018_aa3f);
         assert_eq!(UFFDIO_REGISTER, 0xc020_aa00);
     }

@@ -22,7 +22,7 @@ pub const PAGE: u64 = 4096;
 /// Soft-dirty bit of a pagemap entry.
 const PM_SOFT_DIRTY: u64 = 1 << 55;
 /// `PAGE_IS_SOFT_DIRTY` of `PAGEMAP_SCAN`.
-const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
+pub const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
 
 /// `struct pm_scan_arg` (linux/fs.h), the argument of [`PAGEMAP_SCAN`].
 #[repr(C)]
@@ -141,37 +141,16 @@ impl SoftDirty {
     /// `PAGEMAP_SCAN`.
     pub fn dirty_scan(&self, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
         check_range(start, end)?;
-        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut out = Vec::new();
         let mut vec = vec![PageRegion::default(); 256];
-        let mut at = start;
-        while at < end {
-            let mut arg = PmScanArg {
-                size: std::mem::size_of::<PmScanArg>() as u64,
-                start: at,
-                end,
-                vec: vec.as_mut_ptr() as u64,
-                vec_len: vec.len() as u64,
-                category_mask: PAGE_IS_SOFT_DIRTY,
-                return_mask: PAGE_IS_SOFT_DIRTY,
-                ..Default::default()
-            };
-            // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec_len`
-            // writable page_regions that outlive the call.
-            let n = unsafe { libc::ioctl(self.pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            for r in &vec[..n as usize] {
-                match out.last_mut() {
-                    Some(last) if last.1 == r.start => last.1 = r.end,
-                    _ => out.push((r.start, r.end)),
-                }
-            }
-            if arg.walk_end <= at {
-                return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
-            }
-            at = arg.walk_end;
-        }
+        pagemap_scan(
+            &self.pagemap,
+            &mut vec,
+            (start, end),
+            0,
+            PAGE_IS_SOFT_DIRTY,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -213,6 +192,52 @@ impl SoftDirty {
 fn check_range(start: u64, end: u64) -> io::Result<()> {
     if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || end <= start {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// The runs of `[start, end)` (addresses) that `PAGEMAP_SCAN` on `pagemap` finds in
+/// `category` (`PAGE_IS_*`), merged where they touch, into `runs`; `flags` as the
+/// ioctl takes them (`PM_SCAN_WP_MATCHING`, ...). Calls again until the walk has
+/// covered the range, `vec.len()` regions at a time.
+pub fn pagemap_scan(
+    pagemap: &File,
+    vec: &mut [PageRegion],
+    (start, end): (u64, u64),
+    flags: u64,
+    category: u64,
+    runs: &mut Vec<(u64, u64)>,
+) -> io::Result<()> {
+    runs.clear();
+    let mut at = start;
+    while at < end {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            flags,
+            start: at,
+            end,
+            vec: vec.as_mut_ptr() as u64,
+            vec_len: vec.len() as u64,
+            category_mask: category,
+            return_mask: category,
+            ..Default::default()
+        };
+        // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec_len`
+        // writable page_regions that outlive the call.
+        let n = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for r in &vec[..n as usize] {
+            match runs.last_mut() {
+                Some(last) if last.1 == r.start => last.1 = r.end,
+                _ => runs.push((r.start, r.end)),
+            }
+        }
+        if arg.walk_end <= at {
+            return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
+        }
+        at = arg.walk_end;
     }
     Ok(())
 }
