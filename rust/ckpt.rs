@@ -272,7 +272,9 @@ impl Region {
             Mode::Scan => {
                 // Without memory for the scratch bitmap the next scan reports these
                 // pages once more: extra pages, never a missed one.
-                if let Ok(mut scratch) = VVec::from_elem(0u64, self.pending.len(), GFP_KERNEL) {
+                if let Ok(mut scratch) =
+                    VVec::from_elem(0u64, self.pending.len(), GFP_KERNEL_ACCOUNT)
+                {
                     Self::clean_ptes(&self.mapping, self.base, &mut scratch, 0, n);
                 }
                 for page in self.frames.iter().flatten() {
@@ -576,9 +578,7 @@ impl CkptDevice {
         }
         r.stats.collects += 1;
         if c.clear {
-            // Lossless: `pages` fits in `usize` (checked at create).
-            r.history
-                .end_interval(&snap, c.first, c.end, r.pages as usize);
+            r.history.end_interval(&snap, c.first, c.end);
             r.stats.intervals += 1;
             r.stats.dirty_reported += dirty;
             r.stats.dirty_unmapped += unmapped;

@@ -228,11 +228,11 @@ impl<V: core::ops::DerefMut<Target = [u64]>> History<V> {
         aged(h, self.full.wrapping_sub(s))
     }
 
-    /// Ends an interval for pages `[first, end)` of a region of `pages` pages, the
-    /// written ones set in `snap` (bit `i`: page `first + i`). For the whole region,
-    /// only the written pages are touched.
-    pub fn end_interval(&mut self, snap: &[u64], first: usize, end: usize, pages: usize) {
-        let full = first == 0 && end >= pages;
+    /// Ends an interval for pages `[first, end)`, the written ones set in `snap` (bit
+    /// `i`: page `first + i`). For the whole region, only the written pages are
+    /// touched.
+    pub fn end_interval(&mut self, snap: &[u64], first: usize, end: usize) {
+        let full = first == 0 && end >= self.bits.len();
         if full {
             self.full = self.full.wrapping_add(1);
         }
@@ -478,7 +478,7 @@ mod tests {
                 }
             }
             end_interval(&mut eager, &snap, first, end);
-            lazy.end_interval(&snap, first, end, PAGES);
+            lazy.end_interval(&snap, first, end);
             for (p, &h) in eager.iter().enumerate() {
                 assert_eq!(
                     lazy.get(p),

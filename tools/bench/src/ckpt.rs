@@ -210,6 +210,11 @@ impl Anon {
         self.ptr.as_ptr() as u64
     }
 
+    /// `[start, end)` of the usable memory, as addresses.
+    fn range(&self) -> (u64, u64) {
+        (self.start(), self.start() + self.len as u64)
+    }
+
     fn write(&self, page: usize, value: u64) {
         assert!(page < self.len / PAGE, "page {page} outside the mapping");
         // SAFETY: the first word of a page inside the writable part of the mapping
@@ -409,11 +414,10 @@ impl Tracker for PagemapScan {
     }
 
     fn collect_clear(&mut self) -> io::Result<()> {
-        let range = (self.mem.start(), self.mem.start() + self.mem.len as u64);
         pagemap_scan(
             &self.pagemap,
             &mut self.vec,
-            range,
+            self.mem.range(),
             PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
             PAGE_IS_WRITTEN,
             &mut self.runs,
@@ -454,11 +458,10 @@ impl Tracker for SoftDirtyScan {
     }
 
     fn collect_clear(&mut self) -> io::Result<()> {
-        let range = (self.mem.start(), self.mem.start() + self.mem.len as u64);
         pagemap_scan(
             &self.pagemap,
             &mut self.vec,
-            range,
+            self.mem.range(),
             0,
             PAGE_IS_SOFT_DIRTY,
             &mut self.runs,

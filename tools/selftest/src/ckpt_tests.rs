@@ -36,6 +36,12 @@ fn region(pages: u64) -> Result<(Device, CkptMap), String> {
     region_at(pages).map(|(dev, map, _)| (dev, map))
 }
 
+/// `MEMKIT_IOC_CKPT_START` with `flags` (the tracking mode: 0, or one fixed).
+fn start(dev: &Device, flags: u32) -> Result<(), String> {
+    dev.ckpt_start_with(flags)
+        .map_err(|e| format!("CKPT_START flags {flags:#x}: {e}"))
+}
+
 fn stats(dev: &Device) -> Result<abi::CkptStats, String> {
     dev.ckpt_stats().map_err(|e| format!("CKPT_STATS: {e}"))
 }
@@ -554,8 +560,7 @@ fn no_write_is_missed(start_flags: u32, switching: bool) -> TestResult {
     // Every 16th page is never written: it must never be reported.
     let never_written = |p: u64| p % 16 == 15;
     let (dev, map) = region(pages)?;
-    dev.ckpt_start_with(start_flags)
-        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
+    start(&dev, start_flags)?;
     let (epoch, done) = (AtomicU64::new(0), AtomicU64::new(0));
     let stop = AtomicBool::new(false);
     let finished = AtomicUsize::new(0);
@@ -726,8 +731,7 @@ fn false_positives_counted(start_flags: u32) -> TestResult {
     const THREADS: usize = 4;
     const ROUNDS: usize = 40;
     let (dev, map) = region(PAGES)?;
-    dev.ckpt_start_with(start_flags)
-        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
+    start(&dev, start_flags)?;
     collect(&dev, 0, PAGES, true)?;
     let barrier = std::sync::Barrier::new(THREADS + 1);
     let written: Vec<std::sync::Mutex<Vec<u64>>> = (0..THREADS)
@@ -806,8 +810,7 @@ pub fn ckpt_record_written_then_unmapped_is_reported(_: &crate::Options) -> Test
 
 fn written_then_unmapped_is_reported(start_flags: u32) -> TestResult {
     let (dev, map, off) = region_at(16)?;
-    dev.ckpt_start_with(start_flags)
-        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
+    start(&dev, start_flags)?;
     expect_pages("before any write", &collect(&dev, 0, 16, true)?, &[])?;
     // Page 3 through a mapping that then goes; page 5 through one that stays.
     let page3 = CkptMap::new(&dev, off, 16 * PAGE).map_err(|e| format!("second mmap: {e}"))?;
@@ -880,8 +883,7 @@ fn fork_child_writes_are_reported(start_flags: u32) -> TestResult {
             map.read_u64(p * PAGE);
         }
     }
-    dev.ckpt_start_with(start_flags)
-        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
+    start(&dev, start_flags)?;
     let (parent_end, child_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     // SAFETY: this process is single-threaded here (each case runs in a process of its
     // own, and this one has started no thread), so the child may run any code; it
@@ -1593,8 +1595,7 @@ fn kernel_writes_are_reported(start_flags: u32) -> TestResult {
     use std::os::unix::fs::FileExt;
     const PAGES: u64 = 16;
     let (dev, map) = region(PAGES)?;
-    dev.ckpt_start_with(start_flags)
-        .map_err(|e| format!("CKPT_START flags {start_flags:#x}: {e}"))?;
+    start(&dev, start_flags)?;
     for p in 0..PAGES as usize {
         map.write_u64(p * PAGE, 1);
     }
