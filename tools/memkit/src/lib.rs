@@ -5,6 +5,7 @@
 //! The ABI itself (structs, command numbers, rules) is [`memkit_core::abi`], the same
 //! Rust file the kernel module compiles.
 
+pub mod ckpt_log;
 pub mod dev;
 pub mod image;
 pub mod nbd;

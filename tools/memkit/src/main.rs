@@ -84,6 +84,9 @@ enum WorkloadCmd {
     CkptDemo(ckpt::DemoOpts),
     /// A program that writes its memory at random: something to checkpoint.
     CkptWriter(ckpt::WriterOpts),
+    /// A program that appends to a self-checking log in its memory, and checks the
+    /// log it finds on start (after `memkit ckpt restore`).
+    CkptLog(ckpt::LogOpts),
     /// An access pattern over a new remote-memory region (or anonymous memory,
     /// Linux swap's side of the benchmark), with a report.
     RmemRun(rmem::RunOpts),
@@ -200,6 +203,7 @@ fn main() -> ExitCode {
         Cmd::Workload { cmd } => match cmd {
             WorkloadCmd::CkptDemo(o) => ckpt::run_demo(&o, json),
             WorkloadCmd::CkptWriter(o) => ckpt::run_writer(&o, json),
+            WorkloadCmd::CkptLog(o) => ckpt::run_log(&o, json),
             WorkloadCmd::RmemRun(o) => rmem::run_workload(&o, json),
         },
         Cmd::Generate { what } => match generate(&what) {

@@ -26,6 +26,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,35 @@ const ENTRY: usize = 8 + PAGE;
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// A replica directory locked for one process (`flock` on the directory): one
+/// backup serves a directory at a time, and `memkit ckpt restore` does not read one
+/// a backup is committing to. Unlocked when dropped (and when the process dies).
+pub struct DirLock {
+    _dir: File,
+}
+
+impl DirLock {
+    /// Locks `dir`, or fails at once (`WouldBlock`) if another process holds it.
+    pub fn take(dir: &Path) -> io::Result<DirLock> {
+        let f = File::open(dir)?;
+        // SAFETY: flock(2) on a descriptor `f` owns; no memory is involved.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(DirLock { _dir: f });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::WouldBlock {
+            return Err(e);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "{} is in use by another process (a backup serving it?)",
+                dir.display()
+            ),
+        ))
+    }
 }
 
 /// Where a commit stops early: for tests of what recovery makes of each state.
@@ -172,6 +202,17 @@ impl Replica {
     /// The last committed checkpoint (0: none).
     pub fn committed(&self) -> u64 {
         self.committed
+    }
+
+    /// Reads `buf.len()` bytes at `offset` as committed.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match offset.checked_add(buf.len() as u64) {
+            Some(end) if end <= self.bytes => self.file.read_exact_at(buf, offset),
+            _ => Err(bad(format!(
+                "{} bytes at {offset}: outside the replica",
+                buf.len()
+            ))),
+        }
     }
 
     /// Reads page `page` as committed.
@@ -446,15 +487,39 @@ mod tests {
         let s = staged(&r, &[(1, 7), (3, 9), (1, 8)]);
         assert_eq!(s.len(), 2);
         r.commit(1, s).unwrap();
+        drop(r);
         let r = Replica::open(&d, None).unwrap();
         assert_eq!(
             (r.committed(), page(&r, 1), page(&r, 3), page(&r, 0)),
             (1, 8, 9, 0)
         );
+        drop(r);
         assert!(
             Replica::open(&d, Some(4 * PAGE as u64)).is_err(),
             "size mismatch"
         );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_directory_is_locked_by_one_holder() {
+        let d = tmpdir("lock");
+        fs::create_dir_all(&d).unwrap();
+        let held = DirLock::take(&d).unwrap();
+        let e = DirLock::take(&d).err().expect("a second lock");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(e.to_string().contains("in use"), "{e}");
+        drop(held);
+        // Free again; a child another test forks may hold the descriptor for a
+        // moment (until its exec or close_range), so allow it that.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while DirLock::take(&d).is_err() {
+            assert!(
+                std::time::Instant::now() < end,
+                "still locked after the drop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -471,6 +536,7 @@ mod tests {
             r.commit(1, s).unwrap();
             let s = staged(&r, &(0..16).map(|i| (i, 6)).collect::<Vec<_>>());
             r.commit_until(2, s, Some(crash)).unwrap();
+            drop(r);
             let r = Replica::open(&d, None).unwrap();
             assert_eq!(r.committed(), want.0, "{crash:?}");
             for i in 0..16 {
@@ -499,6 +565,7 @@ mod tests {
         let mut bytes = fs::read(&log).unwrap();
         bytes[LOG_HEADER + 100] ^= 1;
         fs::write(&log, &bytes).unwrap();
+        drop(r);
         assert!(Replica::open(&d, None).is_err());
         let _ = fs::remove_dir_all(&d);
     }

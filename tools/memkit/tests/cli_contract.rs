@@ -123,7 +123,17 @@ fn every_subcommand_keeps_the_json_and_exit_status_contract() {
         ),
         (
             "ckpt verify",
-            vec!["--pid".into(), "999999999".into(), "--dir".into(), replica],
+            vec![
+                "--pid".into(),
+                "999999999".into(),
+                "--dir".into(),
+                replica.clone(),
+            ],
+            1,
+        ),
+        (
+            "ckpt restore",
+            vec!["--dir".into(), replica, "--".into(), "true".into()],
             1,
         ),
         ("rmem stats", vec![], 1),
@@ -144,6 +154,7 @@ fn every_subcommand_keeps_the_json_and_exit_status_contract() {
         ),
         ("workload ckpt demo", vec![], 1),
         ("workload ckpt writer", vec![], 1),
+        ("workload ckpt log", vec![], 1),
         (
             "workload ckpt writer",
             vec![

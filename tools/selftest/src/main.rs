@@ -10,6 +10,7 @@ mod abi_tests;
 mod ckpt_tests;
 mod cli_tests;
 mod crash;
+mod failover_tests;
 mod fuzz;
 mod journal_tests;
 mod ktap;
@@ -288,6 +289,10 @@ const CASES: &[Case] = &[
     Case {
         name: "ckpt_run_killed_target_resumes",
         run: replica_tests::ckpt_run_killed_target_resumes,
+    },
+    Case {
+        name: "ckpt_failover_restores_an_acknowledged_checkpoint",
+        run: failover_tests::ckpt_failover_restores_an_acknowledged_checkpoint,
     },
     Case {
         name: "fuzz_ioctl",

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Orphaned targets (left by `memkit ckpt run`) become this process's children, so
 /// that it can reap them.
-fn subreaper() -> Result<(), String> {
+pub(crate) fn subreaper() -> Result<(), String> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(format!("prctl: {}", std::io::Error::last_os_error()));
@@ -82,14 +82,14 @@ pub(crate) fn spawn_line(args: &[&str]) -> Result<(Child, Value), String> {
     Ok((c, v))
 }
 
-struct Backup {
+pub(crate) struct Backup {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     dir: PathBuf,
 }
 
 impl Backup {
-    fn start(name: &str) -> Result<Backup, String> {
+    pub(crate) fn start(name: &str) -> Result<Backup, String> {
         let dir = PathBuf::from(format!("/tmp/replica-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         let d = dir.to_str().ok_or("path")?;
@@ -106,8 +106,21 @@ impl Backup {
         Ok(Backup { child, addr, dir })
     }
 
-    fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         self.dir.to_str().unwrap_or("/nonexistent")
+    }
+
+    /// Waits up to `within` for the backup to exit by itself (`--once`: after its
+    /// connection ends); whether it did.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 }
 
@@ -119,11 +132,11 @@ impl Drop for Backup {
     }
 }
 
-fn num(v: &Value, k: &str) -> Result<u64, String> {
+pub(crate) fn num(v: &Value, k: &str) -> Result<u64, String> {
     v[k].as_u64().ok_or_else(|| format!("no {k} in {v}"))
 }
 
-fn check_verify(v: &Value, what: &str, want_seq: u64) -> Result<(), String> {
+pub(crate) fn check_verify(v: &Value, what: &str, want_seq: u64) -> Result<(), String> {
     if v["equal"] != Value::Bool(true) {
         return Err(format!("{what}: the replica differs: {v}"));
     }

@@ -8,7 +8,7 @@
 //! committed checkpoint.
 
 use memkit::core::ckpt::diff::Params;
-use memkit::replica::{Feedback, Replica, Staged};
+use memkit::replica::{DirLock, Feedback, Replica, Staged};
 use memkit::stream::{self, Frame};
 use serde::Serialize;
 use std::io::{self, BufReader, BufWriter, Write};
@@ -168,6 +168,10 @@ fn recover(dir: &Path) -> Result<u64, String> {
 
 /// Runs the backup (prints JSON lines: where it listens, then one per connection).
 pub fn run(o: &BackupOpts) -> Result<(), String> {
+    std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
+    // Held while this process lives: no other backup commits here, and `memkit
+    // ckpt restore` does not read a replica half committed.
+    let _lock = DirLock::take(&o.dir).map_err(|e| e.to_string())?;
     if o.recover {
         let seq = recover(&o.dir)?;
         emit_line(&serde_json::json!({ "dir": o.dir, "committed": seq }));

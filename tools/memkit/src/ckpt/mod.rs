@@ -8,6 +8,7 @@
 //! set, applied to an in-memory replica that must equal the region after every round.
 
 mod backup;
+mod log;
 mod run;
 mod writer;
 
@@ -29,6 +30,9 @@ pub enum CkptCmd {
     ///
     /// Exit status 0 if equal, 3 if they differ, 1 if they could not be compared.
     Verify(run::VerifyOpts),
+    /// Fail over: start COMMAND on a region holding a replica's last committed
+    /// checkpoint, and go on checkpointing it to `--backup` if given.
+    Restore(run::RestoreOpts),
 }
 
 /// `memkit workload ckpt-demo`'s settings.
@@ -48,6 +52,7 @@ pub struct DemoOpts {
     max_changed: u32,
 }
 
+pub use log::LogOpts;
 pub use writer::WriterOpts;
 
 /// One checkpoint round of the demo.
@@ -257,10 +262,25 @@ pub fn run_writer(o: &WriterOpts, json: bool) -> ExitCode {
     }
 }
 
+/// Runs `memkit workload ckpt-log`.
+pub fn run_log(o: &LogOpts, json: bool) -> ExitCode {
+    match log::run(o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(json, &e, exit::ERROR),
+    }
+}
+
 /// Runs a `memkit ckpt` subcommand.
 pub fn run(cmd: CkptCmd, json: bool) -> ExitCode {
     match cmd {
         CkptCmd::Run(o) => match run::run(&o) {
+            Ok(s) => {
+                emit(json, &s, || s.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(json, &e, exit::ERROR),
+        },
+        CkptCmd::Restore(o) => match run::restore(&o) {
             Ok(s) => {
                 emit(json, &s, || s.render());
                 ExitCode::SUCCESS

@@ -1,9 +1,9 @@
 //! `memkit ckpt run` (the checkpointer) and `memkit ckpt verify`.
 
 use memkit::core::ckpt::diff::{Params, PAGE};
-use memkit::dev::{Device, DeviceKind};
+use memkit::dev::{CkptMap, Device, DeviceKind};
 use memkit::primary::{Options, Pause, Primary, RegionSource, Report, SoftDirtySource, Source};
-use memkit::replica::Replica;
+use memkit::replica::{DirLock, Replica};
 use memkit::target::{Guardian, Target};
 use memkit::track::SoftDirty;
 use serde::Serialize;
@@ -26,12 +26,13 @@ pub enum Then {
     Kill,
 }
 
-/// The checkpointer's settings.
+/// How checkpoints are taken and where they go (`run` and `restore`).
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunOpts {
-    /// The backup's address.
+pub struct CheckpointOpts {
+    /// The backup's address (required by `run`; `restore` without it only starts
+    /// COMMAND and waits for it).
     #[arg(long)]
-    pub backup: String,
+    pub backup: Option<String>,
     /// Milliseconds from one checkpoint's start to the next.
     #[arg(long, default_value_t = 20)]
     pub interval_ms: u64,
@@ -53,6 +54,20 @@ pub struct RunOpts {
     /// A page with more changed segments goes whole.
     #[arg(long, default_value_t = 8)]
     pub max_changed: u32,
+    /// What to do with the target at the end (default: kill a started COMMAND,
+    /// leave a --pid running).
+    #[arg(long, value_enum)]
+    pub then: Option<Then>,
+    /// Print each checkpoint's report (a JSON line) once the backup acknowledged it.
+    #[arg(long)]
+    pub reports: bool,
+}
+
+/// The checkpointer's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunOpts {
+    #[command(flatten)]
+    pub ck: CheckpointOpts,
     /// Checkpoint this running process instead of starting COMMAND.
     #[arg(long)]
     pub pid: Option<i32>,
@@ -68,16 +83,23 @@ pub struct RunOpts {
     /// Region bytes for COMMAND, or the length tracked with --soft-dirty.
     #[arg(long, value_parser = crate::journal::parse_size)]
     pub bytes: Option<u64>,
-    /// What to do with the target at the end (default: kill a started COMMAND,
-    /// leave a --pid running).
-    #[arg(long, value_enum)]
-    pub then: Option<Then>,
-    /// Print each checkpoint's report (a JSON line).
-    #[arg(long)]
-    pub reports: bool,
     /// The program to start and checkpoint, with its region passed as
     /// MEMKIT_CKPT_FD / MEMKIT_CKPT_OFFSET (`memkit workload ckpt-writer` maps it).
     #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `memkit ckpt restore`'s settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RestoreOpts {
+    /// The replica directory: COMMAND's region holds its last committed checkpoint.
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub ck: CheckpointOpts,
+    /// The program to start on the restored region, passed to it as
+    /// MEMKIT_CKPT_FD / MEMKIT_CKPT_OFFSET, as `memkit ckpt run` does.
+    #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
@@ -93,6 +115,9 @@ fn parse_addr(s: &str) -> Result<u64, String> {
 #[derive(Serialize, Default)]
 pub struct Summary {
     pid: i32,
+    /// `restore`: the checkpoint the program's region was restored to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restored: Option<u64>,
     source: &'static str,
     precopy: bool,
     diff: bool,
@@ -135,12 +160,17 @@ fn set_cloexec(fd: i32, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts `command` with a new region of `bytes` passed to it.
-fn spawn(command: &[String], bytes: u64) -> Result<(Child, Device), String> {
+/// A new region of `bytes` and its mmap offset.
+fn new_region(bytes: u64) -> Result<(Device, u64), String> {
     let dev = Device::open(DeviceKind::Ckpt).map_err(|e| format!("/dev/memkit-ckpt: {e}"))?;
     let off = dev
         .ckpt_create(bytes)
         .map_err(|e| format!("CKPT_CREATE of {bytes} bytes: {e}"))?;
+    Ok((dev, off))
+}
+
+/// Starts `command` with the region of `dev` at `off` passed to it.
+fn spawn(command: &[String], dev: Device, off: u64) -> Result<(Child, Device), String> {
     let fd = dev.as_fd().as_raw_fd();
     set_cloexec(fd, false).map_err(|e| e.to_string())?;
     let child = Command::new(&command[0])
@@ -169,7 +199,7 @@ impl Pause for HoldStopped<'_> {
 
 fn checkpoints<S: Source>(
     src: S,
-    o: &RunOpts,
+    o: &CheckpointOpts,
     target: &mut Target,
     s: &mut Summary,
 ) -> Result<(), String> {
@@ -181,8 +211,12 @@ fn checkpoints<S: Source>(
         precopy: o.precopy,
         cold_after: o.cold_after,
     };
-    let mut primary = Primary::connect(src, &o.backup, opts)
-        .map_err(|e| format!("backup at {}: {e}", o.backup))?;
+    let backup = o
+        .backup
+        .as_deref()
+        .ok_or("give the backup's address (--backup)")?;
+    let mut primary =
+        Primary::connect(src, backup, opts).map_err(|e| format!("backup at {backup}: {e}"))?;
     s.first_seq = primary.seq() + 1;
     let interval = Duration::from_millis(o.interval_ms);
     let start = Instant::now();
@@ -258,16 +292,16 @@ fn checkpoints<S: Source>(
     Ok(())
 }
 
+type Body<'a> = Box<dyn FnOnce(&mut Target, &mut Summary) -> Result<(), String> + 'a>;
+
 /// Runs the checkpointer.
 pub fn run(o: &RunOpts) -> Result<Summary, String> {
-    let mut child = None;
-    let mut s = Summary {
-        precopy: o.precopy,
-        diff: !o.no_diff,
-        ..Default::default()
-    };
-    type Body<'a> = Box<dyn FnOnce(&mut Target, &mut Summary) -> Result<(), String> + 'a>;
-    let (mut target, src): (Target, Body) = match (o.pid, o.command.is_empty()) {
+    if o.ck.backup.is_none() {
+        return Err("give the backup's address (--backup)".into());
+    }
+    let mut s = Summary::new(&o.ck);
+    let ck = &o.ck;
+    let (target, child, body): (Target, Option<Child>, Body) = match (o.pid, o.command.is_empty()) {
         (Some(_), false) => return Err("--pid and a COMMAND exclude each other".into()),
         (None, true) => return Err("give --pid PID or -- COMMAND".into()),
         (None, false) => {
@@ -275,12 +309,12 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
                 return Err("--soft-dirty needs --pid (and --addr, --bytes)".into());
             }
             let bytes = o.bytes.ok_or("a COMMAND needs --bytes (the region size)")?;
-            let (c, dev) = spawn(&o.command, bytes)?;
+            let (dev, off) = new_region(bytes)?;
+            let (c, dev) = spawn(&o.command, dev, off)?;
             let t = Target::new(c.id() as i32).map_err(|e| e.to_string())?;
-            child = Some(c);
             s.source = "memkit";
             let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
-            (t, Box::new(move |t, s| checkpoints(src, o, t, s)))
+            (t, Some(c), Box::new(move |t, s| checkpoints(src, ck, t, s)))
         }
         (Some(pid), true) => {
             let t = Target::new(pid).map_err(|e| format!("process {pid}: {e}"))?;
@@ -292,7 +326,7 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
                 s.source = "soft-dirty";
                 let src = SoftDirtySource::new(pid, addr, len)
                     .map_err(|e| format!("soft-dirty tracking of {pid}: {e}"))?;
-                (t, Box::new(move |t, s| checkpoints(src, o, t, s)))
+                (t, None, Box::new(move |t, s| checkpoints(src, ck, t, s)))
             } else {
                 let path = DeviceKind::Ckpt.path().display().to_string();
                 let fd = match o.fd {
@@ -309,16 +343,27 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
                 let dev = Device::from_fd(owned, DeviceKind::Ckpt).map_err(|e| e.to_string())?;
                 s.source = "memkit";
                 let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
-                (t, Box::new(move |t, s| checkpoints(src, o, t, s)))
+                (t, None, Box::new(move |t, s| checkpoints(src, ck, t, s)))
             }
         }
     };
+    drive(target, child, body, ck, s)
+}
+
+/// Runs `body` (the checkpoints) on `target`, then does what `--then` asks.
+fn drive(
+    mut target: Target,
+    child: Option<Child>,
+    body: Body,
+    ck: &CheckpointOpts,
+    mut s: Summary,
+) -> Result<Summary, String> {
     s.pid = target.pid();
     // Continues the target if this process dies while the target is stopped;
     // dropped at the end, after `--then` did what it asked.
     let _guardian = Guardian::spawn(&target).map_err(|e| format!("guardian process: {e}"))?;
-    let result = src(&mut target, &mut s);
-    let then = o.then.unwrap_or(if child.is_some() {
+    let result = body(&mut target, &mut s);
+    let then = ck.then.unwrap_or(if child.is_some() {
         Then::Kill
     } else {
         Then::Continue
@@ -327,7 +372,7 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
         Then::Continue => {}
         Then::Stop => {
             // Already stopped by the last checkpoint, unless the run ended early.
-            if s.ended.is_none() && o.count == 0 {
+            if s.ended.is_none() && ck.count == 0 {
                 target
                     .stop(Duration::from_secs(10))
                     .map_err(|e| format!("stopping the target: {e}"))?;
@@ -347,6 +392,73 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
         }
     }
     result.map(|()| s)
+}
+
+/// A new region holding the last committed checkpoint of the replica in `dir`, its
+/// mmap offset, and that checkpoint's number.
+fn restored_region(dir: &std::path::Path) -> Result<(Device, u64, u64), String> {
+    let where_ = dir.display();
+    // Not while a backup serves the directory; opening recovers an interrupted
+    // commit.
+    let _lock = DirLock::take(dir).map_err(|e| format!("{where_}: {e}"))?;
+    let replica = Replica::open(dir, None).map_err(|e| format!("{where_}: {e}"))?;
+    let seq = replica.committed();
+    if seq == 0 {
+        return Err(format!("{where_} holds no committed checkpoint"));
+    }
+    let bytes = replica.bytes();
+    let len = usize::try_from(bytes).map_err(|_| format!("{where_}: a replica too large"))?;
+    let (dev, off) = new_region(bytes)?;
+    let map = CkptMap::new(&dev, off, len).map_err(|e| format!("mmap of the region: {e}"))?;
+    let mut buf = vec![0u8; 256 * PAGE];
+    let mut at = 0;
+    while at < len {
+        let n = buf.len().min(len - at);
+        replica
+            .read_at(&mut buf[..n], at as u64)
+            .map_err(|e| format!("reading {where_}/replica: {e}"))?;
+        map.write_bytes(at, &buf[..n]);
+        at += n;
+    }
+    map.unmap()
+        .map_err(|e| format!("munmap of the region: {e}"))?;
+    Ok((dev, off, seq))
+}
+
+/// Fails over: starts the command on a region restored from the replica, and
+/// checkpoints it to `--backup` if one is given, else waits for it.
+pub fn restore(o: &RestoreOpts) -> Result<Summary, String> {
+    let (dev, off, seq) = restored_region(&o.dir)?;
+    let (mut child, dev) = spawn(&o.command, dev, off)?;
+    let mut s = Summary::new(&o.ck);
+    s.restored = Some(seq);
+    s.source = "memkit";
+    if o.ck.backup.is_none() {
+        // The program holds the region; this process waits for it.
+        drop(dev);
+        s.pid = child.id() as i32;
+        let status = child
+            .wait()
+            .map_err(|e| format!("waiting for {}: {e}", o.command[0]))?;
+        if !status.success() {
+            return Err(format!(
+                "{} (restored to checkpoint {seq}) ended: {status}",
+                o.command[0]
+            ));
+        }
+        s.ended = Some(format!("the program exited: {status}"));
+        return Ok(s);
+    }
+    let target = Target::new(child.id() as i32).map_err(|e| e.to_string())?;
+    let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
+    let ck = &o.ck;
+    drive(
+        target,
+        Some(child),
+        Box::new(move |t, s| checkpoints(src, ck, t, s)),
+        ck,
+        s,
+    )
 }
 
 /// `memkit ckpt verify`'s settings.
@@ -456,9 +568,28 @@ pub fn verify(o: &VerifyOpts) -> Result<Verdict, String> {
 }
 
 impl Summary {
+    fn new(ck: &CheckpointOpts) -> Summary {
+        Summary {
+            precopy: ck.precopy,
+            diff: !ck.no_diff,
+            ..Default::default()
+        }
+    }
+
     /// The summary as text.
     pub fn render(&self) -> String {
-        let mut s = format!(
+        let mut s = match self.restored {
+            Some(seq) => format!("restored to checkpoint {seq}\n"),
+            None => String::new(),
+        };
+        if self.restored.is_some() && self.checkpoints == 0 {
+            return s + &format!(
+                "process {}: {}\n",
+                self.pid,
+                self.ended.as_deref().unwrap_or("")
+            );
+        }
+        s += &format!(
             "{} checkpoints ({}..{}) of process {} ({}) in {:.2} s: {:.1}/s, {:.1}/s after the first\n",
             self.checkpoints,
             self.first_seq,

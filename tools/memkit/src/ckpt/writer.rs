@@ -78,7 +78,9 @@ struct Ready {
     memory: &'static str,
 }
 
-fn memory(o: &WriterOpts) -> Result<(CkptMap, &'static str), String> {
+/// The program's memory: the inherited region, else `bytes` of anonymous memory
+/// (`anon`) or of a region of its own; and what it is.
+pub(super) fn memory(bytes: u64, anon: bool) -> Result<(CkptMap, &'static str), String> {
     if let Ok(fd) = std::env::var("MEMKIT_CKPT_FD") {
         let fd: i32 = fd.parse().map_err(|_| "MEMKIT_CKPT_FD is not a number")?;
         let offset: u64 = std::env::var("MEMKIT_CKPT_OFFSET")
@@ -94,14 +96,14 @@ fn memory(o: &WriterOpts) -> Result<(CkptMap, &'static str), String> {
         let map = CkptMap::new(&dev, offset, len).map_err(|e| format!("mmap: {e}"))?;
         return Ok((map, "memkit region (inherited)"));
     }
-    let len = usize::try_from(o.bytes).map_err(|_| "--bytes too large")?;
-    if o.anon {
+    let len = usize::try_from(bytes).map_err(|_| "--bytes too large")?;
+    if anon {
         let map = CkptMap::anonymous(len).map_err(|e| format!("mmap: {e}"))?;
         return Ok((map, "anonymous"));
     }
     let dev = Device::open(DeviceKind::Ckpt).map_err(|e| format!("/dev/memkit-ckpt: {e}"))?;
     let off = dev
-        .ckpt_create(o.bytes)
+        .ckpt_create(bytes)
         .map_err(|e| format!("CKPT_CREATE: {e}"))?;
     let map = CkptMap::new(&dev, off, len).map_err(|e| format!("mmap: {e}"))?;
     // The descriptor stays open (leaked on purpose) so `memkit ckpt run --pid` can
@@ -190,7 +192,7 @@ pub fn run(o: &WriterOpts) -> Result<(), String> {
     if o.per_checkpoint > 0 {
         count_continues()?;
     }
-    let (map, what) = memory(o)?;
+    let (map, what) = memory(o.bytes, o.anon)?;
     for p in (0..map.len()).step_by(CKPT_PAGE_SIZE) {
         map.write_u64(p, p as u64);
     }
