@@ -127,8 +127,8 @@ struct Region {
     history: logic::History<VVec<u64>>,
     /// The pages worth diffing (the backup's list).
     diff_set: VVec<u64>,
-    /// For pages of the diff set, the version last copied out.
-    bases: VVec<Option<Page>>,
+    /// For pages of the diff set, the version last copied out (a page's bytes).
+    bases: VVec<Option<KVec<u8>>>,
     /// How writes are found, and when that changes.
     policy: Policy,
     stats: abi::CkptStats,
@@ -398,6 +398,40 @@ fn user_writer(addr: u64, len: u64) -> Result<kernel::uaccess::UserSliceWriter> 
         usize::try_from(len)?,
     )
     .writer())
+}
+
+/// Bytes of `COPY_DIFF`'s staging buffer: 16 records of the largest size.
+const COPY_STAGE: usize = 16 * diff::MAX_RECORD;
+
+/// Where `COPY_DIFF`'s records go: the caller's buffer, written in order.
+struct RecordsOut {
+    /// The user address of the next byte.
+    dst: usize,
+    /// Bytes of the staging buffer not yet copied out.
+    staged: usize,
+    /// Bytes copied out so far.
+    written: u64,
+}
+
+impl RecordsOut {
+    fn advance(&mut self, n: usize) -> Result {
+        self.dst = self.dst.checked_add(n).ok_or(EFAULT)?;
+        self.written = self.written.checked_add(n as u64).ok_or(EFAULT)?;
+        Ok(())
+    }
+
+    /// Copies the staged bytes out (no lock held: the copy may fault).
+    fn flush(&mut self, stage: &[u8]) -> Result {
+        let n = self.staged;
+        if n > 0 {
+            UserSlice::new(UserPtr::from_addr(self.dst), n)
+                .writer()
+                .write_slice(stage.get(..n).ok_or(EINVAL)?)?;
+            self.staged = 0;
+            self.advance(n)?;
+        }
+        Ok(())
+    }
 }
 
 impl CkptDevice {
@@ -703,6 +737,14 @@ impl CkptDevice {
         Ok(0)
     }
 
+    /// `COPY_DIFF`: each page's contents read once. A page outside the diff set goes
+    /// whole, straight from its frame to the caller's buffer (its header staged
+    /// before it). A page of the diff set is copied once, under the region lock, into
+    /// a new snapshot — what its record carries and its next version — and encoded
+    /// against its version into the staging buffer. Staged records are copied out
+    /// without the lock (the caller's buffer may be the region's own mapping, whose
+    /// fault takes the lock). The snapshots replace the versions only once every
+    /// record reached the caller: a failed call advances no version.
     fn copy_diff(&self, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::CkptCopyDiff>(arg)?;
         if req.count == 0 || req.count > abi::CKPT_COPY_DIFF_MAX_PAGES {
@@ -721,64 +763,68 @@ impl CkptDevice {
         if sorted.windows(2).any(|w| w[0] == w[1]) {
             return Err(EINVAL);
         }
-        // Records, and the contents they carry (the next versions), built under the
-        // lock; copied out without it; versions advanced only if that worked.
-        let mut out = VVec::from_elem(0u8, n * diff::MAX_RECORD, GFP_KERNEL_ACCOUNT)?;
-        let mut now = VVec::from_elem(0u8, n * diff::PAGE, GFP_KERNEL_ACCOUNT)?;
-        let mut base = KVVec::from_elem(0u8, diff::PAGE, GFP_KERNEL_ACCOUNT)?;
-        let (mut at, mut diffed) = (0usize, 0u64);
-        {
-            let guard = self.region.lock();
-            let r = guard.as_ref().ok_or(EINVAL)?;
-            for (k, &i) in idx.iter().enumerate() {
-                let cur = now
-                    .get_mut(k * diff::PAGE..(k + 1) * diff::PAGE)
-                    .ok_or(EINVAL)?;
+        let mut stage = KVVec::from_elem(0u8, COPY_STAGE, GFP_KERNEL_ACCOUNT)?;
+        // (page, snapshot) of the diff set's pages: their versions once all went out.
+        let mut next = KVVec::new();
+        let mut out = RecordsOut {
+            dst: usize::try_from(req.buf)?,
+            staged: 0,
+            written: 0,
+        };
+        let mut diffed = 0u64;
+        let copied = (|| -> Result {
+            for &i in idx.iter() {
                 // Lossless: checked against the region's pages.
                 let i = i as usize;
-                crate::mm::copy_page(cur, r.frames.get(i).and_then(Option::as_ref))?;
-                let prev = match r.bases.get(i).and_then(Option::as_ref) {
-                    Some(b) if logic::test_bit(&r.diff_set, i) => {
-                        // SAFETY: `base` is valid for 4096 bytes of writes; base pages
-                        // are only accessed under the region lock, which we hold.
-                        unsafe { b.read_raw(base.as_mut_ptr(), 0, diff::PAGE)? };
-                        Some(&base[..])
+                if stage.len() - out.staged < diff::MAX_RECORD {
+                    out.flush(&stage)?;
+                }
+                let whole = {
+                    let mut guard = self.region.lock();
+                    let r = (*guard).as_mut().ok_or(EINVAL)?;
+                    let dst = stage.get_mut(out.staged..).ok_or(EINVAL)?;
+                    if logic::test_bit(&r.diff_set, i) {
+                        let mut snap = KVec::from_elem(0u8, diff::PAGE, GFP_KERNEL_ACCOUNT)?;
+                        crate::mm::copy_page(&mut snap, r.frames.get(i).and_then(Option::as_ref))?;
+                        let version = r.bases.get(i).and_then(Option::as_deref);
+                        let (len, d) =
+                            diff::encode(params, i as u64, &snap, version, dst).ok_or(EINVAL)?;
+                        next.push((i, snap), GFP_KERNEL_ACCOUNT)?;
+                        out.staged += len;
+                        diffed += u64::from(d);
+                        None
+                    } else {
+                        out.staged += diff::put_full_header(dst, i as u64).ok_or(EINVAL)?;
+                        Some(r.frame_ptr(i))
                     }
-                    _ => None,
                 };
-                let dst = out.get_mut(at..).ok_or(EINVAL)?;
-                let (len, d) = diff::encode(params, i as u64, cur, prev, dst).ok_or(EINVAL)?;
-                at += len;
-                diffed += u64::from(d);
+                if let Some(page) = whole {
+                    out.flush(&stage)?;
+                    // SAFETY: `page` is NULL or a page of the region, which holds a
+                    // reference as long as the region lives, and the region lives as
+                    // long as the file this ioctl runs on; process context, no
+                    // spinlock held.
+                    let ret = unsafe { memkit_copy_page_to_user(out.dst, page) };
+                    if ret != 0 {
+                        return Err(Error::from_errno(ret));
+                    }
+                    out.advance(diff::PAGE)?;
+                }
             }
-        }
-        user_writer(req.buf, req.buf_len)?.write_slice(&out[..at])?;
-        // Lossless: at most 256 records of 4112 bytes.
-        req.bytes = at as u64;
-        req.diffed = diffed;
-        uapi::write(arg, req.size, &req)?;
-
+            out.flush(&stage)?;
+            req.bytes = out.written;
+            req.diffed = diffed;
+            uapi::write(arg, req.size, &req)
+        })();
+        copied?;
         let mut guard = self.region.lock();
         let r = (*guard).as_mut().ok_or(EINVAL)?;
-        for (k, &i) in idx.iter().enumerate() {
-            let cur = now
-                .get(k * diff::PAGE..(k + 1) * diff::PAGE)
-                .ok_or(EINVAL)?;
-            // Lossless: checked against the region's pages.
-            let i = i as usize;
-            if !logic::test_bit(&r.diff_set, i) {
-                continue;
-            }
-            let Some(slot) = r.bases.get_mut(i) else {
-                continue;
-            };
-            if slot.is_none() {
-                *slot = Some(Page::alloc_page(GFP_KERNEL_ACCOUNT)?);
-            }
-            if let Some(b) = slot {
-                // SAFETY: `cur` is valid for 4096 bytes of reads; base pages are only
-                // accessed under the region lock, which we hold.
-                unsafe { b.write_raw(cur.as_ptr(), 0, diff::PAGE)? };
+        for (i, snap) in next {
+            // Dropped from the set meanwhile (DIFF_SET): no version to keep.
+            if logic::test_bit(&r.diff_set, i) {
+                if let Some(v) = r.bases.get_mut(i) {
+                    *v = Some(snap);
+                }
             }
         }
         r.stats.pages_copied += req.count;

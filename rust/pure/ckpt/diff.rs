@@ -122,6 +122,13 @@ pub fn encode(
     Some((MAX_RECORD, false))
 }
 
+/// Writes the header of a whole-page record of page `page` into `out`; the page's
+/// 4096 bytes follow it. Returns the header's length; `None` if `out` is shorter.
+pub fn put_full_header(out: &mut [u8], page: u64) -> Option<usize> {
+    put_header(out, page, KIND_FULL, PAGE)?;
+    Some(HEADER)
+}
+
 /// A decoded record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record<'a> {
@@ -267,6 +274,21 @@ mod tests {
         assert!(Params::new(96, 8).is_none());
         assert!(Params::new(8192, 8).is_none());
         assert_eq!(Params::new(256, 1).unwrap().segments(), 16);
+    }
+
+    #[test]
+    fn a_full_header_and_the_page_are_the_full_record() {
+        let new = page(9);
+        let mut whole = std::vec![0u8; MAX_RECORD];
+        assert_eq!(
+            encode(Params::new(256, 4).unwrap(), 42, &new, None, &mut whole),
+            Some((MAX_RECORD, false))
+        );
+        let mut split = std::vec![0u8; MAX_RECORD];
+        assert_eq!(put_full_header(&mut split, 42), Some(HEADER));
+        split[HEADER..].copy_from_slice(&new);
+        assert_eq!(split, whole);
+        assert_eq!(put_full_header(&mut [0u8; HEADER - 1], 42), None);
     }
 
     #[test]

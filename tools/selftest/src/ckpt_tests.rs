@@ -1462,6 +1462,87 @@ pub fn ckpt_diffs_rebuild_the_replica(_: &crate::Options) -> TestResult {
     Ok(Outcome::Pass)
 }
 
+/// `ckpt_copy_diff_fault_keeps_the_versions_true`: a `COPY_DIFF` whose buffer faults —
+/// at its first byte, or after the records of the diff set's pages were copied out
+/// and while a whole page is — fails with `EFAULT`, and the caller, who got no
+/// records, can copy the same pages again and rebuild its replica exactly: the failed
+/// call left no page's version ahead of what the caller holds.
+pub fn ckpt_copy_diff_fault_keeps_the_versions_true(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 8;
+    let p = ckpt_diff::Params::new(256, 4).ok_or("bad params")?;
+    let (dev, map) = region(PAGES)?;
+    let mut replica = vec![0u8; PAGES as usize * PAGE];
+    for i in 0..PAGES as usize {
+        map.write_u64(i * PAGE + 64, i as u64 + 1);
+    }
+    diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    // Pages 0-3 diffed from here on, each with a version.
+    dev.ckpt_diff_set(&[0, 1, 2, 3], false)
+        .map_err(|e| format!("CKPT_DIFF_SET: {e}"))?;
+    for i in 0..PAGES as usize {
+        map.write_u64(i * PAGE + 128, 7);
+    }
+    diff_checkpoint(&dev, PAGES, &mut replica, p)?;
+    if map.to_vec() != replica {
+        return Err("the replica differs before any fault".into());
+    }
+    let len = PAGES as usize * ckpt_diff::MAX_RECORD;
+    let buf = CkptMap::anonymous(len + PAGE).map_err(|e| format!("mmap: {e}"))?;
+    // (bytes readable before the fault, what it interrupts)
+    for (open_bytes, what) in [(0, "the first record"), (PAGE, "page 4, whole")] {
+        for i in 0..PAGES as usize {
+            map.write_u64(i * PAGE + 256, open_bytes as u64 + 11);
+        }
+        let dirty = collect(&dev, 0, PAGES, true)?;
+        if dirty.len() != PAGES as usize {
+            return Err(format!("{what}: dirty {dirty:?}"));
+        }
+        // SAFETY: protects pages of a mapping this test owns; nothing else uses it.
+        let ret = unsafe {
+            libc::mprotect(
+                (buf.addr() as usize + open_bytes) as *mut libc::c_void,
+                len + PAGE - open_bytes,
+                libc::PROT_NONE,
+            )
+        };
+        if ret != 0 {
+            return Err(format!("mprotect: {}", std::io::Error::last_os_error()));
+        }
+        let req = abi::CkptCopyDiff {
+            size: abi::CkptCopyDiff::SIZE as u32,
+            pages: dirty.as_ptr() as u64,
+            count: dirty.len() as u64,
+            buf: buf.addr(),
+            buf_len: len as u64,
+            segment: 256,
+            max_changed: 4,
+            ..Default::default()
+        };
+        expect_errno(what, dev.call(abi::IOC_CKPT_COPY_DIFF, &req), libc::EFAULT)?;
+        // SAFETY: as above, back to read-write.
+        let ret = unsafe {
+            libc::mprotect(
+                buf.addr() as *mut libc::c_void,
+                len + PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if ret != 0 {
+            return Err(format!("mprotect: {}", std::io::Error::last_os_error()));
+        }
+        let (records, _) = dev
+            .ckpt_copy_diff(&dirty, 256, 4)
+            .map_err(|e| format!("{what}: COPY_DIFF again: {e}"))?;
+        apply_records(&mut replica, &records, p)?;
+        if map.to_vec() != replica {
+            return Err(format!(
+                "after a fault at {what}, the copy again does not rebuild the memory"
+            ));
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
 /// The baseline for memory that is not a memkit region: soft-dirty bits of another
 /// process, read from its pagemap (entries and `PAGEMAP_SCAN`), contents copied with
 /// `process_vm_readv` (`memkit::track`).
