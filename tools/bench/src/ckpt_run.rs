@@ -4,20 +4,12 @@
 //!
 //! - `rate`: checkpoints per second sustained back to back (`--interval-ms 0`) on
 //!   64 MiB with about 1 % of the pages dirty per checkpoint: a memkit region, and
-//!   its peer, anonymous memory through soft-dirty (`--soft-dirty`). How many pages a
-//!   writer of a given rate dirties per checkpoint depends on how long a checkpoint
-//!   takes, which depends on how many pages it sends. So the first variant (memkit)
-//!   is calibrated: a run with checkpoints far apart (`--rate-calib-interval-ms`) and
-//!   a writer that dirties the wanted pages per interval measures how long a
-//!   checkpoint of that many pages takes, and the measured run, back to back, gets
-//!   the rate that writes that many pages in that time. If the measured run's dirty
-//!   fraction is off by more than -25/+33 %, it becomes a second calibration and one
-//!   more run follows with the writes per checkpoint scaled to the wanted pages (the
-//!   checkpoint's duration taken as unchanged; the change capped at 30 %, as the
-//!   higher the rate, the more slowly the backlog the first checkpoint leaves
-//!   drains). The other
-//!   variants run at the final rate — the same writer. The dirty fraction each
-//!   achieves is measured and reported next to the rate.
+//!   its peer, anonymous memory through soft-dirty (`--soft-dirty`). The writer makes
+//!   the writes that dirty that many pages (random pages, repeats included) after
+//!   each checkpoint and then waits for the next (`ckpt-writer --per-checkpoint`):
+//!   every checkpoint of every variant sees the same work, however long checkpoints
+//!   take. The dirty fraction each achieves is measured and reported next to the
+//!   rate.
 //! - `precopy`: time stopped per checkpoint with and without `--precopy`, on
 //!   uniform and Zipf writes, the same writer settings and seed both ways, the order
 //!   alternating between rounds.
@@ -83,24 +75,16 @@ pub struct CkptRunOpts {
     /// rate: the wanted percentage of the pages dirty per checkpoint.
     #[arg(long, default_value_t = 1.0)]
     pub rate_dirty: f64,
-    /// rate: milliseconds between the calibration's checkpoints (longer than one
-    /// checkpoint of the wanted pages takes).
-    #[arg(long, default_value_t = 2000)]
-    pub rate_calib_interval_ms: u64,
-    /// rate: checkpoints of the calibration run (the first included).
-    #[arg(long, default_value_t = 15)]
-    pub rate_calib_count: u64,
-    /// rate: checkpoints of the measured run (the first included).
-    #[arg(long, default_value_t = 56)]
+    /// rate: checkpoints of a run (the first included).
+    #[arg(long, default_value_t = 40)]
     pub rate_count: u64,
-    /// rate: checkpoints after the first left out of the steady state (the backlog
-    /// of the first checkpoint shrinks by a roughly constant factor per checkpoint,
-    /// 0.6 to 0.8 in the emulated guest; the checkpoints of the tail are short, so a
-    /// generous warm-up is cheap).
-    #[arg(long, default_value_t = 30)]
+    /// rate: checkpoints after the first left out of the steady state (the writer
+    /// waits for each checkpoint, so the first one leaves no backlog; these absorb
+    /// the start of the diff list and of the caches).
+    #[arg(long, default_value_t = 3)]
     pub rate_warmup: u64,
-    /// rate: rounds (each variant at the calibrated rate; the order alternating).
-    #[arg(long, default_value_t = 1)]
+    /// rate: rounds (each variant once; the order alternating).
+    #[arg(long, default_value_t = 2)]
     pub rate_rounds: u32,
     /// rate: the writer's write kind (dense: every dirty page goes whole, diffs or
     /// not, so a checkpoint's cost per page does not drift as the diff list forms).
@@ -181,9 +165,10 @@ struct Spec {
     variant: String,
     workload: String,
     round: u32,
-    calibration: bool,
     bytes: u64,
     rate: u64,
+    /// Writes per thread between two checkpoints (0: no cap).
+    per_checkpoint: u64,
     pattern: String,
     write: String,
     interval_ms: u64,
@@ -319,6 +304,9 @@ fn one_run(o: &CkptRunOpts, s: &Spec) -> io::Result<CkptRunSample> {
     if s.soft_dirty {
         w.push("--anon".into());
     }
+    if s.per_checkpoint > 0 {
+        w.extend(args(&["--per-checkpoint", &s.per_checkpoint.to_string()]));
+    }
     let (writer, ready) = Proc::start(&o.memkit, &w)?;
     let pid = ready["pid"]
         .as_u64()
@@ -382,7 +370,7 @@ fn one_run(o: &CkptRunOpts, s: &Spec) -> io::Result<CkptRunSample> {
         variant: s.variant.clone(),
         workload: s.workload.clone(),
         round: s.round,
-        calibration: s.calibration,
+        per_checkpoint: s.per_checkpoint,
         bytes: s.bytes,
         threads: o.threads,
         rate: s.rate,
@@ -427,15 +415,18 @@ fn one_run(o: &CkptRunOpts, s: &Spec) -> io::Result<CkptRunSample> {
     let st = sample.steady();
     let n = st.len().max(1) as f64;
     eprintln!(
-        "ckpt-run {} {} {} round {}{}: rate {}/s: {} checkpoints in {:.1}s (first {:.1}s); \
+        "ckpt-run {} {} {} round {}: {}: {} checkpoints in {:.1}s (first {:.1}s); \
          warm-up {}; steady: {:.1} pages, {:.0} record bytes, stopped {:.0} us, {:.0} ms each; \
          {:.0}s in all",
         s.part,
         s.workload,
         s.variant,
         s.round,
-        if s.calibration { " (calibration)" } else { "" },
-        s.rate,
+        match (s.rate, s.per_checkpoint) {
+            (0, 0) => "writes as fast as it can".to_string(),
+            (0, n) => format!("{n} writes per checkpoint"),
+            (r, _) => format!("{r} writes/s"),
+        },
         sample.summary.checkpoints,
         sample.summary.secs,
         sample.reports[0].total_ns as f64 / 1e9,
@@ -517,49 +508,23 @@ pub fn warmup(reports: &[RunReport], interval_ms: u64, min: u64) -> u64 {
     let mut w = min;
     if interval_ms > 0 {
         let interval = interval_ms as u128 * 1_000_000;
-        let mut elapsed = 0u128;
-        for (k, r) in reports.iter().enumerate() {
-            if k >= 1 && elapsed <= k as u128 * interval {
+        // When checkpoint k started, from the first's start.
+        let mut started = 0u128;
+        for (k, r) in reports.iter().enumerate().skip(1) {
+            started += u128::from(r.interval_ns);
+            if started <= k as u128 * interval {
                 w = w.max(k as u64);
                 break;
             }
-            elapsed += u128::from(r.total_ns);
         }
     }
     w
-}
-
-/// The rate (writes per second per thread) under which `want` of `pages` pages are
-/// dirty per back-to-back checkpoint, for checkpoints of `a + b * pages` ns: the
-/// writes one such checkpoint's duration holds.
-pub fn rate_for(want: f64, pages: f64, (a, b): (f64, f64), threads: u32) -> u64 {
-    let secs = (a + b * want) / 1e9;
-    let r = writes_for(want, pages) / secs / f64::from(threads.max(1));
-    (r.round() as u64).max(1)
-}
-
-/// Mean pages and mean duration (ns) of a run's steady-state checkpoints.
-fn steady_means(x: &CkptRunSample) -> (f64, f64) {
-    let st = x.steady();
-    let n = st.len().max(1) as f64;
-    (
-        st.iter().map(|r| r.pages).sum::<u64>() as f64 / n,
-        st.iter().map(|r| r.total_ns).sum::<u64>() as f64 / n,
-    )
 }
 
 /// Uniform writes needed for `distinct` distinct pages of `pages`, on average.
 pub fn writes_for(distinct: f64, pages: f64) -> f64 {
     let d = distinct.clamp(0.5, pages - 0.5);
     -pages * (1.0 - d / pages).ln()
-}
-
-/// The writer rate (per thread) that should dirty `want` pages per checkpoint,
-/// from a run at `rate` that dirtied `got` per checkpoint: the writes per
-/// checkpoint scaled, the checkpoint's duration taken as unchanged.
-pub fn calibrated_rate(rate: u64, got: f64, want: f64, pages: f64) -> u64 {
-    let r = rate as f64 * writes_for(want, pages) / writes_for(got, pages);
-    (r.round() as u64).max(1)
 }
 
 /// Runs the parts, handing every raw line to `emit`.
@@ -574,10 +539,7 @@ pub fn run(o: &CkptRunOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
     if !(o.rate_dirty > 0.0 && o.rate_dirty < 100.0) {
         return Err(io::Error::other("--rate-dirty must be in (0, 100)"));
     }
-    if o.rate_calib_interval_ms == 0 {
-        return Err(io::Error::other("--rate-calib-interval-ms must not be 0"));
-    }
-    if o.rate_calib_count < 2 || o.rate_count < 2 || o.precopy_count < 2 || o.diff_count < 2 {
+    if o.rate_count < 2 || o.precopy_count < 2 || o.diff_count < 2 {
         return Err(io::Error::other(
             "every run needs 2 checkpoints or more (the first is not steady state)",
         ));
@@ -605,13 +567,15 @@ pub fn run(o: &CkptRunOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
     if part("rate") {
         let pages = (o.rate_bytes / PAGE) as f64;
         let want = pages * o.rate_dirty / 100.0;
-        let spec = |v: &str, round: u32, rate: u64| Spec {
+        // The writes that dirty `want` distinct pages, shared by the threads.
+        let per = (writes_for(want, pages) / f64::from(o.threads.max(1))).ceil() as u64;
+        let spec = |v: &str, round: u32| Spec {
             part: "rate",
             variant: v.into(),
             workload: "uniform".into(),
             round,
             bytes: o.rate_bytes,
-            rate,
+            per_checkpoint: per.max(1),
             pattern: "uniform".into(),
             write: o.rate_write.clone(),
             interval_ms: 0,
@@ -621,61 +585,13 @@ pub fn run(o: &CkptRunOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
             soft_dirty: v == "soft-dirty",
             ..Default::default()
         };
-        // Calibrated on the first variant (memkit); the others run at its rate: the
-        // same writer for every variant.
-        let first = o.rate_variants[0].clone();
-        // The wanted pages written per interval, checkpoints far apart.
-        let mut c = spec(
-            &first,
-            0,
-            rate_for(
-                want,
-                pages,
-                (o.rate_calib_interval_ms as f64 * 1e6, 0.0),
-                o.threads,
-            ),
-        );
-        c.calibration = true;
-        c.interval_ms = o.rate_calib_interval_ms;
-        c.count = o.rate_calib_count;
-        c.min_warmup = 1;
-        let cm = steady_means(&go(&c, emit)?);
-        let mut rate = rate_for(want, pages, (cm.1, 0.0), o.threads);
-        eprintln!(
-            "ckpt-run rate {first}: a checkpoint of {:.1} pages takes {:.1} ms: {rate}/s per \
-             thread back to back for {want:.0} pages",
-            cm.0,
-            cm.1 / 1e6,
-        );
-        let mut m = one_run(o, &spec(&first, 0, rate))?;
-        let got = steady_means(&m).0;
-        if !(0.75..=1.33).contains(&(got / want)) {
-            // Once more, the writes per checkpoint scaled (its duration taken as
-            // unchanged), by at most 30 %: a checkpoint's duration grows with its
-            // pages, and the closer the writes come to what large checkpoints send
-            // per second, the more slowly the backlog the first checkpoint leaves
-            // drains.
-            let r = calibrated_rate(rate, got, want, pages).clamp(rate * 10 / 13, rate * 13 / 10);
-            eprintln!(
-                "ckpt-run rate {first}: {got:.1} pages per checkpoint at {rate}/s per thread, \
-                 {want:.0} wanted: once more at {r}/s"
-            );
-            m.calibration = true;
-            emit(Raw::CkptRun(Box::new(m)));
-            rate = r;
-            m = one_run(o, &spec(&first, 0, rate))?;
-        }
-        emit(Raw::CkptRun(Box::new(m)));
         for round in 0..o.rate_rounds {
             let mut order = o.rate_variants.clone();
             if round % 2 == 1 {
                 order.reverse();
             }
             for v in order {
-                if round == 0 && v == first {
-                    continue;
-                }
-                go(&spec(&v, round, rate), emit)?;
+                go(&spec(&v, round), emit)?;
             }
         }
     }
@@ -762,42 +678,35 @@ mod tests {
         assert!(writes_for(0.0, 1024.0) > 0.0);
     }
 
-    fn rep(pages: u64, ms: u64) -> RunReport {
-        RunReport {
-            pages,
-            total_ns: ms * 1_000_000,
-            ..Default::default()
-        }
+    /// Reports of checkpoints back to back, each taking its `ms`.
+    fn reps(pages: u64, ms: &[u64]) -> Vec<RunReport> {
+        let mut prev = 0;
+        ms.iter()
+            .map(|&ms| {
+                let r = RunReport {
+                    pages,
+                    total_ns: ms * 1_000_000,
+                    interval_ns: prev,
+                    ..Default::default()
+                };
+                prev = r.total_ns;
+                r
+            })
+            .collect()
     }
 
     #[test]
     fn warmup_waits_for_the_schedule() {
         // 1 s intervals: the first takes 3.5 s, then 0.5 s each.
-        let r: Vec<RunReport> = [3500, 500, 500, 500, 500, 500, 500, 500, 500, 500]
-            .iter()
-            .map(|&ms| rep(10, ms))
-            .collect();
-        // Elapsed before index k: 3.5 + 0.5 (k - 1) <= k once k >= 6.
+        let r = reps(10, &[3500, 500, 500, 500, 500, 500, 500, 500, 500, 500]);
+        // Started at index k: 3.5 + 0.5 (k - 1) <= k once k >= 6.
         assert_eq!(warmup(&r, 1000, 1), 6);
         assert_eq!(warmup(&r, 1000, 8), 8);
         // Back to back: the minimum only.
         assert_eq!(warmup(&r, 0, 3), 3);
         // Never late: the minimum.
-        let r: Vec<RunReport> = (0..5).map(|_| rep(10, 100)).collect();
+        let r = reps(10, &[100; 5]);
         assert_eq!(warmup(&r, 1000, 0), 1);
         assert_eq!(warmup(&r, 1000, 2), 2);
-    }
-
-    #[test]
-    fn rates_for_the_wanted_pages() {
-        // 164 pages in 198.4 ms: 164.8 writes in it.
-        let rate = rate_for(164.0, 16384.0, (100e6, 0.6e6), 1);
-        assert!((828..=832).contains(&rate), "{rate}");
-        assert!(rate_for(164.0, 16384.0, (100e6, 0.6e6), 2).abs_diff(rate / 2) <= 1);
-        // 82 pages at 100/s: 164 wants about twice the rate.
-        let r = calibrated_rate(100, 82.0, 164.0, 16384.0);
-        assert!((199..=202).contains(&r), "{r}");
-        assert_eq!(calibrated_rate(100, 164.0, 164.0, 16384.0), 100);
-        assert!(calibrated_rate(1, 16000.0, 1.0, 16384.0) >= 1);
     }
 }

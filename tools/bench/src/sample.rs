@@ -137,6 +137,19 @@ pub struct BackupSession {
     pub record_bytes: u64,
     /// Diff lists sent to the primary.
     pub diff_lists: u64,
+    /// Milliseconds over the checkpoints after the first, by step (`memkit ckpt
+    /// backup`'s session line): the records' crc32c checked,
+    pub crc_ms: f64,
+    /// applied to staged pages,
+    pub stage_ms: f64,
+    /// the difference values computed,
+    pub values_ms: f64,
+    /// the log written and synced,
+    pub log_ms: f64,
+    /// renamed (the commit point),
+    pub rename_ms: f64,
+    /// the pages written into the replica.
+    pub apply_ms: f64,
     /// The error that ended the session, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -157,9 +170,10 @@ pub struct CkptRunSample {
     pub workload: String,
     /// Round: the variants of a round ran back to back with the same writer.
     pub round: u32,
-    /// A calibration run (rate: finds the writer rate for the dirty fraction).
+    /// Writes per writer thread between two checkpoints (0: no cap; `rate`: the
+    /// writes that dirty the wanted fraction).
     #[serde(default)]
-    pub calibration: bool,
+    pub per_checkpoint: u64,
     /// Bytes of the checkpointed memory.
     pub bytes: u64,
     /// Writer threads.

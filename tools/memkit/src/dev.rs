@@ -540,36 +540,59 @@ impl Device {
         segment: u32,
         max_changed: u32,
     ) -> io::Result<(Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        let diffed = self.ckpt_copy_diff_into(pages, segment, max_changed, &mut out)?;
+        Ok((out, diffed))
+    }
+
+    /// [`Device::ckpt_copy_diff`], the records appended to `out` (written by the
+    /// kernel into its spare capacity: nothing zeroed or copied on the way). On an
+    /// error `out` is as it was.
+    pub fn ckpt_copy_diff_into(
+        &self,
+        pages: &[u64],
+        segment: u32,
+        max_changed: u32,
+        out: &mut Vec<u8>,
+    ) -> io::Result<u64> {
         if pages.len() as u64 > abi::CKPT_COPY_DIFF_MAX_PAGES {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let mut buf = vec![0u8; pages.len() * ckpt_diff::MAX_RECORD];
+        let room = pages.len() * ckpt_diff::MAX_RECORD;
+        out.reserve(room);
+        let spare = out.spare_capacity_mut();
         let req = abi::CkptCopyDiff {
             size: abi::CkptCopyDiff::SIZE as u32,
             flags: 0,
             pages: user_addr(pages),
             count: pages.len() as u64,
-            buf: user_addr_mut(&mut buf),
-            buf_len: buf.len() as u64,
+            buf: if room == 0 {
+                0
+            } else {
+                spare.as_mut_ptr() as u64
+            },
+            buf_len: room as u64,
             segment,
             max_changed,
             bytes: 0,
             diffed: 0,
         };
         // The kernel reads `count` indexes at `pages` and writes at most `buf_len`
-        // bytes to `buf`; both outlive the call.
-        let out = self.call(abi::IOC_CKPT_COPY_DIFF, &req)?;
-        let n = usize::try_from(out.bytes)
+        // bytes into `out`'s spare capacity (reserved above); both outlive the call.
+        let done = self.call(abi::IOC_CKPT_COPY_DIFF, &req)?;
+        let n = usize::try_from(done.bytes)
             .ok()
-            .filter(|&n| n <= buf.len())
+            .filter(|&n| n <= room)
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("the kernel reported {} bytes of records", out.bytes),
+                    format!("the kernel reported {} bytes of records", done.bytes),
                 )
             })?;
-        buf.truncate(n);
-        Ok((buf, out.diffed))
+        // SAFETY: the kernel wrote `n` bytes (at most the `room` reserved) at the
+        // start of the spare capacity, so they are initialised.
+        unsafe { out.set_len(out.len() + n) };
+        Ok(done.diffed)
     }
 
     /// `MEMKIT_IOC_RMEM_CONFIGURE` with `cfg` (its `size` is set here): the mmap

@@ -15,6 +15,14 @@
 //! dirty at the second collect, so the checkpoint is exactly the memory at the stop.
 //!
 //! The first checkpoint of a connection sends every page, whole.
+//!
+//! Pipelining: a checkpoint does not wait for its acknowledgement before the next
+//! one starts; at most [`Options::window`] are sent and not yet acknowledged (1:
+//! each waits for its own). The backup applies checkpoints in the order sent, so a
+//! diff is always against a version the backup will hold when it applies it. A
+//! checkpoint is safe — on the backup, surviving the primary — once its report
+//! comes back from [`Primary::checkpoint`] or [`Primary::drain`]
+//! (`memkit ckpt run --reports` prints it then).
 
 use crate::dev::Device;
 use crate::stream::{self, Frame};
@@ -24,9 +32,10 @@ use memkit_core::abi;
 use memkit_core::ckpt::diff::{self, Params, PAGE};
 use memkit_core::crc32c::Crc32c;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, BufReader, BufWriter, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// Where a checkpoint's pages come from.
@@ -101,11 +110,9 @@ impl Source for RegionSource {
     fn copy(&mut self, p: Params, pages: &[u64], out: &mut Vec<u8>) -> io::Result<u64> {
         let mut diffed = 0;
         for batch in pages.chunks(abi::CKPT_COPY_DIFF_MAX_PAGES as usize) {
-            let (records, d) = self
-                .dev
-                .ckpt_copy_diff(batch, p.segment() as u32, p.max_changed)?;
-            out.extend_from_slice(&records);
-            diffed += d;
+            diffed +=
+                self.dev
+                    .ckpt_copy_diff_into(batch, p.segment() as u32, p.max_changed, out)?;
         }
         Ok(diffed)
     }
@@ -304,6 +311,8 @@ pub struct Options {
     pub precopy: bool,
     /// Pre-copy: a page is cold if not written in this many checkpoints before.
     pub cold_after: u32,
+    /// Checkpoints sent and not yet acknowledged, at most (1 or more).
+    pub window: u32,
 }
 
 /// What one checkpoint did (a JSON line of `memkit ckpt run --reports`).
@@ -326,23 +335,75 @@ pub struct Report {
     pub stopped_ns: u64,
     /// Of those, waiting for it to stop.
     pub stop_wait_ns: u64,
+    /// Of those, the collect and clear.
+    pub collect_ns: u64,
+    /// Of those, copying the pages out (records built).
+    pub copy_ns: u64,
     /// Nanoseconds sending (after the resume).
     pub send_ns: u64,
-    /// Nanoseconds waiting for the backup's ACK.
+    /// Nanoseconds from the end of the sending to the backup's ACK.
     pub ack_ns: u64,
     /// Nanoseconds from the start of the checkpoint to the backup's ACK.
     pub total_ns: u64,
+    /// Nanoseconds from the previous checkpoint's start to this one's (0 for the
+    /// first of a connection): with a window above 1 checkpoints overlap, and the
+    /// rate is one over this.
+    pub interval_ns: u64,
+}
+
+/// A checkpoint sent and not yet acknowledged.
+struct InFlight {
+    report: Report,
+    start: Instant,
+    sent: Instant,
+}
+
+/// Shuts the connection down when dropped: the thread reading it sees its end.
+struct Conn(TcpStream);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// What the backup sends, read by a thread of its own (so that acknowledgements and
+/// diff lists are taken while checkpoints go on).
+type Frames = Receiver<io::Result<Option<Frame>>>;
+
+fn read_frames(mut rx: BufReader<TcpStream>) -> Frames {
+    let (tx, frames) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        let f = Frame::read(&mut rx);
+        let last = !matches!(f, Ok(Some(_)));
+        if tx.send(f).is_err() || last {
+            return;
+        }
+    });
+    frames
 }
 
 /// A connection to the backup and the checkpoints sent over it.
 pub struct Primary<S: Source> {
     src: S,
     opts: Options,
-    rx: BufReader<TcpStream>,
+    frames: Frames,
     tx: BufWriter<TcpStream>,
+    _conn: Conn,
+    /// The last checkpoint sent, and the last acknowledged.
     seq: u64,
+    acked: u64,
+    inflight: VecDeque<InFlight>,
+    last_start: Option<Instant>,
     first: bool,
+    /// The record buffers of the last checkpoint, kept for the next (their pages
+    /// stay mapped: no page faults to fill them again).
+    bufs: [Vec<u8>; 2],
 }
+
+/// Record buffers larger than this are not kept between checkpoints (the first
+/// checkpoint's, which holds every page).
+const KEEP_BUFFER: usize = 32 << 20;
 
 fn protocol(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -359,37 +420,50 @@ impl<S: Source> Primary<S> {
                  pagemap read and clear_refs are two steps",
             ));
         }
+        if opts.window == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a window of 0 checkpoints in flight",
+            ));
+        }
         // The backup has none of the bases diffs would refer to.
         src.set_diff(&[])?;
         let conn = TcpStream::connect(addr)?;
         conn.set_nodelay(true)?;
-        let mut p = Primary {
-            rx: BufReader::new(conn.try_clone()?),
-            tx: BufWriter::with_capacity(1 << 20, conn),
-            src,
-            opts,
-            seq: 0,
-            first: true,
-        };
-        let bytes = p.src.pages() * PAGE as u64;
+        let mut rx = BufReader::new(conn.try_clone()?);
+        let guard = Conn(conn.try_clone()?);
+        let mut tx = BufWriter::with_capacity(1 << 20, conn);
+        let bytes = src.pages() * PAGE as u64;
         Frame::Hello {
             version: stream::VERSION,
             segment: opts.params.segment() as u32,
             max_changed: opts.params.max_changed,
             bytes,
         }
-        .write(&mut p.tx)?;
-        p.tx.flush()?;
-        match Frame::read(&mut p.rx)? {
+        .write(&mut tx)?;
+        tx.flush()?;
+        let seq = match Frame::read(&mut rx)? {
             Some(Frame::HelloReply {
                 version,
                 bytes: b,
                 committed,
-            }) if version == stream::VERSION && b == bytes => p.seq = committed,
+            }) if version == stream::VERSION && b == bytes => committed,
             Some(Frame::Error(m)) => return Err(protocol(format!("the backup refused: {m}"))),
             other => return Err(protocol(format!("unexpected greeting {other:?}"))),
-        }
-        Ok(p)
+        };
+        Ok(Primary {
+            frames: read_frames(rx),
+            tx,
+            _conn: guard,
+            src,
+            opts,
+            seq,
+            acked: seq,
+            inflight: VecDeque::new(),
+            last_start: None,
+            first: true,
+            bufs: Default::default(),
+        })
     }
 
     /// The source.
@@ -408,9 +482,19 @@ impl<S: Source> Primary<S> {
         self.src
     }
 
-    /// The last checkpoint number used.
+    /// The last checkpoint number used (sent, or being sent).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The last checkpoint the backup acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Checkpoints sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
     }
 
     fn send_records(&mut self, records: &[u8], crc: &mut Crc32c) -> io::Result<()> {
@@ -426,31 +510,40 @@ impl<S: Source> Primary<S> {
                 diff::Record::Diff { data, .. } => diff::HEADER + 8 + data.len(),
             };
             if (end + len - at) as u64 > stream::MAX_PAYLOAD {
-                Frame::Records(records[at..end].to_vec()).write(&mut self.tx)?;
+                stream::write_records(&mut self.tx, &records[at..end])?;
                 at = end;
             }
             end += len;
         }
         if end > at {
-            Frame::Records(records[at..end].to_vec()).write(&mut self.tx)?;
+            stream::write_records(&mut self.tx, &records[at..end])?;
         }
         Ok(())
     }
 
-    /// Takes one checkpoint: see the module documentation.
-    pub fn checkpoint(&mut self, pause: &mut dyn Pause) -> io::Result<Report> {
+    /// Takes one checkpoint (see the module documentation) and sends it; returns the
+    /// reports of the checkpoints the backup acknowledged meanwhile, oldest first —
+    /// this one's once [`Options::window`] is 1.
+    pub fn checkpoint(&mut self, pause: &mut dyn Pause) -> io::Result<Vec<Report>> {
+        // Diff lists that arrived since the last checkpoint apply to this one.
+        let mut done = self.take_frames(usize::MAX)?;
         let start = Instant::now();
+        let interval = self.last_start.map(|t| start.duration_since(t));
+        self.last_start = Some(start);
         let seq = self.seq + 1;
         let p = self.opts.params;
         let pages = self.src.pages();
         let all = || (0..pages).collect::<Vec<u64>>();
         let mut r = Report {
             seq,
+            interval_ns: interval.map_or(0, |d| d.as_nanos() as u64),
             ..Default::default()
         };
         let mut crc = Crc32c::new();
         let mut sent = BTreeSet::new();
-        let mut pre = Vec::new();
+        let [mut pre, mut records] = std::mem::take(&mut self.bufs);
+        pre.clear();
+        records.clear();
         let mut stop_set;
         if self.opts.precopy {
             let mut d1 = self.src.collect_clear()?;
@@ -472,12 +565,14 @@ impl<S: Source> Primary<S> {
         } else {
             stop_set = Vec::new();
         }
-        let mut records = Vec::new();
         let stopped = Instant::now();
         pause.stop()?;
         r.stop_wait_ns = stopped.elapsed().as_nanos() as u64;
+        let (mut collect_ns, mut copy_ns) = (0, 0);
         let copied = (|| {
+            let t = Instant::now();
             let d2 = self.src.collect_clear()?;
+            collect_ns = t.elapsed().as_nanos() as u64;
             if self.first && !self.opts.precopy {
                 stop_set = all();
             } else {
@@ -485,8 +580,12 @@ impl<S: Source> Primary<S> {
                 stop_set.sort_unstable();
                 stop_set.dedup();
             }
-            self.src.copy(p, &stop_set, &mut records)
+            let t = Instant::now();
+            let d = self.src.copy(p, &stop_set, &mut records);
+            copy_ns = t.elapsed().as_nanos() as u64;
+            d
         })();
+        (r.collect_ns, r.copy_ns) = (collect_ns, copy_ns);
         let resumed = pause.resume();
         r.stopped_ns = stopped.elapsed().as_nanos() as u64;
         r.diffed += copied?;
@@ -509,19 +608,59 @@ impl<S: Source> Primary<S> {
         r.send_ns = sending.elapsed().as_nanos() as u64;
         r.pages = sent.len() as u64;
         r.record_bytes = (pre.len() + records.len()) as u64;
-        let acking = Instant::now();
-        self.wait_ack(seq)?;
-        r.ack_ns = acking.elapsed().as_nanos() as u64;
+        for b in [&mut pre, &mut records] {
+            if b.capacity() > KEEP_BUFFER {
+                *b = Vec::new();
+            }
+        }
+        self.bufs = [pre, records];
         self.seq = seq;
         self.first = false;
-        r.total_ns = start.elapsed().as_nanos() as u64;
-        Ok(r)
+        self.inflight.push_back(InFlight {
+            report: r,
+            start,
+            sent: Instant::now(),
+        });
+        done.extend(self.take_frames(self.opts.window as usize - 1)?);
+        Ok(done)
     }
 
-    fn wait_ack(&mut self, seq: u64) -> io::Result<()> {
+    /// Waits until the backup acknowledged every checkpoint sent; their reports.
+    pub fn drain(&mut self) -> io::Result<Vec<Report>> {
+        self.take_frames(0)
+    }
+
+    /// Takes what the backup sent — acknowledgements, diff lists — waiting while
+    /// more than `in_flight` checkpoints are unacknowledged; the reports of those
+    /// acknowledged.
+    fn take_frames(&mut self, in_flight: usize) -> io::Result<Vec<Report>> {
+        let mut done = Vec::new();
         loop {
-            match Frame::read(&mut self.rx)? {
-                Some(Frame::Ack { seq: s }) if s == seq => return Ok(()),
+            let waiting = self.inflight.front().map(|f| f.report.seq);
+            let frame = if self.inflight.len() > in_flight {
+                self.frames.recv().unwrap_or(Ok(None))
+            } else {
+                match self.frames.try_recv() {
+                    Ok(f) => f,
+                    Err(TryRecvError::Empty) => return Ok(done),
+                    // Nothing in flight: the next send finds out.
+                    Err(TryRecvError::Disconnected) if waiting.is_none() => return Ok(done),
+                    Err(TryRecvError::Disconnected) => Ok(None),
+                }
+            };
+            let which = || waiting.map_or("a checkpoint".into(), |s| format!("checkpoint {s}"));
+            match frame? {
+                Some(Frame::Ack { seq }) if Some(seq) == waiting => {
+                    let f = self
+                        .inflight
+                        .pop_front()
+                        .expect("the checkpoint waited for");
+                    let mut r = f.report;
+                    r.ack_ns = f.sent.elapsed().as_nanos() as u64;
+                    r.total_ns = f.start.elapsed().as_nanos() as u64;
+                    self.acked = seq;
+                    done.push(r);
+                }
                 Some(Frame::DiffList(pages)) => {
                     if self.opts.diff {
                         if pages.iter().any(|&p| p >= self.src.pages()) {
@@ -531,17 +670,23 @@ impl<S: Source> Primary<S> {
                     }
                 }
                 Some(Frame::Error(m)) => {
-                    return Err(protocol(format!("the backup failed checkpoint {seq}: {m}")))
+                    return Err(protocol(format!("the backup failed {}: {m}", which())))
                 }
                 None => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!(
-                        "the backup closed the connection before acknowledging checkpoint {seq}"
-                    ),
+                            "the backup closed the connection before acknowledging {}",
+                            which()
+                        ),
                     ))
                 }
-                Some(other) => return Err(protocol(format!("unexpected {other:?}"))),
+                Some(other) => {
+                    return Err(protocol(format!(
+                        "unexpected {other:?} while waiting for {}",
+                        which()
+                    )))
+                }
             }
         }
     }

@@ -29,6 +29,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const MAGIC: &[u8; 8] = b"MKCKLOG1";
 const LOG_VERSION: u32 = 1;
@@ -77,6 +78,17 @@ pub enum CrashPoint {
     TmpLogSynced,
     /// Renamed (committed), half of the pages written into `replica`.
     HalfApplied,
+}
+
+/// How long a commit's steps took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitTimes {
+    /// The log encoded, written and synced.
+    pub log: Duration,
+    /// Renamed over the last one and the directory synced: the commit point.
+    pub rename: Duration,
+    /// The pages written into `replica`, and synced.
+    pub apply: Duration,
 }
 
 /// A checkpoint being received: the new contents of the pages it touched.
@@ -266,9 +278,12 @@ impl Replica {
             .collect()
     }
 
-    /// Commits `staged` as checkpoint `seq` (see the module documentation).
-    pub fn commit(&mut self, seq: u64, staged: Staged) -> io::Result<()> {
-        self.commit_until(seq, staged, None)
+    /// Commits `staged` as checkpoint `seq` (see the module documentation); how long
+    /// its steps took.
+    pub fn commit(&mut self, seq: u64, staged: Staged) -> io::Result<CommitTimes> {
+        let mut t = CommitTimes::default();
+        self.commit_until(seq, staged, None, &mut t)?;
+        Ok(t)
     }
 
     /// [`Replica::commit`], stopping at `crash` (tests only: the replica must then be
@@ -278,7 +293,9 @@ impl Replica {
         seq: u64,
         staged: Staged,
         crash: Option<CrashPoint>,
+        times: &mut CommitTimes,
     ) -> io::Result<()> {
+        let start = Instant::now();
         if seq <= self.committed {
             return Err(bad(format!(
                 "checkpoint {seq} after {}: numbers must increase",
@@ -301,8 +318,10 @@ impl Replica {
         if crash == Some(CrashPoint::TmpLogSynced) {
             return Ok(());
         }
+        times.log = start.elapsed();
         fs::rename(&tmp, Self::log_path(&self.dir))?;
         File::open(&self.dir)?.sync_all()?;
+        times.rename = start.elapsed() - times.log;
         let half = staged.pages.len() / 2;
         for (i, (page, data)) in staged.pages.iter().enumerate() {
             if crash == Some(CrashPoint::HalfApplied) && i == half {
@@ -312,6 +331,7 @@ impl Replica {
         }
         self.file.sync_data()?;
         self.committed = seq;
+        times.apply = start.elapsed() - times.log - times.rename;
         Ok(())
     }
 }
@@ -535,7 +555,8 @@ mod tests {
             let s = staged(&r, &(0..16).map(|i| (i, 5)).collect::<Vec<_>>());
             r.commit(1, s).unwrap();
             let s = staged(&r, &(0..16).map(|i| (i, 6)).collect::<Vec<_>>());
-            r.commit_until(2, s, Some(crash)).unwrap();
+            r.commit_until(2, s, Some(crash), &mut CommitTimes::default())
+                .unwrap();
             drop(r);
             let r = Replica::open(&d, None).unwrap();
             assert_eq!(r.committed(), want.0, "{crash:?}");

@@ -113,6 +113,23 @@ fn u64_at(p: &[u8], at: usize) -> io::Result<u64> {
         .ok_or_else(|| bad("short payload"))
 }
 
+/// Writes a RECORDS frame of `records` (what `Frame::Records(records).write` writes,
+/// without a copy of them).
+pub fn write_records(w: &mut impl Write, records: &[u8]) -> io::Result<()> {
+    write_frame(w, RECORDS, records)
+}
+
+fn write_frame(w: &mut impl Write, kind: u32, p: &[u8]) -> io::Result<()> {
+    if p.len() as u64 > MAX_PAYLOAD {
+        return Err(bad(format!("a frame of {} bytes is too large", p.len())));
+    }
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&kind.to_le_bytes());
+    h[8..].copy_from_slice(&(p.len() as u64).to_le_bytes());
+    w.write_all(&h)?;
+    w.write_all(p)
+}
+
 impl Frame {
     fn kind(&self) -> u32 {
         match self {
@@ -170,15 +187,10 @@ impl Frame {
 
     /// Writes the frame (header and payload) to `w`.
     pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
-        let p = self.payload();
-        if p.len() as u64 > MAX_PAYLOAD {
-            return Err(bad(format!("a frame of {} bytes is too large", p.len())));
+        if let Frame::Records(r) = self {
+            return write_records(w, r);
         }
-        let mut h = [0u8; HEADER];
-        h[..4].copy_from_slice(&self.kind().to_le_bytes());
-        h[8..].copy_from_slice(&(p.len() as u64).to_le_bytes());
-        w.write_all(&h)?;
-        w.write_all(&p)
+        write_frame(w, self.kind(), &self.payload())
     }
 
     /// Decodes a frame from its header fields and payload.

@@ -259,6 +259,10 @@ const CASES: &[Case] = &[
         run: ckpt_tests::ckpt_diffs_rebuild_the_replica,
     },
     Case {
+        name: "ckpt_copy_diff_fault_keeps_the_versions_true",
+        run: ckpt_tests::ckpt_copy_diff_fault_keeps_the_versions_true,
+    },
+    Case {
         name: "ckpt_baseline_soft_dirty_of_another_process",
         run: ckpt_tests::ckpt_baseline_soft_dirty_of_another_process,
     },

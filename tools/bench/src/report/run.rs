@@ -37,10 +37,12 @@ struct Steady {
     total_ms: f64,
     send_ms: f64,
     ack_ms: f64,
+    collect_ms: f64,
+    copy_ms: f64,
     /// Seconds of the first (full) checkpoint.
     first_s: f64,
     /// Writes per second, every writer thread.
-    writes_per_s: f64,
+    writes_per_ckpt: f64,
 }
 
 fn quantile(v: &[u64], q: f64) -> f64 {
@@ -73,7 +75,8 @@ fn over_reports(x: &CkptRunSample, st: &[RunReport]) -> Option<Steady> {
     let n = st.len() as f64;
     let col = |f: fn(&RunReport) -> u64| st.iter().map(f).collect::<Vec<u64>>();
     let mean = |f: fn(&RunReport) -> u64| st.iter().map(f).sum::<u64>() as f64 / n;
-    let total_s = st.iter().map(|r| r.total_ns).sum::<u64>() as f64 / 1e9;
+    // From one checkpoint's start to the next: checkpoints in flight overlap.
+    let total_s = st.iter().map(|r| r.interval_ns).sum::<u64>() as f64 / 1e9;
     Some(Steady {
         round: x.round,
         n: st.len(),
@@ -90,8 +93,10 @@ fn over_reports(x: &CkptRunSample, st: &[RunReport]) -> Option<Steady> {
         total_ms: med(&col(|r| r.total_ns)) / 1e6,
         send_ms: med(&col(|r| r.send_ns)) / 1e6,
         ack_ms: med(&col(|r| r.ack_ns)) / 1e6,
+        collect_ms: med(&col(|r| r.collect_ns)) / 1e6,
+        copy_ms: med(&col(|r| r.copy_ns)) / 1e6,
         first_s: x.reports[0].total_ns as f64 / 1e9,
-        writes_per_s: (x.rate * u64::from(x.threads)) as f64,
+        writes_per_ckpt: (x.per_checkpoint * u64::from(x.threads)) as f64,
     })
 }
 
@@ -139,13 +144,13 @@ fn xr(t: (f64, f64, f64)) -> String {
     }
 }
 
-/// Groups runs of one part (not calibrations) by `(bytes, workload, variant)`.
+/// Groups runs of one part by `(bytes, workload, variant)`.
 fn groups<'a>(
     runs: &[&'a CkptRunSample],
     part: &str,
 ) -> BTreeMap<(u64, String, String), Vec<&'a CkptRunSample>> {
     let mut g: BTreeMap<(u64, String, String), Vec<&CkptRunSample>> = BTreeMap::new();
-    for x in runs.iter().filter(|x| x.part == part && !x.calibration) {
+    for x in runs.iter().filter(|x| x.part == part) {
         g.entry((x.bytes, x.workload.clone(), x.variant.clone()))
             .or_default()
             .push(x);
@@ -190,10 +195,9 @@ pub(super) fn section(
     let verified = runs.iter().filter(|x| x.verified == Some(true)).count();
     let _ = writeln!(
         b.table,
-        "  {} runs, {} of them calibrations; the replica equal to the writer's memory after \
-         {verified} of them (memkit ckpt verify)",
+        "  {} runs; the replica equal to the writer's memory after {verified} of them \
+         (memkit ckpt verify)",
         runs.len(),
-        runs.iter().filter(|x| x.calibration).count()
     );
     rate(b, runs, targets);
     precopy(b, runs, targets);
@@ -207,15 +211,14 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
     }
     let _ = writeln!(
         b.table,
-        "\n  Checkpoints per second, back to back (--interval-ms 0), the writer at the \
-         calibrated rate"
+        "\n  Checkpoints per second, back to back (--interval-ms 0), the writer making \
+         the same writes after every checkpoint (--per-checkpoint)"
     );
     let mut rows = vec![[
         "region",
         "variant",
         "writes",
-        "writes/s",
-        "calibration (steady pages, median ckpt ms)",
+        "writes/ckpt",
         "pages/ckpt",
         "dirty",
         "ckpt/s",
@@ -250,8 +253,8 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
             pg.0 / pages * 100.0,
             "% of pages",
         );
-        let wr = over(&st, |s| s.writes_per_s);
-        b.push(&bench, variant, "writer_writes_per_s", wr.0, "writes/s");
+        let wr = over(&st, |s| s.writes_per_ckpt);
+        b.push(&bench, variant, "writer_writes_per_ckpt", wr.0, "writes");
         let ms = over(&st, |s| s.total_ms);
         b.push(&bench, variant, "ckpt_ms_p50", ms.0, "ms");
         let stp = over(&st, |s| s.stopped_us);
@@ -260,6 +263,11 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         b.push(&bench, variant, "send_ms_p50", send.0, "ms");
         let ack = over(&st, |s| s.ack_ms);
         b.push(&bench, variant, "ack_ms_p50", ack.0, "ms");
+        // Of the time stopped: the collect and the copy.
+        let collect = over(&st, |s| s.collect_ms);
+        b.push(&bench, variant, "collect_ms_p50", collect.0, "ms");
+        let copy = over(&st, |s| s.copy_ms);
+        b.push(&bench, variant, "copy_ms_p50", copy.0, "ms");
         let by = over(&st, |s| s.record_bytes);
         b.push(&bench, variant, "record_bytes_per_ckpt", by.0, "bytes");
         let first = over(&st, |s| s.first_s);
@@ -267,39 +275,12 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         let n: usize = st.iter().map(|s| s.n).sum();
         b.push(&bench, variant, "steady_checkpoints", n as f64, "count");
         b.push(&bench, variant, "rounds", st.len() as f64, "count");
-        // The calibration's fit, as the calibration computed it.
-        let calib: Vec<String> = runs
-            .iter()
-            .filter(|x| {
-                x.part == "rate" && x.calibration && x.bytes == *bytes && &x.variant == variant
-            })
-            .map(|x| {
-                let every = match x.interval_ms {
-                    0 => "back to back".to_string(),
-                    ms => format!("every {ms} ms"),
-                };
-                match steady(x) {
-                    Some(s) => format!(
-                        "{:.0}/s {every}: {} pages in {} ms",
-                        s.writes_per_s,
-                        f1(s.pages),
-                        f1(s.total_ms)
-                    ),
-                    None => format!("{}/s {every}: -", x.rate * u64::from(x.threads)),
-                }
-            })
-            .collect();
         rows.push(vec![
             size_name(*bytes),
             variant.clone(),
             xs.first()
                 .map_or(String::new(), |x| format!("{} {}", x.pattern, x.write)),
             format!("{:.0}", wr.0),
-            if calib.is_empty() {
-                "(the calibrated variant's rate)".into()
-            } else {
-                calib.join(", ")
-            },
             range(pg, f1),
             format!("{:.2}%", pg.0 / pages * 100.0),
             range(cps, |x| format!("{x:.2}")),
@@ -619,6 +600,7 @@ mod tests {
                 record_bytes: bytes,
                 stopped_ns: stopped,
                 total_ns: 250_000_000,
+                interval_ns: 250_000_000,
                 diffed: pages / 2,
                 ..Default::default()
             });

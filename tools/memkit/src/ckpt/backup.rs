@@ -14,6 +14,7 @@ use serde::Serialize;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The backup's settings.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,6 +47,16 @@ pub struct Session {
     pages: u64,
     record_bytes: u64,
     diff_lists: u64,
+    /// Milliseconds over the checkpoints after the session's first (which holds
+    /// every page): checking the records' crc32c, applying them to staged pages,
+    /// computing the difference values, and the commit's steps — the log written
+    /// and synced, renamed (the commit point), the pages written into the replica.
+    crc_ms: f64,
+    stage_ms: f64,
+    values_ms: f64,
+    log_ms: f64,
+    rename_ms: f64,
+    apply_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -56,6 +67,10 @@ const MAX_REPLICA_BYTES: u64 = 1 << 40;
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn serve(conn: TcpStream, o: &BackupOpts, s: &mut Session) -> io::Result<()> {
@@ -113,8 +128,14 @@ fn serve(conn: TcpStream, o: &BackupOpts, s: &mut Session) -> io::Result<()> {
         loop {
             match Frame::read(&mut rx)? {
                 Some(Frame::Records(r)) => {
+                    let t = Instant::now();
                     crc.update(&r);
+                    let t1 = Instant::now();
                     records += replica.stage(p, &mut staged, &r)?;
+                    if s.first.is_some() {
+                        s.crc_ms += ms(t1 - t);
+                        s.stage_ms += ms(t1.elapsed());
+                    }
                     bytes += r.len() as u64;
                 }
                 Some(Frame::End {
@@ -137,9 +158,17 @@ fn serve(conn: TcpStream, o: &BackupOpts, s: &mut Session) -> io::Result<()> {
                 }
             }
         }
+        let t = Instant::now();
         let values = replica.difference_values(p, &staged)?;
+        let values_ms = ms(t.elapsed());
         s.pages += staged.len() as u64;
-        replica.commit(seq, staged)?;
+        let c = replica.commit(seq, staged)?;
+        if s.first.is_some() {
+            s.values_ms += values_ms;
+            s.log_ms += ms(c.log);
+            s.rename_ms += ms(c.rename);
+            s.apply_ms += ms(c.apply);
+        }
         s.first.get_or_insert(seq);
         s.committed = seq;
         s.checkpoints += 1;

@@ -61,6 +61,11 @@ pub struct CheckpointOpts {
     /// Print each checkpoint's report (a JSON line) once the backup acknowledged it.
     #[arg(long)]
     pub reports: bool,
+    /// Checkpoints sent and not yet acknowledged by the backup, at most: the next
+    /// one starts without waiting for the acknowledgement of these (1: every
+    /// checkpoint waits for its own).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub window: u32,
 }
 
 /// The checkpointer's settings.
@@ -210,6 +215,7 @@ fn checkpoints<S: Source>(
         diff: !o.no_diff,
         precopy: o.precopy,
         cold_after: o.cold_after,
+        window: o.window,
     };
     let backup = o
         .backup
@@ -223,7 +229,28 @@ fn checkpoints<S: Source>(
     let mut next = start;
     let mut stopped = Vec::new();
     let mut first_done = None;
-    while o.count == 0 || s.checkpoints < o.count {
+    let mut taken = 0u64;
+    // A checkpoint the backup acknowledged: reported and counted.
+    let mut account = |r: Report, s: &mut Summary| {
+        if o.reports {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("serialisable"));
+        }
+        if r.seq > s.first_seq {
+            // The first checkpoint sends everything: not a steady-state stop.
+            stopped.push(r.stopped_ns);
+        } else {
+            first_done = Some(Instant::now());
+        }
+        s.checkpoints += 1;
+        s.last_seq = r.seq;
+        s.pages += r.pages;
+        s.precopied += r.precopied;
+        s.diffed += r.diffed;
+        s.record_bytes += r.record_bytes;
+        s.full_bytes += r.pages * PAGE as u64;
+    };
+    while o.count == 0 || taken < o.count {
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
@@ -233,52 +260,47 @@ fn checkpoints<S: Source>(
         next = Instant::now() + interval;
         // With `--then stop` the last checkpoint leaves the target stopped: it is
         // then exactly the replica.
-        let last = o.count != 0 && s.checkpoints + 1 == o.count;
+        let last = o.count != 0 && taken + 1 == o.count;
         let mut hold = HoldStopped(target);
         let pause: &mut dyn Pause = if last && o.then == Some(Then::Stop) {
             &mut hold
         } else {
             hold.0
         };
-        // The first checkpoint sends every page: say so if it takes a while.
-        let progress = (s.checkpoints == 0).then(|| {
+        // The first checkpoint sends every page: say so if it takes a while, and
+        // wait for its acknowledgement.
+        let progress = (taken == 0).then(|| {
             crate::progress::Progress::start(
                 format!("checkpoint {} (the first: every page)", primary.seq() + 1),
                 None,
                 "pages",
             )
         });
-        let taken = primary.checkpoint(pause);
+        let mut acked = primary.checkpoint(pause);
         if let Some(p) = progress {
-            p.finish(if taken.is_ok() { "committed" } else { "failed" });
+            if let Ok(a) = &mut acked {
+                match primary.drain() {
+                    Ok(more) => a.extend(more),
+                    Err(e) => acked = Err(e),
+                }
+            }
+            p.finish(if acked.is_ok() { "committed" } else { "failed" });
         }
-        let r: Report = match taken {
-            Ok(r) => r,
+        match acked {
+            Ok(rs) => rs.into_iter().for_each(|r| account(r, s)),
             Err(e) if Target::new(target.pid()).is_err() || e.to_string().contains("exited") => {
                 s.ended = Some(format!("the target exited: {e}"));
                 break;
             }
-            Err(e) => return Err(format!("checkpoint {}: {e}", primary.seq() + 1)),
-        };
-        if o.reports {
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("serialisable"));
+            Err(e) => return Err(format!("checkpoint {}: {e}", primary.seq())),
         }
-        if r.seq > s.first_seq {
-            // The first checkpoint sends everything: not a steady-state stop.
-            stopped.push(r.stopped_ns);
-        }
-        s.checkpoints += 1;
-        s.last_seq = r.seq;
-        s.pages += r.pages;
-        s.precopied += r.precopied;
-        s.diffed += r.diffed;
-        s.record_bytes += r.record_bytes;
-        s.full_bytes += r.pages * PAGE as u64;
-        if r.seq == s.first_seq {
-            first_done = Some(Instant::now());
-        }
+        taken += 1;
     }
+    // Those still in flight (all were sent whole before the loop ended).
+    let rest = primary
+        .drain()
+        .map_err(|e| format!("waiting for checkpoint {}: {e}", primary.acked() + 1))?;
+    rest.into_iter().for_each(|r| account(r, s));
     s.secs = start.elapsed().as_secs_f64();
     s.checkpoints_per_s = s.checkpoints as f64 / s.secs.max(1e-9);
     if let Some(t) = first_done {
