@@ -138,12 +138,8 @@ pub struct BackupSession {
     /// Diff lists sent to the primary.
     pub diff_lists: u64,
     /// Milliseconds over the checkpoints after the first, by step (`memkit ckpt
-    /// backup`'s session line): the records' crc32c checked,
-    pub crc_ms: f64,
-    /// applied to staged pages,
+    /// backup`'s session line): the records checked and staged,
     pub stage_ms: f64,
-    /// the difference values computed,
-    pub values_ms: f64,
     /// the log written and synced,
     pub log_ms: f64,
     /// renamed (the commit point),
