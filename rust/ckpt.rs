@@ -16,7 +16,8 @@
 //!   region, in every process, with `clean_record_shared_mapping_range` (it cleans
 //!   the bits it records, with the TLB flush, under the mapping's `i_mmap` lock). A
 //!   page whose PTE is zapped while dirty (munmap, exit) has its dirt moved to the
-//!   page's `PG_dirty` flag by the kernel; a collect tests and clears that flag too.
+//!   page's `PG_dirty` flag by the kernel; a collect tests and clears that flag too,
+//!   after waiting for such a zap's TLB flush (`Region::gather`).
 //! - *Record*: the VMAs have a `page_mkwrite` handler, so the kernel maps the
 //!   region's pages read-only until a write. The first write to a page sets its
 //!   pending bit before its PTE becomes writable (`mkwrite`, or the fault that maps
@@ -227,23 +228,27 @@ impl Region {
     /// Write-protects every PTE that maps pages `[first, first + count)`, with the
     /// TLB flush.
     fn write_protect(&mut self, first: u64, count: u64) {
+        Self::wp_range(&self.mapping, self.base + first, count);
+        self.stats.wp_pages += count;
+    }
+
+    /// `wp_shared_mapping_range` of `count` page offsets from `start`: every PTE of
+    /// every mapping of the file over them write-protected, each under its PTE
+    /// lock, with the TLB flush.
+    fn wp_range(mapping: &Mapping, start: u64, count: u64) {
         #[cfg(CONFIG_MAPPING_DIRTY_HELPERS)]
-        {
-            // Lossless: page offsets of a checked range; `usize` is 64 bits here.
-            let start = (self.base + first) as usize;
-            // SAFETY: the mapping is valid (see `Mapping`); the helper takes the
-            // mapping's `i_mmap` lock and the PTE locks itself.
-            unsafe {
-                bindings::wp_shared_mapping_range(
-                    self.mapping.0.as_ptr().cast(),
-                    start,
-                    count as usize,
-                )
-            };
-            self.stats.wp_pages += count;
-        }
+        // SAFETY: the mapping is valid (see `Mapping`); the helper takes the
+        // mapping's `i_mmap` lock and the PTE locks itself. Lossless: page offsets
+        // of a checked range; `usize` is 64 bits here.
+        unsafe {
+            bindings::wp_shared_mapping_range(
+                mapping.0.as_ptr().cast(),
+                start as usize,
+                count as usize,
+            )
+        };
         #[cfg(not(CONFIG_MAPPING_DIRTY_HELPERS))]
-        let _ = (first, count);
+        let _ = (mapping, start, count);
     }
 
     /// Waits for the write faults in flight on pages `[first, first + count)` whose
@@ -321,11 +326,27 @@ impl Region {
 
     /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
     /// then from pages dirtied by mappings that went.
+    ///
+    /// A zap (`munmap`, `exit`, `MADV_DONTNEED`) of a dirty entry of a shared page
+    /// marks the page dirty and then flushes the TLBs, both under the PTE lock,
+    /// with the mapping still in the file's `i_mmap` tree (the kernel delays the
+    /// rmap removal past the flush for exactly this; see `zap_present_folio_ptes`).
+    /// Between the two, another CPU may still write through its stale TLB entry.
+    /// So a page found dirty is first write-protected in every mapping, which takes
+    /// each of its PTE locks and so waits for such a zap to finish its flush; only
+    /// then is `PG_dirty` cleared: a write through a stale entry is in the page
+    /// before the collect reports it. Pages found dirty are few (their mappings
+    /// went); the write-protection costs a live mapping of one of them a fault.
     fn gather(&mut self, first: usize, end: usize) -> u64 {
         Self::clean_ptes(&self.mapping, self.base, &mut self.pending, first, end);
         let mut unmapped = 0;
         for (i, frame) in self.frames.iter().enumerate().take(end).skip(first) {
             if let Some(page) = frame {
+                if !crate::mm::is_dirty(page) {
+                    continue;
+                }
+                // Lossless: `i < pages`.
+                Self::wp_range(&self.mapping, self.base + i as u64, 1);
                 if crate::mm::test_clear_dirty(page) {
                     if !logic::test_bit(&self.pending, i) {
                         unmapped += 1;

@@ -228,6 +228,11 @@ void memkit_region_id_free(unsigned int id)
 	ida_free(&memkit_region_ids, id);
 }
 
+bool memkit_page_dirty(struct page *page)
+{
+	return folio_test_dirty(page_folio(page));
+}
+
 bool memkit_page_test_clear_dirty(struct page *page)
 {
 	struct folio *folio = page_folio(page);

@@ -31,6 +31,7 @@ struct file;
 struct page;
 struct vm_area_struct;
 /* rust/ckpt.rs */
+bool memkit_page_dirty(struct page *page);
 bool memkit_page_test_clear_dirty(struct page *page);
 void memkit_page_lock(struct page *page);
 void memkit_page_wait_unlocked(struct page *page);

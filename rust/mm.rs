@@ -59,6 +59,18 @@ extern "C" {
     ///
     /// `page` is a valid page the caller holds a reference to.
     fn memkit_page_maybe_pinned(page: *mut bindings::page) -> bool;
+    /// `folio_test_dirty` of `page`'s folio (inline).
+    ///
+    /// # Safety
+    ///
+    /// `page` is a valid page the caller holds a reference to.
+    fn memkit_page_dirty(page: *mut bindings::page) -> bool;
+}
+
+/// Whether `PG_dirty` of the page's folio is set (a plain read).
+pub(crate) fn is_dirty(page: &Page) -> bool {
+    // SAFETY: `page` is a page the caller holds a reference to.
+    unsafe { memkit_page_dirty(page.as_ptr()) }
 }
 
 /// Tests and clears `PG_dirty` of the page's folio: whether a PTE that mapped it

@@ -319,6 +319,10 @@ const CASES: &[Case] = &[
         run: race_tests::race_ckpt_checkpointer_killed,
     },
     Case {
+        name: "race_ckpt_munmap_while_writing_loses_no_write",
+        run: race_tests::race_ckpt_munmap_while_writing_loses_no_write,
+    },
+    Case {
         name: "stress_journal_atomicity",
         run: stress_tests::stress_journal_atomicity,
     },

@@ -946,3 +946,164 @@ pub fn race_ckpt_checkpointer_killed(_: &crate::Options) -> TestResult {
     println!("in {:?}", started.elapsed());
     Ok(Outcome::Pass)
 }
+
+/// Set by [`on_segv`]: the writer's mapping is gone.
+static UNMAPPED: AtomicBool = AtomicBool::new(false);
+
+/// `SIGSEGV` of the writer once its mapping is gone: maps an anonymous page where
+/// it wrote (so the write completes, harmlessly) and says so.
+extern "C" fn on_segv(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo; mmap and the atomic store are
+    // async-signal-safe.
+    unsafe {
+        let at = ((*info).si_addr() as usize) & !(PAGE - 1);
+        libc::mmap(
+            at as *mut libc::c_void,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+    }
+    UNMAPPED.store(true, Ordering::SeqCst);
+}
+
+fn set_segv(handler: Option<extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)>) {
+    // SAFETY: an all-zero sigaction is valid; the handler is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        match handler {
+            Some(h) => {
+                sa.sa_sigaction = h as libc::sighandler_t;
+                sa.sa_flags = libc::SA_SIGINFO;
+            }
+            None => sa.sa_sigaction = libc::SIG_DFL,
+        }
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut());
+    }
+}
+
+/// `race_ckpt_munmap_while_writing_loses_no_write`: a thread writes an increasing
+/// counter into page 0 of a region through a mapping as fast as it can, another
+/// thread collects and copies in a loop, and the main thread unmaps the writer's
+/// mapping under it (the writer's next write faults and goes to an anonymous page
+/// instead). The zap moves the last writes' dirt to `PG_dirty` and flushes the TLBs
+/// after; a write through a stale entry between the two must still be reported.
+/// After each round the last copy of page 0 must hold what the region holds (read
+/// through a mapping that stays): 400 rounds, or 20 s, alternating the scan and the
+/// recording mode.
+pub fn race_ckpt_munmap_while_writing_loses_no_write(_: &crate::Options) -> TestResult {
+    const PAGES: u64 = 4;
+    let problems = kernel_problems()?.len();
+    let len = PAGES as usize * PAGE;
+    let dev = Device::open(DeviceKind::Ckpt).map_err(|e| format!("open: {e}"))?;
+    let off = dev
+        .ckpt_create(PAGES * PAGE as u64)
+        .map_err(|e| format!("CKPT_CREATE: {e}"))?;
+    let keep = CkptMap::new(&dev, off, len).map_err(|e| format!("mmap: {e}"))?;
+    set_segv(Some(on_segv));
+    let mut rng = Rng(0x5eed_0001);
+    let end = Instant::now() + Duration::from_secs(20);
+    let (mut rounds, mut reported_by_zap) = (0u32, 0u64);
+    let result = (|| {
+        while rounds < 400 && Instant::now() < end {
+            let flags = if rounds % 2 == 0 {
+                abi::CKPT_START_SCAN
+            } else {
+                abi::CKPT_START_RECORD
+            };
+            dev.ckpt_start_with(flags)
+                .map_err(|e| format!("CKPT_START: {e}"))?;
+            // SAFETY: a new shared mapping of the region, unmapped below.
+            let m = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    dev.as_fd().as_raw_fd(),
+                    off as libc::off_t,
+                )
+            };
+            if m == libc::MAP_FAILED {
+                return Err(format!("mmap: {}", io::Error::last_os_error()));
+            }
+            UNMAPPED.store(false, Ordering::SeqCst);
+            let addr = m as usize;
+            let stop = AtomicBool::new(false);
+            // The replica of page 0: as the last round left it, equal to the region.
+            let copied = AtomicU64::new(keep.read_u64(0));
+            let written = AtomicU64::new(0);
+            let before = dev.ckpt_stats().map(|s| s.dirty_unmapped).unwrap_or(0);
+            std::thread::scope(|s| -> Result<(), String> {
+                let writer = s.spawn(|| {
+                    let mut v = 0u64;
+                    while !UNMAPPED.load(Ordering::Relaxed) {
+                        v += 1;
+                        // SAFETY: page 0 of the mapping, or (once it is gone) the
+                        // anonymous page the SIGSEGV handler put there.
+                        unsafe { std::ptr::write_volatile(addr as *mut u64, v) };
+                        if v == 1 {
+                            written.store(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+                let collector = s.spawn(|| -> Result<(), String> {
+                    let mut page = vec![0u8; PAGE];
+                    loop {
+                        let last = stop.load(Ordering::SeqCst);
+                        let runs = dev
+                            .ckpt_collect_ranges(0, PAGES, true)
+                            .map_err(|e| format!("collect: {e}"))?;
+                        if runs.iter().any(|r| r.first == 0) {
+                            dev.ckpt_copy_into(&[0], &mut page)
+                                .map_err(|e| format!("copy: {e}"))?;
+                            let w = u64::from_ne_bytes(page[..8].try_into().expect("8"));
+                            copied.store(w, Ordering::SeqCst);
+                        }
+                        if last {
+                            return Ok(());
+                        }
+                    }
+                });
+                // Unmapped while the writer writes: after its first write.
+                while written.load(Ordering::SeqCst) == 0 {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(Duration::from_micros(rng.next() % 2000));
+                // SAFETY: unmaps the mapping made above; the writer's next access
+                // faults into `on_segv`.
+                unsafe { libc::munmap(m, len) };
+                let _ = writer.join();
+                stop.store(true, Ordering::SeqCst);
+                collector.join().map_err(|_| "the collector panicked")??;
+                Ok(())
+            })?;
+            // SAFETY: the anonymous page the handler mapped, if it did.
+            unsafe { libc::munmap(m, len) };
+            let (want, got) = (keep.read_u64(0), copied.load(Ordering::SeqCst));
+            if want != got {
+                return Err(format!(
+                    "round {rounds} ({}): the region holds {want} at page 0, the last copy \
+                     {got}: a write was lost",
+                    if flags == abi::CKPT_START_SCAN {
+                        "scan"
+                    } else {
+                        "record"
+                    }
+                ));
+            }
+            let after = dev.ckpt_stats().map(|s| s.dirty_unmapped).unwrap_or(0);
+            reported_by_zap += after.saturating_sub(before);
+            rounds += 1;
+        }
+        Ok(())
+    })();
+    set_segv(None);
+    result?;
+    no_new_problems(problems, "munmap under a writer")?;
+    println!("{rounds} rounds; page 0 found only through PG_dirty {reported_by_zap} times");
+    Ok(Outcome::Pass)
+}
