@@ -5,7 +5,7 @@
 //! to a new backup.
 
 use crate::ktap::{Outcome, TestResult};
-use crate::replica_tests::{check_verify, kill_and_reap, memkit, num, subreaper, Backup};
+use crate::replica_tests::{kill_and_reap, memkit, num, subreaper, verify_replica, Backup};
 use memkit::ckpt_log::{self, State};
 use memkit::replica::Replica;
 use serde_json::Value;
@@ -159,15 +159,7 @@ pub fn ckpt_failover_restores_an_acknowledged_checkpoint(_: &crate::Options) -> 
             if num(&s, "restored")? != committed || num(&s, "checkpoints")? != 6 {
                 return Err(format!("round {round}: restore said {s}"));
             }
-            let v = memkit(&[
-                "ckpt",
-                "verify",
-                "--pid",
-                &pid.to_string(),
-                "--dir",
-                b2.dir(),
-            ])?;
-            check_verify(&v, "the restored program", num(&s, "last_seq")?)?;
+            verify_replica(pid, b2.dir(), "the restored program", num(&s, "last_seq")?)?;
             let (img2, st2) = replica_log(b2.dir())?;
             if st2.capacity != st.capacity || st2.count <= st.count {
                 return Err(format!(

@@ -136,7 +136,14 @@ pub(crate) fn num(v: &Value, k: &str) -> Result<u64, String> {
     v[k].as_u64().ok_or_else(|| format!("no {k} in {v}"))
 }
 
-pub(crate) fn check_verify(v: &Value, what: &str, want_seq: u64) -> Result<(), String> {
+/// `memkit ckpt verify` of process `pid` against the replica in `dir`: equal, at
+/// checkpoint `want_seq`.
+pub(crate) fn verify_replica(pid: i32, dir: &str, what: &str, want_seq: u64) -> Result<(), String> {
+    let v = memkit(&["ckpt", "verify", "--pid", &pid.to_string(), "--dir", dir])?;
+    check_verify(&v, what, want_seq)
+}
+
+fn check_verify(v: &Value, what: &str, want_seq: u64) -> Result<(), String> {
     if v["equal"] != Value::Bool(true) {
         return Err(format!("{what}: the replica differs: {v}"));
     }
@@ -195,15 +202,7 @@ fn run_and_verify(what: &str, run_extra: &[&str], writer: &[&str]) -> Result<Val
         if num(&s, "checkpoints")? != 12 {
             return Err(format!("{what}: {s}"));
         }
-        let v = memkit(&[
-            "ckpt",
-            "verify",
-            "--pid",
-            &pid.to_string(),
-            "--dir",
-            b.dir(),
-        ])?;
-        check_verify(&v, what, num(&s, "last_seq")?)
+        verify_replica(pid, b.dir(), what, num(&s, "last_seq")?)
     })();
     kill_and_reap(pid);
     checked.map(|()| s)
