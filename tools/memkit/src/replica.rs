@@ -10,8 +10,8 @@
 //! Commit of checkpoint *n*: write its records, as received, to
 //! `checkpoint.log.tmp` (one write) and `fsync` it; `rename` it over
 //! `checkpoint.log` and `fsync` the directory — the commit point; then apply the
-//! records to `replica` (a whole page or a diff's changed segments, each one
-//! `pwrite`, nothing read) and `fsync` it. Recovery (on open) deletes a leftover
+//! records to `replica` (a whole page or a diff's changed segments, copied through
+//! a shared mapping of the file, nothing read) and `fdatasync` it. Recovery (on open) deletes a leftover
 //! `.tmp` and applies the log's records to `replica` again: every record sets bytes
 //! to values, and a diff's unchanged segments were already right (the previous
 //! checkpoint was applied and synced before this one's log was written), so
@@ -145,12 +145,80 @@ impl Staged {
     }
 }
 
+/// `replica` mapped shared: the committed version of a page read, and records
+/// applied, without a system call each (the file's `fdatasync` still makes what was
+/// written through the mapping durable).
+struct FileMap {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl FileMap {
+    fn new(file: &File, len: usize) -> io::Result<FileMap> {
+        // SAFETY: a new shared mapping of `len` bytes of an open file, at an
+        // address the kernel chooses.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(FileMap { ptr, len })
+    }
+
+    /// Page `page` (the caller checked it is one of the file's).
+    fn page(&self, page: u64) -> &[u8] {
+        let at = page as usize * PAGE;
+        assert!(at + PAGE <= self.len, "page {page} outside the mapping");
+        // SAFETY: inside the mapping, which lives as long as `self`. The file is
+        // written only by this process, in `Replica::apply`, which holds the
+        // `Replica` mutably: no slice returned here (borrowing it shared) is alive
+        // then. Other processes keep out of a
+        // locked directory (`DirLock`), and the file's length never changes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), PAGE) }
+    }
+
+    /// Writes `bytes` at byte `at` of the file (inside it: the caller checked).
+    fn write(&self, at: u64, bytes: &[u8]) {
+        let at = at as usize;
+        assert!(
+            at.checked_add(bytes.len())
+                .is_some_and(|end| end <= self.len),
+            "{} bytes at {at} outside the mapping",
+            bytes.len()
+        );
+        // SAFETY: inside the mapping (checked above), which lives as long as
+        // `self`; called from `Replica::apply` only, which holds the `Replica`
+        // mutably, so no slice from `page` is alive; `bytes` is not in the mapping
+        // (it comes from a log or a received frame).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(at), bytes.len())
+        }
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        // SAFETY: `self` owns the mapping; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 /// An open replica directory.
 pub struct Replica {
     dir: PathBuf,
     file: File,
     bytes: u64,
     committed: u64,
+    map: FileMap,
 }
 
 impl Replica {
@@ -195,11 +263,14 @@ impl Replica {
                 bytes.unwrap_or(0)
             )));
         }
+        let len = usize::try_from(have).map_err(|_| bad("a replica too large to map"))?;
+        let map = FileMap::new(&file, len)?;
         let mut r = Replica {
             dir: dir.to_path_buf(),
             file,
             bytes: have,
             committed: 0,
+            map,
         };
         r.recover()?;
         Ok(r)
@@ -287,7 +358,6 @@ impl Replica {
             return Err(bad("records of two segment sizes in one checkpoint"));
         }
         let mut masks = Vec::new();
-        let mut old = vec![0u8; PAGE];
         for rec in diff::records(p, buf) {
             let rec = rec.map_err(|e| bad(format!("malformed record: {e:?}")))?;
             let page = rec.page();
@@ -299,10 +369,7 @@ impl Replica {
             }
             let mask = match rec {
                 diff::Record::Diff { mask, .. } => mask,
-                diff::Record::Full { data, .. } => {
-                    self.read_page(page, &mut old)?;
-                    diff::changed(p, &old, data)
-                }
+                diff::Record::Full { data, .. } => diff::changed(p, self.map.page(page), data),
             };
             masks.push((page, mask));
         }
@@ -397,7 +464,8 @@ impl Replica {
 
     /// Writes `records` (checked) into `replica`, then syncs it; with `stop`, only
     /// that many records, unsynced (a crash in the middle).
-    fn apply(&self, p: Params, records: &[u8], stop: Option<usize>) -> io::Result<()> {
+    /// (Mutably: no slice of the mapping from [`Replica::stage`] is alive.)
+    fn apply(&mut self, p: Params, records: &[u8], stop: Option<usize>) -> io::Result<()> {
         for (i, rec) in diff::records(p, records).enumerate() {
             if stop == Some(i) {
                 return Ok(());
@@ -405,7 +473,7 @@ impl Replica {
             let rec = rec.map_err(|e| bad(format!("checkpoint.log: a record: {e:?}")))?;
             let at = rec.page() * PAGE as u64;
             match rec {
-                diff::Record::Full { data, .. } => self.file.write_all_at(data, at)?,
+                diff::Record::Full { data, .. } => self.map.write(at, data),
                 diff::Record::Diff { mask, data, .. } => {
                     let seg = p.segment();
                     let changed = (0..p.segments()).filter(|i| mask >> i & 1 != 0);
@@ -413,7 +481,7 @@ impl Replica {
                         let bytes = data
                             .get(k * seg..(k + 1) * seg)
                             .ok_or_else(|| bad("checkpoint.log: a short diff"))?;
-                        self.file.write_all_at(bytes, at + (i * seg) as u64)?;
+                        self.map.write(at + (i * seg) as u64, bytes);
                     }
                 }
             }

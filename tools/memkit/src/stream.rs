@@ -282,6 +282,10 @@ impl Frame {
         }
         let mut p = vec![0u8; len as usize];
         r.read_exact(&mut p)?;
+        if kind == RECORDS && flags == 0 {
+            // The payload is the frame: kept, not copied.
+            return Ok(Some(Frame::Records(p)));
+        }
         Frame::decode(kind, flags, &p).map(Some)
     }
 }
