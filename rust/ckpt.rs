@@ -801,8 +801,8 @@ impl CkptDevice {
                     out.flush(&stage)?;
                 }
                 let whole = {
-                    let mut guard = self.region.lock();
-                    let r = (*guard).as_mut().ok_or(EINVAL)?;
+                    let guard = self.region.lock();
+                    let r = guard.as_ref().ok_or(EINVAL)?;
                     let dst = stage.get_mut(out.staged..).ok_or(EINVAL)?;
                     if logic::test_bit(&r.diff_set, i) {
                         let mut snap = KVec::from_elem(0u8, diff::PAGE, GFP_KERNEL_ACCOUNT)?;
