@@ -821,10 +821,10 @@ impl CkptDevice {
                 };
                 if let Some(page) = whole {
                     out.flush(&stage)?;
-                    // SAFETY: `page` is NULL or a page of the region, which holds a
-                    // reference as long as the region lives, and the region lives as
-                    // long as the file this ioctl runs on; process context, no
-                    // spinlock held.
+                    // Unlocked, as in `copy`: pages live as long as the region, and
+                    // the region as long as the file this ioctl runs on.
+                    // SAFETY: `page` is NULL or a page of the region (above); process
+                    // context, no spinlock held.
                     let ret = unsafe { memkit_copy_page_to_user(out.dst, page) };
                     if ret != 0 {
                         return Err(Error::from_errno(ret));

@@ -175,18 +175,23 @@ impl FileMap {
     }
 
     /// Page `page` (the caller checked it is one of the file's).
+    ///
+    /// The file is written only by this process, in `Replica::apply`, which holds
+    /// the `Replica` mutably: no slice returned here (borrowing it shared) is alive
+    /// then. Other processes keep out of a locked directory (`DirLock`), and the
+    /// file's length never changes.
     fn page(&self, page: u64) -> &[u8] {
         let at = page as usize * PAGE;
         assert!(at + PAGE <= self.len, "page {page} outside the mapping");
-        // SAFETY: inside the mapping, which lives as long as `self`. The file is
-        // written only by this process, in `Replica::apply`, which holds the
-        // `Replica` mutably: no slice returned here (borrowing it shared) is alive
-        // then. Other processes keep out of a
-        // locked directory (`DirLock`), and the file's length never changes.
+        // SAFETY: inside the mapping, which lives as long as `self`; nothing
+        // writes it while the slice lives (see above).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), PAGE) }
     }
 
     /// Writes `bytes` at byte `at` of the file (inside it: the caller checked).
+    /// Called from `Replica::apply` only, which holds the `Replica` mutably, so no
+    /// slice from [`FileMap::page`] is alive; `bytes` (from a log or a received
+    /// frame) is not in the mapping.
     fn write(&self, at: u64, bytes: &[u8]) {
         let at = at as usize;
         assert!(
@@ -196,9 +201,7 @@ impl FileMap {
             bytes.len()
         );
         // SAFETY: inside the mapping (checked above), which lives as long as
-        // `self`; called from `Replica::apply` only, which holds the `Replica`
-        // mutably, so no slice from `page` is alive; `bytes` is not in the mapping
-        // (it comes from a log or a received frame).
+        // `self`; nothing reads it meanwhile and `bytes` is elsewhere (see above).
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(at), bytes.len())
         }
@@ -339,14 +342,6 @@ impl Replica {
                 buf.len()
             ))),
         }
-    }
-
-    /// Reads page `page` as committed.
-    pub fn read_page(&self, page: u64, buf: &mut [u8]) -> io::Result<()> {
-        if page >= self.pages() || buf.len() != PAGE {
-            return Err(bad(format!("page {page} outside the replica")));
-        }
-        self.file.read_exact_at(buf, page * PAGE as u64)
     }
 
     /// Checks the records `buf` and adds them to `staged`: each must decode and
@@ -704,7 +699,7 @@ mod tests {
 
     fn page(r: &Replica, i: u64) -> u8 {
         let mut b = vec![0u8; PAGE];
-        r.read_page(i, &mut b).unwrap();
+        r.read_at(&mut b, i * PAGE as u64).unwrap();
         assert!(b.iter().all(|&x| x == b[0]), "page {i} is mixed");
         b[0]
     }
@@ -834,14 +829,14 @@ mod tests {
         let r = Replica::open(&d, None).unwrap();
         assert_eq!(r.committed(), 2);
         let mut got = vec![0u8; PAGE];
-        r.read_page(0, &mut got).unwrap();
+        r.read_at(&mut got, 0).unwrap();
         assert_eq!(got, new);
-        r.read_page(1, &mut got).unwrap();
+        r.read_at(&mut got, PAGE as u64).unwrap();
         assert_eq!(got, one);
         // And once more: applying twice is applying once.
         drop(r);
         let r = Replica::open(&d, None).unwrap();
-        r.read_page(0, &mut got).unwrap();
+        r.read_at(&mut got, 0).unwrap();
         assert_eq!(got, new);
         drop(r);
         let _ = fs::remove_dir_all(&d);
