@@ -51,40 +51,50 @@ if [ -z "${KDIR:-}" ] && scripts/kernel.sh --cached production >/dev/null; then
 fi
 [ -z "${KDIR:-}" ] || where="KDIR=$KDIR"
 
-# The guest cases run in the background from here on, the crash kills beside them
-# from their start, and the host tests, niced, fill the cores' time the two guests
-# leave: the guest cases are the longest chain of work. (The crash kills at nice 5
-# as well took twice as long and did not shorten that chain: the guest cases with
-# several threads were slowest under the host's load whatever its priorities.) The
-# guest's TAP is shown once the host's results are.
-step "guest: booting $kdir/arch/x86/boot/bzImage with memkit-selftest (in the background)"
-job=$logs/job.sh
-{
-	[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
-	# The corrupted-media case's seed and image count, to reproduce a run.
-	for v in MEMKIT_MEDIA_SEED MEMKIT_MEDIA_IMAGES; do
-		[ -z "${!v:-}" ] || echo "export $v=${!v}"
-	done
-	# The ioctl fuzzer's seed and calls (fuzz_ioctl; Documentation/fuzzing.rst).
-	for v in MEMKIT_FUZZ_SEED MEMKIT_FUZZ_CALLS; do
-		[ -z "${!v:-}" ] || echo "export $v=${!v}"
-	done
-	cat selftests/jobs/check.sh
-} >"$job"
-rm -f "$logs/pmem0.img"
-# The boot limit leaves room for a host whose two cores are busy (another guest); the
-# run's limit catches a hung guest, not a slow one (each case has its own limit in
-# memkit-selftest, 600 s): the cases took 400-520 s on a quiet host, and up to 1260 s
-# on a loaded one.
-scripts/vm.sh --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --job "$job" \
-	--pmem "$logs/pmem0.img:256M" --logdir "$logs/guest" --timeout 3600 --boot-timeout 300 &
-guest_pid=$!
+# The guest cases run in the background from here on, in two guests side by side
+# (MEMKIT_GUEST_SHARDS; one when MEMKIT_SELFTEST_FILTER picks cases), each a share
+# of the cases (memkit-selftest --shard: about the same expected time, the list's
+# order kept, kmemleak's check in each); the crash kills run beside them from their
+# start, and the host tests, niced, fill the cores' time the guests leave: the guest
+# cases are the longest chain of work. One guest ran them one after another, on one
+# vCPU most of the time, and left a core idle once the kills and host tests were
+# done. (The crash kills at nice 5 as well took twice as long and did not shorten
+# that chain.) The guests' TAP is shown once the host's results are.
+shards=${MEMKIT_GUEST_SHARDS:-2}
+[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || shards=${MEMKIT_GUEST_SHARDS:-1}
+[[ $shards =~ ^[1-9][0-9]*$ ]] || die "MEMKIT_GUEST_SHARDS=$shards: want a number of guests, 1 or more"
+guest_pids=()
+for ((s = 1; s <= shards; s++)); do
+	step "guest $s/$shards: booting $kdir/arch/x86/boot/bzImage with memkit-selftest (in the background)"
+	job=$logs/job-$s.sh
+	{
+		[ -z "${MEMKIT_SELFTEST_FILTER:-}" ] || echo "memkit_filter=--filter; memkit_filter_arg=$MEMKIT_SELFTEST_FILTER"
+		[ "$shards" = 1 ] || echo "memkit_shard=--shard; memkit_shard_arg=$s/$shards"
+		# The corrupted-media case's seed and image count, to reproduce a run.
+		for v in MEMKIT_MEDIA_SEED MEMKIT_MEDIA_IMAGES; do
+			[ -z "${!v:-}" ] || echo "export $v=${!v}"
+		done
+		# The ioctl fuzzer's seed and calls (fuzz_ioctl; Documentation/fuzzing.rst).
+		for v in MEMKIT_FUZZ_SEED MEMKIT_FUZZ_CALLS; do
+			[ -z "${!v:-}" ] || echo "export $v=${!v}"
+		done
+		cat selftests/jobs/check.sh
+	} >"$job"
+	rm -f "$logs/pmem$s.img"
+	# The boot limit leaves room for a host whose two cores are busy (the other
+	# guests); the run's limit catches a hung guest, not a slow one (each case has its
+	# own limit in memkit-selftest, 600 s): one guest took 400-520 s for every case on
+	# a quiet host, and up to 1260 s on a loaded one.
+	scripts/vm.sh --quiet --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --job "$job" \
+		--pmem "$logs/pmem$s.img:256M" --logdir "$logs/guest-$s" --timeout 3600 --boot-timeout 300 &
+	guest_pids+=($!)
+done
 
 if [ "$kills" -gt 0 ]; then
 	crash_initrd=$initrd
 	if [ "$crash_kernel" = production ]; then
 		if ! crash_initrd=$(MEMKIT_KERNEL=production scripts/build.sh initramfs); then
-			kill "$guest_pid"
+			kill "${guest_pids[@]}"
 			die "building the module for the production kernel failed"
 		fi
 	fi
@@ -144,27 +154,30 @@ else
 	case_result "make install/uninstall (see $logs/install.log)" fail
 fi
 
-step "guest: the selftests' TAP"
-# The guest's tty ends lines with CRLF.
-tail -n +1 -s 0.5 -f --pid="$guest_pid" "$logs/guest/output.txt" 2>/dev/null | tr -d '\r' |
-	grep -v '^MEMKIT-JOB-' | tee "$logs/guest.tap"
-wait "$guest_pid"
-vm_rc=$?
-planned=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$logs/guest.tap" | head -n 1)
-ok=$(grep -cE '^ok [0-9]+ ' "$logs/guest.tap" | tr -d ' ')
-skipped=$(grep -cE '^ok [0-9]+ .*# SKIP' "$logs/guest.tap" | tr -d ' ')
-notok=$(grep -cE '^not ok [0-9]+ ' "$logs/guest.tap" | tr -d ' ')
-pass=$((pass + ok - skipped)) skip=$((skip + skipped)) fail=$((fail + notok))
-while read -r line; do failed_names+=("guest: ${line#not ok }"); done < <(grep -E '^not ok ' "$logs/guest.tap")
-missing=$((${planned:-0} - ok - notok))
-if [ -z "$planned" ] || [ "$missing" -gt 0 ]; then
-	# Cases that never reported (the guest died or hung) are failures too.
-	[ "$missing" -gt 0 ] || missing=1
-	fail=$((fail + missing))
-	failed_names+=("guest: $missing case(s) did not report (vm.sh exit $vm_rc)")
-elif [ "$vm_rc" != 0 ] && [ "$notok" = 0 ]; then
-	case_result "guest run (vm.sh exit $vm_rc; console: $logs/guest/console.log)" fail
-fi
+for ((s = 1; s <= shards; s++)); do
+	step "guest $s/$shards: the selftests' TAP"
+	guest_pid=${guest_pids[$((s - 1))]} tap=$logs/guest-$s.tap
+	# The guest's tty ends lines with CRLF.
+	tail -n +1 -s 0.5 -f --pid="$guest_pid" "$logs/guest-$s/output.txt" 2>/dev/null | tr -d '\r' |
+		grep -v '^MEMKIT-JOB-' | tee "$tap"
+	wait "$guest_pid"
+	vm_rc=$?
+	planned=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$tap" | head -n 1)
+	ok=$(grep -cE '^ok [0-9]+ ' "$tap" | tr -d ' ')
+	skipped=$(grep -cE '^ok [0-9]+ .*# SKIP' "$tap" | tr -d ' ')
+	notok=$(grep -cE '^not ok [0-9]+ ' "$tap" | tr -d ' ')
+	pass=$((pass + ok - skipped)) skip=$((skip + skipped)) fail=$((fail + notok))
+	while read -r line; do failed_names+=("guest $s/$shards: ${line#not ok }"); done < <(grep -E '^not ok ' "$tap")
+	missing=$((${planned:-0} - ok - notok))
+	if [ -z "$planned" ] || [ "$missing" -gt 0 ]; then
+		# Cases that never reported (the guest died or hung) are failures too.
+		[ "$missing" -gt 0 ] || missing=1
+		fail=$((fail + missing))
+		failed_names+=("guest $s/$shards: $missing case(s) did not report (vm.sh exit $vm_rc; console: $logs/guest-$s/console.log)")
+	elif [ "$vm_rc" != 0 ] && [ "$notok" = 0 ]; then
+		case_result "guest $s/$shards run (vm.sh exit $vm_rc; console: $logs/guest-$s/console.log)" fail
+	fi
+done
 
 if [ "$kills" -gt 0 ]; then
 	step "guest: waiting for the journal crash test"

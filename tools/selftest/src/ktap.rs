@@ -52,18 +52,38 @@ pub fn run_one(case: &Case, opts: &Options) -> ExitCode {
     }
 }
 
-/// Runs every case of `cases` whose name contains `filter`, each in a child process
-/// with the time limit of `opts`, and prints KTAP.
-pub fn run_all(
-    cases: &[Case],
-    filter: Option<&str>,
-    opts: &Options,
-    child_args: &[String],
-) -> ExitCode {
-    let selected: Vec<&Case> = cases
-        .iter()
-        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
-        .collect();
+/// Shard `k` of `n` (1-based) of the cases, for guests that run them side by side
+/// (`make check` boots two): every case goes, in the list's order, to the shard
+/// that has the least expected time so far (`seconds`; ties to the lower shard), so
+/// each shard keeps the list's order and the shards take about as long. A case in
+/// `every` runs in every shard (a check of the whole guest's state, such as
+/// kmemleak's verdict, belongs to each guest).
+pub fn shard<'a>(
+    cases: &[&'a Case],
+    k: usize,
+    n: usize,
+    seconds: impl Fn(&str) -> u32,
+    every: &[&str],
+) -> Vec<&'a Case> {
+    let mut load = vec![0u64; n];
+    let mut mine = Vec::new();
+    for &case in cases {
+        if every.contains(&case.name) {
+            mine.push(case);
+            continue;
+        }
+        let least = (0..n).min_by_key(|&i| (load[i], i)).unwrap_or(0);
+        load[least] += u64::from(seconds(case.name).max(1));
+        if least + 1 == k {
+            mine.push(case);
+        }
+    }
+    mine
+}
+
+/// Runs every case of `selected`, each in a child process with the time limit of
+/// `opts`, and prints KTAP.
+pub fn run_all(selected: &[&Case], opts: &Options, child_args: &[String]) -> ExitCode {
     println!("TAP version 13");
     println!("1..{}", selected.len());
     let (mut pass, mut fail, mut skip) = (0, 0, 0);

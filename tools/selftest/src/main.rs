@@ -1,9 +1,11 @@
 //! `memkit-selftest`: memkit's in-guest selftests, in KTAP.
 //!
 //! Runs on any machine with `memkit.ko` loaded, as root:
-//! `memkit-selftest [--module PATH/memkit.ko] [--filter SUBSTRING] [--timeout SECS]`.
-//! `--list` prints the case names; `--one NAME` runs a single case without KTAP
-//! framing (that is how the runner isolates cases). `memkit-selftest fuzz ...` runs
+//! `memkit-selftest [--module PATH/memkit.ko] [--filter SUBSTRING] [--shard K/N]
+//! [--timeout SECS]`. `--shard K/N` runs the K-th of N parts of the cases (`make
+//! check` runs two guests side by side, [`ktap::shard`]). `--list` prints the names
+//! of the cases it would run; `--one NAME` runs a single case without KTAP framing
+//! (that is how the runner isolates cases). `memkit-selftest fuzz ...` runs
 //! the ioctl fuzzer (`fuzz/mod.rs`).
 
 mod abi_tests;
@@ -380,9 +382,52 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// The cases that took 5 s or more on the debug kernel under TCG (one `make check`,
+/// rounded seconds): a hint for splitting the cases between guests, so that the
+/// shards take about as long; every other case counts as 1 s. A case missing here
+/// only makes the split less even.
+const SLOW: &[(&str, u32)] = &[
+    ("fuzz_ioctl", 55),
+    ("rmem_agent_end_to_end", 43),
+    ("load_unload_50", 24),
+    ("rmem_nbd_integrity", 22),
+    ("ckpt_failover_restores_an_acknowledged_checkpoint", 18),
+    ("journal_corrupted_media", 16),
+    ("ckpt_run_replica_equals_memory", 15),
+    ("fuzz_ioctl_unprivileged", 14),
+    ("race_ckpt_munmap_while_writing_loses_no_write", 12),
+    ("ckpt_run_killed_target_resumes", 10),
+    ("rmem_nbd_agent_prefetches_overlap", 10),
+    ("ckpt_run_attached_and_soft_dirty", 9),
+    ("ckpt_mode_switch_no_write_is_missed", 8),
+    ("rmem_integrity_small_budget", 8),
+    ("stress_rmem_shared_region", 8),
+    ("rmem_threads_fault_same_pages", 8),
+    ("perm_region_ids_reused", 6),
+    ("cli_memkit_list", 6),
+    ("ckpt_no_write_is_missed", 6),
+    ("ckpt_run_target_exits", 5),
+    ("race_close_during_ioctl", 5),
+];
+
+/// Cases that check the whole guest (kmemleak's verdict on everything that ran
+/// before): every shard runs them, last.
+const EVERY_SHARD: &[&str] = &["kmemleak_clean"];
+
+fn expected_seconds(name: &str) -> u32 {
+    SLOW.iter().find(|(n, _)| *n == name).map_or(1, |&(_, s)| s)
+}
+
+/// `K/N` with 1 ≤ K ≤ N.
+fn parse_shard(v: &str) -> Option<(usize, usize)> {
+    let (k, n) = v.split_once('/')?;
+    let (k, n) = (k.parse().ok()?, n.parse().ok()?);
+    (1..=n).contains(&k).then_some((k, n))
+}
+
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: memkit-selftest [--module KO] [--filter S] [--timeout SECS] [--list] [--one NAME]"
+        "usage: memkit-selftest [--module KO] [--filter S] [--shard K/N] [--timeout SECS] [--list] [--one NAME]"
     );
     ExitCode::from(2)
 }
@@ -402,12 +447,12 @@ fn main() -> ExitCode {
         module: None,
         timeout: Duration::from_secs(240),
     };
-    let (mut filter, mut one, mut list) = (None, None, false);
+    let (mut filter, mut one, mut list, mut part) = (None, None, false, (1, 1));
     let mut child_args = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--module" | "--timeout" | "--filter" | "--one" => {
+            "--module" | "--timeout" | "--filter" | "--one" | "--shard" => {
                 let Some(v) = it.next() else { return usage() };
                 match a.as_str() {
                     "--module" => opts.module = Some(v.clone()),
@@ -416,9 +461,13 @@ fn main() -> ExitCode {
                         Err(_) => return usage(),
                     },
                     "--filter" => filter = Some(v.clone()),
+                    "--shard" => match parse_shard(v) {
+                        Some(kn) => part = kn,
+                        None => return usage(),
+                    },
                     _ => one = Some(v.clone()),
                 }
-                if a != "--one" && a != "--filter" {
+                if matches!(a.as_str(), "--module" | "--timeout") {
                     child_args.extend([a.clone(), v.clone()]);
                 }
             }
@@ -426,15 +475,81 @@ fn main() -> ExitCode {
             _ => return usage(),
         }
     }
-    if list {
-        CASES.iter().for_each(|c| println!("{}", c.name));
-        return ExitCode::SUCCESS;
-    }
     if let Some(name) = one {
         return match CASES.iter().find(|c| c.name == name) {
             Some(case) => ktap::run_one(case, &opts),
             None => usage(),
         };
     }
-    ktap::run_all(CASES, filter.as_deref(), &opts, &child_args)
+    let selected = select(filter.as_deref(), part);
+    if list {
+        selected.iter().for_each(|c| println!("{}", c.name));
+        return ExitCode::SUCCESS;
+    }
+    ktap::run_all(&selected, &opts, &child_args)
+}
+
+/// The cases whose name contains `filter`, then shard `k` of `n` of them.
+fn select(filter: Option<&str>, (k, n): (usize, usize)) -> Vec<&'static Case> {
+    let matching: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .collect();
+    ktap::shard(&matching, k, n, expected_seconds, EVERY_SHARD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hint_names_a_case() {
+        for (name, _) in SLOW {
+            assert!(CASES.iter().any(|c| c.name == *name), "SLOW names {name}");
+        }
+        for name in EVERY_SHARD {
+            assert!(
+                CASES.iter().any(|c| c.name == *name),
+                "EVERY_SHARD names {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn shards_split_the_cases_in_order_and_evenly() {
+        let all = select(None, (1, 1));
+        assert_eq!(all.len(), CASES.len());
+        for n in 1..=4 {
+            let parts: Vec<Vec<&Case>> = (1..=n).map(|k| select(None, (k, n))).collect();
+            for case in CASES {
+                let runs = parts
+                    .iter()
+                    .filter(|p| p.iter().any(|c| c.name == case.name))
+                    .count();
+                let want = if EVERY_SHARD.contains(&case.name) {
+                    n
+                } else {
+                    1
+                };
+                assert_eq!(runs, want, "{} runs in {runs} of {n} shards", case.name);
+            }
+            for p in &parts {
+                let at = |c: &&Case| CASES.iter().position(|x| x.name == c.name);
+                assert!(p.windows(2).all(|w| at(&w[0]) < at(&w[1])), "list order");
+            }
+            // Balanced within the slowest single case.
+            let secs = |p: &Vec<&Case>| -> u32 { p.iter().map(|c| expected_seconds(c.name)).sum() };
+            let (lo, hi) = (
+                parts.iter().map(secs).min().unwrap(),
+                parts.iter().map(secs).max().unwrap(),
+            );
+            let slowest = SLOW.iter().map(|&(_, s)| s).max().unwrap();
+            assert!(hi - lo <= slowest, "{n} shards: {lo} s to {hi} s");
+        }
+        // A filter is applied before the split.
+        let ckpt: Vec<&Case> = select(Some("ckpt_"), (2, 2));
+        assert!(!ckpt.is_empty() && ckpt.iter().all(|c| c.name.contains("ckpt_")));
+        assert!(parse_shard("0/2").is_none() && parse_shard("3/2").is_none());
+        assert_eq!(parse_shard("2/2"), Some((2, 2)));
+    }
 }
