@@ -3,7 +3,7 @@
 //! Runs on any machine with `memkit.ko` loaded, as root:
 //! `memkit-selftest [--module PATH/memkit.ko] [--filter SUBSTRING] [--shard K/N]
 //! [--timeout SECS]`. `--shard K/N` runs the K-th of N parts of the cases (`make
-//! check` runs two guests side by side, [`ktap::shard`]). `--list` prints the names
+//! check` runs two guests side by side on four cores or more, [`ktap::shard`]). `--list` prints the names
 //! of the cases it would run; `--one NAME` runs a single case without KTAP framing
 //! (that is how the runner isolates cases). `memkit-selftest fuzz ...` runs
 //! the ioctl fuzzer (`fuzz/mod.rs`).
@@ -412,7 +412,7 @@ const SLOW: &[(&str, u32)] = &[
 
 /// Cases that check the whole guest after everything that ran before them in it:
 /// the module unloads (`modprobe -r`) and loads again, and kmemleak finds no leak.
-/// Every shard runs them, last, as a single guest does.
+/// Every shard runs them, at their place near the end of the list.
 const EVERY_SHARD: &[&str] = &["modprobe_loads_the_installed_module", "kmemleak_clean"];
 
 fn expected_seconds(name: &str) -> u32 {
