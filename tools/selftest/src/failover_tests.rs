@@ -146,7 +146,7 @@ pub fn ckpt_failover_restores_an_acknowledged_checkpoint(_: &crate::Options) -> 
         // debug guest it once had not written a record by the 6th checkpoint of
         // 10 ms. So a restore that saw no new record is run again, from the same
         // replica with 5 times as many checkpoints, up to 750 (at least 7.5 s);
-        // every other check holds for each restore.
+        // every check must hold for the restore in which it appended.
         let mut counts = [6u64, 30, 150, 750].into_iter().peekable();
         while let Some(count) = counts.next() {
             match restore_and_check(&b, round, committed, count, (&img, st))? {
