@@ -176,35 +176,33 @@ impl FileMap {
 
     /// Page `page` (the caller checked it is one of the file's).
     ///
-    /// The file is written only by this process, in `Replica::apply`, which holds
-    /// the `Replica` mutably: no slice returned here (borrowing it shared) is alive
-    /// then. Other processes keep out of a locked directory (`DirLock`), and the
-    /// file's length never changes.
+    /// In this process the file is written only through [`FileMap::page_mut`],
+    /// which borrows the map mutably, so not while a slice returned here lives.
+    /// Other processes keep out of a locked directory (`DirLock`), and the file's
+    /// length never changes.
     fn page(&self, page: u64) -> &[u8] {
-        let at = page as usize * PAGE;
-        assert!(at + PAGE <= self.len, "page {page} outside the mapping");
+        let at = self.at(page);
         // SAFETY: inside the mapping, which lives as long as `self`; nothing
         // writes it while the slice lives (see above).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), PAGE) }
     }
 
-    /// Writes `bytes` at byte `at` of the file (inside it: the caller checked).
-    /// Called from `Replica::apply` only, which holds the `Replica` mutably, so no
-    /// slice from [`FileMap::page`] is alive; `bytes` (from a log or a received
-    /// frame) is not in the mapping.
-    fn write(&self, at: u64, bytes: &[u8]) {
-        let at = at as usize;
-        assert!(
-            at.checked_add(bytes.len())
-                .is_some_and(|end| end <= self.len),
-            "{} bytes at {at} outside the mapping",
-            bytes.len()
-        );
-        // SAFETY: inside the mapping (checked above), which lives as long as
-        // `self`; nothing reads it meanwhile and `bytes` is elsewhere (see above).
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(at), bytes.len())
-        }
+    /// Page `page`, to write (the caller checked it is one of the file's; see
+    /// [`FileMap::page`]).
+    fn page_mut(&mut self, page: u64) -> &mut [u8] {
+        let at = self.at(page);
+        // SAFETY: inside the mapping, which lives as long as `self`; the mutable
+        // borrow of `self` excludes every other slice of it in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), PAGE) }
+    }
+
+    /// The byte offset of page `page`, which must be inside the mapping.
+    fn at(&self, page: u64) -> usize {
+        let at = usize::try_from(page)
+            .ok()
+            .and_then(|p| p.checked_mul(PAGE))
+            .filter(|&at| at.checked_add(PAGE).is_some_and(|end| end <= self.len));
+        at.unwrap_or_else(|| panic!("page {page} outside the mapping"))
     }
 }
 
@@ -459,27 +457,14 @@ impl Replica {
 
     /// Writes `records` (checked) into `replica`, then syncs it; with `stop`, only
     /// that many records, unsynced (a crash in the middle).
-    /// (Mutably: no slice of the mapping from [`Replica::stage`] is alive.)
     fn apply(&mut self, p: Params, records: &[u8], stop: Option<usize>) -> io::Result<()> {
         for (i, rec) in diff::records(p, records).enumerate() {
             if stop == Some(i) {
                 return Ok(());
             }
             let rec = rec.map_err(|e| bad(format!("checkpoint.log: a record: {e:?}")))?;
-            let at = rec.page() * PAGE as u64;
-            match rec {
-                diff::Record::Full { data, .. } => self.map.write(at, data),
-                diff::Record::Diff { mask, data, .. } => {
-                    let seg = p.segment();
-                    let changed = (0..p.segments()).filter(|i| mask >> i & 1 != 0);
-                    for (k, i) in changed.enumerate() {
-                        let bytes = data
-                            .get(k * seg..(k + 1) * seg)
-                            .ok_or_else(|| bad("checkpoint.log: a short diff"))?;
-                        self.map.write(at + (i * seg) as u64, bytes);
-                    }
-                }
-            }
+            rec.apply(p, self.map.page_mut(rec.page()))
+                .map_err(|e| bad(format!("checkpoint.log: a record: {e:?}")))?;
         }
         self.file.sync_data()
     }
