@@ -30,7 +30,7 @@ check_only=0
 # Packages from the default suites.
 PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod dwarves busybox-static
-	make gcc libc6-dev xz-utils jq libpmemobj-dev libblkid-dev
+	make gcc libc6-dev xz-utils lz4 jq libpmemobj-dev libblkid-dev
 	nbdkit nbd-server nbd-client)
 
 # Which cargo: rustup's if one is in PATH, else Debian's 1.96 packages.
