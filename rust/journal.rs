@@ -113,6 +113,7 @@ pub(crate) struct Registration;
 impl Registration {
     /// Creates the shared state and, if `memkit.journal_dev` is set, attaches it.
     pub(crate) fn new() -> Result<Registration> {
+        crate::dax::crc32c_choose();
         let mode = match edge::commit_mode().map(|m| m.to_bytes()) {
             None | Some(b"coalesced") => Mode::Coalesced,
             Some(b"strict") => Mode::Strict,
@@ -451,7 +452,7 @@ impl Shared {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
         let direct = self.queue.lock().grouping.direct(&dax);
         pr_info!(
-            "journal: attached {}: {} MJs of {} B, {} B of data{}, {}, CRC-32C {}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
+            "journal: attached {}: {} MJs of {} B, {} B of data{}, {}, CRC-32C by {}; recovery: {} replayed, {} discarded, {} stale, {} incomplete, {} us; next id {}\n",
             path,
             sb.geo.mj_count,
             sb.geo.mj_size,
@@ -462,11 +463,7 @@ impl Shared {
             } else {
                 "group commit"
             },
-            if crate::dax::crc32c_accelerated() {
-                "by the kernel's crc32c() (CPU instructions)"
-            } else {
-                "by memkit's slicing-by-8 (the kernel's crc32c() is its generic code)"
-            },
+            crate::dax::crc32c_name(),
             plan.replay,
             plan.discarded,
             plan.stale,

@@ -58,7 +58,11 @@ while [ "$r" -lt "$rounds" ]; do
 			dmesg | grep memkit | tail -n 5
 			exit 1
 		fi
-		[ "$r" -gt 0 ] || memkit journal status | grep -iE 'mode|sync' | sed 's/^/bench: /'
+		if [ "$r" -eq 0 ]; then
+			memkit journal status | grep -iE 'mode|sync' | sed 's/^/bench: /'
+			# Which CRC-32C code the module chose at load, and the journal's attach line.
+			dmesg | grep -E 'memkit: (crc32c|journal: attached)' | tail -n 2 | sed 's/^/bench: /'
+		fi
 		memkit-bench guest --round "$r" --device "$device" --expect-mode "$mode" \
 			--secs "$secs" --threads "$threads" --workloads "$workloads" --region "$region" || fail=1
 		memkit journal detach >/dev/null || fail=1
