@@ -14,13 +14,13 @@ use crate::pure::{
     journal::pmem::Pmem, //
 };
 use core::cell::Cell;
-use core::sync::atomic::{
-    AtomicBool,
-    Ordering, //
-};
 use core::ffi::{
     c_int,
     c_void, //
+};
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
 };
 use kernel::ffi::c_char;
 use kernel::prelude::*;
@@ -99,6 +99,10 @@ fn crc32c_accelerated() -> bool {
 /// [`crc32c_choose`] at module load.
 static CRC32C_KERNEL: AtomicBool = AtomicBool::new(false);
 
+/// Bytes [`crc32c_choose`] checksums each way: a 4 KiB transaction's data (a
+/// checksum length, not a page).
+const CRC32C_SAMPLE: usize = 4 << 10;
+
 /// Which CRC-32C code the journal checksums with, for its log line.
 pub(crate) fn crc32c_name() -> &'static str {
     if CRC32C_KERNEL.load(Ordering::Relaxed) {
@@ -122,7 +126,7 @@ pub(crate) fn crc32c_choose() {
         return;
     }
     let mut buf = KVec::new();
-    if buf.resize(4096, 0u8, GFP_KERNEL).is_err() {
+    if buf.resize(CRC32C_SAMPLE, 0u8, GFP_KERNEL).is_err() {
         return;
     }
     for (i, b) in buf.iter_mut().enumerate() {
