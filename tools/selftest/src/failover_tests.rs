@@ -147,28 +147,28 @@ pub fn ckpt_failover_restores_an_acknowledged_checkpoint(_: &crate::Options) -> 
         // 10 ms. So a restore that saw no new record is run again, from the same
         // replica with 5 times as many checkpoints, up to 750 (at least 7.5 s);
         // every check must hold for the restore in which it appended.
-        let mut counts = [6u64, 30, 150, 750].into_iter().peekable();
-        while let Some(count) = counts.next() {
-            match restore_and_check(&b, round, committed, count, (&img, st))? {
-                Some(st2) => {
-                    said.push(format!(
-                        "window {window}, killed after {last} acks (+{} ms): replica \
-                         {committed}, {} records, then {} after {count} checkpoints",
-                        extra.as_millis(),
-                        st.count,
-                        st2.count
-                    ));
-                    break;
-                }
-                None if counts.peek().is_some() => continue,
-                None => {
-                    return Err(format!(
-                        "round {round}: the restored program wrote no record in {count} \
-                         checkpoints of 10 ms; its log holds {st:?}"
-                    ))
-                }
+        const COUNTS: [u64; 4] = [6, 30, 150, 750];
+        let mut appended = None;
+        for count in COUNTS {
+            if let Some(st2) = restore_and_check(&b, round, committed, count, (&img, st))? {
+                appended = Some((count, st2));
+                break;
             }
         }
+        let Some((count, st2)) = appended else {
+            return Err(format!(
+                "round {round}: the restored program wrote no record in {} checkpoints \
+                 of 10 ms; its log holds {st:?}",
+                COUNTS[COUNTS.len() - 1]
+            ));
+        };
+        said.push(format!(
+            "window {window}, killed after {last} acks (+{} ms): replica {committed}, {} \
+             records, then {} after {count} checkpoints",
+            extra.as_millis(),
+            st.count,
+            st2.count
+        ));
     }
     println!("# {}", said.join("; "));
     Ok(Outcome::Pass)

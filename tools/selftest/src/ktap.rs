@@ -53,11 +53,11 @@ pub fn run_one(case: &Case, opts: &Options) -> ExitCode {
 }
 
 /// Shard `k` of `n` (1-based) of the cases, for guests that run them side by side
-/// (`make check` boots two on a host with four cores or more): every case goes, in the list's order, to the shard
-/// that has the least expected time so far (`seconds`; ties to the lower shard), so
-/// each shard keeps the list's order and the shards take about as long. A case in
-/// `every` runs in every shard (a check of the whole guest's state, such as
-/// kmemleak's verdict, belongs to each guest).
+/// (`make check` boots two on a host with four cores or more): every case goes, in
+/// the list's order, to the shard that has the least expected time so far
+/// (`seconds`; ties to the lower shard), so each shard keeps the list's order and
+/// the shards take about as long. A case in `every` runs in every shard (a check of
+/// the whole guest's state, such as kmemleak's verdict, belongs to each guest).
 pub fn shard<'a>(
     cases: &[&'a Case],
     k: usize,

@@ -3,10 +3,10 @@
 //! Runs on any machine with `memkit.ko` loaded, as root:
 //! `memkit-selftest [--module PATH/memkit.ko] [--filter SUBSTRING] [--shard K/N]
 //! [--timeout SECS]`. `--shard K/N` runs the K-th of N parts of the cases (`make
-//! check` runs two guests side by side on four cores or more, [`ktap::shard`]). `--list` prints the names
-//! of the cases it would run; `--one NAME` runs a single case without KTAP framing
-//! (that is how the runner isolates cases). `memkit-selftest fuzz ...` runs
-//! the ioctl fuzzer (`fuzz/mod.rs`).
+//! check` runs two guests side by side on four cores or more, [`ktap::shard`]).
+//! `--list` prints the names of the cases it would run; `--one NAME` runs a single
+//! case without KTAP framing (that is how the runner isolates cases).
+//! `memkit-selftest fuzz ...` runs the ioctl fuzzer (`fuzz/mod.rs`).
 
 mod abi_tests;
 mod ckpt_tests;
