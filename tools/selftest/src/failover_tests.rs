@@ -170,7 +170,7 @@ pub fn ckpt_failover_restores_an_acknowledged_checkpoint(_: &crate::Options) -> 
             st2.count
         ));
     }
-    println!("# {}", said.join("; "));
+    println!("{}", said.join("; "));
     Ok(Outcome::Pass)
 }
 
