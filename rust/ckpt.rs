@@ -28,6 +28,19 @@
 //!
 //! The bitmap, run and history logic is `pure::ckpt`.
 //!
+//! *Snapshots* (`CKPT_COLLECT_SNAPSHOT`, regions fixed to the recording mode): the
+//! pages a clearing collect reports become *unsent*; each reads as it was at the
+//! collect when `COPY` or `COPY_DIFF` first copies it out, while the program runs.
+//! The collect is an instant: every page not reported is write-protected already
+//! (recording), and the reported ones are write-protected by the collect itself,
+//! under the mutex, so a write to any page after its protection faults and waits
+//! for the mutex; a write that was not stopped came before every write that was,
+//! in each thread. A write fault on an unsent page first copies its old contents
+//! (`Cow::held`), which the copy-out then reads instead; a page copied out is sent,
+//! and writes to it need no copy. `Region::source` and `Region::sent` are the
+//! copy-out's side: a frame copied without the mutex is checked afterwards for a
+//! write that came during the copy (then the held copy is copied again).
+//!
 //! Every region gets its own window of page offsets in the file's address space
 //! (region id << 20 pages, as DRM does with mmap offsets), so the walks of one
 //! region never see another region's mappings, even through the same device inode.
@@ -132,7 +145,34 @@ struct Region {
     bases: VVec<Option<KVec<u8>>>,
     /// How writes are found, and when that changes.
     policy: Policy,
+    /// The open snapshot, if any.
+    cow: Cow,
     stats: abi::CkptStats,
+}
+
+/// A region's copy-on-write snapshot (see the module's doc).
+#[derive(Default)]
+struct Cow {
+    /// Whether a snapshot is open.
+    open: bool,
+    /// Bumped as a snapshot opens and as it closes: a copy-out that dropped the
+    /// mutex knows whether its snapshot is still the open one.
+    generation: u64,
+    /// Pages of the open snapshot not yet copied out (empty until the region's
+    /// first snapshot).
+    unsent: VVec<u64>,
+    /// Per page (empty until the first snapshot): the old contents of an unsent
+    /// page that a write reached first.
+    held: VVec<Option<Page>>,
+}
+
+/// Where a copy-out reads a page from ([`Region::source`]).
+enum Source {
+    /// The old contents a write left: the page is sent.
+    Held(Page),
+    /// The frame (NULL: zeros); with the generation of the snapshot it is an unsent
+    /// page of, to settle with [`Region::sent`] once copied.
+    Frame(*mut bindings::page, Option<u64>),
 }
 
 /// Runs of reported pages closer than this are write-protected as one span (the PTEs
@@ -168,6 +208,7 @@ impl Region {
             diff_set: VVec::from_elem(0, words, GFP_KERNEL_ACCOUNT)?,
             bases,
             policy: Policy::default(),
+            cow: Cow::default(),
             stats: abi::CkptStats {
                 bytes,
                 ..Default::default()
@@ -324,6 +365,102 @@ impl Region {
         }
     }
 
+    /// Opens a snapshot of the pages `snap` holds (bit `i`: page `first + i`, for
+    /// `i < len`), which the caller has write-protected. The bitmaps are allocated
+    /// at the first snapshot.
+    fn open_snapshot(&mut self, snap: &[u64], first: usize, len: usize) -> Result {
+        self.close_snapshot();
+        if self.cow.held.is_empty() {
+            // Lossless: `pages` fits in `usize` (checked at create).
+            let n = self.pages as usize;
+            self.cow.unsent = VVec::from_elem(0, self.pending.len(), GFP_KERNEL_ACCOUNT)?;
+            let mut held = VVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+            for _ in 0..n {
+                held.push(None, GFP_KERNEL_ACCOUNT)?;
+            }
+            self.cow.held = held;
+        }
+        logic::apply_snapshot(&mut self.cow.unsent, snap, first, len, true);
+        self.cow.open = true;
+        self.cow.generation += 1;
+        Ok(())
+    }
+
+    /// Closes the open snapshot: the old contents still held are dropped.
+    fn close_snapshot(&mut self) {
+        if !self.cow.open {
+            return;
+        }
+        // Lossless: `pages` fits in `usize`.
+        let n = self.pages as usize;
+        let Cow { unsent, held, .. } = &mut self.cow;
+        for (s, c) in logic::runs(unsent, 0, n) {
+            // Lossless: runs of `[0, n)`.
+            for slot in held.iter_mut().skip(s as usize).take(c as usize) {
+                *slot = None;
+            }
+        }
+        unsent.iter_mut().for_each(|w| *w = 0);
+        self.cow.open = false;
+        self.cow.generation += 1;
+    }
+
+    /// Before a write reaches page `idx` (its fault, under the mutex): if it is an
+    /// unsent page of the open snapshot, its old contents are copied first, once.
+    fn preserve(&mut self, idx: usize) -> Result {
+        if !logic::test_bit(&self.cow.unsent, idx)
+            || self.cow.held.get(idx).is_none_or(Option::is_some)
+        {
+            return Ok(());
+        }
+        let copy = crate::mm::duplicate_page(self.frames.get(idx).and_then(Option::as_ref))?;
+        if let Some(slot) = self.cow.held.get_mut(idx) {
+            *slot = Some(copy);
+            self.stats.cow_copies += 1;
+        }
+        Ok(())
+    }
+
+    /// What a copy-out of page `idx` reads (under the mutex). An unsent page of the
+    /// open snapshot that a write reached: its held old contents, and it is sent.
+    /// Any other page: its frame, which an unsent page's copy-out settles with
+    /// [`Region::sent`] afterwards.
+    fn source(&mut self, idx: usize) -> Source {
+        if !logic::test_bit(&self.cow.unsent, idx) {
+            return Source::Frame(self.frame_ptr(idx), None);
+        }
+        if let Some(page) = self.cow.held.get_mut(idx).and_then(Option::take) {
+            logic::clear_bit(&mut self.cow.unsent, idx);
+            return Source::Held(page);
+        }
+        Source::Frame(self.frame_ptr(idx), Some(self.cow.generation))
+    }
+
+    /// After page `idx`, an unsent page of snapshot `generation`, was copied out
+    /// from its frame: it is sent, and writes to it need no copy any more. If a
+    /// write reached it meanwhile, the copy may hold part of that write: the old
+    /// contents the write's fault kept, to copy again. (A page copied under the
+    /// mutex gets `None`: no write can reach it there.)
+    fn sent(&mut self, idx: usize, generation: u64) -> Option<Page> {
+        if self.cow.generation != generation || !logic::test_bit(&self.cow.unsent, idx) {
+            return None;
+        }
+        logic::clear_bit(&mut self.cow.unsent, idx);
+        self.cow.held.get_mut(idx).and_then(Option::take)
+    }
+
+    /// After a copy-out of `idx` failed with a snapshot open: the pages are pending
+    /// again, so that the next collect reports them (what the snapshot held of
+    /// them may be gone).
+    fn copy_failed(&mut self, idx: &[u64]) {
+        if self.cow.open {
+            for &i in idx {
+                // Lossless: checked against the region's pages.
+                logic::set_bit(&mut self.pending, i as usize);
+            }
+        }
+    }
+
     /// Moves the dirt of pages `[first, end)` into `pending`: from the page tables,
     /// then from pages dirtied by mappings that went.
     ///
@@ -421,6 +558,22 @@ fn user_writer(addr: u64, len: u64) -> Result<kernel::uaccess::UserSliceWriter> 
     .writer())
 }
 
+/// Copies `page` (NULL: zeros) to the user address `dst`, a whole page.
+///
+/// The frames of a region are never freed while the region exists, and the region
+/// lives as long as the file an ioctl runs on, so a frame pointer taken under the
+/// mutex stays valid without it; a held page is owned by the caller.
+fn copy_page_to_user(dst: usize, page: *mut bindings::page) -> Result {
+    // SAFETY: `page` is NULL, a frame of the region of the file the calling ioctl
+    // runs on (valid, see above), or a page the caller owns; process context, no
+    // spinlock held.
+    let ret = unsafe { memkit_copy_page_to_user(dst, page) };
+    if ret != 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(())
+}
+
 /// Bytes of `COPY_DIFF`'s staging buffer: 16 records of the largest size.
 const COPY_STAGE: usize = 16 * diff::MAX_RECORD;
 
@@ -469,7 +622,8 @@ impl CkptDevice {
     /// Maps the faulting page of the region, allocating it at its first touch
     /// (`vmf_insert_page_mkwrite`, which takes its own reference): read-only for a
     /// read (the VMA wants write notification), writable and dirty for a write — in
-    /// the recording mode after setting its pending bit. The page is a normal page:
+    /// the recording mode after setting its pending bit, and after keeping its old
+    /// contents if it is an unsent page of a snapshot. The page is a normal page:
     /// when a dirty PTE of it is zapped, the kernel moves the dirt to `PG_dirty`,
     /// which a scanning collect tests. The region mutex is held across the insert
     /// (fault lock -> region mutex -> PTE lock, the order of every collect).
@@ -481,20 +635,25 @@ impl CkptDevice {
         let r = (*guard).as_mut().ok_or(EFAULT)?;
         let idx = Self::fault_index(r, fault)?;
         r.frame(idx)?;
-        if write && r.policy.mode() == Mode::Record {
-            logic::set_bit(&mut r.pending, idx);
-            r.stats.write_faults += 1;
+        if write {
+            r.preserve(idx)?;
+            if r.policy.mode() == Mode::Record {
+                logic::set_bit(&mut r.pending, idx);
+                r.stats.write_faults += 1;
+            }
         }
         fault.insert_page(r.frame(idx)?, write)
     }
 
-    /// The first write to a page mapped read-only: in the recording mode, sets its
-    /// pending bit; in both, locks the page, which the kernel unlocks once the PTE
+    /// The first write to a page mapped read-only: keeps its old contents if it is an
+    /// unsent page of a snapshot; in the recording mode, sets its pending bit; in
+    /// both, locks the page, which the kernel unlocks once the PTE
     /// is writable (see the module's doc for why under the region mutex).
     fn mkwrite(&self, fault: &Fault<'_>) -> Result {
         let mut guard = self.region.lock();
         let r = (*guard).as_mut().ok_or(EFAULT)?;
         let idx = Self::fault_index(r, fault)?;
+        r.preserve(idx)?;
         let record = r.policy.mode() == Mode::Record;
         if record {
             logic::set_bit(&mut r.pending, idx);
@@ -542,6 +701,7 @@ impl CkptDevice {
         // Lossless: `pages` fits in `usize` (checked at create).
         let n = r.pages as usize;
         r.policy = policy;
+        r.close_snapshot();
         match policy.mode() {
             Mode::Record => r.enter(Mode::Record),
             Mode::Scan => {
@@ -559,11 +719,16 @@ impl CkptDevice {
         // for a clearing collect clear what the snapshot holds — so that a collect
         // running meanwhile reports any later write. The user copy goes without the
         // lock; if it fails, the snapshot's bits are set again.
-        let (c, snap, unmapped, dirty, nr_runs) = {
+        let (c, snap, unmapped, dirty, nr_runs, generation) = {
             let mut guard = self.region.lock();
             let r = (*guard).as_mut().ok_or(EINVAL)?;
             let c = Collect::check(&req, r.pages).map_err(errno)?;
             let record = r.policy.mode() == Mode::Record;
+            // A snapshot is an instant only if every page it does not report is
+            // write-protected: the recording mode, fixed so that it stays.
+            if c.snapshot && !(record && r.policy.fixed()) {
+                return Err(EINVAL);
+            }
             let unmapped = if record { 0 } else { r.gather(c.first, c.end) };
             // Lossless: at most the region's pages.
             let nwords = logic::words((c.end - c.first) as u64) as usize;
@@ -581,12 +746,18 @@ impl CkptDevice {
                 if record {
                     r.protect(&snap, c.first, len);
                 }
+                if c.snapshot {
+                    r.open_snapshot(&snap, c.first, len)?;
+                    r.stats.snapshot_pages += dirty;
+                } else {
+                    r.close_snapshot();
+                }
                 logic::apply_snapshot(&mut r.pending, &snap, c.first, len, false);
                 if record {
                     r.keep_pinned(&snap, c.first, len);
                 }
             }
-            (c, snap, unmapped, dirty, nr_runs)
+            (c, snap, unmapped, dirty, nr_runs, r.cow.generation)
         };
         let len = c.end - c.first;
         req.dirty = dirty;
@@ -628,6 +799,10 @@ impl CkptDevice {
         if let Err(e) = copied {
             if c.clear {
                 logic::apply_snapshot(&mut r.pending, &snap, c.first, len, true);
+                // The snapshot it opened, unless another collect came since.
+                if c.snapshot && r.cow.generation == generation {
+                    r.close_snapshot();
+                }
             }
             return Err(e);
         }
@@ -673,6 +848,30 @@ impl CkptDevice {
         Ok(0)
     }
 
+    /// Copies page `idx` to the user address `dst`, as [`Region::source`] says,
+    /// without the mutex (the buffer may be the region's own mapping, whose fault
+    /// takes it).
+    fn copy_out(&self, idx: usize, dst: usize) -> Result {
+        let source = (*self.region.lock()).as_mut().ok_or(EINVAL)?.source(idx);
+        match source {
+            Source::Held(page) => copy_page_to_user(dst, page.as_ptr()),
+            Source::Frame(page, generation) => {
+                copy_page_to_user(dst, page)?;
+                let Some(generation) = generation else {
+                    return Ok(());
+                };
+                let again = (*self.region.lock())
+                    .as_mut()
+                    .ok_or(EINVAL)?
+                    .sent(idx, generation);
+                match again {
+                    Some(page) => copy_page_to_user(dst, page.as_ptr()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
     fn copy(&self, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::CkptCopy>(arg)?;
         if req.count == 0 || req.count > abi::CKPT_COPY_MAX_PAGES {
@@ -682,23 +881,17 @@ impl CkptDevice {
         // Every index is checked before anything is written.
         let idx = self.read_indexes(req.pages, req.count)?;
         let mut dst = usize::try_from(req.buf)?;
-        for &i in idx.iter() {
-            // Pages are never freed while the region exists, and the region lives as
-            // long as the file this ioctl runs on: the pointer stays valid unlocked.
+        let copied = idx.iter().try_for_each(|&i| {
             // Lossless: `i < pages`, which fits in `usize`.
-            let page = self
-                .region
-                .lock()
-                .as_ref()
-                .ok_or(EINVAL)?
-                .frame_ptr(i as usize);
-            // SAFETY: `page` is NULL or a page of the region, which holds a reference
-            // (see above); process context, no spinlock held.
-            let ret = unsafe { memkit_copy_page_to_user(dst, page) };
-            if ret != 0 {
-                return Err(Error::from_errno(ret));
-            }
+            self.copy_out(i as usize, dst)?;
             dst = dst.checked_add(kernel::page::PAGE_SIZE).ok_or(EFAULT)?;
+            Ok(())
+        });
+        if let Err(e) = copied {
+            if let Some(r) = (*self.region.lock()).as_mut() {
+                r.copy_failed(&idx);
+            }
+            return Err(e);
         }
         req.bytes = bytes;
         uapi::write(arg, req.size, &req)?;
@@ -801,34 +994,38 @@ impl CkptDevice {
                     out.flush(&stage)?;
                 }
                 let whole = {
-                    let guard = self.region.lock();
-                    let r = guard.as_ref().ok_or(EINVAL)?;
+                    let mut guard = self.region.lock();
+                    let r = (*guard).as_mut().ok_or(EINVAL)?;
                     let dst = stage.get_mut(out.staged..).ok_or(EINVAL)?;
                     if logic::test_bit(&r.diff_set, i) {
                         let mut snap = KVec::from_elem(0u8, diff::PAGE, GFP_KERNEL_ACCOUNT)?;
-                        crate::mm::copy_page(&mut snap, r.frames.get(i).and_then(Option::as_ref))?;
+                        match r.source(i) {
+                            Source::Held(page) => crate::mm::copy_page(&mut snap, Some(&page))?,
+                            Source::Frame(_, generation) => {
+                                let frame = r.frames.get(i).and_then(Option::as_ref);
+                                crate::mm::copy_page(&mut snap, frame)?;
+                                if let Some(g) = generation {
+                                    // Copied under the mutex: no write reached it,
+                                    // so nothing comes back.
+                                    let _none = r.sent(i, g);
+                                }
+                            }
+                        }
                         let version = r.bases.get(i).and_then(Option::as_deref);
                         let (len, d) =
                             diff::encode(params, i as u64, &snap, version, dst).ok_or(EINVAL)?;
                         next.push((i, snap), GFP_KERNEL_ACCOUNT)?;
                         out.staged += len;
                         diffed += u64::from(d);
-                        None
+                        false
                     } else {
                         out.staged += diff::put_full_header(dst, i as u64).ok_or(EINVAL)?;
-                        Some(r.frame_ptr(i))
+                        true
                     }
                 };
-                if let Some(page) = whole {
+                if whole {
                     out.flush(&stage)?;
-                    // Unlocked, as in `copy`: pages live as long as the region, and
-                    // the region as long as the file this ioctl runs on.
-                    // SAFETY: `page` is NULL or a page of the region (above); process
-                    // context, no spinlock held.
-                    let ret = unsafe { memkit_copy_page_to_user(out.dst, page) };
-                    if ret != 0 {
-                        return Err(Error::from_errno(ret));
-                    }
+                    self.copy_out(i, out.dst)?;
                     out.advance(diff::PAGE)?;
                 }
             }
@@ -837,7 +1034,12 @@ impl CkptDevice {
             req.diffed = diffed;
             uapi::write(arg, req.size, &req)
         })();
-        copied?;
+        if let Err(e) = copied {
+            if let Some(r) = (*self.region.lock()).as_mut() {
+                r.copy_failed(&idx);
+            }
+            return Err(e);
+        }
         let mut guard = self.region.lock();
         let r = (*guard).as_mut().ok_or(EINVAL)?;
         for (i, snap) in next {
@@ -903,7 +1105,10 @@ impl MiscDevice for CkptDevice {
             Some(abi::Command::Version) => crate::uapi::version(
                 arg,
                 abi::DEV_CKPT,
-                abi::FEAT_CKPT_DIRTY | abi::FEAT_FDINFO | abi::FEAT_CKPT_RECORD,
+                abi::FEAT_CKPT_DIRTY
+                    | abi::FEAT_FDINFO
+                    | abi::FEAT_CKPT_RECORD
+                    | abi::FEAT_CKPT_SNAPSHOT,
             ),
             Some(abi::Command::CkptCreate) => me.create(file, arg),
             Some(abi::Command::CkptStart) => me.start(arg),

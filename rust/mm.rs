@@ -41,6 +41,13 @@ extern "C" {
     /// `page` is NULL or a valid page the caller holds a reference to; `dst` is valid
     /// for `PAGE_SIZE` bytes of writes.
     fn memkit_copy_page(dst: *mut u8, page: *mut bindings::page);
+    /// `copy_highpage(dst, src)` (inline: `rmem_edge.c`).
+    ///
+    /// # Safety
+    ///
+    /// `dst` and `src` are valid pages the caller holds references to; nobody else
+    /// reads or writes `dst`.
+    fn memkit_copy_highpage(dst: *mut bindings::page, src: *mut bindings::page);
     /// Locks `page`'s folio (`folio_lock` is inline); may sleep.
     ///
     /// # Safety
@@ -110,6 +117,20 @@ pub(crate) fn copy_page(dst: &mut [u8], page: Option<&Page>) -> kernel::error::R
     // page the caller holds a reference to (`&Page`).
     unsafe { memkit_copy_page(dst.as_mut_ptr(), page) };
     Ok(())
+}
+
+/// A new page holding what `src` holds now (zeros for `None`), charged to the
+/// caller's memory cgroup. In C, as [`copy_page`] (`copy_highpage` is inline).
+pub(crate) fn duplicate_page(src: Option<&Page>) -> kernel::error::Result<Page> {
+    use kernel::alloc::flags::{__GFP_ZERO, GFP_KERNEL_ACCOUNT};
+    let Some(src) = src else {
+        return Ok(Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?);
+    };
+    let dst = Page::alloc_page(GFP_KERNEL_ACCOUNT)?;
+    // SAFETY: both are pages the caller holds (`&Page`, and `dst` is owned here);
+    // `dst` is new, so nobody else reads or writes it.
+    unsafe { memkit_copy_highpage(dst.as_ptr(), src.as_ptr()) };
+    Ok(dst)
 }
 
 /// `vm_operations_struct.map_pages` that maps nothing: a read fault goes on to the

@@ -14,7 +14,7 @@
 /// Major ABI version: bumped on an incompatible change.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor ABI version: bumped when commands or struct fields are added.
-pub const ABI_MINOR: u32 = 2;
+pub const ABI_MINOR: u32 = 3;
 
 /// The ioctl type byte of every memkit command.
 pub const IOC_MAGIC: u32 = 0xE7;
@@ -42,9 +42,16 @@ pub const FEAT_FDINFO: u64 = 1 << 3;
 /// scan or by recording first writes to write-protected pages, chosen per region
 /// ([`CKPT_START_SCAN`], [`CKPT_START_RECORD`], [`CkptStats::mode`]).
 pub const FEAT_CKPT_RECORD: u64 = 1 << 4;
+/// Feature bit (ABI 1.3): a clearing collect of a recording region can open a
+/// copy-on-write snapshot of the pages it reports ([`CKPT_COLLECT_SNAPSHOT`]).
+pub const FEAT_CKPT_SNAPSHOT: u64 = 1 << 5;
 /// Every feature bit this ABI version defines.
-pub const FEATURES_KNOWN: u64 =
-    FEAT_JOURNAL_TX | FEAT_RMEM_PREFETCH | FEAT_CKPT_DIRTY | FEAT_FDINFO | FEAT_CKPT_RECORD;
+pub const FEATURES_KNOWN: u64 = FEAT_JOURNAL_TX
+    | FEAT_RMEM_PREFETCH
+    | FEAT_CKPT_DIRTY
+    | FEAT_FDINFO
+    | FEAT_CKPT_RECORD
+    | FEAT_CKPT_SNAPSHOT;
 
 /// The lines memkit's devices add to `/proc/PID/fdinfo/FD` of their open files
 /// (`FEAT_FDINFO`), each `KEY:\tVALUE`, as DRM's `drm-` keys: what `memkit list`
@@ -727,8 +734,14 @@ pub const CKPT_MAX_BYTES: u64 = 1 << 32;
 pub const CKPT_COLLECT_CLEAR: u32 = 1 << 0;
 /// `memkit_ckpt_collect.flags`: report runs instead of a bitmap.
 pub const CKPT_COLLECT_RANGES: u32 = 1 << 1;
+/// `memkit_ckpt_collect.flags` (ABI 1.3): with `CLEAR`, on a region started with
+/// [`CKPT_START_RECORD`], the reported pages become a copy-on-write snapshot: each
+/// reads as it was at this collect when `COPY` or `COPY_DIFF` first copies it out,
+/// however the program writes it meanwhile, until the next clearing collect.
+pub const CKPT_COLLECT_SNAPSHOT: u32 = 1 << 2;
 /// Every `memkit_ckpt_collect` flag.
-pub const CKPT_COLLECT_FLAGS: u32 = CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES;
+pub const CKPT_COLLECT_FLAGS: u32 =
+    CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES | CKPT_COLLECT_SNAPSHOT;
 /// Most pages one `MEMKIT_IOC_CKPT_COPY` copies (and indexes one `DIFF_SET` adds).
 pub const CKPT_COPY_MAX_PAGES: u64 = 65536;
 /// `memkit_ckpt_diff_set.flags`: empty the set first.
@@ -932,7 +945,7 @@ uapi_struct! {
 
 uapi_struct! {
     /// `struct memkit_ckpt_stats`.
-    pub struct CkptStats (size 112, ver0 80) {
+    pub struct CkptStats (size 128, ver0 80) {
         /// The caller's struct size.
         size: u32 = 0,
         /// Must be 0.
@@ -966,6 +979,11 @@ uapi_struct! {
         write_faults: u64 = 96,
         /// ABI 1.2: pages of the spans recording-mode collects write-protected again.
         wp_pages: u64 = 104,
+        /// ABI 1.3: pages reported by snapshot collects.
+        snapshot_pages: u64 = 112,
+        /// ABI 1.3: of those, pages a write reached before they were copied out:
+        /// the write fault copied their old contents first.
+        cow_copies: u64 = 120,
     }
     check(c) {
         no_flags(c.flags)

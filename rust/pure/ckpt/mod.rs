@@ -273,6 +273,8 @@ pub struct Collect {
     pub ranges: bool,
     /// Only count: no buffer.
     pub count_only: bool,
+    /// Open a copy-on-write snapshot of the reported pages (needs `clear`).
+    pub snapshot: bool,
 }
 
 impl Collect {
@@ -281,7 +283,8 @@ impl Collect {
         let (first, end) = page_range(c.first, c.count, pages)?;
         let clear = c.flags & abi::CKPT_COLLECT_CLEAR != 0;
         let count_only = c.buf == 0 && c.buf_len == 0;
-        if count_only && clear {
+        let snapshot = c.flags & abi::CKPT_COLLECT_SNAPSHOT != 0;
+        if (count_only && clear) || (snapshot && !clear) {
             return Err(EINVAL);
         }
         Ok(Collect {
@@ -290,6 +293,7 @@ impl Collect {
             clear,
             ranges: c.flags & abi::CKPT_COLLECT_RANGES != 0,
             count_only,
+            snapshot,
         })
     }
 
@@ -519,6 +523,19 @@ mod tests {
         let r = Collect::check(&c(clear | ranges, 0, 10, 8, 32), 200).unwrap();
         assert_eq!(r.check_room(32, 2), Ok(32));
         assert_eq!(r.check_room(32, 3), Err(ENOSPC));
+        assert!(!r.snapshot);
+        // A snapshot is of what a clearing collect reports.
+        let snap = abi::CKPT_COLLECT_SNAPSHOT;
+        assert!(
+            Collect::check(&c(clear | snap, 0, 10, 8, 8), 200)
+                .unwrap()
+                .snapshot
+        );
+        assert_eq!(Collect::check(&c(snap, 0, 10, 8, 8), 200), Err(EINVAL));
+        assert_eq!(
+            Collect::check(&c(snap | ranges, 0, 10, 8, 8), 200),
+            Err(EINVAL)
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ int main(void)
 	P("MEMKIT_FEAT_CKPT_DIRTY", MEMKIT_FEAT_CKPT_DIRTY);
 	P("MEMKIT_FEAT_FDINFO", MEMKIT_FEAT_FDINFO);
 	P("MEMKIT_FEAT_CKPT_RECORD", MEMKIT_FEAT_CKPT_RECORD);
+	P("MEMKIT_FEAT_CKPT_SNAPSHOT", MEMKIT_FEAT_CKPT_SNAPSHOT);
 	P("MEMKIT_FEATURES_KNOWN", MEMKIT_FEATURES_KNOWN);
 	P("MEMKIT_IOC_VERSION", MEMKIT_IOC_VERSION);
 	P("sizeof.memkit_version", sizeof(struct memkit_version));
@@ -86,6 +87,7 @@ int main(void)
 	P("MEMKIT_CKPT_MAX_BYTES", MEMKIT_CKPT_MAX_BYTES);
 	P("MEMKIT_CKPT_COLLECT_CLEAR", MEMKIT_CKPT_COLLECT_CLEAR);
 	P("MEMKIT_CKPT_COLLECT_RANGES", MEMKIT_CKPT_COLLECT_RANGES);
+	P("MEMKIT_CKPT_COLLECT_SNAPSHOT", MEMKIT_CKPT_COLLECT_SNAPSHOT);
 	P("MEMKIT_CKPT_COLLECT_FLAGS", MEMKIT_CKPT_COLLECT_FLAGS);
 	P("MEMKIT_CKPT_COPY_MAX_PAGES", MEMKIT_CKPT_COPY_MAX_PAGES);
 	P("MEMKIT_IOC_CKPT_CREATE", MEMKIT_IOC_CKPT_CREATE);
@@ -123,6 +125,7 @@ int main(void)
 	T(bytes); T(pages_allocated); T(collects); T(intervals); T(dirty_reported);
 	T(dirty_unmapped); T(pages_copied); T(pages_diffed); T(record_bytes);
 	T(mode); T(mode_fixed); T(mode_switches); T(write_faults); T(wp_pages);
+	T(snapshot_pages); T(cow_copies);
 	P("MEMKIT_CKPT_START_SCAN", MEMKIT_CKPT_START_SCAN);
 	P("MEMKIT_CKPT_START_RECORD", MEMKIT_CKPT_START_RECORD);
 	P("MEMKIT_CKPT_MODE_SCAN", MEMKIT_CKPT_MODE_SCAN);
@@ -230,6 +233,7 @@ fn header_matches_rust_mirror() {
         ("MEMKIT_FEAT_CKPT_DIRTY", abi::FEAT_CKPT_DIRTY),
         ("MEMKIT_FEAT_FDINFO", abi::FEAT_FDINFO),
         ("MEMKIT_FEAT_CKPT_RECORD", abi::FEAT_CKPT_RECORD),
+        ("MEMKIT_FEAT_CKPT_SNAPSHOT", abi::FEAT_CKPT_SNAPSHOT),
         ("MEMKIT_FEATURES_KNOWN", abi::FEATURES_KNOWN),
         ("MEMKIT_IOC_VERSION", abi::IOC_VERSION.into()),
         ("sizeof.memkit_version", abi::Version::SIZE as u64),
@@ -483,6 +487,14 @@ fn header_matches_rust_mirror() {
             "memkit_ckpt_stats.wp_pages",
             offset_of!(abi::CkptStats, wp_pages),
         ),
+        (
+            "memkit_ckpt_stats.snapshot_pages",
+            offset_of!(abi::CkptStats, snapshot_pages),
+        ),
+        (
+            "memkit_ckpt_stats.cow_copies",
+            offset_of!(abi::CkptStats, cow_copies),
+        ),
         ("sizeof.memkit_ckpt_diff_set", abi::CkptDiffSet::SIZE),
         (
             "MEMKIT_CKPT_DIFF_SET_SIZE_VER0",
@@ -661,6 +673,10 @@ fn header_matches_rust_mirror() {
         (
             "MEMKIT_CKPT_COLLECT_RANGES",
             abi::CKPT_COLLECT_RANGES.into(),
+        ),
+        (
+            "MEMKIT_CKPT_COLLECT_SNAPSHOT",
+            abi::CKPT_COLLECT_SNAPSHOT.into(),
         ),
         ("MEMKIT_CKPT_COLLECT_FLAGS", abi::CKPT_COLLECT_FLAGS.into()),
         ("MEMKIT_CKPT_START_SCAN", abi::CKPT_START_SCAN.into()),

@@ -353,12 +353,21 @@ impl Device {
         count: u64,
         clear: bool,
     ) -> io::Result<Vec<abi::CkptRange>> {
+        let flags = if clear { abi::CKPT_COLLECT_CLEAR } else { 0 };
+        self.ckpt_collect_ranges_with(flags, first, count)
+    }
+
+    /// [`Device::ckpt_collect_ranges`] with `flags` (`abi::CKPT_COLLECT_CLEAR`, and
+    /// `abi::CKPT_COLLECT_SNAPSHOT` with it; `RANGES` is added).
+    pub fn ckpt_collect_ranges_with(
+        &self,
+        flags: u32,
+        first: u64,
+        count: u64,
+    ) -> io::Result<Vec<abi::CkptRange>> {
         let most = usize::try_from(ckpt_pages_checked(count)?.div_ceil(2)).map_err(|_| einval())?;
         let mut buf = vec![0u8; most * abi::CkptRange::SIZE];
-        let mut flags = abi::CKPT_COLLECT_RANGES;
-        if clear {
-            flags |= abi::CKPT_COLLECT_CLEAR;
-        }
+        let flags = flags | abi::CKPT_COLLECT_RANGES;
         let out = self.ckpt_collect_into(flags, first, count, &mut buf)?;
         let n = usize::try_from(out.nr_ranges)
             .ok()

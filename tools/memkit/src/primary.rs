@@ -14,7 +14,15 @@
 //! were not pre-copied; resume; send. A pre-copied page written after its copy is
 //! dirty at the second collect, so the checkpoint is exactly the memory at the stop.
 //!
-//! The first checkpoint of a connection sends every page, whole.
+//! A checkpoint as a snapshot ([`Options::cow`], memkit regions): no stop. One
+//! collect opens a copy-on-write snapshot of the dirty pages (the target's writes
+//! wait only while it runs), and the copy reads each page as it was then, however
+//! the target writes it meanwhile (the module copies a page's old contents in the
+//! write fault, if the page was not copied out yet).
+//!
+//! The first checkpoint of a connection sends every page, whole, with the target
+//! stopped; so does a checkpoint after which the target stays stopped
+//! ([`Pause::holds`]).
 //!
 //! Pipelining: a checkpoint does not wait for its acknowledgement before the next
 //! one starts; at most [`Options::window`] are sent and not yet acknowledged (1:
@@ -55,6 +63,15 @@ pub trait Source {
     /// Whether a collect reads and clears atomically, so that it may run while the
     /// target writes (needed for pre-copy).
     fn atomic_collect(&self) -> bool;
+    /// Whether [`Source::collect_snapshot`] works.
+    fn snapshots(&self) -> bool {
+        false
+    }
+    /// As [`Source::collect_clear`], and the pages returned read as they are now
+    /// when [`Source::copy`] first copies them, until the next collect.
+    fn collect_snapshot(&mut self) -> io::Result<Vec<u64>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// A memkit checkpoint region.
@@ -62,22 +79,37 @@ pub struct RegionSource {
     dev: Device,
     pages: u64,
     diff_set: BTreeSet<u64>,
+    snapshots: bool,
 }
 
 impl RegionSource {
-    /// The region of `dev` (which must have one); starts tracking afresh.
-    pub fn new(dev: Device) -> io::Result<RegionSource> {
+    /// The region of `dev` (which must have one); starts tracking afresh. With
+    /// `snapshots`, in the recording mode, fixed, which snapshots need (else the
+    /// module picks the mode).
+    pub fn new(dev: Device, snapshots: bool) -> io::Result<RegionSource> {
         let bytes = dev.ckpt_stats()?.bytes;
         if bytes == 0 {
             return Err(io::Error::other("the descriptor has no checkpoint region"));
         }
-        dev.ckpt_start()?;
+        if snapshots {
+            dev.ckpt_start_with(abi::CKPT_START_RECORD)?;
+        } else {
+            dev.ckpt_start()?;
+        }
         dev.ckpt_diff_set(&[], true)?;
         Ok(RegionSource {
             dev,
             pages: bytes / PAGE as u64,
             diff_set: BTreeSet::new(),
+            snapshots,
         })
+    }
+
+    /// The pages of runs.
+    fn pages_of(runs: &[abi::CkptRange]) -> Vec<u64> {
+        runs.iter()
+            .flat_map(|r| r.first..r.first + r.count)
+            .collect()
     }
 
     /// The device.
@@ -93,10 +125,17 @@ impl Source for RegionSource {
 
     fn collect_clear(&mut self) -> io::Result<Vec<u64>> {
         let runs = self.dev.ckpt_collect_ranges(0, self.pages, true)?;
-        Ok(runs
-            .iter()
-            .flat_map(|r| r.first..r.first + r.count)
-            .collect())
+        Ok(Self::pages_of(&runs))
+    }
+
+    fn snapshots(&self) -> bool {
+        self.snapshots
+    }
+
+    fn collect_snapshot(&mut self) -> io::Result<Vec<u64>> {
+        let flags = abi::CKPT_COLLECT_CLEAR | abi::CKPT_COLLECT_SNAPSHOT;
+        let runs = self.dev.ckpt_collect_ranges_with(flags, 0, self.pages)?;
+        Ok(Self::pages_of(&runs))
     }
 
     fn history(&mut self) -> io::Result<Vec<u64>> {
@@ -275,6 +314,11 @@ pub trait Pause {
     fn stop(&mut self) -> io::Result<()>;
     /// Lets it run again.
     fn resume(&mut self) -> io::Result<()>;
+    /// Whether the target stays stopped after the checkpoint (then the checkpoint
+    /// stops it, snapshots or not).
+    fn holds(&self) -> bool {
+        false
+    }
 }
 
 impl Pause for Target {
@@ -313,6 +357,9 @@ pub struct Options {
     pub cold_after: u32,
     /// Checkpoints sent and not yet acknowledged, at most (1 or more).
     pub window: u32,
+    /// Checkpoints after the first as copy-on-write snapshots, without a stop (if
+    /// the source [`Source::snapshots`]; not with pre-copy).
+    pub cow: bool,
 }
 
 /// What one checkpoint did (a JSON line of `memkit ckpt run --reports`).
@@ -331,6 +378,9 @@ pub struct Report {
     pub diffed: u64,
     /// Record bytes sent.
     pub record_bytes: u64,
+    /// Taken as a copy-on-write snapshot: the target was not stopped, and
+    /// `stopped_ns` is the collect's, the longest one of its writes waited.
+    pub snapshot: bool,
     /// Nanoseconds the target was stopped.
     pub stopped_ns: u64,
     /// Of those, waiting for it to stop.
@@ -544,8 +594,9 @@ impl<S: Source> Primary<S> {
         let [mut pre, mut records] = std::mem::take(&mut self.bufs);
         pre.clear();
         records.clear();
+        let snapshot = self.opts.cow && !self.first && !pause.holds() && self.src.snapshots();
         let mut stop_set;
-        if self.opts.precopy {
+        if self.opts.precopy && !snapshot {
             let mut d1 = self.src.collect_clear()?;
             if self.first {
                 d1 = all();
@@ -566,12 +617,18 @@ impl<S: Source> Primary<S> {
             stop_set = Vec::new();
         }
         let stopped = Instant::now();
-        pause.stop()?;
+        if !snapshot {
+            pause.stop()?;
+        }
         r.stop_wait_ns = stopped.elapsed().as_nanos() as u64;
         let (mut collect_ns, mut copy_ns) = (0, 0);
         let copied = (|| {
             let t = Instant::now();
-            let d2 = self.src.collect_clear()?;
+            let d2 = if snapshot {
+                self.src.collect_snapshot()?
+            } else {
+                self.src.collect_clear()?
+            };
             collect_ns = t.elapsed().as_nanos() as u64;
             if self.first && !self.opts.precopy {
                 stop_set = all();
@@ -586,8 +643,13 @@ impl<S: Source> Primary<S> {
             d
         })();
         (r.collect_ns, r.copy_ns) = (collect_ns, copy_ns);
-        let resumed = pause.resume();
-        r.stopped_ns = stopped.elapsed().as_nanos() as u64;
+        let resumed = if snapshot { Ok(()) } else { pause.resume() };
+        r.snapshot = snapshot;
+        r.stopped_ns = if snapshot {
+            collect_ns
+        } else {
+            stopped.elapsed().as_nanos() as u64
+        };
         r.diffed += copied?;
         resumed?;
         r.stop_copied = stop_set.len() as u64;

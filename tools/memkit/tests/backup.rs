@@ -138,6 +138,7 @@ fn opts(precopy: bool, window: u32) -> Options {
         precopy,
         cold_after: 1,
         window,
+        cow: false,
     }
 }
 

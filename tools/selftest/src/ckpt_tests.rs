@@ -32,17 +32,17 @@ fn region_at(pages: u64) -> Result<(Device, CkptMap, u64), String> {
 }
 
 /// A new file with a region of `pages` pages, mapped whole.
-fn region(pages: u64) -> Result<(Device, CkptMap), String> {
+pub(crate) fn region(pages: u64) -> Result<(Device, CkptMap), String> {
     region_at(pages).map(|(dev, map, _)| (dev, map))
 }
 
 /// `MEMKIT_IOC_CKPT_START` with `flags` (the tracking mode: 0, or one fixed).
-fn start(dev: &Device, flags: u32) -> Result<(), String> {
+pub(crate) fn start(dev: &Device, flags: u32) -> Result<(), String> {
     dev.ckpt_start_with(flags)
         .map_err(|e| format!("CKPT_START flags {flags:#x}: {e}"))
 }
 
-fn stats(dev: &Device) -> Result<abi::CkptStats, String> {
+pub(crate) fn stats(dev: &Device) -> Result<abi::CkptStats, String> {
     dev.ckpt_stats().map_err(|e| format!("CKPT_STATS: {e}"))
 }
 
@@ -80,7 +80,12 @@ fn runs_of(pages: &[u64]) -> Vec<(u64, u64)> {
 }
 
 /// Collects `first..first + count` as a bitmap; checks that `dirty` agrees with it.
-fn collect(dev: &Device, first: u64, count: u64, clear: bool) -> Result<Vec<u64>, String> {
+pub(crate) fn collect(
+    dev: &Device,
+    first: u64,
+    count: u64,
+    clear: bool,
+) -> Result<Vec<u64>, String> {
     let (words, dirty) = dev
         .ckpt_collect(first, count, clear)
         .map_err(|e| format!("CKPT_COLLECT {first}+{count} clear={clear}: {e}"))?;
@@ -96,7 +101,7 @@ fn collect(dev: &Device, first: u64, count: u64, clear: bool) -> Result<Vec<u64>
 
 /// Fails unless `got` is exactly `want`, naming the pages missed (false negatives)
 /// and the pages reported though not written (false positives).
-fn expect_pages(what: &str, got: &[u64], want: &[u64]) -> Result<(), String> {
+pub(crate) fn expect_pages(what: &str, got: &[u64], want: &[u64]) -> Result<(), String> {
     let missed: Vec<u64> = want.iter().copied().filter(|p| !got.contains(p)).collect();
     let extra: Vec<u64> = got.iter().copied().filter(|p| !want.contains(p)).collect();
     if missed.is_empty() && extra.is_empty() {
@@ -110,7 +115,7 @@ fn expect_pages(what: &str, got: &[u64], want: &[u64]) -> Result<(), String> {
 }
 
 /// A byte pattern for page `p`, different per `seed`.
-fn pattern(p: u64, seed: u8) -> Vec<u8> {
+pub(crate) fn pattern(p: u64, seed: u8) -> Vec<u8> {
     (0..PAGE)
         .map(|i| (i as u64 * 31 + p * 7 + u64::from(seed)) as u8 ^ 0x5a)
         .collect()
@@ -1247,7 +1252,7 @@ pub fn ckpt_close_with_mapping_alive(_: &crate::Options) -> TestResult {
 
 /// Applies the records of one `CKPT_COPY_DIFF` to `replica`; returns the pages
 /// that came as diffs.
-fn apply_records(
+pub(crate) fn apply_records(
     replica: &mut [u8],
     records: &[u8],
     p: ckpt_diff::Params,

@@ -2,7 +2,8 @@
 //! (`memkit workload ckpt-log`) is checkpointed 100 times a second, the primary —
 //! checkpointer and program — is SIGKILLed at a random moment, and `memkit ckpt
 //! restore` starts the program again from the backup's replica and checkpoints it
-//! to a new backup.
+//! to a new backup. Half the rounds checkpoint with `--cow`: copy-on-write
+//! snapshots, the program never stopped, whose replica must hold as good a log.
 
 use crate::ktap::{Outcome, TestResult};
 use crate::replica_tests::{kill_and_reap, memkit, num, subreaper, verify_replica, Backup};
@@ -27,17 +28,23 @@ fn replica_log(dir: &str) -> Result<(Vec<u8>, State), String> {
     Ok((img, st))
 }
 
-/// Runs the primary, at most `window` checkpoints in flight, until `acks`
-/// checkpoints were acknowledged after the program started writing its log and
-/// `extra` more time passed, then SIGKILLs it (its
-/// process group: checkpointer and program). Returns the last checkpoint it
-/// reported acknowledged.
-fn primary_killed(b: &Backup, window: u64, acks: u64, extra: Duration) -> Result<u64, String> {
+/// Runs the primary, at most `window` checkpoints in flight (snapshots with `cow`),
+/// until `acks` checkpoints were acknowledged after the program started writing its
+/// log and `extra` more time passed, then SIGKILLs it (its process group:
+/// checkpointer and program). Returns the last checkpoint it reported acknowledged.
+fn primary_killed(
+    b: &Backup,
+    window: u64,
+    cow: bool,
+    acks: u64,
+    extra: Duration,
+) -> Result<u64, String> {
     let mut run = Command::new("memkit")
         .args([
             "--json", "ckpt", "run", "--backup", &b.addr, "--bytes", "1M",
         ])
         .args(["--window", &window.to_string()])
+        .args(cow.then_some("--cow"))
         .args(["--interval-ms", "10", "--reports", "--"])
         .args(["memkit", "workload", "ckpt-log", "--rate", "2000"])
         .process_group(0)
@@ -127,7 +134,9 @@ pub fn ckpt_failover_restores_an_acknowledged_checkpoint(_: &crate::Options) -> 
             }
         }
         let window = if round % 2 == 0 { 1 } else { 4 };
-        let last = primary_killed(&b, window, acks, extra)?;
+        // The last two rounds take their checkpoints as snapshots, without a stop.
+        let cow = round >= ROUNDS / 2;
+        let last = primary_killed(&b, window, cow, acks, extra)?;
         if !b.wait_exit(Duration::from_secs(30)) {
             return Err(format!(
                 "round {round}: the backup did not end with its primary"
@@ -163,8 +172,9 @@ pub fn ckpt_failover_restores_an_acknowledged_checkpoint(_: &crate::Options) -> 
             ));
         };
         said.push(format!(
-            "window {window}, killed after {last} acks (+{} ms): replica {committed}, {} \
+            "window {window}{}, killed after {last} acks (+{} ms): replica {committed}, {} \
              records, then {} after {count} checkpoints",
+            if cow { " cow" } else { "" },
             extra.as_millis(),
             st.count,
             st2.count

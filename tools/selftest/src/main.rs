@@ -25,6 +25,7 @@ mod rmem_defect_tests;
 mod rmem_nbd_tests;
 mod rmem_tests;
 mod rmem_wait_tests;
+mod snapshot_tests;
 mod stress_tests;
 
 use ktap::{Case, Options};
@@ -263,6 +264,14 @@ const CASES: &[Case] = &[
     Case {
         name: "ckpt_copy_diff_fault_keeps_the_versions_true",
         run: ckpt_tests::ckpt_copy_diff_fault_keeps_the_versions_true,
+    },
+    Case {
+        name: "ckpt_snapshot_copies_pages_as_they_were",
+        run: snapshot_tests::ckpt_snapshot_copies_pages_as_they_were,
+    },
+    Case {
+        name: "ckpt_snapshot_is_a_cut_of_racing_writers",
+        run: snapshot_tests::ckpt_snapshot_is_a_cut_of_racing_writers,
     },
     Case {
         name: "ckpt_baseline_soft_dirty_of_another_process",

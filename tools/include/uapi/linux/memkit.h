@@ -25,7 +25,7 @@
 #include <linux/types.h>
 
 #define MEMKIT_ABI_MAJOR 1
-#define MEMKIT_ABI_MINOR 2
+#define MEMKIT_ABI_MINOR 3
 
 /* The ioctl type byte of every memkit command (unused in ioctl-number.rst). */
 #define MEMKIT_IOC_MAGIC 0xE7
@@ -59,10 +59,15 @@
  * (MEMKIT_CKPT_START_SCAN, MEMKIT_CKPT_START_RECORD, memkit_ckpt_stats.mode).
  */
 #define MEMKIT_FEAT_CKPT_RECORD (1ULL << 4)
+/*
+ * ABI 1.3: a clearing collect of a recording region can open a copy-on-write
+ * snapshot of the pages it reports (MEMKIT_CKPT_COLLECT_SNAPSHOT).
+ */
+#define MEMKIT_FEAT_CKPT_SNAPSHOT (1ULL << 5)
 #define MEMKIT_FEATURES_KNOWN                                   \
 	(MEMKIT_FEAT_JOURNAL_TX | MEMKIT_FEAT_RMEM_PREFETCH |   \
 	 MEMKIT_FEAT_CKPT_DIRTY | MEMKIT_FEAT_FDINFO |          \
-	 MEMKIT_FEAT_CKPT_RECORD)
+	 MEMKIT_FEAT_CKPT_RECORD | MEMKIT_FEAT_CKPT_SNAPSHOT)
 
 /**
  * struct memkit_version - MEMKIT_IOC_VERSION, answered by every device.
@@ -433,7 +438,17 @@ struct memkit_ckpt_start {
 #define MEMKIT_CKPT_COLLECT_CLEAR (1U << 0)
 /* Report struct memkit_ckpt_range runs instead of a bitmap. */
 #define MEMKIT_CKPT_COLLECT_RANGES (1U << 1)
-#define MEMKIT_CKPT_COLLECT_FLAGS (MEMKIT_CKPT_COLLECT_CLEAR | MEMKIT_CKPT_COLLECT_RANGES)
+/*
+ * (ABI 1.3) With COLLECT_CLEAR, on a region started with MEMKIT_CKPT_START_RECORD:
+ * the reported pages become a copy-on-write snapshot.  Each reads as it was at this
+ * collect when MEMKIT_IOC_CKPT_COPY or _COPY_DIFF first copies it out, however the
+ * program writes it meanwhile, until the next clearing collect.  EINVAL without
+ * COLLECT_CLEAR or on a region whose mode is not fixed to recording.
+ */
+#define MEMKIT_CKPT_COLLECT_SNAPSHOT (1U << 2)
+#define MEMKIT_CKPT_COLLECT_FLAGS                                 \
+	(MEMKIT_CKPT_COLLECT_CLEAR | MEMKIT_CKPT_COLLECT_RANGES | \
+	 MEMKIT_CKPT_COLLECT_SNAPSHOT)
 
 /**
  * struct memkit_ckpt_range - a run of dirty pages.
@@ -604,6 +619,9 @@ struct memkit_ckpt_copy_diff {
  * @mode_switches: (ABI 1.2) times the module changed the mode by itself.
  * @write_faults: (ABI 1.2) first writes recorded in the recording mode.
  * @wp_pages: (ABI 1.2) pages of the spans recording-mode collects write-protected.
+ * @snapshot_pages: (ABI 1.3) pages reported by snapshot collects.
+ * @cow_copies: (ABI 1.3) of those, pages a write reached before they were copied
+ *	out (the write fault copied their old contents first).
  */
 struct memkit_ckpt_stats {
 	__u32 size;
@@ -622,6 +640,8 @@ struct memkit_ckpt_stats {
 	__u64 mode_switches;
 	__u64 write_faults;
 	__u64 wp_pages;
+	__u64 snapshot_pages;
+	__u64 cow_copies;
 };
 #define MEMKIT_CKPT_STATS_SIZE_VER0 80
 
@@ -676,12 +696,14 @@ _Static_assert(sizeof(struct memkit_ckpt_history) == 40, "memkit_ckpt_history si
 _Static_assert(offsetof(struct memkit_ckpt_history, buf_len) == 32, "memkit_ckpt_history.buf_len");
 _Static_assert(sizeof(struct memkit_ckpt_copy) == 48, "memkit_ckpt_copy size");
 _Static_assert(offsetof(struct memkit_ckpt_copy, bytes) == 40, "memkit_ckpt_copy.bytes");
-_Static_assert(sizeof(struct memkit_ckpt_stats) == 112, "memkit_ckpt_stats size");
+_Static_assert(sizeof(struct memkit_ckpt_stats) == 128, "memkit_ckpt_stats size");
 _Static_assert(offsetof(struct memkit_ckpt_stats, mode) == 80, "memkit_ckpt_stats.mode");
 _Static_assert(offsetof(struct memkit_ckpt_stats, mode_fixed) == 84, "memkit_ckpt_stats.mode_fixed");
 _Static_assert(offsetof(struct memkit_ckpt_stats, mode_switches) == 88, "memkit_ckpt_stats.mode_switches");
 _Static_assert(offsetof(struct memkit_ckpt_stats, write_faults) == 96, "memkit_ckpt_stats.write_faults");
 _Static_assert(offsetof(struct memkit_ckpt_stats, wp_pages) == 104, "memkit_ckpt_stats.wp_pages");
+_Static_assert(offsetof(struct memkit_ckpt_stats, snapshot_pages) == 112, "memkit_ckpt_stats.snapshot_pages");
+_Static_assert(offsetof(struct memkit_ckpt_stats, cow_copies) == 120, "memkit_ckpt_stats.cow_copies");
 _Static_assert(offsetof(struct memkit_ckpt_stats, record_bytes) == 72, "memkit_ckpt_stats.record_bytes");
 _Static_assert(sizeof(struct memkit_ckpt_diff_set) == 24, "memkit_ckpt_diff_set size");
 _Static_assert(sizeof(struct memkit_ckpt_copy_diff) == 64, "memkit_ckpt_copy_diff size");

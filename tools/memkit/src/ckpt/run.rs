@@ -66,6 +66,11 @@ pub struct CheckpointOpts {
     /// checkpoint waits for its own).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub window: u32,
+    /// Do not stop the target: each checkpoint after the first is a copy-on-write
+    /// snapshot of its region, and its writes wait only during the collect (memkit
+    /// regions, tracked in the recording mode).
+    #[arg(long, conflicts_with = "precopy")]
+    pub cow: bool,
 }
 
 /// The checkpointer's settings.
@@ -125,6 +130,8 @@ pub struct Summary {
     restored: Option<u64>,
     source: &'static str,
     precopy: bool,
+    /// Checkpoints after the first taken as copy-on-write snapshots (`--cow`).
+    cow: bool,
     diff: bool,
     checkpoints: u64,
     first_seq: u64,
@@ -200,6 +207,10 @@ impl Pause for HoldStopped<'_> {
     fn resume(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    fn holds(&self) -> bool {
+        true
+    }
 }
 
 fn checkpoints<S: Source>(
@@ -216,6 +227,7 @@ fn checkpoints<S: Source>(
         precopy: o.precopy,
         cold_after: o.cold_after,
         window: o.window,
+        cow: o.cow,
     };
     let backup = o
         .backup
@@ -335,12 +347,15 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
             let (c, dev) = spawn(&o.command, dev, off)?;
             let t = Target::new(c.id() as i32).map_err(|e| e.to_string())?;
             s.source = "memkit";
-            let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
+            let src = RegionSource::new(dev, ck.cow).map_err(|e| e.to_string())?;
             (t, Some(c), Box::new(move |t, s| checkpoints(src, ck, t, s)))
         }
         (Some(pid), true) => {
             let t = Target::new(pid).map_err(|e| format!("process {pid}: {e}"))?;
             if o.soft_dirty {
+                if ck.cow {
+                    return Err("--cow needs a memkit region, not --soft-dirty".into());
+                }
                 let (addr, len) = o
                     .addr
                     .zip(o.bytes)
@@ -364,7 +379,7 @@ pub fn run(o: &RunOpts) -> Result<Summary, String> {
                     .map_err(|e| format!("pidfd_getfd of {pid}'s fd {fd}: {e}"))?;
                 let dev = Device::from_fd(owned, DeviceKind::Ckpt).map_err(|e| e.to_string())?;
                 s.source = "memkit";
-                let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
+                let src = RegionSource::new(dev, ck.cow).map_err(|e| e.to_string())?;
                 (t, None, Box::new(move |t, s| checkpoints(src, ck, t, s)))
             }
         }
@@ -472,7 +487,7 @@ pub fn restore(o: &RestoreOpts) -> Result<Summary, String> {
         return Ok(s);
     }
     let target = Target::new(child.id() as i32).map_err(|e| e.to_string())?;
-    let src = RegionSource::new(dev).map_err(|e| e.to_string())?;
+    let src = RegionSource::new(dev, o.ck.cow).map_err(|e| e.to_string())?;
     let ck = &o.ck;
     drive(
         target,
@@ -593,6 +608,7 @@ impl Summary {
     fn new(ck: &CheckpointOpts) -> Summary {
         Summary {
             precopy: ck.precopy,
+            cow: ck.cow,
             diff: !ck.no_diff,
             ..Default::default()
         }
