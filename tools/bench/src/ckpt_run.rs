@@ -3,8 +3,10 @@
 //! as the program, `memkit --json ckpt run --pid PID --reports` — in three parts:
 //!
 //! - `rate`: checkpoints per second sustained back to back (`--interval-ms 0`) on
-//!   64 MiB with about 1 % of the pages dirty per checkpoint: a memkit region, and
-//!   its peer, anonymous memory through soft-dirty (`--soft-dirty`). The writer makes
+//!   64 MiB with about 1 % of the pages dirty per checkpoint: a memkit region with
+//!   the writer stopped for each checkpoint (`memkit`) and not stopped, with
+//!   copy-on-write snapshots (`memkit-cow`, `--cow`), and their peer, anonymous
+//!   memory through soft-dirty (`--soft-dirty`). The writer makes
 //!   the writes that dirty that many pages (random pages, repeats included) after
 //!   each checkpoint and then waits for the next (`ckpt-writer --per-checkpoint`):
 //!   every checkpoint of every variant sees the same work, however long checkpoints
@@ -91,8 +93,8 @@ pub struct CkptRunOpts {
     #[arg(long, default_value = "dense", value_parser = ["sparse", "dense", "random"])]
     pub rate_write: String,
     /// rate: variants, comma-separated.
-    #[arg(long, default_value = "memkit,soft-dirty", value_delimiter = ',',
-          value_parser = ["memkit", "soft-dirty"])]
+    #[arg(long, default_value = "memkit,memkit-cow,soft-dirty", value_delimiter = ',',
+          value_parser = ["memkit", "memkit-cow", "soft-dirty"])]
     pub rate_variants: Vec<String>,
 
     /// precopy: bytes of the region.
@@ -176,6 +178,8 @@ struct Spec {
     min_warmup: u64,
     seed: u64,
     soft_dirty: bool,
+    /// `ckpt run --cow`: snapshots, the writer never stopped.
+    cow: bool,
     precopy: bool,
     no_diff: bool,
 }
@@ -347,6 +351,9 @@ fn one_run(o: &CkptRunOpts, s: &Spec) -> io::Result<CkptRunSample> {
     }
     if s.precopy {
         r.push("--precopy".into());
+    }
+    if s.cow {
+        r.push("--cow".into());
     }
     if s.no_diff {
         r.push("--no-diff".into());
@@ -583,6 +590,7 @@ pub fn run(o: &CkptRunOpts, emit: &mut dyn FnMut(Raw)) -> io::Result<()> {
             min_warmup: o.rate_warmup,
             seed: o.seed + u64::from(round),
             soft_dirty: v == "soft-dirty",
+            cow: v == "memkit-cow",
             ..Default::default()
         };
         for round in 0..o.rate_rounds {

@@ -300,35 +300,37 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
     b.table.push_str(&columns(&rows));
     for (bytes, vs) in &by_bytes {
         let bench = format!("ckpt-rate/{}", size_name(*bytes));
-        let m = vs.iter().find(|v| v.0 == "memkit");
-        let s = vs.iter().find(|v| v.0 == "soft-dirty");
-        if let (Some(m), Some(s)) = (m, s) {
-            if let Some(r) = ratio(&m.1, &s.1, |x| x.ckpt_per_s) {
-                b.push(
-                    &bench,
-                    "memkit/soft-dirty",
-                    "checkpoints_per_s_ratio",
-                    r.0,
-                    "x",
-                );
-                let _ = writeln!(
-                    b.table,
-                    "  memkit/soft-dirty checkpoints per second: {}",
-                    xr(r)
-                );
+        let find = |name: &str| vs.iter().find(|v| v.0 == name);
+        let s = find("soft-dirty");
+        // memkit stopping the writer, and memkit's copy-on-write snapshots (`--cow`).
+        for name in ["memkit", "memkit-cow"] {
+            let Some(m) = find(name) else { continue };
+            if let Some(r) = s.and_then(|s| ratio(&m.1, &s.1, |x| x.ckpt_per_s)) {
+                let pair = format!("{name}/soft-dirty");
+                b.push(&bench, &pair, "checkpoints_per_s_ratio", r.0, "x");
+                let _ = writeln!(b.table, "  {pair} checkpoints per second: {}", xr(r));
             }
-        }
-        if let Some(m) = m {
             let cps = over(&m.1, |s| s.ckpt_per_s).0;
             let pct = over(&m.1, |s| s.pages).0 / (*bytes / 4096) as f64 * 100.0;
             targets.push((
                 format!(
-                    ">= 100 checkpoints/s on {} at 1% dirty (memkit)",
+                    ">= 100 checkpoints/s on {} at 1% dirty ({name})",
                     size_name(*bytes)
                 ),
                 format!("{cps:.2}/s at {pct:.2}% dirty"),
                 cps >= 100.0,
             ));
+        }
+        if let (Some(m), Some(c)) = (find("memkit"), find("memkit-cow")) {
+            if let Some(r) = ratio(&m.1, &c.1, |x| x.stopped_us) {
+                b.push(&bench, "memkit/memkit-cow", "stopped_us_ratio", r.0, "x");
+                let _ = writeln!(
+                    b.table,
+                    "  time stopped, memkit (SIGSTOP) over memkit-cow (the snapshot's \
+                     collect): {}",
+                    xr(r)
+                );
+            }
         }
     }
 }

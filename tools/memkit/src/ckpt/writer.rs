@@ -57,9 +57,11 @@ pub struct WriterOpts {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Writes per thread between two checkpoints, at most (0: no limit): a thread
-    /// that has made them waits for the next `SIGCONT`, which ends each stop of a
-    /// checkpoint, so each checkpoint sees about the same writes however long the
-    /// checkpoints take.
+    /// that has made them waits for the next checkpoint, so each checkpoint sees
+    /// about the same writes however long the checkpoints take. A checkpoint is a
+    /// clearing collect of the program's memkit region (two with pre-copy; read from
+    /// the region's statistics), or for anonymous memory the `SIGCONT` that ends
+    /// each stop.
     #[arg(long, default_value_t = 0)]
     pub per_checkpoint: u64,
     /// Seed of the random choices (each thread adds its number).
@@ -78,9 +80,27 @@ struct Ready {
     memory: &'static str,
 }
 
+/// What [`memory`] calls a region the program created itself.
+const OWN_REGION: &str = "memkit region (own)";
+
 /// The program's memory: the inherited region, else `bytes` of anonymous memory
 /// (`anon`) or of a region of its own; and what it is.
 pub(super) fn memory(bytes: u64, anon: bool) -> Result<(CkptMap, &'static str), String> {
+    let (map, what, dev) = memory_and_device(bytes, anon)?;
+    if what == OWN_REGION {
+        // Kept open (see `memory_and_device`).
+        std::mem::forget(dev);
+    }
+    Ok((map, what))
+}
+
+/// [`memory`], and the region's device if it is a memkit region. The descriptor of
+/// a region of its own stays open as long as the process (so that
+/// `memkit ckpt run --pid` can take it with pidfd_getfd).
+fn memory_and_device(
+    bytes: u64,
+    anon: bool,
+) -> Result<(CkptMap, &'static str, Option<Device>), String> {
     if let Ok(fd) = std::env::var("MEMKIT_CKPT_FD") {
         let fd: i32 = fd.parse().map_err(|_| "MEMKIT_CKPT_FD is not a number")?;
         let offset: u64 = std::env::var("MEMKIT_CKPT_OFFSET")
@@ -94,22 +114,21 @@ pub(super) fn memory(bytes: u64, anon: bool) -> Result<(CkptMap, &'static str), 
         let bytes = dev.ckpt_stats().map_err(|e| e.to_string())?.bytes;
         let len = usize::try_from(bytes).map_err(|_| "region too large")?;
         let map = CkptMap::new(&dev, offset, len).map_err(|e| format!("mmap: {e}"))?;
-        return Ok((map, "memkit region (inherited)"));
+        return Ok((map, "memkit region (inherited)", Some(dev)));
     }
     let len = usize::try_from(bytes).map_err(|_| "--bytes too large")?;
     if anon {
         let map = CkptMap::anonymous(len).map_err(|e| format!("mmap: {e}"))?;
-        return Ok((map, "anonymous"));
+        return Ok((map, "anonymous", None));
     }
     let dev = Device::open(DeviceKind::Ckpt).map_err(|e| format!("/dev/memkit-ckpt: {e}"))?;
     let off = dev
         .ckpt_create(bytes)
         .map_err(|e| format!("CKPT_CREATE: {e}"))?;
     let map = CkptMap::new(&dev, off, len).map_err(|e| format!("mmap: {e}"))?;
-    // The descriptor stays open (leaked on purpose) so `memkit ckpt run --pid` can
-    // take it with pidfd_getfd.
-    std::mem::forget(dev);
-    Ok((map, "memkit region (own)"))
+    // The descriptor must stay open: the region's own `Device` is never closed
+    // before the process ends, which `memory`'s callers get by leaking it.
+    Ok((map, OWN_REGION, Some(dev)))
 }
 
 /// `SIGCONT`s received: the checkpoints that ended (`memkit ckpt run` stops its
@@ -136,27 +155,42 @@ fn count_continues() -> Result<(), String> {
     Ok(())
 }
 
-fn write_loop(map: &CkptMap, o: &WriterOpts, zipf: Option<&Zipf>, t: u64) {
+/// The checkpoints seen so far (see [`WriterOpts::per_checkpoint`]): the clearing
+/// collects of the region of `dev`, else the `SIGCONT`s.
+fn checkpoints_seen(dev: Option<&Device>) -> u64 {
+    match dev {
+        // A failed read (never expected) counts as no new checkpoint.
+        Some(d) => d.ckpt_stats().map_or(0, |s| s.intervals),
+        None => CONTINUED.load(Ordering::Relaxed),
+    }
+}
+
+fn write_loop(map: &CkptMap, dev: Option<&Device>, o: &WriterOpts, zipf: Option<&Zipf>, t: u64) {
     let mut rng = Rng(o.seed.wrapping_mul(1000).wrapping_add(t));
     let pages = (map.len() / CKPT_PAGE_SIZE) as u64;
     let start = Instant::now();
     let mut done = 0u64;
-    // Writes since the checkpoint that ended last, and which one that was.
-    let (mut in_epoch, mut epoch) = (0u64, CONTINUED.load(Ordering::Relaxed));
+    // Writes since the checkpoint seen last, and which one that was.
+    let mut in_epoch = 0u64;
+    let mut epoch = if o.per_checkpoint > 0 {
+        checkpoints_seen(dev)
+    } else {
+        0
+    };
     loop {
         let elapsed = start.elapsed();
         if o.secs > 0.0 && elapsed.as_secs_f64() >= o.secs {
             return;
         }
-        if o.per_checkpoint > 0 {
-            let now = CONTINUED.load(Ordering::Relaxed);
-            if now != epoch {
-                (in_epoch, epoch) = (0, now);
-            }
-            if in_epoch >= o.per_checkpoint {
-                std::thread::sleep(Duration::from_micros(200));
+        if o.per_checkpoint > 0 && in_epoch >= o.per_checkpoint {
+            let now = checkpoints_seen(dev);
+            if now == epoch {
+                // A system call per look for a region: look less often.
+                let wait = if dev.is_some() { 1000 } else { 200 };
+                std::thread::sleep(Duration::from_micros(wait));
                 continue;
             }
+            (in_epoch, epoch) = (0, now);
         }
         if o.rate > 0 {
             let due = (elapsed.as_secs_f64() * o.rate as f64) as u64;
@@ -192,7 +226,7 @@ pub fn run(o: &WriterOpts) -> Result<(), String> {
     if o.per_checkpoint > 0 {
         count_continues()?;
     }
-    let (map, what) = memory(o.bytes, o.anon)?;
+    let (map, what, dev) = memory_and_device(o.bytes, o.anon)?;
     for p in (0..map.len()).step_by(CKPT_PAGE_SIZE) {
         map.write_u64(p, p as u64);
     }
@@ -213,10 +247,20 @@ pub fn run(o: &WriterOpts) -> Result<(), String> {
     let pages = (map.len() / CKPT_PAGE_SIZE) as u64;
     let zipf = (o.pattern == Pattern::Zipf).then(|| Arc::new(Zipf::new(pages, 0.99)));
     let map = Arc::new(map);
+    // Kept open for as long as the writer runs (see `memory_and_device`).
+    let dev = Arc::new(dev);
     let threads: Vec<_> = (0..o.threads.max(1))
         .map(|t| {
-            let (map, o, zipf) = (map.clone(), o.clone(), zipf.clone());
-            std::thread::spawn(move || write_loop(&map, &o, zipf.as_deref(), u64::from(t)))
+            let (map, dev, o, zipf) = (map.clone(), dev.clone(), o.clone(), zipf.clone());
+            std::thread::spawn(move || {
+                write_loop(
+                    &map,
+                    dev.as_ref().as_ref(),
+                    &o,
+                    zipf.as_deref(),
+                    u64::from(t),
+                );
+            })
         })
         .collect();
     for t in threads {
