@@ -31,7 +31,7 @@
 use crate::host::{cpu_model, kernel_release};
 use crate::sample::{CkptSample, Raw};
 use crate::workload::Rng;
-use memkit::core::abi;
+use memkit::core::abi::{self, UapiStruct};
 use memkit::dev::{CkptMap, Device, DeviceKind};
 use memkit::track::{pagemap_scan, PageRegion, PAGE_IS_SOFT_DIRTY};
 use std::collections::BTreeMap;
@@ -103,12 +103,16 @@ trait Tracker {
     }
 }
 
-/// `memkit-scan`, `memkit-record`: a region of `/dev/memkit-ckpt`.
+/// `memkit-scan`, `memkit-record`: a region of `/dev/memkit-ckpt`, collected as
+/// runs (`MEMKIT_CKPT_COLLECT_RANGES`, as `PAGEMAP_SCAN` reports its ranges): the
+/// copy-out follows the pages written, not the region's size.
 struct Memkit {
     dev: Device,
     map: CkptMap,
     pages: u64,
-    bitmap: Vec<u8>,
+    /// Room for the most runs a collect can report (every other page).
+    runs: Vec<u8>,
+    nr_runs: usize,
     dirty: u64,
 }
 
@@ -125,7 +129,8 @@ impl Memkit {
             dev,
             map,
             pages,
-            bitmap: vec![0u8; pages.div_ceil(64) as usize * 8],
+            runs: vec![0u8; pages.div_ceil(2) as usize * abi::CkptRange::SIZE],
+            nr_runs: 0,
             dirty: 0,
         })
     }
@@ -137,21 +142,23 @@ impl Tracker for Memkit {
     }
 
     fn collect_clear(&mut self) -> io::Result<()> {
-        let out =
-            self.dev
-                .ckpt_collect_into(abi::CKPT_COLLECT_CLEAR, 0, self.pages, &mut self.bitmap)?;
+        let flags = abi::CKPT_COLLECT_CLEAR | abi::CKPT_COLLECT_RANGES;
+        let out = self
+            .dev
+            .ckpt_collect_into(flags, 0, self.pages, &mut self.runs)?;
         self.dirty = out.dirty;
+        self.nr_runs = usize::try_from(out.nr_ranges)
+            .ok()
+            .filter(|&n| n * abi::CkptRange::SIZE <= self.runs.len())
+            .ok_or_else(|| io::Error::other(format!("{} runs reported", out.nr_ranges)))?;
         Ok(())
     }
 
     fn reported(&self, out: &mut Vec<u32>) {
         out.clear();
-        for (w, chunk) in self.bitmap.chunks_exact(8).enumerate() {
-            let mut bits = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
-            while bits != 0 {
-                out.push((w * 64) as u32 + bits.trailing_zeros());
-                bits &= bits - 1;
-            }
+        for raw in self.runs.chunks_exact(abi::CkptRange::SIZE).take(self.nr_runs) {
+            let r = abi::CkptRange::decode(raw);
+            out.extend((r.first..r.first + r.count).map(|p| p as u32));
         }
     }
 
