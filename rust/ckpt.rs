@@ -440,7 +440,9 @@ impl Region {
     /// from its frame: it is sent, and writes to it need no copy any more. If a
     /// write reached it meanwhile, the copy may hold part of that write: the old
     /// contents the write's fault kept, to copy again. (A page copied under the
-    /// mutex gets `None`: no write can reach it there.)
+    /// mutex gets `None`: no write can reach it there. Of two copy-outs of one page
+    /// at once, one may find the kept contents taken by the other: it keeps what it
+    /// copied, as the ioctl reference says.)
     fn sent(&mut self, idx: usize, generation: u64) -> Option<Page> {
         if self.cow.generation != generation || !logic::test_bit(&self.cow.unsent, idx) {
             return None;
@@ -647,8 +649,8 @@ impl CkptDevice {
 
     /// The first write to a page mapped read-only: keeps its old contents if it is an
     /// unsent page of a snapshot; in the recording mode, sets its pending bit; in
-    /// both, locks the page, which the kernel unlocks once the PTE
-    /// is writable (see the module's doc for why under the region mutex).
+    /// both, locks the page, which the kernel unlocks once the PTE is writable (see
+    /// the module's doc for why under the region mutex).
     fn mkwrite(&self, fault: &Fault<'_>) -> Result {
         let mut guard = self.region.lock();
         let r = (*guard).as_mut().ok_or(EFAULT)?;
@@ -953,9 +955,11 @@ impl CkptDevice {
 
     /// `COPY_DIFF`: each page's contents read once. A page outside the diff set goes
     /// whole, straight from its frame to the caller's buffer (its header staged
-    /// before it). A page of the diff set is copied once, under the region lock, into
-    /// a new snapshot — what its record carries and its next version — and encoded
-    /// against its version into the staging buffer. Staged records are copied out
+    /// before it), as [`CkptDevice::copy_out`] reads it (a page of an open snapshot
+    /// from its kept old contents if a write came first). A page of the diff set is
+    /// copied once, under the region lock, into a new snapshot — what its record
+    /// carries and its next version — and encoded against its version into the
+    /// staging buffer. Staged records are copied out
     /// without the lock (the caller's buffer may be the region's own mapping, whose
     /// fault takes the lock). The snapshots replace the versions only once every
     /// record reached the caller: a failed call advances no version.
