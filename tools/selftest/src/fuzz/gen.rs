@@ -912,7 +912,8 @@ pub fn plan(
         }
         .encode(&mut bytes),
         id::CKPT_START => abi::CkptStart {
-            flags: flags(rng, 0),
+            // Fixing the recording mode lets snapshot collects through.
+            flags: flags(rng, abi::CKPT_START_SCAN | abi::CKPT_START_RECORD),
             ..Default::default()
         }
         .encode(&mut bytes),
