@@ -156,7 +156,11 @@ impl Tracker for Memkit {
 
     fn reported(&self, out: &mut Vec<u32>) {
         out.clear();
-        for raw in self.runs.chunks_exact(abi::CkptRange::SIZE).take(self.nr_runs) {
+        for raw in self
+            .runs
+            .chunks_exact(abi::CkptRange::SIZE)
+            .take(self.nr_runs)
+        {
             let r = abi::CkptRange::decode(raw);
             out.extend((r.first..r.first + r.count).map(|p| p as u32));
         }

@@ -5,7 +5,7 @@
 
 use memkit::core::ckpt::diff::{self, Params, PAGE};
 use memkit::core::crc32c::crc32c;
-use memkit::primary::{NoPause, Options, Primary, Source, UserTracking};
+use memkit::primary::{NoPause, Options, Pause, Primary, Source, UserTracking};
 use memkit::stream::{Frame, VERSION};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Write};
@@ -19,6 +19,9 @@ struct MemSource {
     mem: Vec<u8>,
     dirty: BTreeSet<u64>,
     user: UserTracking,
+    /// Whether it offers snapshots, and how many it took.
+    snapshots: bool,
+    snapshots_taken: u64,
 }
 
 impl MemSource {
@@ -27,6 +30,8 @@ impl MemSource {
             mem: vec![0; pages * PAGE],
             dirty: BTreeSet::new(),
             user: UserTracking::new(pages as u64),
+            snapshots: false,
+            snapshots_taken: 0,
         }
     }
 
@@ -69,6 +74,38 @@ impl Source for MemSource {
 
     fn atomic_collect(&self) -> bool {
         true
+    }
+
+    fn snapshots(&self) -> bool {
+        self.snapshots
+    }
+
+    /// Nothing writes this memory during a checkpoint: a collect is a snapshot.
+    fn collect_snapshot(&mut self) -> io::Result<Vec<u64>> {
+        self.snapshots_taken += 1;
+        self.collect_clear()
+    }
+}
+
+/// A pause that counts its stops, and may hold the target stopped.
+#[derive(Default)]
+struct CountingPause {
+    stops: u64,
+    holds: bool,
+}
+
+impl Pause for CountingPause {
+    fn stop(&mut self) -> io::Result<()> {
+        self.stops += 1;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn holds(&self) -> bool {
+        self.holds
     }
 }
 
@@ -222,6 +259,46 @@ fn killed_backup_recovers_the_last_complete_checkpoint() {
     }
     assert_eq!(kills, 12);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cow_checkpoints_stop_only_the_first_and_a_held_one() {
+    for offered in [true, false] {
+        let dir = tmpdir(&format!("cow-{offered}"));
+        let (mut child, addr) = backup(&dir);
+        let mut src = MemSource::new(16);
+        src.snapshots = offered;
+        let o = Options {
+            cow: true,
+            ..opts(false, 1)
+        };
+        let mut p = Primary::connect(src, &addr, o).unwrap();
+        let mut pause = CountingPause::default();
+        let mut reports = Vec::new();
+        for n in 0..5u8 {
+            p.source_mut().write(usize::from(n) * PAGE, &[n + 1; 64]);
+            // The last one leaves the target stopped (`--then stop`).
+            pause.holds = n == 4;
+            reports.extend(p.checkpoint(&mut pause).unwrap());
+        }
+        reports.extend(p.drain().unwrap());
+        let snapshot: Vec<bool> = reports.iter().map(|r| r.snapshot).collect();
+        if offered {
+            // The first (every page) and the held one stop; the others are snapshots.
+            assert_eq!(pause.stops, 2);
+            assert_eq!(snapshot, [false, true, true, true, false]);
+            assert_eq!(p.source().snapshots_taken, 3);
+        } else {
+            // A source without snapshots stops for every checkpoint.
+            assert_eq!(pause.stops, 5);
+            assert_eq!(snapshot, [false; 5]);
+        }
+        let mem = p.source().mem.clone();
+        drop(p);
+        child.wait().unwrap();
+        assert_eq!(std::fs::read(dir.join("replica")).unwrap(), mem);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn hello(addr: &str, pages: u64) -> TcpStream {
