@@ -224,6 +224,7 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         "ckpt/s",
         "ckpt ms",
         "stopped us",
+        "p99",
         "send ms",
         "ack ms",
         "bytes/ckpt",
@@ -259,6 +260,8 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         b.push(&bench, variant, "ckpt_ms_p50", ms.0, "ms");
         let stp = over(&st, |s| s.stopped_us);
         b.push(&bench, variant, "stopped_us_p50", stp.0, "us");
+        let stp99 = over(&st, |s| s.stopped_us_p99);
+        b.push(&bench, variant, "stopped_us_p99", stp99.0, "us");
         let send = over(&st, |s| s.send_ms);
         b.push(&bench, variant, "send_ms_p50", send.0, "ms");
         let ack = over(&st, |s| s.ack_ms);
@@ -286,6 +289,7 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
             range(cps, |x| format!("{x:.2}")),
             f1(ms.0),
             f1(stp.0),
+            f1(stp99.0),
             f1(send.0),
             f1(ack.0),
             format!("{:.0}", by.0),
