@@ -564,11 +564,15 @@ fn user_writer(addr: u64, len: u64) -> Result<kernel::uaccess::UserSliceWriter> 
 ///
 /// The frames of a region are never freed while the region exists, and the region
 /// lives as long as the file an ioctl runs on, so a frame pointer taken under the
-/// mutex stays valid without it; a held page is owned by the caller.
-fn copy_page_to_user(dst: usize, page: *mut bindings::page) -> Result {
-    // SAFETY: `page` is NULL, a frame of the region of the file the calling ioctl
-    // runs on (valid, see above), or a page the caller owns; process context, no
-    // spinlock held.
+/// mutex stays valid without it.
+///
+/// # Safety
+///
+/// `page` is NULL, a frame of the region of the file the calling ioctl runs on, or
+/// a page the caller holds; the caller holds no spinlock.
+unsafe fn copy_page_to_user(dst: usize, page: *mut bindings::page) -> Result {
+    // SAFETY: `page` is NULL or a valid page (the caller's contract); process
+    // context, no spinlock held.
     let ret = unsafe { memkit_copy_page_to_user(dst, page) };
     if ret != 0 {
         return Err(Error::from_errno(ret));
@@ -750,7 +754,6 @@ impl CkptDevice {
                 }
                 if c.snapshot {
                     r.open_snapshot(&snap, c.first, len)?;
-                    r.stats.snapshot_pages += dirty;
                 } else {
                     r.close_snapshot();
                 }
@@ -814,6 +817,9 @@ impl CkptDevice {
             r.stats.intervals += 1;
             r.stats.dirty_reported += dirty;
             r.stats.dirty_unmapped += unmapped;
+            if c.snapshot {
+                r.stats.snapshot_pages += dirty;
+            }
             // Lossless: at most the region's pages.
             if let Some(mode) = r.policy.after_interval(dirty, len as u64) {
                 r.enter(mode);
@@ -856,9 +862,12 @@ impl CkptDevice {
     fn copy_out(&self, idx: usize, dst: usize) -> Result {
         let source = (*self.region.lock()).as_mut().ok_or(EINVAL)?.source(idx);
         match source {
-            Source::Held(page) => copy_page_to_user(dst, page.as_ptr()),
+            // SAFETY: a page owned here; an ioctl holds no spinlock.
+            Source::Held(page) => unsafe { copy_page_to_user(dst, page.as_ptr()) },
             Source::Frame(page, generation) => {
-                copy_page_to_user(dst, page)?;
+                // SAFETY: NULL or a frame of this file's region (`Region::source`);
+                // an ioctl holds no spinlock.
+                unsafe { copy_page_to_user(dst, page) }?;
                 let Some(generation) = generation else {
                     return Ok(());
                 };
@@ -867,7 +876,8 @@ impl CkptDevice {
                     .ok_or(EINVAL)?
                     .sent(idx, generation);
                 match again {
-                    Some(page) => copy_page_to_user(dst, page.as_ptr()),
+                    // SAFETY: a page owned here; an ioctl holds no spinlock.
+                    Some(page) => unsafe { copy_page_to_user(dst, page.as_ptr()) },
                     None => Ok(()),
                 }
             }
@@ -959,10 +969,10 @@ impl CkptDevice {
     /// from its kept old contents if a write came first). A page of the diff set is
     /// copied once, under the region lock, into a new snapshot — what its record
     /// carries and its next version — and encoded against its version into the
-    /// staging buffer. Staged records are copied out
-    /// without the lock (the caller's buffer may be the region's own mapping, whose
-    /// fault takes the lock). The snapshots replace the versions only once every
-    /// record reached the caller: a failed call advances no version.
+    /// staging buffer. Staged records are copied out without the lock (the caller's
+    /// buffer may be the region's own mapping, whose fault takes the lock). The
+    /// snapshots replace the versions only once every record reached the caller: a
+    /// failed call advances no version.
     fn copy_diff(&self, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::CkptCopyDiff>(arg)?;
         if req.count == 0 || req.count > abi::CKPT_COPY_DIFF_MAX_PAGES {
