@@ -182,15 +182,18 @@ fn write_loop(map: &CkptMap, dev: Option<&Device>, o: &WriterOpts, zipf: Option<
         if o.secs > 0.0 && elapsed.as_secs_f64() >= o.secs {
             return;
         }
-        if o.per_checkpoint > 0 && in_epoch >= o.per_checkpoint {
+        // A look at a region's count is a system call: only once the quota is made,
+        // and then every millisecond.
+        if o.per_checkpoint > 0 && (dev.is_none() || in_epoch >= o.per_checkpoint) {
             let now = checkpoints_seen(dev);
-            if now == epoch {
-                // A system call per look for a region: look less often.
+            if now != epoch {
+                (in_epoch, epoch) = (0, now);
+            }
+            if in_epoch >= o.per_checkpoint {
                 let wait = if dev.is_some() { 1000 } else { 200 };
                 std::thread::sleep(Duration::from_micros(wait));
                 continue;
             }
-            (in_epoch, epoch) = (0, now);
         }
         if o.rate > 0 {
             let due = (elapsed.as_secs_f64() * o.rate as f64) as u64;
