@@ -26,7 +26,8 @@ fn snapshot(dev: &Device, pages: u64) -> Result<Vec<u64>, String> {
         .collect())
 }
 
-/// Fails unless page `p` of `data` (pages in order from `first`) is `want`.
+/// Fails unless `got`, a page copied out, is `want`; names the first byte that
+/// differs.
 fn expect_page(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
     if got != want {
         let at = got.iter().zip(want).position(|(a, b)| a != b);
