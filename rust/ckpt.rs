@@ -722,10 +722,10 @@ impl CkptDevice {
     fn collect(&self, arg: usize) -> Result<isize> {
         let mut req = uapi::read::<abi::CkptCollect>(arg)?;
         // Under the lock: gather, snapshot the range (window-relative words), and
-        // for a clearing collect clear what the snapshot holds — so that a collect
+        // for a clearing collect clear what the answer holds — so that a collect
         // running meanwhile reports any later write. The user copy goes without the
         // lock; if it fails, the snapshot's bits are set again.
-        let (c, snap, unmapped, dirty, nr_runs, generation) = {
+        let (c, snap, all, unmapped, dirty, nr_runs, generation) = {
             let mut guard = self.region.lock();
             let r = (*guard).as_mut().ok_or(EINVAL)?;
             let c = Collect::check(&req, r.pages).map_err(errno)?;
@@ -736,8 +736,9 @@ impl CkptDevice {
                 return Err(EINVAL);
             }
             let unmapped = if record { 0 } else { r.gather(c.first, c.end) };
+            let len = c.end - c.first;
             // Lossless: at most the region's pages.
-            let nwords = logic::words((c.end - c.first) as u64) as usize;
+            let nwords = logic::words(len as u64) as usize;
             let mut snap = KVVec::with_capacity(nwords, GFP_KERNEL_ACCOUNT)?;
             for w in 0..nwords {
                 snap.push(
@@ -745,33 +746,45 @@ impl CkptDevice {
                     GFP_KERNEL_ACCOUNT,
                 )?;
             }
-            let (dirty, nr_runs) = logic::count(&snap, 0, c.end - c.first);
+            // `COLLECT_ALL`: every page of the range is reported (and cleared, and in
+            // the snapshot); `snap` stays what was written, for the history.
+            let all = if c.all {
+                let mut all = KVVec::with_capacity(nwords, GFP_KERNEL_ACCOUNT)?;
+                for w in 0..nwords {
+                    all.push(logic::ones_word(len, w), GFP_KERNEL_ACCOUNT)?;
+                }
+                Some(all)
+            } else {
+                None
+            };
+            let answer = all.as_deref().unwrap_or(&snap);
+            let (dirty, nr_runs) = logic::count(answer, 0, len);
             c.check_room(req.buf_len, nr_runs).map_err(errno)?;
             if c.clear {
-                let len = c.end - c.first;
                 if record {
-                    r.protect(&snap, c.first, len);
+                    r.protect(answer, c.first, len);
                 }
                 if c.snapshot {
-                    r.open_snapshot(&snap, c.first, len)?;
+                    r.open_snapshot(answer, c.first, len)?;
                 } else {
                     r.close_snapshot();
                 }
-                logic::apply_snapshot(&mut r.pending, &snap, c.first, len, false);
+                logic::apply_snapshot(&mut r.pending, answer, c.first, len, false);
                 if record {
-                    r.keep_pinned(&snap, c.first, len);
+                    r.keep_pinned(answer, c.first, len);
                 }
             }
-            (c, snap, unmapped, dirty, nr_runs, r.cow.generation)
+            (c, snap, all, unmapped, dirty, nr_runs, r.cow.generation)
         };
         let len = c.end - c.first;
+        let answer = all.as_deref().unwrap_or(&snap);
         req.dirty = dirty;
         req.nr_ranges = nr_runs;
         let copied = (|| -> Result {
             if !c.count_only {
                 let mut out = user_writer(req.buf, req.buf_len)?;
                 if c.ranges {
-                    for (first, count) in logic::runs(&snap, 0, len) {
+                    for (first, count) in logic::runs(answer, 0, len) {
                         let mut raw = [0u8; 16];
                         abi::UapiStruct::encode(
                             &abi::CkptRange {
@@ -786,7 +799,7 @@ impl CkptDevice {
                 } else {
                     // 64 words per user copy, not one.
                     let mut chunk = [0u8; 512];
-                    for words in snap.chunks(64) {
+                    for words in answer.chunks(64) {
                         for (i, w) in words.iter().enumerate() {
                             if let Some(b) = chunk.get_mut(i * 8..i * 8 + 8) {
                                 b.copy_from_slice(&w.to_ne_bytes());
@@ -803,6 +816,8 @@ impl CkptDevice {
         let r = (*guard).as_mut().ok_or(EINVAL)?;
         if let Err(e) = copied {
             if c.clear {
+                // What was pending is pending again (with `ALL`, the pages that were
+                // not pending stay as they were).
                 logic::apply_snapshot(&mut r.pending, &snap, c.first, len, true);
                 // The snapshot it opened, unless another collect came since.
                 if c.snapshot && r.cow.generation == generation {
@@ -820,8 +835,10 @@ impl CkptDevice {
             if c.snapshot {
                 r.stats.snapshot_pages += dirty;
             }
+            // The mode follows what was written.
+            let written = logic::count(&snap, 0, len).0;
             // Lossless: at most the region's pages.
-            if let Some(mode) = r.policy.after_interval(dirty, len as u64) {
+            if let Some(mode) = r.policy.after_interval(written, len as u64) {
                 r.enter(mode);
                 r.stats.mode_switches += 1;
             }

@@ -739,9 +739,12 @@ pub const CKPT_COLLECT_RANGES: u32 = 1 << 1;
 /// reads as it was at this collect when `COPY` or `COPY_DIFF` first copies it out,
 /// however the program writes it meanwhile, until the next clearing collect.
 pub const CKPT_COLLECT_SNAPSHOT: u32 = 1 << 2;
+/// `memkit_ckpt_collect.flags` (ABI 1.3): report every page of the range, written
+/// or not (a checkpoint of every page; with `SNAPSHOT`, without a stop).
+pub const CKPT_COLLECT_ALL: u32 = 1 << 3;
 /// Every `memkit_ckpt_collect` flag.
 pub const CKPT_COLLECT_FLAGS: u32 =
-    CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES | CKPT_COLLECT_SNAPSHOT;
+    CKPT_COLLECT_CLEAR | CKPT_COLLECT_RANGES | CKPT_COLLECT_SNAPSHOT | CKPT_COLLECT_ALL;
 /// Most pages one `MEMKIT_IOC_CKPT_COPY` copies (and indexes one `DIFF_SET` adds).
 pub const CKPT_COPY_MAX_PAGES: u64 = 65536;
 /// `memkit_ckpt_diff_set.flags`: empty the set first.

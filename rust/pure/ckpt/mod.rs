@@ -97,6 +97,16 @@ pub fn apply_snapshot(map: &mut [u64], snap: &[u64], first: usize, len: usize, v
     }
 }
 
+/// Word `w` of a bitmap whose first `len` bits are set and the others clear.
+pub fn ones_word(len: usize, w: usize) -> u64 {
+    let start = w.saturating_mul(64);
+    match len.saturating_sub(start) {
+        0 => 0,
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n) - 1,
+    }
+}
+
 /// Word `w` of the bitmap of `[first, end)`: bit `j` is bit `first + 64 * w + j` of
 /// `map`; bits past `end` are zero.
 pub fn out_word(map: &[u64], first: usize, end: usize, w: usize) -> u64 {
@@ -275,6 +285,8 @@ pub struct Collect {
     pub count_only: bool,
     /// Open a copy-on-write snapshot of the reported pages (needs `clear`).
     pub snapshot: bool,
+    /// Report every page of the range, written or not.
+    pub all: bool,
 }
 
 impl Collect {
@@ -294,6 +306,7 @@ impl Collect {
             ranges: c.flags & abi::CKPT_COLLECT_RANGES != 0,
             count_only,
             snapshot,
+            all: c.flags & abi::CKPT_COLLECT_ALL != 0,
         })
     }
 
@@ -536,6 +549,26 @@ mod tests {
             Collect::check(&c(snap | ranges, 0, 10, 8, 8), 200),
             Err(EINVAL)
         );
+        let all = abi::CKPT_COLLECT_ALL;
+        assert!(
+            Collect::check(&c(clear | snap | all, 0, 10, 8, 8), 200)
+                .unwrap()
+                .all
+        );
+        assert!(!r.all);
+    }
+
+    #[test]
+    fn ones_words() {
+        assert_eq!(ones_word(0, 0), 0);
+        assert_eq!(ones_word(1, 0), 1);
+        assert_eq!(ones_word(64, 0), u64::MAX);
+        assert_eq!(ones_word(64, 1), 0);
+        assert_eq!(ones_word(130, 1), u64::MAX);
+        assert_eq!(ones_word(130, 2), 0b11);
+        assert_eq!(ones_word(130, usize::MAX), 0);
+        let map: Vec<u64> = (0..3).map(|w| ones_word(130, w)).collect();
+        assert_eq!(count(&map, 0, 130), (130, 1));
     }
 
     #[test]

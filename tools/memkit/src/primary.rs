@@ -20,9 +20,9 @@
 //! the target writes it meanwhile (the module copies a page's old contents in the
 //! write fault, if the page was not copied out yet).
 //!
-//! The first checkpoint of a connection sends every page, whole, with the target
-//! stopped; so does a checkpoint after which the target stays stopped
-//! ([`Pause::holds`]).
+//! The first checkpoint of a connection sends every page, whole (as a snapshot, one
+//! of every page). A checkpoint after which the target stays stopped
+//! ([`Pause::holds`]) stops it.
 //!
 //! Pipelining: a checkpoint does not wait for its acknowledgement before the next
 //! one starts; at most [`Options::window`] are sent and not yet acknowledged (1:
@@ -67,9 +67,10 @@ pub trait Source {
     fn snapshots(&self) -> bool {
         false
     }
-    /// As [`Source::collect_clear`], and the pages returned read as they are now
-    /// when [`Source::copy`] first copies them, until the next collect.
-    fn collect_snapshot(&mut self) -> io::Result<Vec<u64>> {
+    /// As [`Source::collect_clear`] (with `all`, every page), and the pages returned
+    /// read as they are now when [`Source::copy`] first copies them, until the next
+    /// collect.
+    fn collect_snapshot(&mut self, _all: bool) -> io::Result<Vec<u64>> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }
@@ -132,8 +133,11 @@ impl Source for RegionSource {
         self.snapshots
     }
 
-    fn collect_snapshot(&mut self) -> io::Result<Vec<u64>> {
-        let flags = abi::CKPT_COLLECT_CLEAR | abi::CKPT_COLLECT_SNAPSHOT;
+    fn collect_snapshot(&mut self, all: bool) -> io::Result<Vec<u64>> {
+        let mut flags = abi::CKPT_COLLECT_CLEAR | abi::CKPT_COLLECT_SNAPSHOT;
+        if all {
+            flags |= abi::CKPT_COLLECT_ALL;
+        }
         let runs = self.dev.ckpt_collect_ranges_with(flags, 0, self.pages)?;
         Ok(Self::pages_of(&runs))
     }
@@ -357,8 +361,8 @@ pub struct Options {
     pub cold_after: u32,
     /// Checkpoints sent and not yet acknowledged, at most (1 or more).
     pub window: u32,
-    /// Checkpoints after the first as copy-on-write snapshots, without a stop (if
-    /// the source [`Source::snapshots`]; not with pre-copy).
+    /// Checkpoints as copy-on-write snapshots, without a stop (if the source
+    /// [`Source::snapshots`]; not with pre-copy).
     pub cow: bool,
 }
 
@@ -594,7 +598,7 @@ impl<S: Source> Primary<S> {
         let [mut pre, mut records] = std::mem::take(&mut self.bufs);
         pre.clear();
         records.clear();
-        let snapshot = self.opts.cow && !self.first && !pause.holds() && self.src.snapshots();
+        let snapshot = self.opts.cow && !pause.holds() && self.src.snapshots();
         let mut stop_set;
         if self.opts.precopy && !snapshot {
             let mut d1 = self.src.collect_clear()?;
@@ -625,7 +629,8 @@ impl<S: Source> Primary<S> {
         let copied = (|| {
             let t = Instant::now();
             let d2 = if snapshot {
-                self.src.collect_snapshot()?
+                // The first checkpoint: a snapshot of every page.
+                self.src.collect_snapshot(self.first)?
             } else {
                 self.src.collect_clear()?
             };

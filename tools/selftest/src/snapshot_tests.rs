@@ -1,8 +1,9 @@
 //! Copy-on-write snapshots of `/dev/memkit-ckpt` (`CKPT_COLLECT_SNAPSHOT`): what is
 //! refused, pages copied out as they were at the collect however they were written
 //! after it (by `COPY` and both paths of `COPY_DIFF`), sent pages read live, a failed
-//! copy that loses nothing, and snapshots taken while two threads write that are
-//! always a consistent cut of their writes.
+//! copy that loses nothing, a snapshot of every page (`CKPT_COLLECT_ALL`), and
+//! snapshots taken while two threads write that are always a consistent cut of
+//! their writes.
 
 use crate::ckpt_tests::{apply_records, collect, expect_pages, pattern, region, start, stats, Rng};
 use crate::ktap::{expect_errno, Outcome, TestResult};
@@ -17,9 +18,14 @@ const SNAPSHOT: u32 = abi::CKPT_COLLECT_CLEAR | abi::CKPT_COLLECT_SNAPSHOT;
 
 /// A snapshot collect of the whole region: the pages it reports.
 fn snapshot(dev: &Device, pages: u64) -> Result<Vec<u64>, String> {
+    snapshot_with(dev, pages, 0)
+}
+
+/// [`snapshot`] with more collect flags (`abi::CKPT_COLLECT_ALL`).
+fn snapshot_with(dev: &Device, pages: u64, flags: u32) -> Result<Vec<u64>, String> {
     let runs = dev
-        .ckpt_collect_ranges_with(SNAPSHOT, 0, pages)
-        .map_err(|e| format!("snapshot collect: {e}"))?;
+        .ckpt_collect_ranges_with(SNAPSHOT | flags, 0, pages)
+        .map_err(|e| format!("snapshot collect (flags {flags:#x}): {e}"))?;
     Ok(runs
         .iter()
         .flat_map(|r| r.first..r.first + r.count)
@@ -154,6 +160,44 @@ pub fn ckpt_snapshot_copies_pages_as_they_were(_: &crate::Options) -> TestResult
         &collect(&dev, 0, PAGES, true)?,
         &[9],
     )?;
+    // `COLLECT_ALL`: every page, written or not, never-touched ones included.
+    for p in [10, 11] {
+        map.write_bytes(p * PAGE, &pattern(p as u64, 6));
+    }
+    let counted = dev
+        .ckpt_collect_into(abi::CKPT_COLLECT_ALL, 0, PAGES, &mut [])
+        .map_err(|e| format!("count of COLLECT_ALL: {e}"))?;
+    if (counted.dirty, counted.nr_ranges) != (PAGES, 1) {
+        return Err(format!(
+            "COLLECT_ALL counted {} pages in {} runs",
+            counted.dirty, counted.nr_ranges
+        ));
+    }
+    let every: Vec<u64> = (0..PAGES).collect();
+    expect_pages(
+        "a snapshot of every page",
+        &snapshot_with(&dev, PAGES, abi::CKPT_COLLECT_ALL)?,
+        &every,
+    )?;
+    let sent = dev
+        .ckpt_copy(&[10])
+        .map_err(|e| format!("CKPT_COPY: {e}"))?;
+    expect_page("page 10", &sent, &pattern(10, 6))?;
+    // Page 15 was never touched: it reads as zeros, however it is written after.
+    for p in [15, 11] {
+        map.write_bytes(p * PAGE, &pattern(p as u64, 7));
+    }
+    let data = dev
+        .ckpt_copy(&[15, 11])
+        .map_err(|e| format!("CKPT_COPY: {e}"))?;
+    expect_page("never-touched page 15", &data[..PAGE], &[0u8; PAGE])?;
+    expect_page("page 11", &data[PAGE..], &pattern(11, 6))?;
+    // The next collect reports what was written since.
+    expect_pages(
+        "after the snapshot of every page",
+        &collect(&dev, 0, PAGES, true)?,
+        &[11, 15],
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -219,7 +263,13 @@ pub fn ckpt_snapshot_is_a_cut_of_racing_writers(_: &crate::Options) -> TestResul
             let end = Instant::now() + Duration::from_secs(4);
             while rounds < 20 || (rounds < 300 && Instant::now() < end) {
                 rounds += 1;
-                let dirty = snapshot(&dev, PAGES)?;
+                // The first: a snapshot of every page, as a checkpointer's first.
+                let flags = if rounds == 1 {
+                    abi::CKPT_COLLECT_ALL
+                } else {
+                    0
+                };
+                let dirty = snapshot_with(&dev, PAGES, flags)?;
                 if dirty.is_empty() {
                     // The writers have not started yet.
                     continue;

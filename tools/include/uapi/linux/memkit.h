@@ -446,9 +446,14 @@ struct memkit_ckpt_start {
  * COLLECT_CLEAR or on a region whose mode is not fixed to recording.
  */
 #define MEMKIT_CKPT_COLLECT_SNAPSHOT (1U << 2)
+/*
+ * (ABI 1.3) Report every page of the range, written or not: a checkpoint of every
+ * page (with COLLECT_SNAPSHOT, without stopping the program).
+ */
+#define MEMKIT_CKPT_COLLECT_ALL (1U << 3)
 #define MEMKIT_CKPT_COLLECT_FLAGS                                 \
 	(MEMKIT_CKPT_COLLECT_CLEAR | MEMKIT_CKPT_COLLECT_RANGES | \
-	 MEMKIT_CKPT_COLLECT_SNAPSHOT)
+	 MEMKIT_CKPT_COLLECT_SNAPSHOT | MEMKIT_CKPT_COLLECT_ALL)
 
 /**
  * struct memkit_ckpt_range - a run of dirty pages.

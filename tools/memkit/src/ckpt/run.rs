@@ -66,9 +66,9 @@ pub struct CheckpointOpts {
     /// checkpoint waits for its own).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub window: u32,
-    /// Do not stop the target: each checkpoint after the first is a copy-on-write
-    /// snapshot of its region, and its writes wait only during the collect (memkit
-    /// regions, tracked in the recording mode).
+    /// Do not stop the target: each checkpoint is a copy-on-write snapshot of its
+    /// region (the first one of every page), and its writes wait only during the
+    /// collect (memkit regions, tracked in the recording mode).
     #[arg(long, conflicts_with = "precopy")]
     pub cow: bool,
 }
@@ -130,7 +130,7 @@ pub struct Summary {
     restored: Option<u64>,
     source: &'static str,
     precopy: bool,
-    /// Checkpoints after the first taken as copy-on-write snapshots (`--cow`).
+    /// Checkpoints taken as copy-on-write snapshots (`--cow`).
     cow: bool,
     diff: bool,
     checkpoints: u64,
