@@ -117,6 +117,9 @@ pub struct RunSummary {
     pub record_bytes: u64,
     /// The same pages whole (4096 bytes each).
     pub full_bytes: u64,
+    /// With `--cow`: pages written before they were copied out of a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cow_copies: Option<u64>,
     /// Why the run ended before `--count`, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended: Option<String>,

@@ -73,6 +73,11 @@ pub trait Source {
     fn collect_snapshot(&mut self, _all: bool) -> io::Result<Vec<u64>> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+    /// Pages of snapshots that a write reached before they were copied out, so far
+    /// (each cost that write a page copy), where the source counts them.
+    fn cow_copies(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A memkit checkpoint region.
@@ -131,6 +136,10 @@ impl Source for RegionSource {
 
     fn snapshots(&self) -> bool {
         self.snapshots
+    }
+
+    fn cow_copies(&self) -> Option<u64> {
+        self.dev.ckpt_stats().ok().map(|s| s.cow_copies)
     }
 
     fn collect_snapshot(&mut self, all: bool) -> io::Result<Vec<u64>> {

@@ -224,7 +224,7 @@ pub fn ckpt_run_replica_equals_memory(_: &crate::Options) -> TestResult {
     // Copy-on-write snapshots: the writer is never stopped but for the first and the
     // last checkpoint; every page it wrote still reaches the replica.
     let cow = run_and_verify("cow", &["--cow"], &["--write", "random"])?;
-    if cow["cow"] != true || num(&cow, "pages")? == 0 {
+    if cow["cow"] != true || num(&cow, "pages")? == 0 || !cow["cow_copies"].is_u64() {
         return Err(format!("--cow: {cow}"));
     }
     // Sparse 8-byte writes: pages the backup lists as worth diffing go as diffs, and
@@ -236,12 +236,13 @@ pub fn ckpt_run_replica_equals_memory(_: &crate::Options) -> TestResult {
         return Err(format!("sparse writes were not sent as diffs: {sparse}"));
     }
     println!(
-        "plain: {} pages, p50 stop {} us; cow: {} pages, p50 collect {} us; pre-copy: {} pages \
-         ({} pre-copied), p50 stop {} us; sparse: {} of {} bytes",
+        "plain: {} pages, p50 stop {} us; cow: {} pages, p50 collect {} us, {} copied by a \
+         write first; pre-copy: {} pages ({} pre-copied), p50 stop {} us; sparse: {} of {} bytes",
         plain["pages"],
         plain["stopped_us_p50"],
         cow["pages"],
         cow["stopped_us_p50"],
+        cow["cow_copies"],
         pre["pages"],
         pre["precopied"],
         pre["stopped_us_p50"],

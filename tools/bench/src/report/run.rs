@@ -221,6 +221,7 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         "writes/ckpt",
         "pages/ckpt",
         "dirty",
+        "cow/ckpt",
         "ckpt/s",
         "ckpt ms",
         "stopped us",
@@ -254,6 +255,21 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
             pg.0 / pages * 100.0,
             "% of pages",
         );
+        // `--cow`: pages a write reached before they were copied out, per
+        // checkpoint over the whole runs (the writer's extra cost: a page copy each).
+        let cow: Option<f64> = {
+            let (n, c) = xs.iter().fold((0u64, None::<u64>), |(n, c), x| {
+                let add = x.summary.cow_copies;
+                (
+                    n + x.summary.checkpoints,
+                    add.map(|a| c.unwrap_or(0) + a).or(c),
+                )
+            });
+            c.map(|c| c as f64 / n.max(1) as f64)
+        };
+        if let Some(c) = cow {
+            b.push(&bench, variant, "cow_copies_per_ckpt", c, "pages");
+        }
         let wr = over(&st, |s| s.writes_per_ckpt);
         b.push(&bench, variant, "writer_writes_per_ckpt", wr.0, "writes");
         let ms = over(&st, |s| s.total_ms);
@@ -286,6 +302,7 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
             format!("{:.0}", wr.0),
             range(pg, f1),
             format!("{:.2}%", pg.0 / pages * 100.0),
+            cow.map_or("-".into(), f1),
             range(cps, |x| format!("{x:.2}")),
             f1(ms.0),
             f1(stp.0),

@@ -132,6 +132,10 @@ pub struct Summary {
     precopy: bool,
     /// Checkpoints taken as copy-on-write snapshots (`--cow`).
     cow: bool,
+    /// With `--cow`: pages the program wrote before they were copied out of a
+    /// snapshot, over the run; each cost its write fault a page copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cow_copies: Option<u64>,
     diff: bool,
     checkpoints: u64,
     first_seq: u64,
@@ -236,6 +240,7 @@ fn checkpoints<S: Source>(
     let mut primary =
         Primary::connect(src, backup, opts).map_err(|e| format!("backup at {backup}: {e}"))?;
     s.first_seq = primary.seq() + 1;
+    let cow_before = primary.source().cow_copies();
     let interval = Duration::from_millis(o.interval_ms);
     let start = Instant::now();
     let mut next = start;
@@ -313,6 +318,13 @@ fn checkpoints<S: Source>(
         .drain()
         .map_err(|e| format!("waiting for checkpoint {}: {e}", primary.acked() + 1))?;
     rest.into_iter().for_each(|r| account(r, s));
+    if o.cow {
+        s.cow_copies = primary
+            .source()
+            .cow_copies()
+            .zip(cow_before)
+            .map(|(now, before)| now.saturating_sub(before));
+    }
     s.secs = start.elapsed().as_secs_f64();
     s.checkpoints_per_s = s.checkpoints as f64 / s.secs.max(1e-9);
     if let Some(t) = first_done {
