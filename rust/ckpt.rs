@@ -835,8 +835,12 @@ impl CkptDevice {
             if c.snapshot {
                 r.stats.snapshot_pages += dirty;
             }
-            // The mode follows what was written.
-            let written = logic::count(&snap, 0, len).0;
+            // The mode follows what was written (with `ALL`, less than reported).
+            let written = if all.is_some() {
+                logic::count(&snap, 0, len).0
+            } else {
+                dirty
+            };
             // Lossless: at most the region's pages.
             if let Some(mode) = r.policy.after_interval(written, len as u64) {
                 r.enter(mode);

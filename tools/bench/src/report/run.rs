@@ -257,16 +257,11 @@ fn rate(b: &mut Builder, runs: &[&CkptRunSample], targets: &mut Vec<(String, Str
         );
         // `--cow`: pages a write reached before they were copied out, per
         // checkpoint over the whole runs (the writer's extra cost: a page copy each).
-        let cow: Option<f64> = {
-            let (n, c) = xs.iter().fold((0u64, None::<u64>), |(n, c), x| {
-                let add = x.summary.cow_copies;
-                (
-                    n + x.summary.checkpoints,
-                    add.map(|a| c.unwrap_or(0) + a).or(c),
-                )
-            });
-            c.map(|c| c as f64 / n.max(1) as f64)
-        };
+        let cow = xs.iter().any(|x| x.summary.cow_copies.is_some()).then(|| {
+            let copies: u64 = xs.iter().filter_map(|x| x.summary.cow_copies).sum();
+            let ckpts: u64 = xs.iter().map(|x| x.summary.checkpoints).sum();
+            copies as f64 / ckpts.max(1) as f64
+        });
         if let Some(c) = cow {
             b.push(&bench, variant, "cow_copies_per_ckpt", c, "pages");
         }
